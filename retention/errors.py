@@ -1,0 +1,103 @@
+"""The error tree of `retention`.
+
+Every error a user can cause or meet derives from :class:`RetentionError` and carries what is
+needed to fix it, so the CLI can print one clear line and choose an exit code::
+
+    RetentionError
+    ├── ConfigError            bad settings, rules or holds (file, line, field)   exit 2
+    ├── StoreError             a store is unreachable or its schema does not fit   exit 3
+    │   └── SchemaError        a table or column named in config does not exist    exit 2
+    ├── SafetyError            an action was refused to protect data               exit 4
+    │   ├── CircuitBreakerTripped   a rule would act on too much at once
+    │   └── ForeignKeyRefused       a delete would orphan rows of another table
+    └── AuditError             the audit log does not verify                       exit 1
+"""
+
+from __future__ import annotations
+
+
+class RetentionError(Exception):
+    """Root of every error `retention` raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(RetentionError):
+    """Invalid configuration, rule pack or holds file; nothing has been executed."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file or "<config>"
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.field:
+            where += f": {self.field}"
+        return f"{where}: {self.message}"
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration errors found in one pass, reported together."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.message, file=first.file, line=first.line, field=first.field)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+class StoreError(RetentionError):
+    """A store could not be reached or used; its rules are skipped, others proceed."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, store: str | None = None) -> None:
+        self.store = store
+        super().__init__(f"store {store!r}: {message}" if store else message)
+
+
+class SchemaError(StoreError):
+    """A table or column named in config is missing from the live schema."""
+
+    exit_code = 2
+
+
+class SafetyError(RetentionError):
+    """An action was refused because carrying it out could destroy data that must be kept."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, rule: str | None = None, dataset: str | None = None):
+        self.rule = rule
+        self.dataset = dataset
+        super().__init__(message)
+
+
+class CircuitBreakerTripped(SafetyError):
+    """A rule would act on more than `limits` allow in one run."""
+
+
+class ForeignKeyRefused(SafetyError):
+    """A delete was refused by a foreign key that no `cascade` declares."""
+
+
+class AuditError(RetentionError):
+    """The audit log failed verification: an entry was edited, removed, added or moved."""
+
+    exit_code = 1
