@@ -1,0 +1,5 @@
+"""`python -m retention`."""
+
+from .cli import main
+
+main()

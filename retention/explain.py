@@ -1,0 +1,299 @@
+"""`retention explain DATASET KEY`: every rule that touches one record, and the verdict.
+
+The decision for the record is made by the same SQL predicates the planner counts and the
+executor repeats (restricted to this one key), so `explain` cannot disagree with a run. The
+clock start and due dates are also computed in Python from the record's values, for display.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, case, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from .config import Config
+from .errors import ConfigError, RetentionError
+from .holds import Hold, HoldsFile
+from .rules import Rule
+from .stores import SqlStore, open_sql_stores
+from .stores.sqlclock import parse_stored
+from .stores.sqlselect import Selection, SelectionBuilder
+from .timemath import add_duration
+
+
+@dataclass(frozen=True)
+class RuleVerdict:
+    """What one rule says about the record."""
+
+    rule: str
+    action: str
+    status: str
+    clock: str
+    clock_start: dt.datetime | None = None
+    due_at: dt.datetime | None = None
+    overdue_at: dt.datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        def iso(value: dt.datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "rule": self.rule,
+            "action": self.action,
+            "status": self.status,
+            "clock": self.clock,
+            "clock_start": iso(self.clock_start),
+            "due_at": iso(self.due_at),
+            "overdue_at": iso(self.overdue_at),
+        }
+
+
+@dataclass(frozen=True)
+class Explanation:
+    dataset: str
+    key: str
+    now: dt.datetime
+    verdict: str
+    rules: tuple[RuleVerdict, ...]
+    holds: tuple[str, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "key": self.key,
+            "now": self.now.isoformat(),
+            "verdict": self.verdict,
+            "holds": list(self.holds),
+            "rules": [r.as_dict() for r in self.rules],
+        }
+
+
+class RecordNotFound(RetentionError):
+    exit_code = 1
+
+
+def explain(
+    config: Config,
+    dataset: str,
+    key: str,
+    now: dt.datetime,
+    *,
+    holds: HoldsFile | None = None,
+    stores: dict[str, SqlStore] | None = None,
+) -> Explanation:
+    """Explain the fate of record `key` (``a/b`` for composite keys) in `dataset`."""
+    settings = config.settings
+    if dataset not in settings.datasets:
+        raise ConfigError(f"unknown dataset {dataset!r}", field="DATASET")
+    ds = settings.datasets[dataset]
+    stores = open_sql_stores(settings) if stores is None else stores
+    store = stores.get(ds.store)
+    if store is None:
+        raise ConfigError(f"dataset {dataset!r} is not in a SQL store", field="DATASET")
+    holds = config.load_holds() if holds is None else holds
+    builder = SelectionBuilder(config, store, now)
+    assert ds.table is not None
+    table = store.table(ds.table)
+    key_columns = [store.column(table, name) for name in ds.key_columns]
+    parts = key.split("/") if len(key_columns) > 1 else [key]
+    if len(parts) != len(key_columns):
+        raise ConfigError(
+            f"dataset {dataset!r} has a key of {len(key_columns)} columns: give them as a/b",
+            field="KEY",
+        )
+    match = and_(*(col == _typed(col, part) for col, part in zip(key_columns, parts, strict=True)))
+    with store.engine.connect() as connection:
+        row = connection.execute(select(table).where(match)).mappings().first()
+    if row is None:
+        raise RecordNotFound(f"no record with key {key!r} in dataset {dataset!r}")
+    subject_row = _subject_row(config, store, dataset, row)
+    covering = _covering_holds(config, dataset, row, holds)
+    verdicts = []
+    for rule in config.rules_for(dataset):
+        selection = builder.build(rule, dataset, holds)
+        flags = _flags(store, selection, match)
+        start = _clock_start(config, store, dataset, rule, row, subject_row)
+        zone = settings.zone()
+        due_at = add_duration(start, rule.delay, zone) if start else None
+        overdue_at = (
+            add_duration(start, rule.delay + rule.within, zone)
+            if start and rule.within is not None
+            else None
+        )
+        verdicts.append(
+            RuleVerdict(
+                rule=rule.id,
+                action=rule.action,
+                status=_status(rule, flags, start),
+                clock=str(rule.after),
+                clock_start=start,
+                due_at=due_at,
+                overdue_at=overdue_at,
+            )
+        )
+    return Explanation(
+        dataset=dataset,
+        key=key,
+        now=now,
+        verdict=_verdict(verdicts, covering, holds.freeze),
+        rules=tuple(verdicts),
+        holds=tuple(h.id for h in covering),
+    )
+
+
+def _flags(store: SqlStore, s: Selection, match: ColumnElement[bool]) -> dict[str, bool]:
+    named = {
+        "scope": s.scope,
+        "due": and_(s.scope, s.due),
+        "held": s.held,
+        "blocked": s.blocked,
+        "superseded": s.superseded,
+        "done": s.done,
+        "actionable": s.actionable,
+        "overdue": and_(s.actionable, s.overdue),
+    }
+    query = select(
+        *(case((expr, 1), else_=0).label(name) for name, expr in named.items())
+    ).select_from(s.table).where(match)
+    with store.engine.connect() as connection:
+        row = connection.execute(query).mappings().one()
+    return {name: bool(row[name]) for name in named}
+
+
+def _status(rule: Rule, flags: dict[str, bool], start: dt.datetime | None) -> str:
+    if not flags["scope"]:
+        return "not covered (where filter)"
+    if start is None and not flags["due"]:
+        return "clock not started"
+    if not flags["due"]:
+        return "keeping" if rule.action == "keep" else "not yet due"
+    if rule.action == "keep":
+        return "keep period over"
+    for name, text in (
+        ("held", "held"),
+        ("blocked", "blocked by a keep rule"),
+        ("superseded", "superseded by a delete rule"),
+        ("done", "already anonymized"),
+        ("overdue", "overdue"),
+        ("actionable", "due"),
+    ):
+        if flags[name]:
+            return text
+    return "due"
+
+
+def _verdict(verdicts: list[RuleVerdict], covering: list[Hold], freeze: bool) -> str:
+    if not verdicts:
+        return "no rule applies to this record: it is kept"
+    acting = [v for v in verdicts if v.status in ("due", "overdue")]
+    deletes = [v for v in acting if v.action == "delete"]
+    if deletes:
+        first = deletes[0]
+        return f"due for deletion by rule {first.rule} since {_day(first.due_at)}" + (
+            " (overdue)" if first.status == "overdue" else ""
+        )
+    if acting:
+        first = acting[0]
+        return f"due for anonymization by rule {first.rule} since {_day(first.due_at)}"
+    held = [v for v in verdicts if v.status == "held"]
+    if held:
+        reason = "freeze" if freeze else ", ".join(h.id for h in covering) or "a hold"
+        return f"held by {reason}: rule {held[0].rule} would otherwise act"
+    blocked = [v for v in verdicts if v.status == "blocked by a keep rule"]
+    keeps = [v for v in verdicts if v.action == "keep" and v.status in ("keeping", "clock not started")]
+    if blocked:
+        until = max((v.due_at for v in keeps if v.due_at), default=None)
+        names = ", ".join(v.rule for v in keeps)
+        return f"kept by {names}" + (f" until {_day(until)}" if until else "")
+    upcoming = sorted(
+        (v for v in verdicts if v.action != "keep" and v.status == "not yet due" and v.due_at),
+        key=lambda v: v.due_at or dt.datetime.max.replace(tzinfo=dt.UTC),
+    )
+    if upcoming:
+        first = upcoming[0]
+        verb = "deleted" if first.action == "delete" else "anonymized"
+        keep_until = max((v.due_at for v in keeps if v.due_at), default=None)
+        when = max(first.due_at, keep_until) if keep_until and first.due_at else first.due_at
+        return f"will be {verb} on {_day(when)} by rule {first.rule}"
+    if any(v.status == "already anonymized" for v in verdicts):
+        return "already anonymized; nothing left to do"
+    return "no rule will act on this record yet (its clocks have not started)"
+
+
+def _day(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value else "unknown"
+
+
+def _typed(column: Any, text: str) -> Any:
+    try:
+        return column.type.python_type(text)
+    except (NotImplementedError, TypeError, ValueError):
+        return text
+
+
+def _subject_row(
+    config: Config, store: SqlStore, dataset: str, row: Any
+) -> dict[str, Any] | None:
+    ds = config.settings.datasets[dataset]
+    if ds.subject is None or row[ds.subject.column] is None:
+        return None
+    subject = config.settings.subjects[ds.subject.type]
+    table = store.table(subject.table)
+    with store.engine.connect() as connection:
+        found = connection.execute(
+            select(table).where(store.column(table, subject.key) == row[ds.subject.column])
+        ).mappings().first()
+    return dict(found) if found else None
+
+
+def _clock_start(
+    config: Config,
+    store: SqlStore,
+    dataset: str,
+    rule: Rule,
+    row: Any,
+    subject_row: dict[str, Any] | None,
+) -> dt.datetime | None:
+    settings = config.settings
+    ds = settings.datasets[dataset]
+    values: list[dt.datetime | None] = []
+    for ref in rule.after.refs:
+        if ref.source == "record":
+            zone = ZoneInfo(ds.timezone) if ds.timezone else settings.zone()
+            values.append(parse_stored(row[ds.timestamps[ref.name]], zone))
+        else:
+            assert ds.subject is not None
+            subject = settings.subjects[ds.subject.type]
+            zone = ZoneInfo(subject.timezone) if subject.timezone else settings.zone()
+            raw = subject_row.get(subject.events[ref.name]) if subject_row else None
+            values.append(parse_stored(raw, zone))
+    known = [v for v in values if v is not None]
+    if rule.after.combine == "one":
+        return values[0]
+    if rule.after.combine == "earliest":
+        return min(known, default=None)
+    return max(known) if len(known) == len(values) else None
+
+
+def _covering_holds(config: Config, dataset: str, row: Any, holds: HoldsFile) -> list[Hold]:
+    ds = config.settings.datasets[dataset]
+    covering = []
+    for hold in holds.active():
+        if not hold.covers_dataset(dataset):
+            continue
+        scoped = hold.scoped_subjects()
+        if scoped is None:
+            covering.append(hold)
+            continue
+        if ds.subject is None:
+            continue
+        link = row[ds.subject.column]
+        ids = {str(i) for i in scoped.get(ds.subject.type, [])}
+        if link is not None and str(link) in ids:
+            covering.append(hold)
+    return covering
+

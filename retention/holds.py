@@ -1,0 +1,73 @@
+"""Legal holds: owned by legal, toggled in a YAML file, re-read before every batch.
+
+An active hold suspends every destructive action on the records it covers. A hold covers the
+records that match all of its given scopes (subjects, datasets, rules); a hold with no scope at
+all covers everything. ``freeze: true`` stops every destructive action anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from pydantic import Field
+
+from .settings import Model
+
+HoldSubjectId = int | str
+
+
+class Hold(Model):
+    """One legal hold. ``active: false`` keeps the record of the hold but releases it."""
+
+    id: str = Field(min_length=1)
+    active: bool = True
+    reason: str | None = None
+    subjects: dict[str, list[HoldSubjectId]] | None = None
+    datasets: list[str] | None = None
+    rules: list[str] | None = None
+    placed_by: str | None = None
+    placed_on: dt.date | None = None
+    review_by: dt.date | None = None
+
+    def scoped_subjects(self) -> dict[str, list[HoldSubjectId]] | None:
+        """The subject scope, or None when the hold covers every subject."""
+        return self.subjects or None
+
+    def covers_dataset(self, dataset: str) -> bool:
+        return not self.datasets or dataset in self.datasets
+
+    def covers_rule(self, rule_id: str) -> bool:
+        return not self.rules or rule_id in self.rules
+
+    def review_overdue(self, today: dt.date) -> bool:
+        """True once the review date has passed (a reminder; never releases the hold)."""
+        return self.review_by is not None and today > self.review_by
+
+
+class HoldsFile(Model):
+    """The whole holds file."""
+
+    freeze: bool = False
+    holds: list[Hold] = Field(default_factory=list)
+
+    def active(self) -> list[Hold]:
+        return [hold for hold in self.holds if hold.active]
+
+    def applicable(self, dataset: str, rule_id: str) -> list[Hold]:
+        """Active holds whose dataset and rule scopes include this rule × dataset."""
+        return [h for h in self.active() if h.covers_dataset(dataset) and h.covers_rule(rule_id)]
+
+
+NO_HOLDS = HoldsFile()
+
+
+def holds_fingerprint(path: Path | None) -> tuple[int, int] | None:
+    """A cheap change detector for the holds file (mtime, size)."""
+    if path is None:
+        return None
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)

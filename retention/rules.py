@@ -1,0 +1,163 @@
+"""Rule packs: the retention promises of a policy as frozen, validated rules.
+
+A pack is a YAML file with a ``policy`` header and a list of ``rules``. Each rule says which
+records it applies to, from which moment their clock runs, how long they are kept and what
+happens then (see DESIGN.md, "Rule packs"). This module parses packs into :class:`Rule` objects;
+checking that the datasets, categories, events and columns a rule names exist is done by
+:mod:`retention.config`, which sees the whole configuration.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from croniter import croniter
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from .anonymize import StrategySpec
+from .durations import Duration
+from .settings import Model
+
+RULE_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
+_CLOCK_PATTERN = re.compile(r"^(record|subject)\.([A-Za-z_][A-Za-z0-9_]*)$")
+
+Action = Literal["delete", "anonymize", "keep"]
+WhereValue = str | int | float | bool | None | list[str | int | float | bool | None]
+
+
+@dataclass(frozen=True)
+class ClockRef:
+    """One clock: a record timestamp (``record.created``) or a subject event (``subject.closed``)."""
+
+    source: Literal["record", "subject"]
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.source}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Clock:
+    """When a rule's clock starts: one reference, or the earliest/latest of several."""
+
+    refs: tuple[ClockRef, ...]
+    combine: Literal["one", "earliest", "latest"] = "one"
+
+    def __str__(self) -> str:
+        if self.combine == "one":
+            return str(self.refs[0])
+        return f"{self.combine}({', '.join(str(r) for r in self.refs)})"
+
+    @classmethod
+    def parse(cls, raw: object) -> Clock:
+        """Parse ``record.created`` / ``subject.closed`` / ``{earliest: [...]}`` / ``{latest: [...]}``."""
+        if isinstance(raw, Clock):
+            return raw
+        if isinstance(raw, str):
+            return cls((_parse_ref(raw),))
+        if isinstance(raw, Mapping) and len(raw) == 1:
+            (combine, refs), = raw.items()
+            if combine in ("earliest", "latest") and isinstance(refs, list) and refs:
+                parsed = tuple(_parse_ref(r) for r in refs)
+                if len(set(parsed)) != len(parsed):
+                    raise ValueError(f"{combine} lists the same clock twice")
+                return cls(parsed, combine)
+        raise ValueError(
+            "after must be record.<timestamp>, subject.<event>, "
+            "{earliest: [...]} or {latest: [...]}"
+        )
+
+
+def _parse_ref(raw: object) -> ClockRef:
+    match = _CLOCK_PATTERN.match(raw) if isinstance(raw, str) else None
+    if not match:
+        raise ValueError(f"{raw!r} is not a clock: use record.<timestamp> or subject.<event>")
+    source: Literal["record", "subject"] = "record" if match[1] == "record" else "subject"
+    return ClockRef(source, match[2])
+
+
+def _parse_strategies(raw: object) -> dict[str, StrategySpec]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ValueError("anonymize must map personal fields to strategies, e.g. {email: hash}")
+    return {str(field): StrategySpec.parse(spec) for field, spec in raw.items()}
+
+
+class AppliesTo(Model):
+    """Which records a rule covers: every dataset of a category, or one dataset."""
+
+    category: str | None = None
+    dataset: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AppliesTo:
+        if (self.category is None) == (self.dataset is None):
+            raise ValueError("applies_to needs exactly one of category or dataset")
+        return self
+
+
+class Policy(Model):
+    name: str
+    document: str | None = None
+    url: str | None = None
+
+
+class Rule(Model):
+    """One retention promise."""
+
+    id: str = Field(pattern=RULE_ID_PATTERN)
+    summary: str | None = None
+    source: str | None = None
+    applies_to: AppliesTo
+    where: dict[str, WhereValue] = Field(default_factory=dict)
+    after: Annotated[Clock, BeforeValidator(Clock.parse)]
+    retain: Duration
+    grace: Duration = Duration()
+    within: Duration | None = None
+    action: Action
+    anonymize: Annotated[dict[str, StrategySpec], BeforeValidator(_parse_strategies)] = Field(
+        default_factory=dict
+    )
+    schedule: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a valid cron expression")
+        return value
+
+    @model_validator(mode="after")
+    def _strategies_match_action(self) -> Rule:
+        if self.action == "anonymize" and not self.anonymize:
+            raise ValueError("an anonymize rule needs `anonymize: {field: strategy, ...}`")
+        if self.action != "anonymize" and self.anonymize:
+            raise ValueError(f"`anonymize` strategies given on a {self.action} rule")
+        return self
+
+    @property
+    def delay(self) -> Duration:
+        """Time from the clock start to the due moment: retain + grace."""
+        return self.retain + self.grace
+
+    @property
+    def destructive(self) -> bool:
+        return self.action != "keep"
+
+
+class RulePack(Model):
+    policy: Policy
+    rules: list[Rule]
+
+
+def apply_override(rule: Rule, changes: Mapping[str, Any]) -> Rule:
+    """`rule` with a deployer's overrides applied and validated like the original."""
+    data = rule.model_dump(mode="python", exclude_none=True)
+    data["after"] = rule.after
+    data["anonymize"] = rule.anonymize
+    data.update({key: value for key, value in changes.items() if value is not None})
+    return Rule.model_validate(data)

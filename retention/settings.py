@@ -1,0 +1,211 @@
+"""The settings model: one YAML file, overridden by ``RETENTION_*`` environment variables.
+
+Every field can come from the file named by ``--config`` / ``RETENTION_CONFIG`` and be overridden
+by an environment variable (nested with ``__``: ``RETENTION_LIMITS__MAX_FRACTION=0.2``).
+Secrets (URLs that may hold passwords, the HMAC key) are ``SecretStr``: they never appear in
+``repr``, logs, errors or ``--json`` output.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class Model(BaseModel):
+    """Base for config value objects: frozen, unknown fields are errors."""
+
+    model_config = _STRICT
+
+
+class SqlStoreConfig(Model):
+    kind: Literal["sql"]
+    url: SecretStr
+    connect_timeout: float = Field(10.0, gt=0)
+
+
+class S3StoreConfig(Model):
+    kind: Literal["s3"]
+    bucket: str = Field(min_length=3)
+    region: str | None = None
+    endpoint_url: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    max_concurrency: int = Field(4, ge=1, le=64)
+    mirror_holds: bool = False
+
+
+class FilesystemStoreConfig(Model):
+    kind: Literal["filesystem"]
+    root: str
+
+
+StoreConfig = Annotated[
+    SqlStoreConfig | S3StoreConfig | FilesystemStoreConfig, Field(discriminator="kind")
+]
+
+
+class SubjectConfig(Model):
+    """A subject type whose lifecycle events are read from a table (or view)."""
+
+    store: str
+    table: str
+    key: str
+    events: dict[str, str] = Field(default_factory=dict)
+    timezone: str | None = None
+
+
+class SubjectLink(Model):
+    type: str
+    column: str
+
+
+class CascadeConfig(Model):
+    dataset: str
+    column: str
+
+
+class DatasetConfig(Model):
+    """One collection inside a store: a table, an S3 key prefix or a file glob."""
+
+    store: str
+    table: str | None = None
+    prefix: str | None = None
+    glob: str | None = None
+    key: str | list[str] | None = None
+    category: str
+    subject: SubjectLink | None = None
+    timestamps: dict[str, str] = Field(default_factory=dict)
+    personal: dict[str, str] = Field(default_factory=dict)
+    cascade: list[CascadeConfig] = Field(default_factory=list)
+    timezone: str | None = None
+    tag: str | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> DatasetConfig:
+        given = [name for name in ("table", "prefix", "glob") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a dataset needs exactly one of table, prefix or glob")
+        if self.table is not None and self.key is None:
+            raise ValueError("a table dataset needs a key (its primary key column or columns)")
+        return self
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """The primary-key column names, in order."""
+        if self.key is None:
+            return ()
+        return (self.key,) if isinstance(self.key, str) else tuple(self.key)
+
+
+class Limits(Model):
+    max_fraction: float = Field(0.5, gt=0, le=1)
+    max_actions_per_run: int = Field(1_000_000, ge=1)
+
+
+class AuditSettings(Model):
+    keys: Literal["plain", "hmac", "none"] = "hmac"
+
+
+class ServiceSettings(Model):
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+
+
+class RuleOverride(Model):
+    """A deployer's change to a shipped rule, without editing the pack."""
+
+    enabled: bool = True
+    retain: str | None = None
+    grace: str | None = None
+    within: str | None = None
+    schedule: str | None = None
+    where: dict[str, Any] | None = None
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """The YAML file's data, ranked below environment variables."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    """Everything a config file says; see DESIGN.md for each field."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RETENTION_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    state_db: SecretStr = SecretStr("sqlite:///retention-state.db")
+    rules: list[str] = Field(default_factory=lambda: ["rules/"])
+    holds: str | None = None
+    dry_run: bool = True
+    schedule: str = "0 3 * * *"
+    timezone: str = "UTC"
+    batch_size: int = Field(5000, ge=1, le=1_000_000)
+    limits: Limits = Field(default_factory=Limits)
+    hmac_key: SecretStr | None = None
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    stores: dict[str, StoreConfig] = Field(default_factory=dict)
+    subjects: dict[str, SubjectConfig] = Field(default_factory=dict)
+    datasets: dict[str, DatasetConfig] = Field(default_factory=dict)
+    rule_overrides: dict[str, RuleOverride] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs carry the YAML file; the environment must win over it.
+        data = getattr(init_settings, "init_kwargs", {})
+        return env_settings, _DictSource(settings_cls, data)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        check_zone(value)
+        return value
+
+    @field_validator("stores", "subjects", "datasets")
+    @classmethod
+    def _safe_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"{name!r} is not a valid name (letters, digits, _ . -)")
+        return value
+
+    def zone(self) -> ZoneInfo:
+        """The configured time zone."""
+        return ZoneInfo(self.timezone)
+
+
+def check_zone(name: str) -> ZoneInfo:
+    """The IANA zone `name`, or a ValueError saying it is unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)") from None

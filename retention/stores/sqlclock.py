@@ -1,0 +1,183 @@
+"""Exact timestamp comparisons in SQL, on every dialect.
+
+The planner decides in Python *which* clock values are due (an :class:`IntervalSet` of UTC
+instants, see :mod:`retention.timemath`) and asks the database to compare its indexed columns
+against those bounds. What a stored value means depends on the column:
+
+- ``aware``: a ``timestamptz`` column; compared with UTC instants directly.
+- ``naive``: a timestamp without zone, read as wall time in the dataset's zone; the bound is
+  translated to the latest wall time at or before it.
+- ``date``: a date column, read as local midnight.
+- ``sqlite_text``: SQLite keeps timestamps as text in whatever format the writer chose
+  (``T`` or space, with or without fraction or offset). Text order is not time order, so the
+  bulk of rows is decided by an index range on the date prefix, and only rows within two days of
+  the bound go through :func:`sqlite_utc_text`, a registered function that parses and normalises.
+
+Every comparison is two-valued where it can be: a NULL or unreadable clock is never "before" a
+bound, so a record whose clock has not started is never due.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import String, and_, false, func, literal, not_, or_, true
+from sqlalchemy.sql.elements import ColumnElement
+
+from ..rules import Clock, ClockRef
+from ..timemath import UTC, IntervalSet, latest_wall_at_or_before, wall_to_utc
+
+ColumnKind = Literal["aware", "naive", "date", "sqlite_text"]
+SQLITE_FUNCTION = "retention_utc"
+_ISO_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
+_ONE_US = dt.timedelta(microseconds=1)
+_MARGIN = dt.timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class ClockColumn:
+    """A SQL expression holding one clock's value, and how to read it."""
+
+    expr: ColumnElement[Any]
+    kind: ColumnKind
+    zone: ZoneInfo
+
+    def le(self, bound: dt.datetime) -> ColumnElement[bool]:
+        """The value is known and at or before the UTC instant `bound`."""
+        expr = self.expr
+        if self.kind == "aware":
+            return and_(expr.is_not(None), expr <= bound)
+        if self.kind == "naive":
+            return and_(expr.is_not(None), expr <= latest_wall_at_or_before(bound, self.zone))
+        if self.kind == "date":
+            return and_(
+                expr.is_not(None), expr <= latest_wall_at_or_before(bound, self.zone).date()
+            )
+        low = literal((bound - _MARGIN).date().isoformat(), String)
+        high = literal((bound + _MARGIN).date().isoformat(), String)
+        exact = func.coalesce(
+            getattr(func, SQLITE_FUNCTION)(expr, self.zone.key) <= literal(utc_text(bound), String),
+            false(),
+        )
+        return and_(
+            expr.is_not(None),
+            or_(and_(expr < low, expr.op("GLOB")(_ISO_GLOB)), and_(expr < high, exact)),
+        )
+
+    def gt(self, bound: dt.datetime) -> ColumnElement[bool]:
+        """The value is known and after `bound`."""
+        return and_(self.known(), not_(self.le(bound)))
+
+    def known(self) -> ColumnElement[bool]:
+        """The clock has started (the value is not NULL and, on SQLite, readable)."""
+        if self.kind == "sqlite_text":
+            return getattr(func, SQLITE_FUNCTION)(self.expr, self.zone.key).is_not(None)
+        return self.expr.is_not(None)
+
+    def unknown(self) -> ColumnElement[bool]:
+        return not_(self.known())
+
+
+def clock_in(
+    clock: Clock, instants: IntervalSet, column: Callable[[ClockRef], ClockColumn]
+) -> ColumnElement[bool]:
+    """SQL for "the clock's start lies in `instants`" (combining earliest/latest exactly)."""
+    columns = [column(ref) for ref in clock.refs]
+    if not instants.intervals:
+        return false()
+    if clock.combine == "one":
+        return _one_in(columns[0], instants)
+    if instants.is_down_set:
+        bound = instants.intervals[0][1]
+        if bound is None:  # every started clock is due
+            return (or_ if clock.combine == "earliest" else and_)(*(c.known() for c in columns))
+        if clock.combine == "earliest":
+            return or_(*(c.le(bound) for c in columns))
+        return and_(*(c.le(bound) for c in columns))
+    return _combined_in(clock.combine, columns, instants)
+
+
+def _one_in(column: ClockColumn, instants: IntervalSet) -> ColumnElement[bool]:
+    parts = []
+    for low, high in instants.intervals:
+        conditions = [column.known()] if low is None and high is None else []
+        if low is not None:
+            conditions.append(column.gt(low - _ONE_US))
+        if high is not None:
+            conditions.append(column.le(high))
+        parts.append(and_(*conditions))
+    return or_(*parts)
+
+
+def _combined_in(
+    combine: str, columns: Sequence[ClockColumn], instants: IntervalSet
+) -> ColumnElement[bool]:
+    """min/max of several clocks in a set that is not a simple cutoff.
+
+    The start lies outside `instants` exactly when it lies in one of the gaps (l, u). For the
+    earliest clock that means: every known clock is after l and some clock is before u; for the
+    latest: every clock is before u and some clock is after l. Only column-versus-constant
+    comparisons are needed, so each clock keeps its own column type and zone.
+    """
+    in_gap = []
+    for low, high in instants.gaps:
+        after_low = [true() if low is None else c.gt(low) for c in columns]
+        before_high = [c.known() if high is None else c.le(high - _ONE_US) for c in columns]
+        if combine == "earliest":
+            all_after = and_(*(or_(c.unknown(), a) for c, a in zip(columns, after_low, strict=True)))
+            in_gap.append(and_(all_after, or_(*before_high)))
+        else:
+            in_gap.append(and_(and_(*before_high), or_(*after_low)))
+    started = (
+        or_(*(c.known() for c in columns))
+        if combine == "earliest"
+        else and_(*(c.known() for c in columns))
+    )
+    return and_(started, not_(or_(*in_gap)))
+
+
+def utc_text(instant: dt.datetime) -> str:
+    """The canonical text form :func:`sqlite_utc_text` produces, for one UTC instant."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def parse_stored(value: object, zone: ZoneInfo) -> dt.datetime | None:
+    """A stored timestamp (text, date or datetime) as an aware UTC instant, or None if unreadable.
+
+    Naive values are wall time in `zone`; an ambiguous or skipped wall time is resolved like
+    :func:`retention.timemath.wall_to_utc` (the later instant / the transition).
+    """
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, dt.date):
+        parsed = dt.datetime.combine(value, dt.time())
+    elif isinstance(value, (str, bytes)):
+        text = value.decode() if isinstance(value, bytes) else value
+        try:
+            parsed = dt.datetime.fromisoformat(text.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if parsed.tzinfo is None:
+        return wall_to_utc(parsed, zone)
+    return parsed.astimezone(UTC)
+
+
+def sqlite_utc_text(value: object, zone_name: str) -> str | None:
+    """SQLite function: the stored value as canonical UTC text, NULL when unreadable."""
+    try:
+        instant = parse_stored(value, _zone(zone_name))
+    except (ValueError, OverflowError):
+        return None
+    return None if instant is None else utc_text(instant)

@@ -1,0 +1,256 @@
+"""Rules × a SQL dataset → SQL predicates for what is due, held, blocked and to be acted on.
+
+One :class:`Selection` holds, for one rule on one dataset at one moment, the boolean SQL
+expressions the planner counts and the executor repeats inside its DELETE/UPDATE. Precedence
+(DESIGN.md): an active hold wins over everything; a keep rule not yet due wins over delete and
+anonymize; when a delete and an anonymize are both due, the delete applies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Column, Table, and_, false, not_, or_, select, true
+from sqlalchemy.sql.elements import ColumnElement
+
+from ..anonymize import Anonymizer
+from ..config import Config
+from ..errors import SchemaError
+from ..holds import Hold, HoldsFile
+from ..rules import Rule
+from ..timemath import due_clock_set
+from .sql import SqlStore
+from .sqlclock import ClockColumn, clock_in
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The SQL predicates of one rule on one dataset, evaluated as of `now`."""
+
+    rule: Rule
+    dataset: str
+    table: Table
+    key: tuple[Column[Any], ...]
+    scope: ColumnElement[bool]
+    due: ColumnElement[bool]
+    overdue: ColumnElement[bool]
+    held: ColumnElement[bool]
+    blocked: ColumnElement[bool]
+    superseded: ColumnElement[bool]
+    done: ColumnElement[bool]
+
+    @property
+    def due_in_scope(self) -> ColumnElement[bool]:
+        return and_(self.scope, self.due)
+
+    @property
+    def actionable(self) -> ColumnElement[bool]:
+        """What a live run would change now: due, not held, not blocked, not superseded, not done."""
+        return and_(
+            self.scope,
+            self.due,
+            not_(self.held),
+            not_(self.blocked),
+            not_(self.superseded),
+            not_(self.done),
+        )
+
+
+class SelectionBuilder:
+    """Builds :class:`Selection` objects for the datasets of one SQL store."""
+
+    def __init__(self, config: Config, store: SqlStore, now: dt.datetime) -> None:
+        self.config = config
+        self.settings = config.settings
+        self.store = store
+        self.now = now
+        self.zone = self.settings.zone()
+
+    def build(self, rule: Rule, dataset: str, holds: HoldsFile) -> Selection:
+        """The predicates of `rule` on `dataset` given the holds in force."""
+        ds = self.settings.datasets[dataset]
+        assert ds.table is not None
+        table = self.store.table(ds.table)
+        key = tuple(self.store.column(table, name) for name in ds.key_columns)
+        due = self._clock(rule, dataset, table, rule.delay)
+        overdue = (
+            self._clock(rule, dataset, table, rule.delay + rule.within)
+            if rule.within is not None
+            else false()
+        )
+        delete_rules = [
+            r for r in self.config.rules_for(dataset) if r.action == "delete" and r.id != rule.id
+        ]
+        superseded: ColumnElement[bool] = false()
+        done: ColumnElement[bool] = false()
+        if rule.action == "anonymize":
+            superseded = or_(
+                false(),
+                *(
+                    and_(
+                        self.scope(other, table),
+                        self._clock(other, dataset, table, other.delay),
+                        not_(self.held(other, dataset, table, holds)),
+                    )
+                    for other in delete_rules
+                ),
+            )
+            done = self.done(rule, dataset, table)
+        return Selection(
+            rule=rule,
+            dataset=dataset,
+            table=table,
+            key=key,
+            scope=self.scope(rule, table),
+            due=due,
+            overdue=overdue,
+            held=self.held(rule, dataset, table, holds),
+            blocked=self.blocked(rule, dataset, table),
+            superseded=superseded,
+            done=done,
+        )
+
+    def scope(self, rule: Rule, table: Table) -> ColumnElement[bool]:
+        """The rule's `where` filter (its `applies_to` chose the dataset already)."""
+        conditions: list[ColumnElement[bool]] = []
+        for name, wanted in rule.where.items():
+            column = self.store.column(table, name)
+            values = wanted if isinstance(wanted, list) else [wanted]
+            present = [v for v in values if v is not None]
+            options: list[ColumnElement[bool]] = []
+            if present:
+                match = column.in_(present) if len(present) > 1 else column == present[0]
+                options.append(and_(column.is_not(None), match))
+            if len(present) != len(values):
+                options.append(column.is_(None))
+            conditions.append(or_(*options))
+        return and_(true(), *conditions)
+
+    def held(
+        self, rule: Rule, dataset: str, table: Table, holds: HoldsFile
+    ) -> ColumnElement[bool]:
+        """Records covered by an active hold for this rule × dataset (or a freeze)."""
+        if holds.freeze:
+            return true()
+        return or_(
+            false(),
+            *(self.covered_by(hold, dataset, table) for hold in holds.applicable(dataset, rule.id)),
+        )
+
+    def covered_by(self, hold: Hold, dataset: str, table: Table) -> ColumnElement[bool]:
+        """Records of `dataset` in the subject scope of `hold` (its other scopes checked by caller)."""
+        scoped = hold.scoped_subjects()
+        if scoped is None:
+            return true()
+        ds = self.settings.datasets[dataset]
+        ids = scoped.get(ds.subject.type, []) if ds.subject is not None else []
+        if ds.subject is None or not ids:
+            return false()
+        link = self.store.column(table, ds.subject.column)
+        return and_(link.is_not(None), link.in_(_coerce(link, ids)))
+
+    def blocked(self, rule: Rule, dataset: str, table: Table) -> ColumnElement[bool]:
+        """Records a keep rule still protects (its minimum retention has not run out)."""
+        if rule.action == "keep":
+            return false()
+        keeps = [r for r in self.config.rules_for(dataset) if r.action == "keep"]
+        return or_(
+            false(),
+            *(
+                and_(self.scope(keep, table), not_(self._clock(keep, dataset, table, keep.delay)))
+                for keep in keeps
+            ),
+        )
+
+    def done(self, rule: Rule, dataset: str, table: Table) -> ColumnElement[bool]:
+        """Records whose personal columns already hold their anonymized form."""
+        ds = self.settings.datasets[dataset]
+        return and_(
+            *(
+                self.anonymizer(spec_field, rule, dataset, table).done(self.store.dialect)
+                for spec_field in rule.anonymize
+            )
+        )
+
+    def anonymizer(self, personal: str, rule: Rule, dataset: str, table: Table) -> Anonymizer:
+        """The anonymizer for one personal field of one rule on one dataset."""
+        ds = self.settings.datasets[dataset]
+        column = self.store.column(table, ds.personal[personal])
+        key = self.settings.hmac_key
+        return Anonymizer(
+            rule.anonymize[personal],
+            column,
+            hmac_key=key.get_secret_value().encode() if key is not None else None,
+        )
+
+    def _clock(self, rule: Rule, dataset: str, table: Table, delay: Any) -> ColumnElement[bool]:
+        """SQL for "this record's clock for `rule` started at least `delay` ago"."""
+        instants = due_clock_set(delay, self.now, self.zone)
+        ds = self.settings.datasets[dataset]
+        record_zone = ZoneInfo(ds.timezone) if ds.timezone else self.zone
+        refs = rule.after.refs
+        if all(ref.source == "subject" for ref in refs):
+            subject_table, subject_key, link, subject_zone = self._subject(dataset, table)
+            inner = clock_in(
+                rule.after,
+                instants,
+                lambda ref: self.store.clock_column(
+                    self.store.column(subject_table, self._event(dataset, ref.name)), subject_zone
+                ),
+            )
+            return and_(
+                link.is_not(None), link.in_(select(subject_key).where(inner))
+            )
+
+        def column(ref: Any) -> ClockColumn:
+            if ref.source == "record":
+                name = ds.timestamps[ref.name]
+                return self.store.clock_column(self.store.column(table, name), record_zone)
+            subject_table, subject_key, link, subject_zone = self._subject(dataset, table)
+            event_column = self.store.column(subject_table, self._event(dataset, ref.name))
+            value = select(event_column).where(subject_key == link).scalar_subquery()
+            clock = self.store.clock_column(event_column, subject_zone)
+            return ClockColumn(value, clock.kind, clock.zone)
+
+        return clock_in(rule.after, instants, column)
+
+    def _event(self, dataset: str, event: str) -> str:
+        ds = self.settings.datasets[dataset]
+        assert ds.subject is not None
+        return self.settings.subjects[ds.subject.type].events[event]
+
+    def _subject(
+        self, dataset: str, table: Table
+    ) -> tuple[Table, Column[Any], Column[Any], ZoneInfo]:
+        ds = self.settings.datasets[dataset]
+        if ds.subject is None:
+            raise SchemaError(f"dataset {dataset!r} has no subject", store=self.store.name)
+        subject = self.settings.subjects[ds.subject.type]
+        subject_table = self.store.table(subject.table)
+        if subject_table is table:
+            subject_table = subject_table.alias("subject")  # type: ignore[assignment]
+        return (
+            subject_table,
+            self.store.column(subject_table, subject.key),
+            self.store.column(table, ds.subject.column),
+            ZoneInfo(subject.timezone) if subject.timezone else self.zone,
+        )
+
+
+def _coerce(column: Column[Any], ids: Sequence[Any]) -> list[Any]:
+    """Hold ids typed like the column they are compared with (YAML may say 4411 or "4411")."""
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        return list(ids)
+    out = []
+    for value in ids:
+        try:
+            out.append(python_type(value))
+        except (TypeError, ValueError):
+            out.append(value)
+    return out

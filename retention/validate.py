@@ -1,0 +1,121 @@
+"""Live checks: every table and column that config names exists in its store, with a usable type.
+
+`retention validate` runs these after the static checks of :mod:`retention.config`. A missing
+table or column is a :class:`~retention.errors.SchemaError` (bad input, exit 2); a store that
+cannot be reached is a :class:`~retention.errors.StoreError` (exit 3).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Config
+from .errors import SchemaError, StoreError
+from .stores import SqlStore, open_sql_stores
+from .stores.sqlselect import SelectionBuilder
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one store or dataset."""
+
+    store: str
+    where: str
+    message: str
+    unreachable: bool = False
+
+
+class _Checker:
+    def __init__(self, config: Config, store: SqlStore) -> None:
+        self.config = config
+        self.store = store
+        self.problems: list[Problem] = []
+
+    def attempt(self, where: str, check: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return check(*args)
+        except (SchemaError, ValueError) as exc:
+            self.problems.append(Problem(self.store.name, where, str(exc)))
+            return None
+
+    def column_kind(self, table: Any, name: str) -> Any:
+        return self.store.clock_kind(self.store.column(table, name))
+
+
+def check_stores(config: Config, stores: dict[str, SqlStore] | None = None) -> list[Problem]:
+    """Check every SQL dataset, subject and rule reference against the live schema."""
+    stores = open_sql_stores(config.settings) if stores is None else stores
+    problems: list[Problem] = []
+    for name, store in stores.items():
+        try:
+            store.ping()
+        except StoreError as exc:
+            problems.append(Problem(name, f"stores.{name}", str(exc), unreachable=True))
+            continue
+        checker = _Checker(config, store)
+        _check_subjects(checker)
+        for dataset, ds in config.settings.datasets.items():
+            if ds.store == name and ds.table is not None:
+                _check_dataset(checker, dataset)
+        problems += checker.problems
+    return problems
+
+
+def _check_subjects(checker: _Checker) -> None:
+    store = checker.store
+    for name, subject in checker.config.settings.subjects.items():
+        if subject.store != store.name:
+            continue
+        where = f"subjects.{name}"
+        table = checker.attempt(f"{where}.table", store.table, subject.table)
+        if table is None:
+            continue
+        checker.attempt(f"{where}.key", store.column, table, subject.key)
+        for event, column in subject.events.items():
+            checker.attempt(f"{where}.events.{event}", checker.column_kind, table, column)
+
+
+def _check_dataset(checker: _Checker, dataset: str) -> None:
+    config, store = checker.config, checker.store
+    settings = config.settings
+    ds = settings.datasets[dataset]
+    where = f"datasets.{dataset}"
+    table = checker.attempt(f"{where}.table", store.table, ds.table)
+    if table is None:
+        return
+    for key in ds.key_columns:
+        checker.attempt(f"{where}.key", store.column, table, key)
+    for stamp, column in ds.timestamps.items():
+        checker.attempt(f"{where}.timestamps.{stamp}", checker.column_kind, table, column)
+    for personal, column in ds.personal.items():
+        checker.attempt(f"{where}.personal.{personal}", store.column, table, column)
+    if ds.subject is not None:
+        checker.attempt(f"{where}.subject.column", store.column, table, ds.subject.column)
+    for index, cascade in enumerate(ds.cascade):
+        child = settings.datasets[cascade.dataset]
+        child_table = checker.attempt(f"{where}.cascade[{index}]", store.table, child.table)
+        if child_table is not None:
+            checker.attempt(
+                f"{where}.cascade[{index}].column", store.column, child_table, cascade.column
+            )
+    builder = SelectionBuilder(config, store, _EPOCH)
+    for rule in config.rules_for(dataset):
+        for column in rule.where:
+            checker.attempt(f"rule {rule.id}: where.{column}", store.column, table, column)
+        for personal in rule.anonymize:
+            if personal in ds.personal:
+                anonymizer = checker.attempt(
+                    f"rule {rule.id}: anonymize.{personal}",
+                    builder.anonymizer,
+                    personal,
+                    rule,
+                    dataset,
+                    table,
+                )
+                if anonymizer is not None:
+                    checker.attempt(f"rule {rule.id}: anonymize.{personal}", anonymizer.check_column)
