@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 from zoneinfo import ZoneInfo
 
-from retention.durations import Duration
+from .durations import Duration
 
 __all__ = [
     "UTC",
