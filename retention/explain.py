@@ -19,7 +19,7 @@ from .config import Config
 from .errors import ConfigError, RetentionError
 from .holds import Hold, HoldsFile
 from .rules import Rule
-from .stores import SqlStore, open_sql_stores
+from .stores import SqlStore, sql_stores
 from .stores.sqlclock import parse_stored
 from .stores.sqlselect import Selection, SelectionBuilder
 from .timemath import add_duration
@@ -89,8 +89,20 @@ def explain(
     settings = config.settings
     if dataset not in settings.datasets:
         raise ConfigError(f"unknown dataset {dataset!r}", field="DATASET")
+    with sql_stores(settings, stores) as opened:
+        return _explain(config, dataset, key, now, holds, opened)
+
+
+def _explain(
+    config: Config,
+    dataset: str,
+    key: str,
+    now: dt.datetime,
+    holds: HoldsFile | None,
+    stores: dict[str, SqlStore],
+) -> Explanation:
+    settings = config.settings
     ds = settings.datasets[dataset]
-    stores = open_sql_stores(settings) if stores is None else stores
     store = stores.get(ds.store)
     if store is None:
         raise ConfigError(f"dataset {dataset!r} is not in a SQL store", field="DATASET")

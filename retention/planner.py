@@ -21,7 +21,7 @@ from .config import Config
 from .errors import SchemaError, StoreError
 from .holds import HoldsFile
 from .rules import Rule
-from .stores import SqlStore, open_sql_stores
+from .stores import SqlStore, sql_stores
 from .stores.sqlselect import Selection, SelectionBuilder
 
 SAMPLE_KEYS = 5
@@ -141,7 +141,20 @@ def make_plan(
 ) -> Plan:
     """Plan every selected rule × dataset as of `now` (an aware datetime)."""
     holds = config.load_holds() if holds is None else holds
-    stores = open_sql_stores(config.settings) if stores is None else stores
+    with sql_stores(config.settings, stores) as opened:
+        return _plan(config, now, holds, opened, rule_ids, datasets, samples, progress)
+
+
+def _plan(
+    config: Config,
+    now: dt.datetime,
+    holds: HoldsFile,
+    stores: dict[str, SqlStore],
+    rule_ids: Iterable[str],
+    datasets: Iterable[str],
+    samples: int,
+    progress: Callable[[Rule, str], None] | None,
+) -> Plan:
     results: list[RulePlan] = []
     failed: dict[str, tuple[str, list[str], bool]] = {}
     builders: dict[str, SelectionBuilder] = {}
@@ -278,7 +291,13 @@ def hold_coverage(
 ) -> HoldsReport:
     """Each hold (active or released) and how many records it covers now (or would, if active)."""
     holds = config.load_holds() if holds is None else holds
-    stores = open_sql_stores(config.settings) if stores is None else stores
+    with sql_stores(config.settings, stores) as opened:
+        return _hold_coverage(config, today, holds, opened)
+
+
+def _hold_coverage(
+    config: Config, today: dt.date, holds: HoldsFile, stores: dict[str, SqlStore]
+) -> HoldsReport:
     epoch = dt.datetime.combine(today, dt.time(), tzinfo=dt.UTC)
     rows: list[HoldRow] = []
     skipped: dict[str, str] = {}

@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import Config
 from .errors import SchemaError, StoreError
-from .stores import SqlStore, open_sql_stores
+from .stores import SqlStore, sql_stores
 from .stores.sqlselect import SelectionBuilder
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -49,7 +49,11 @@ class _Checker:
 
 def check_stores(config: Config, stores: dict[str, SqlStore] | None = None) -> list[Problem]:
     """Check every SQL dataset, subject and rule reference against the live schema."""
-    stores = open_sql_stores(config.settings) if stores is None else stores
+    with sql_stores(config.settings, stores) as opened:
+        return _check(config, opened)
+
+
+def _check(config: Config, stores: dict[str, SqlStore]) -> list[Problem]:
     problems: list[Problem] = []
     for name, store in stores.items():
         try:

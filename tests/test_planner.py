@@ -1,0 +1,239 @@
+"""The planner, on SQLite, PostgreSQL and MariaDB: clocks, precedence, holds, calendar edges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import Database
+from .scenario import Scenario, at, rule, utc
+
+
+@pytest.fixture
+def world(db: Database, tmp_path: Path) -> Scenario:
+    return Scenario(db, tmp_path)
+
+
+def test_record_clock_exact_boundary(world: Scenario) -> None:
+    """A record is due at the exact microsecond its retention ends, not one microsecond before."""
+    world.tickets(
+        {"id": 1, "created_at": at("2026-01-01 10:00:00")},
+        {"id": 2, "created_at": at("2026-01-01 10:00:00.000001")},
+        {"id": 3, "created_at": at("2025-12-31 23:59:59.999999")},
+    )
+    config = world.config([rule(retain="P30D")])
+    plan = world.plan(config, utc("2026-01-31 10:00:00"))["r"]
+    assert (plan.due, plan.pending) == (2, 1)
+    assert plan.samples == ("1", "3")
+
+
+def test_subject_event_clock_and_active_account(world: Scenario) -> None:
+    """`subject.closed` starts the clock; an account that is still active is never due."""
+    world.accounts(
+        {"id": 1, "closed_at": None},
+        {"id": 2, "closed_at": at("2026-01-01 00:00:00")},
+        {"id": 3, "closed_at": at("2026-10-01 00:00:00")},
+    )
+    world.tickets(
+        {"id": 10, "account_id": 1, "created_at": at("2010-01-01 00:00:00")},
+        {"id": 20, "account_id": 2, "created_at": at("2026-01-01 00:00:00")},
+        {"id": 30, "account_id": 3, "created_at": at("2026-01-01 00:00:00")},
+        {"id": 40, "account_id": None, "created_at": at("2010-01-01 00:00:00")},
+    )
+    config = world.config([rule(after="subject.closed", retain="P3M")])
+    plan = world.plan(config, utc("2026-11-21 00:00:00"))["r"]
+    assert plan.due == 1
+    assert plan.samples == ("20",)
+    assert plan.pending == 3
+
+
+def test_grace_and_within(world: Scenario) -> None:
+    """Due at clock + retain + grace; overdue once past due + within."""
+    world.tickets(
+        {"id": 1, "created_at": at("2026-01-01 00:00:00")},  # due 2026-02-15, overdue from 03-15
+        {"id": 2, "created_at": at("2026-02-01 00:00:00")},  # due 2026-03-15
+        {"id": 3, "created_at": at("2026-02-10 00:00:00")},  # due 2026-03-24
+    )
+    config = world.config([rule(retain="P1M", grace="P14D", within="P1M")])
+    plan = world.plan(config, utc("2026-03-15 00:00:00"))["r"]
+    assert (plan.due, plan.actionable, plan.overdue, plan.pending) == (2, 2, 1, 1)
+
+
+def test_where_filter(world: Scenario) -> None:
+    """Only records matching `where` are covered; lists and null are understood."""
+    world.tickets(
+        {"id": 1, "created_at": at("2020-01-01"), "status": "closed"},
+        {"id": 2, "created_at": at("2020-01-01"), "status": "open"},
+        {"id": 3, "created_at": at("2020-01-01"), "status": "resolved"},
+        {"id": 4, "created_at": at("2020-01-01"), "status": None},
+    )
+    config = world.config(
+        [
+            rule("lists", where={"status": ["closed", "resolved"]}),
+            rule("nulls", where={"status": None}),
+            rule("mixed", where={"status": ["open", None]}),
+        ]
+    )
+    plan = world.plan(config, utc("2026-01-01"))
+    assert plan["lists"].samples == ("1", "3")
+    assert plan["nulls"].samples == ("4",)
+    assert plan["mixed"].samples == ("2", "4")
+    assert plan["lists"].in_scope == 2
+
+
+def test_keep_rule_blocks_until_due(world: Scenario) -> None:
+    """A keep rule not yet due blocks delete; once its period ends the delete goes ahead."""
+    world.tickets(
+        {"id": 1, "created_at": at("2020-01-01"), "status": "invoice"},
+        {"id": 2, "created_at": at("2024-06-01"), "status": "invoice"},
+        {"id": 3, "created_at": at("2024-06-01"), "status": "chat"},
+    )
+    config = world.config(
+        [
+            rule("delete", retain="P1Y"),
+            rule("keep", retain="P5Y", action="keep", where={"status": "invoice"}),
+        ]
+    )
+    plan = world.plan(config, utc("2026-01-01"))
+    assert (plan["delete"].due, plan["delete"].blocked, plan["delete"].actionable) == (3, 1, 2)
+    assert plan["delete"].samples == ("1", "3")
+    assert (plan["keep"].in_scope, plan["keep"].due, plan["keep"].pending) == (2, 1, 1)
+
+
+def test_keep_rule_whose_clock_has_not_started_blocks(world: Scenario) -> None:
+    """A keep rule counted from an event that has not happened yet keeps the record."""
+    world.accounts({"id": 1, "closed_at": None})
+    world.tickets({"id": 1, "account_id": 1, "created_at": at("2020-01-01")})
+    config = world.config(
+        [rule("delete", retain="P1Y"), rule("keep", after="subject.closed", retain="P1Y", action="keep")]
+    )
+    plan = world.plan(config, utc("2026-01-01"))["delete"]
+    assert (plan.due, plan.blocked, plan.actionable) == (1, 1, 0)
+
+
+def test_holds_by_subject_dataset_and_rule(world: Scenario) -> None:
+    """Holds scoped by subject, dataset or rule protect exactly what they cover; inactive ones nothing."""
+    world.accounts({"id": 1}, {"id": 2}, {"id": 3})
+    world.tickets(
+        *({"id": i, "account_id": (i % 3) + 1, "created_at": at("2020-01-01")} for i in range(1, 10))
+    )
+    rules = [rule("a"), rule("b")]
+    holds = {
+        "holds": [
+            {"id": "subject", "subjects": {"account": [2]}},
+            {"id": "released", "active": False},
+            {"id": "rule-b", "rules": ["b"], "subjects": {"account": ["3"]}},
+        ]
+    }
+    config = world.config(rules, holds=holds)
+    plan = world.plan(config, utc("2026-01-01"))
+    assert (plan["a"].held, plan["a"].actionable) == (3, 6)
+    assert (plan["b"].held, plan["b"].actionable) == (6, 3)
+    by_dataset = world.config(rules, holds={"holds": [{"id": "ds", "datasets": ["tickets"]}]})
+    assert world.plan(by_dataset, utc("2026-01-01"))["a"].held == 9
+
+
+def test_freeze_holds_everything(world: Scenario) -> None:
+    """`freeze: true` suspends every destructive action, but the plan still counts."""
+    world.tickets({"id": 1, "created_at": at("2020-01-01")})
+    config = world.config([rule()], holds={"freeze": True, "holds": []})
+    plan = world.plan(config, utc("2026-01-01"))["r"]
+    assert (plan.due, plan.held, plan.actionable) == (1, 1, 0)
+
+
+def test_month_end_and_leap_day(world: Scenario) -> None:
+    """P3M after 30 November is 28 February; P1Y after 29 February is 28 February."""
+    world.tickets(
+        {"id": 1, "created_at": at("2026-11-30 10:00:00")},
+        {"id": 2, "created_at": at("2028-02-29 10:00:00"), "status": "leap"},
+    )
+    config = world.config(
+        [rule("m", retain="P3M", where={"status": None}), rule("y", retain="P1Y", where={"status": "leap"})]
+    )
+    before = world.plan(config, utc("2027-02-28 09:59:59.999999"))
+    on = world.plan(config, utc("2027-02-28 10:00:00"))
+    assert (before["m"].due, on["m"].due) == (0, 1)
+    before_leap = world.plan(config, utc("2029-02-28 09:59:59"))
+    on_leap = world.plan(config, utc("2029-02-28 10:00:00"))
+    assert (before_leap["y"].due, on_leap["y"].due) == (0, 1)
+
+
+def test_earliest_and_latest_clocks(world: Scenario) -> None:
+    """`earliest` fires on the first event that happened; `latest` only once all have."""
+    world.accounts(
+        {"id": 1, "closed_at": at("2025-01-01"), "erasure_requested_at": None},
+        {"id": 2, "closed_at": None, "erasure_requested_at": at("2025-01-01")},
+        {"id": 3, "closed_at": at("2025-01-01"), "erasure_requested_at": at("2025-06-01")},
+        {"id": 4},
+    )
+    world.tickets(*({"id": i, "account_id": i, "created_at": at("2025-06-01")} for i in range(1, 5)))
+    config = world.config(
+        [
+            rule("first", after={"earliest": ["subject.closed", "subject.erasure_requested"]}),
+            rule("all", after={"latest": ["subject.closed", "subject.erasure_requested"]}),
+            rule("mixed", after={"earliest": ["record.created", "subject.closed"]}, retain="P1Y"),
+        ]
+    )
+    plan = world.plan(config, utc("2025-06-15"))
+    assert plan["first"].samples == ("1", "2", "3")
+    assert plan["all"].samples == ()
+    assert world.plan(config, utc("2025-07-02"))["all"].samples == ("3",)
+    assert world.plan(config, utc("2026-01-01"))["mixed"].samples == ("1", "3")
+    assert world.plan(config, utc("2026-06-01 00:00:00"))["mixed"].due == 4
+
+
+def test_earliest_clock_across_month_end_clamping(world: Scenario) -> None:
+    """min(clocks) is due exactly when it should be, even when the due set is not a single cutoff."""
+    world.accounts({"id": 1, "closed_at": at("2027-01-31 09:00:00")})
+    world.tickets({"id": 1, "account_id": 1, "created_at": at("2027-01-30 11:00:00")})
+    config = world.config(
+        [rule(after={"earliest": ["record.created", "subject.closed"]}, retain="P1M")]
+    )
+    # 01-30 11:00 + P1M = 02-28 11:00 and 01-31 09:00 + P1M = 02-28 09:00: the earliest clock
+    # (01-30 11:00) is due at 02-28 11:00.
+    assert world.plan(config, utc("2027-02-28 10:00:00"))["r"].due == 0
+    assert world.plan(config, utc("2027-02-28 11:00:00"))["r"].due == 1
+
+
+def test_anonymize_superseded_by_delete_and_done(world: Scenario) -> None:
+    """When delete and anonymize are both due the delete applies; anonymized rows need no work."""
+    world.tickets(
+        {"id": 1, "created_at": at("2020-01-01"), "email": "a@example.com", "status": "old"},
+        {"id": 2, "created_at": at("2025-12-01"), "email": "b@example.com"},
+        {"id": 3, "created_at": at("2025-12-01"), "email": None, "ip": None},
+    )
+    config = world.config(
+        [
+            rule("anon", retain="P7D", action="anonymize", anonymize={"email": "hash"}),
+            rule("del", retain="P1Y", where={"status": "old"}),
+        ]
+    )
+    plan = world.plan(config, utc("2026-01-01"))
+    assert (plan["anon"].due, plan["anon"].superseded, plan["anon"].done) == (3, 1, 1)
+    assert plan["anon"].samples == ("2",)
+
+
+def test_naive_timestamps_read_in_dataset_zone(world: Scenario) -> None:
+    """A naive timestamp is wall time in the dataset's zone: Berlin 10:00 is 09:00 UTC in winter."""
+    world.tickets({"id": 1, "created_at": at("2026-01-01 10:00:00")})
+    datasets = {"tickets": {**_tickets(), "timezone": "Europe/Berlin"}}
+    config = world.config([rule(retain="P1D")], datasets=datasets)
+    assert world.plan(config, utc("2026-01-02 08:59:59"))["r"].due == 0
+    assert world.plan(config, utc("2026-01-02 09:00:00"))["r"].due == 1
+
+
+def test_rule_days_follow_the_configured_calendar_across_dst(world: Scenario) -> None:
+    """P1D in Europe/Berlin keeps the wall time across the spring DST change (23 real hours)."""
+    world.tickets({"id": 1, "created_at": at("2026-03-28 12:00:00")})  # 11:00 UTC, CET
+    datasets = {"tickets": {**_tickets(), "timezone": "Europe/Berlin"}}
+    config = world.config([rule(retain="P1D")], datasets=datasets, timezone="Europe/Berlin")
+    # 2026-03-29 12:00 CEST = 10:00 UTC
+    assert world.plan(config, utc("2026-03-29 09:59:59"))["r"].due == 0
+    assert world.plan(config, utc("2026-03-29 10:00:00"))["r"].due == 1
+
+
+def _tickets() -> dict[str, object]:
+    from .scenario import TICKETS_DATASET
+
+    return dict(TICKETS_DATASET)
