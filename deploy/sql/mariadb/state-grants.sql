@@ -1,0 +1,13 @@
+-- Least privilege for `retention` on its state database (MariaDB / MySQL).
+--
+-- The tables were created once by another account (retention_owner, or your migrations);
+-- MariaDB grants on a table need the table to exist. Run connected to the state database
+-- (`mariadb retention_state < state-grants.sql`) after
+--     CREATE USER 'retention_svc'@'%' IDENTIFIED BY '...';
+
+-- The audit log is append-only: insert and read, never update or delete.
+GRANT SELECT, INSERT ON audit TO 'retention_svc'@'%';
+
+-- Runs are opened, advanced and closed; leases are taken, renewed and fenced.
+GRANT SELECT, INSERT, UPDATE ON runs TO 'retention_svc'@'%';
+GRANT SELECT, INSERT, UPDATE ON leases TO 'retention_svc'@'%';

@@ -1,0 +1,19 @@
+-- Least privilege for `retention` on its state database (PostgreSQL).
+--
+-- The tables belong to another role, retention_owner, which created them once (by running
+-- `retention` against the state DB with the owner's URL, or through your migration tooling).
+-- The role the daemon runs as, retention_svc, owns nothing, so it cannot grant itself more.
+-- Run as retention_owner, connected to the state database.
+
+GRANT USAGE ON SCHEMA public TO retention_svc;
+
+-- The audit log is append-only: insert and read, never update, delete or truncate.
+GRANT SELECT, INSERT ON audit TO retention_svc;
+REVOKE UPDATE, DELETE, TRUNCATE ON audit FROM retention_svc;
+
+-- Runs are opened, advanced and closed; leases are taken, renewed and fenced.
+GRANT SELECT, INSERT, UPDATE ON runs TO retention_svc;
+GRANT SELECT, INSERT, UPDATE ON leases TO retention_svc;
+
+-- Ids drawn from sequences (serial columns); identity columns need no grant.
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO retention_svc;
