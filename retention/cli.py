@@ -36,7 +36,9 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 ConfigOption = Annotated[
     str | None,
-    typer.Option("--config", "-c", help="Config file (default: $RETENTION_CONFIG).", show_default=False),
+    typer.Option(
+        "--config", "-c", help="Config file (default: $RETENTION_CONFIG).", show_default=False
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 NowOption = Annotated[
@@ -47,7 +49,9 @@ NowOption = Annotated[
         show_default=False,
     ),
 ]
-RuleOption = Annotated[list[str] | None, typer.Option("--rule", help="Only this rule (repeatable).")]
+RuleOption = Annotated[
+    list[str] | None, typer.Option("--rule", help="Only this rule (repeatable).")
+]
 DatasetOption = Annotated[
     list[str] | None, typer.Option("--dataset", help="Only this dataset (repeatable).")
 ]
@@ -86,7 +90,9 @@ def parse_now(value: str | None, config: Config) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO 8601 timestamp", param_hint="--now") from None
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 timestamp", param_hint="--now"
+        ) from None
     if parsed.tzinfo is None:
         from .timemath import wall_to_utc
 
@@ -118,7 +124,8 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
             err.print(f"[bold red]error:[/] {problem.where}: {problem.message}", highlight=False)
         if not problems:
             out.print(
-                f"[green]ok[/]: {len(config.rules)} rules, {len(config.settings.datasets)} datasets, "
+                f"[green]ok[/]: {len(config.rules)} rules, "
+                f"{len(config.settings.datasets)} datasets, "
                 f"{len(config.settings.stores)} stores",
                 highlight=False,
             )
@@ -144,7 +151,12 @@ def plan(
         moment = parse_now(now, config)
         with _progress(as_json) as tick:
             result = make_plan(
-                config, moment, rule_ids=rule or (), datasets=dataset or (), samples=samples, progress=tick
+                config,
+                moment,
+                rule_ids=rule or (),
+                datasets=dataset or (),
+                samples=samples,
+                progress=tick,
             )
     if as_json:
         emit_json(result.as_dict())
@@ -187,10 +199,24 @@ def print_plan(result: Plan) -> None:
     if result.freeze:
         title += "  [bold red](FREEZE: nothing will be changed)[/]"
     table = Table(title=title, title_justify="left")
-    headers = ("rule", "dataset", "action", "covered", "due", "held", "blocked", "superseded",
-               "already done", "to act", "overdue", "not yet due")
+    headers = (
+        "rule",
+        "dataset",
+        "action",
+        "covered",
+        "due",
+        "held",
+        "blocked",
+        "superseded",
+        "already done",
+        "to act",
+        "overdue",
+        "not yet due",
+    )
     for header in headers:
-        table.add_column(header, justify="left" if header in ("rule", "dataset", "action") else "right")
+        table.add_column(
+            header, justify="left" if header in ("rule", "dataset", "action") else "right"
+        )
     for row in result.rules:
         table.add_row(
             row.rule,
@@ -211,7 +237,8 @@ def print_plan(result: Plan) -> None:
         out.print(f"holds in force: {', '.join(result.holds_in_force)}", highlight=False)
     for skipped in result.skipped:
         err.print(
-            f"[yellow]skipped[/] {len(skipped.rules)} rule(s) on store {skipped.store}: {skipped.message}",
+            f"[yellow]skipped[/] {len(skipped.rules)} rule(s) on store {skipped.store}: "
+            f"{skipped.message}",
             highlight=False,
         )
 
@@ -258,7 +285,9 @@ def _when(value: dt.datetime | None) -> str:
 
 
 @app.command()
-def holds(config_file: ConfigOption = None, as_json: JsonOption = False, now: NowOption = None) -> None:
+def holds(
+    config_file: ConfigOption = None, as_json: JsonOption = False, now: NowOption = None
+) -> None:
     """The legal holds, active or not, and how many records each one covers now."""
     with handled():
         config = load(config_file)
@@ -289,4 +318,3 @@ def holds(config_file: ConfigOption = None, as_json: JsonOption = False, now: No
         err.print(f"[yellow]not counted[/] on store {skipped}", highlight=False)
     if report.skipped:
         raise typer.Exit(3)
-

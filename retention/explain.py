@@ -168,9 +168,11 @@ def _flags(store: SqlStore, s: Selection, match: ColumnElement[bool]) -> dict[st
         "actionable": s.actionable,
         "overdue": and_(s.actionable, s.overdue),
     }
-    query = select(
-        *(case((expr, 1), else_=0).label(name) for name, expr in named.items())
-    ).select_from(s.table).where(match)
+    query = (
+        select(*(case((expr, 1), else_=0).label(name) for name, expr in named.items()))
+        .select_from(s.table)
+        .where(match)
+    )
     with store.engine.connect() as connection:
         row = connection.execute(query).mappings().one()
     return {name: bool(row[name]) for name in named}
@@ -216,7 +218,9 @@ def _verdict(verdicts: list[RuleVerdict], covering: list[Hold], freeze: bool) ->
         reason = "freeze" if freeze else ", ".join(h.id for h in covering) or "a hold"
         return f"held by {reason}: rule {held[0].rule} would otherwise act"
     blocked = [v for v in verdicts if v.status == "blocked by a keep rule"]
-    keeps = [v for v in verdicts if v.action == "keep" and v.status in ("keeping", "clock not started")]
+    keeps = [
+        v for v in verdicts if v.action == "keep" and v.status in ("keeping", "clock not started")
+    ]
     if blocked:
         until = max((v.due_at for v in keeps if v.due_at), default=None)
         names = ", ".join(v.rule for v in keeps)
@@ -247,18 +251,20 @@ def _typed(column: Any, text: str) -> Any:
         return text
 
 
-def _subject_row(
-    config: Config, store: SqlStore, dataset: str, row: Any
-) -> dict[str, Any] | None:
+def _subject_row(config: Config, store: SqlStore, dataset: str, row: Any) -> dict[str, Any] | None:
     ds = config.settings.datasets[dataset]
     if ds.subject is None or row[ds.subject.column] is None:
         return None
     subject = config.settings.subjects[ds.subject.type]
     table = store.table(subject.table)
     with store.engine.connect() as connection:
-        found = connection.execute(
-            select(table).where(store.column(table, subject.key) == row[ds.subject.column])
-        ).mappings().first()
+        found = (
+            connection.execute(
+                select(table).where(store.column(table, subject.key) == row[ds.subject.column])
+            )
+            .mappings()
+            .first()
+        )
     return dict(found) if found else None
 
 
@@ -308,4 +314,3 @@ def _covering_holds(config: Config, dataset: str, row: Any, holds: HoldsFile) ->
         if link is not None and str(link) in ids:
             covering.append(hold)
     return covering
-

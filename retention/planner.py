@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import False_, and_, func, not_, select
@@ -177,7 +177,11 @@ def _plan(
         except StoreError as exc:
             failed[store_name] = (str(exc), [rule.id], True)
         except SQLAlchemyError as exc:
-            failed[store_name] = (StoreError(_first_line(exc), store=store_name).args[0], [rule.id], True)
+            failed[store_name] = (
+                StoreError(_first_line(exc), store=store_name).args[0],
+                [rule.id],
+                True,
+            )
     return Plan(
         now=now,
         freeze=holds.freeze,
@@ -202,11 +206,11 @@ def plan_one(selection: Selection, store: SqlStore, samples: int = SAMPLE_KEYS) 
             return int(connection.execute(query).scalar_one())
 
     s = selection
-    base = dict(rule=s.rule.id, dataset=s.dataset, store=store.name, action=s.rule.action)
     in_scope = count(s.scope)
     due = count(s.scope, s.due) if in_scope else 0
+    base = RulePlan(s.rule.id, s.dataset, store.name, s.rule.action, in_scope=in_scope, due=due)
     if s.rule.action == "keep" or not due:
-        return RulePlan(**base, in_scope=in_scope, due=due)
+        return base
     held = count(s.scope, s.due, s.held)
     free = (s.scope, s.due, not_(s.held))
     blocked = count(*free, s.blocked) if held < due else 0
@@ -218,14 +222,10 @@ def plan_one(selection: Selection, store: SqlStore, samples: int = SAMPLE_KEYS) 
     keys: tuple[str, ...] = ()
     if actionable and samples:
         with store.engine.connect() as connection:
-            query = (
-                select(*s.key).where(s.actionable).order_by(*s.key).limit(samples)
-            )
+            query = select(*s.key).where(s.actionable).order_by(*s.key).limit(samples)
             keys = tuple(format_key(row) for row in connection.execute(query))
-    return RulePlan(
-        **base,
-        in_scope=in_scope,
-        due=due,
+    return replace(
+        base,
         held=held,
         blocked=blocked,
         superseded=superseded,

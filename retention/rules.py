@@ -30,7 +30,7 @@ WhereValue = str | int | float | bool | None | list[str | int | float | bool | N
 
 @dataclass(frozen=True)
 class ClockRef:
-    """One clock: a record timestamp (``record.created``) or a subject event (``subject.closed``)."""
+    """One clock: a record timestamp (``record.created``) or a subject event."""
 
     source: Literal["record", "subject"]
     name: str
@@ -53,13 +53,13 @@ class Clock:
 
     @classmethod
     def parse(cls, raw: object) -> Clock:
-        """Parse ``record.created`` / ``subject.closed`` / ``{earliest: [...]}`` / ``{latest: [...]}``."""
+        """Parse ``record.x``, ``subject.y``, ``{earliest: [...]}`` or ``{latest: [...]}``."""
         if isinstance(raw, Clock):
             return raw
         if isinstance(raw, str):
             return cls((_parse_ref(raw),))
         if isinstance(raw, Mapping) and len(raw) == 1:
-            (combine, refs), = raw.items()
+            ((combine, refs),) = raw.items()
             if combine in ("earliest", "latest") and isinstance(refs, list) and refs:
                 parsed = tuple(_parse_ref(r) for r in refs)
                 if len(set(parsed)) != len(parsed):

@@ -122,4 +122,6 @@ def _check_dataset(checker: _Checker, dataset: str) -> None:
                     table,
                 )
                 if anonymizer is not None:
-                    checker.attempt(f"rule {rule.id}: anonymize.{personal}", anonymizer.check_column)
+                    checker.attempt(
+                        f"rule {rule.id}: anonymize.{personal}", anonymizer.check_column
+                    )

@@ -106,17 +106,23 @@ def test_keep_rule_whose_clock_has_not_started_blocks(world: Scenario) -> None:
     world.accounts({"id": 1, "closed_at": None})
     world.tickets({"id": 1, "account_id": 1, "created_at": at("2020-01-01")})
     config = world.config(
-        [rule("delete", retain="P1Y"), rule("keep", after="subject.closed", retain="P1Y", action="keep")]
+        [
+            rule("delete", retain="P1Y"),
+            rule("keep", after="subject.closed", retain="P1Y", action="keep"),
+        ]
     )
     plan = world.plan(config, utc("2026-01-01"))["delete"]
     assert (plan.due, plan.blocked, plan.actionable) == (1, 1, 0)
 
 
 def test_holds_by_subject_dataset_and_rule(world: Scenario) -> None:
-    """Holds scoped by subject, dataset or rule protect exactly what they cover; inactive ones nothing."""
+    """Holds scoped by subject, dataset or rule cover exactly their records; released ones nothing."""
     world.accounts({"id": 1}, {"id": 2}, {"id": 3})
     world.tickets(
-        *({"id": i, "account_id": (i % 3) + 1, "created_at": at("2020-01-01")} for i in range(1, 10))
+        *(
+            {"id": i, "account_id": (i % 3) + 1, "created_at": at("2020-01-01")}
+            for i in range(1, 10)
+        )
     )
     rules = [rule("a"), rule("b")]
     holds = {
@@ -149,7 +155,10 @@ def test_month_end_and_leap_day(world: Scenario) -> None:
         {"id": 2, "created_at": at("2028-02-29 10:00:00"), "status": "leap"},
     )
     config = world.config(
-        [rule("m", retain="P3M", where={"status": None}), rule("y", retain="P1Y", where={"status": "leap"})]
+        [
+            rule("m", retain="P3M", where={"status": None}),
+            rule("y", retain="P1Y", where={"status": "leap"}),
+        ]
     )
     before = world.plan(config, utc("2027-02-28 09:59:59.999999"))
     on = world.plan(config, utc("2027-02-28 10:00:00"))
@@ -167,7 +176,9 @@ def test_earliest_and_latest_clocks(world: Scenario) -> None:
         {"id": 3, "closed_at": at("2025-01-01"), "erasure_requested_at": at("2025-06-01")},
         {"id": 4},
     )
-    world.tickets(*({"id": i, "account_id": i, "created_at": at("2025-06-01")} for i in range(1, 5)))
+    world.tickets(
+        *({"id": i, "account_id": i, "created_at": at("2025-06-01")} for i in range(1, 5))
+    )
     config = world.config(
         [
             rule("first", after={"earliest": ["subject.closed", "subject.erasure_requested"]}),
@@ -184,7 +195,7 @@ def test_earliest_and_latest_clocks(world: Scenario) -> None:
 
 
 def test_earliest_clock_across_month_end_clamping(world: Scenario) -> None:
-    """min(clocks) is due exactly when it should be, even when the due set is not a single cutoff."""
+    """min(clocks) is due exactly on time, even when the due set is not a single cutoff."""
     world.accounts({"id": 1, "closed_at": at("2027-01-31 09:00:00")})
     world.tickets({"id": 1, "account_id": 1, "created_at": at("2027-01-30 11:00:00")})
     config = world.config(

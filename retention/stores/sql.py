@@ -18,7 +18,7 @@ from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
 from ..errors import SchemaError, StoreError
 from ..settings import SqlStoreConfig
-from .sqlclock import SQLITE_FUNCTION, ColumnKind, ClockColumn, sqlite_utc_text
+from .sqlclock import SQLITE_FUNCTION, ClockColumn, ColumnKind, sqlite_utc_text
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -95,9 +95,7 @@ class SqlStore:
             return self._tables[name]
         schema, _, bare = name.rpartition(".")
         try:
-            table = Table(
-                bare, self._metadata, autoload_with=self.engine, schema=schema or None
-            )
+            table = Table(bare, self._metadata, autoload_with=self.engine, schema=schema or None)
         except NoSuchTableError:
             raise SchemaError(
                 f"table {name!r} does not exist (tables: {self._table_names(schema)})",
@@ -135,9 +133,9 @@ class SqlStore:
     def clock_column(self, column: Column[Any], zone: ZoneInfo) -> ClockColumn:
         """`column` as a clock, naive values read in `zone` (MariaDB TIMESTAMP: UTC)."""
         kind = self.clock_kind(column)
-        if kind == "naive" and self.dialect in ("mysql", "mariadb"):
-            if type(column.type).__name__ == "TIMESTAMP":
-                zone = UTC_ZONE
+        mysql = self.dialect in ("mysql", "mariadb")
+        if kind == "naive" and mysql and type(column.type).__name__ == "TIMESTAMP":
+            zone = UTC_ZONE
         return ClockColumn(column, kind, zone)
 
     def dispose(self) -> None:

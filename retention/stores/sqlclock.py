@@ -76,7 +76,10 @@ class ClockColumn:
     def known(self) -> ColumnElement[bool]:
         """The clock has started (the value is not NULL and, on SQLite, readable)."""
         if self.kind == "sqlite_text":
-            return getattr(func, SQLITE_FUNCTION)(self.expr, self.zone.key).is_not(None)
+            normalised: ColumnElement[Any] = getattr(func, SQLITE_FUNCTION)(
+                self.expr, self.zone.key
+            )
+            return normalised.is_not(None)
         return self.expr.is_not(None)
 
     def unknown(self) -> ColumnElement[bool]:
@@ -129,7 +132,9 @@ def _combined_in(
         after_low = [true() if low is None else c.gt(low) for c in columns]
         before_high = [c.known() if high is None else c.le(high - _ONE_US) for c in columns]
         if combine == "earliest":
-            all_after = and_(*(or_(c.unknown(), a) for c, a in zip(columns, after_low, strict=True)))
+            all_after = and_(
+                *(or_(c.unknown(), a) for c, a in zip(columns, after_low, strict=True))
+            )
             in_gap.append(and_(all_after, or_(*before_high)))
         else:
             in_gap.append(and_(and_(*before_high), or_(*after_low)))

@@ -49,7 +49,7 @@ class Selection:
 
     @property
     def actionable(self) -> ColumnElement[bool]:
-        """What a live run would change now: due, not held, not blocked, not superseded, not done."""
+        """What a live run changes now: due and not held, blocked, superseded or done."""
         return and_(
             self.scope,
             self.due,
@@ -130,9 +130,7 @@ class SelectionBuilder:
             conditions.append(or_(*options))
         return and_(true(), *conditions)
 
-    def held(
-        self, rule: Rule, dataset: str, table: Table, holds: HoldsFile
-    ) -> ColumnElement[bool]:
+    def held(self, rule: Rule, dataset: str, table: Table, holds: HoldsFile) -> ColumnElement[bool]:
         """Records covered by an active hold for this rule × dataset (or a freeze)."""
         if holds.freeze:
             return true()
@@ -142,7 +140,7 @@ class SelectionBuilder:
         )
 
     def covered_by(self, hold: Hold, dataset: str, table: Table) -> ColumnElement[bool]:
-        """Records of `dataset` in the subject scope of `hold` (its other scopes checked by caller)."""
+        """Records of `dataset` in the subject scope of `hold` (other scopes: the caller's)."""
         scoped = hold.scoped_subjects()
         if scoped is None:
             return true()
@@ -168,7 +166,6 @@ class SelectionBuilder:
 
     def done(self, rule: Rule, dataset: str, table: Table) -> ColumnElement[bool]:
         """Records whose personal columns already hold their anonymized form."""
-        ds = self.settings.datasets[dataset]
         return and_(
             *(
                 self.anonymizer(spec_field, rule, dataset, table).done(self.store.dialect)
@@ -202,9 +199,7 @@ class SelectionBuilder:
                     self.store.column(subject_table, self._event(dataset, ref.name)), subject_zone
                 ),
             )
-            return and_(
-                link.is_not(None), link.in_(select(subject_key).where(inner))
-            )
+            return and_(link.is_not(None), link.in_(select(subject_key).where(inner)))
 
         def column(ref: Any) -> ClockColumn:
             if ref.source == "record":
