@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final, Literal, TypeVar, get_args
@@ -143,7 +144,7 @@ class StrategySpec:
                     f"unknown anonymize strategy {raw!r}; allowed: {', '.join(STRATEGIES)}"
                 )
             return cls(name=raw)  # type: ignore[arg-type]  # checked against STRATEGIES
-        if isinstance(raw, dict):
+        if isinstance(raw, Mapping):
             options = dict(raw)
             name = options.pop("strategy", None)
             if not isinstance(name, str) or name not in STRATEGIES:
