@@ -318,3 +318,197 @@ def holds(
         err.print(f"[yellow]not counted[/] on store {skipped}", highlight=False)
     if report.skipped:
         raise typer.Exit(3)
+
+
+@app.command()
+def run(
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    rule: RuleOption = None,
+    dataset: DatasetOption = None,
+    execute: Annotated[
+        bool,
+        typer.Option("--execute", help="Change data (otherwise a dry run unless dry_run: false)."),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Override the circuit breakers (limits).")
+    ] = False,
+) -> None:
+    """One enforcement pass: a dry run unless `dry_run: false` or --execute."""
+    from .executor import Executor
+
+    with handled():
+        config = load(config_file)
+        _check_filters(config, rule, dataset)
+        moment = parse_now(now, config)
+        live = execute or not config.settings.dry_run
+        with _run_progress(as_json) as tick:
+            executor = Executor(config, now=moment, live=live, force=force, progress=tick)
+            result = executor.run(rule or (), dataset or ())
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        print_run(result)
+    raise typer.Exit(result.exit_code)
+
+
+@contextmanager
+def _run_progress(quiet: bool) -> Iterator[Callable[..., None]]:
+    if quiet or not err.is_terminal:
+        yield lambda *args: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
+    ) as bar:
+        tasks: dict[tuple[str, str], Any] = {}
+
+        def tick(rule: Any, dataset: str, done: int, total: int) -> None:
+            key = (rule.id, dataset)
+            if key not in tasks:
+                tasks[key] = bar.add_task(f"{rule.id} on {dataset}", total=total)
+            bar.update(tasks[key], completed=done, total=max(total, done))
+
+        yield tick
+
+
+def print_run(result: Any) -> None:
+    """The run summary table."""
+    mode = "LIVE" if result.live else "dry run (nothing changed)"
+    table = Table(title=f"Run {result.run_id} — {mode} — {result.status}", title_justify="left")
+    for header in (
+        "rule",
+        "dataset",
+        "action",
+        "planned",
+        "done" if result.live else "would act",
+        "cascaded",
+        "batches",
+        "status",
+    ):
+        table.add_column(header)
+    for o in result.outcomes:
+        status = o.status if not o.message else f"{o.status}: {o.message}"
+        table.add_row(
+            o.rule,
+            o.dataset,
+            o.action,
+            str(o.planned),
+            str(o.acted),
+            str(sum(o.cascaded.values())) if o.cascaded else "0",
+            str(o.batches),
+            status if o.status == "ok" else f"[red]{status}[/]",
+        )
+    out.print(table)
+    if result.recovered:
+        out.print(f"reconciled {result.recovered} audit entries left by an interrupted run")
+    lingering = sum(o.lingering for o in result.outcomes)
+    if lingering:
+        err.print(f"[yellow]warning:[/] {lingering} records still due and unheld after the run")
+
+
+audit_app = typer.Typer(help="Inspect and verify the hash-chained audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+def _audit_log(config: Config) -> Any:
+    from .audit import AuditLog
+    from .statedb import open_state
+
+    settings = config.settings
+    key = settings.hmac_key.get_secret_value().encode() if settings.hmac_key else None
+    engine = open_state(settings.state_db.get_secret_value())
+    mode = settings.audit.keys if key is not None or settings.audit.keys != "hmac" else "none"
+    return AuditLog(engine, keys=mode, hmac_key=key)
+
+
+@audit_app.command("verify")
+def audit_verify(config_file: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Check the whole chain; exit 1 and name the first bad entry on any tampering."""
+    with handled():
+        log = _audit_log(load(config_file))
+        result = log.verify()
+    if as_json:
+        emit_json(result.__dict__)
+    elif result.ok:
+        out.print(f"[green]ok[/]: {result.entries} entries, chain intact")
+    else:
+        err.print(f"[bold red]audit log tampered:[/] entry {result.bad_seq}: {result.reason}")
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _parse_when(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@audit_app.command("show")
+def audit_show(
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this run id.")] = None,
+    rule: Annotated[str | None, typer.Option("--rule", help="Only this rule.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Only this dataset.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="From this date/time.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Before this date/time.")] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Entries that acted on this key.")
+    ] = None,
+) -> None:
+    """Audit entries, filtered by run, rule, dataset, date or record key."""
+    with handled():
+        log = _audit_log(load(config_file))
+        entries = log.entries(
+            run_id=run_id,
+            rule=rule,
+            dataset=dataset,
+            since=_parse_when(since),
+            until=_parse_when(until),
+            key=key,
+        )
+        if as_json:
+            emit_json([e.as_dict() for e in entries])
+            return
+        table = Table()
+        for header in ("seq", "at", "run", "rule", "dataset", "action", "mode", "count", "outcome"):
+            table.add_column(header)
+        for e in entries:
+            table.add_row(
+                str(e.seq),
+                e.at[:19],
+                e.run_id[:8],
+                e.rule or "",
+                e.dataset or "",
+                e.action,
+                "dry" if e.dry_run else "live",
+                str(e.count),
+                e.outcome,
+            )
+        out.print(table)
+
+
+@audit_app.command("export")
+def audit_export(
+    config_file: ConfigOption = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="File (default stdout).")
+    ] = None,
+) -> None:
+    """Export the audit log as JSON lines or CSV, with hashes, for archiving or review."""
+    from .audit import export
+
+    if fmt not in ("jsonl", "csv"):
+        raise typer.BadParameter("use jsonl or csv", param_hint="--format")
+    with handled():
+        log = _audit_log(load(config_file))
+        if output:
+            with open(output, "w", encoding="utf-8", newline="") as stream:
+                count = export(log.entries(), stream, fmt)  # type: ignore[arg-type]
+            err.print(f"exported {count} entries to {output}")
+        else:
+            export(log.entries(), sys.stdout, fmt)  # type: ignore[arg-type]

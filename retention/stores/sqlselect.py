@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Table, and_, false, not_, or_, select, true
+from sqlalchemy import Column, False_, Table, and_, exists, false, literal, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..anonymize import Anonymizer
@@ -100,6 +100,7 @@ class SelectionBuilder:
                 ),
             )
             done = self.done(rule, dataset, table)
+        held, blocked = self.protection(rule, dataset, table, holds)
         return Selection(
             rule=rule,
             dataset=dataset,
@@ -108,11 +109,45 @@ class SelectionBuilder:
             scope=self.scope(rule, table),
             due=due,
             overdue=overdue,
-            held=self.held(rule, dataset, table, holds),
-            blocked=self.blocked(rule, dataset, table),
+            held=held,
+            blocked=blocked,
             superseded=superseded,
             done=done,
         )
+
+    def protection(
+        self, rule: Rule, dataset: str, table: Table, holds: HoldsFile
+    ) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+        """(held, blocked) for records of `dataset`, including through cascade children.
+
+        A delete cascades to child rows, so a parent is held when one of its children is held,
+        and blocked when a keep rule still protects one of its children.
+        """
+        held = self.held(rule, dataset, table, holds)
+        blocked = self.blocked(rule, dataset, table)
+        if rule.action != "delete":
+            return held, blocked
+        ds = self.settings.datasets[dataset]
+        for cascade in ds.cascade:
+            child = self.settings.datasets[cascade.dataset]
+            assert child.table is not None
+            child_table = self.store.table(child.table)
+            if child_table is table:
+                child_table = child_table.alias("child")  # type: ignore[assignment]
+            link = self.store.column(child_table, cascade.column)
+            (parent_key,) = (self.store.column(table, name) for name in ds.key_columns)
+            child_held, child_blocked = self.protection(rule, cascade.dataset, child_table, holds)
+            for condition, target in ((child_held, "held"), (child_blocked, "blocked")):
+                if isinstance(condition, False_):
+                    continue
+                found = exists(
+                    select(literal(1)).select_from(child_table).where(link == parent_key, condition)
+                )
+                if target == "held":
+                    held = or_(held, found)
+                else:
+                    blocked = or_(blocked, found)
+        return held, blocked
 
     def scope(self, rule: Rule, table: Table) -> ColumnElement[bool]:
         """The rule's `where` filter (its `applies_to` chose the dataset already)."""

@@ -1,0 +1,767 @@
+"""Enforcement: apply the plan batch by batch, re-checking every record at the moment of action.
+
+A run walks every rule × dataset in primary-key order (keyset pagination). For each batch it
+re-reads the holds file, selects the next keys that are actionable, and — in a live run — changes
+exactly those records in one transaction whose DELETE/UPDATE repeats the rule predicate and the
+hold exclusion, so a record reactivated or held since it was selected is not touched. A dry run
+takes the same path and stops before the final statement.
+
+Crash safety: before the data transaction commits, the keys it changed are written to the state
+DB as an *intent*; after it commits, the audit entry is appended and the intent removed in one
+state-DB transaction. The next run first reconciles leftover intents against the data, so the
+audit log never claims a change that did not happen and never misses one that did.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy import delete as sql_delete
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
+
+from .audit import AuditLog
+from .config import Config
+from .errors import (
+    CircuitBreakerTripped,
+    ConfigError,
+    ForeignKeyRefused,
+    RetentionError,
+    SafetyError,
+    SchemaError,
+    StoreError,
+)
+from .holds import HoldsFile
+from .lease import Lease
+from .planner import format_key, rule_targets
+from .rules import Rule
+from .statedb import intents, open_state, runs, utcnow
+from .stores import SqlStore, sql_stores
+from .stores.sqlselect import Selection, SelectionBuilder
+
+Progress = Callable[[Rule, str, int, int], None]
+KeyTuple = tuple[Any, ...]
+
+
+@dataclass
+class RuleOutcome:
+    """What one rule did (or would do) on one dataset in this run."""
+
+    rule: str
+    dataset: str
+    action: str
+    planned: int = 0
+    acted: int = 0
+    batches: int = 0
+    cascaded: dict[str, int] = field(default_factory=dict)
+    status: str = "ok"  # ok | refused | failed | skipped | stopped
+    message: str | None = None
+    lingering: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "dataset": self.dataset,
+            "action": self.action,
+            "planned": self.planned,
+            "acted": self.acted,
+            "batches": self.batches,
+            "cascaded": dict(self.cascaded),
+            "status": self.status,
+            "message": self.message,
+            "lingering": self.lingering,
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    live: bool
+    status: str
+    outcomes: tuple[RuleOutcome, ...]
+    recovered: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        statuses = {o.status for o in self.outcomes}
+        if "refused" in statuses:
+            return 4
+        if "invalid" in statuses:
+            return 2
+        if "unreachable" in statuses or "failed" in statuses:
+            return 3
+        return 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "mode": "live" if self.live else "dry-run",
+            "status": self.status,
+            "recovered_entries": self.recovered,
+            "rules": [o.as_dict() for o in self.outcomes],
+            "totals": {
+                "acted": sum(o.acted for o in self.outcomes),
+                "cascaded": sum(sum(o.cascaded.values()) for o in self.outcomes),
+                "lingering": sum(o.lingering for o in self.outcomes),
+            },
+        }
+
+
+class Stopped(Exception):
+    """Raised between batches when the caller asked the run to stop (SIGTERM)."""
+
+
+class Executor:
+    """One enforcement pass over the configured SQL stores."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        now: dt.datetime,
+        live: bool,
+        force: bool = False,
+        state: Engine | None = None,
+        lease: Lease | None = None,
+        stores: dict[str, SqlStore] | None = None,
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        settings = config.settings
+        self.config = config
+        self.now = now
+        self.live = live
+        self.force = force
+        self.state = state or open_state(settings.state_db.get_secret_value())
+        key = settings.hmac_key.get_secret_value().encode() if settings.hmac_key else None
+        self.audit = AuditLog(self.state, keys=settings.audit.keys, hmac_key=key)
+        self.lease = lease
+        self._given_stores = stores
+        self.progress = progress
+        self.should_stop = should_stop
+        self.run_id = str(uuid.uuid4())
+        self.actions = 0
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self, rule_ids: Sequence[str] = (), datasets: Sequence[str] = ()) -> RunResult:
+        """One pass: reconcile interrupted runs, then every selected rule × dataset."""
+        own_lease = False
+        if self.live and self.lease is None:
+            self.lease = Lease(self.state)
+            own_lease = True
+        if self.live:
+            assert self.lease is not None
+            if self.lease.epoch is None:
+                self.lease.acquire()
+        try:
+            with sql_stores(self.config.settings, self._given_stores) as stores:
+                recovered = self.reconcile(stores) if self.live else 0
+                return self._run(stores, rule_ids, datasets, recovered)
+        finally:
+            if own_lease and self.lease is not None:
+                self.lease.release()
+
+    def _run(
+        self,
+        stores: dict[str, SqlStore],
+        rule_ids: Sequence[str],
+        datasets: Sequence[str],
+        recovered: int,
+    ) -> RunResult:
+        self._start_run()
+        outcomes: list[RuleOutcome] = []
+        status = "complete"
+        try:
+            for rule, dataset in rule_targets(self.config, rule_ids, datasets):
+                if rule.action == "keep":
+                    continue
+                outcome = RuleOutcome(rule.id, dataset, rule.action)
+                outcomes.append(outcome)
+                store = stores.get(self.config.settings.datasets[dataset].store)
+                if store is None:
+                    outcome.status, outcome.message = "skipped", "not a SQL store"
+                    continue
+                self._enforce(store, rule, dataset, outcome)
+            if self.live:
+                self._reconcile_lingering(stores, outcomes)
+        except Stopped:
+            status = "interrupted"
+        except RetentionError:
+            status = "failed"
+            self._finish_run(status, outcomes)
+            raise
+        if any(o.status == "refused" for o in outcomes) and status == "complete":
+            status = "refused"
+        self._finish_run(status, outcomes)
+        return RunResult(self.run_id, self.live, status, tuple(outcomes), recovered)
+
+    def _enforce(self, store: SqlStore, rule: Rule, dataset: str, outcome: RuleOutcome) -> None:
+        builder = SelectionBuilder(self.config, store, self.now)
+        try:
+            selection = builder.build(rule, dataset, self._holds())
+            outcome.planned = self._count(store, selection.actionable, selection.table)
+            if outcome.planned and not self._breakers_allow(store, selection, outcome):
+                return
+            last: KeyTuple | None = None
+            while True:
+                if self.should_stop():
+                    outcome.status = "stopped"
+                    raise Stopped
+                selection = builder.build(rule, dataset, self._holds())
+                keys = self._next_keys(store, selection, last)
+                if not keys:
+                    break
+                done = self._batch(store, builder, selection, keys)
+                outcome.acted += len(done.keys)
+                outcome.batches += 1
+                for child, count in done.children.items():
+                    outcome.cascaded[child] = outcome.cascaded.get(child, 0) + count
+                last = keys[-1]
+                if self.progress is not None:
+                    self.progress(rule, dataset, outcome.acted, outcome.planned)
+        except ForeignKeyRefused as exc:
+            outcome.status, outcome.message = "refused", str(exc)
+            self.audit.append(
+                run_id=self.run_id,
+                rule=rule.id,
+                dataset=dataset,
+                action=rule.action,
+                outcome="refused",
+                dry_run=not self.live,
+                count=0,
+                detail=str(exc),
+            )
+        except SchemaError as exc:
+            outcome.status, outcome.message = "invalid", str(exc)
+        except StoreError as exc:
+            outcome.status, outcome.message = "unreachable", str(exc)
+        except SQLAlchemyError as exc:
+            outcome.status, outcome.message = "failed", _first_line(exc)
+
+    def _holds(self) -> HoldsFile:
+        """The holds file, re-read now; an unreadable file stops the run (fail closed)."""
+        return self.config.load_holds()
+
+    def _count(self, store: SqlStore, condition: ColumnElement[bool], table: Table) -> int:
+        with store.engine.connect() as connection:
+            return int(
+                connection.execute(
+                    select(func.count()).select_from(table).where(condition)
+                ).scalar_one()
+            )
+
+    def _breakers_allow(self, store: SqlStore, selection: Selection, outcome: RuleOutcome) -> bool:
+        """Circuit breakers, checked before the first batch of a rule; False when refused."""
+        limits = self.config.settings.limits
+        planned = outcome.planned
+        message = None
+        if not self.force:
+            total = self._count(store, true(), selection.table)
+            if total and planned / total > limits.max_fraction:
+                message = (
+                    f"rule {selection.rule.id} would {selection.rule.action} {planned} of "
+                    f"{total} records of {selection.dataset} ({planned / total:.0%}), more than "
+                    f"limits.max_fraction ({limits.max_fraction:.0%}); check the rule, then "
+                    f"re-run with --force if it is right"
+                )
+            elif self.actions + planned > limits.max_actions_per_run:
+                message = (
+                    f"rule {selection.rule.id} would bring this run to {self.actions + planned} "
+                    f"actions, more than limits.max_actions_per_run "
+                    f"({limits.max_actions_per_run}); re-run with --force if it is right"
+                )
+        if message is None:
+            self.actions += planned
+            return True
+        outcome.status, outcome.message = "refused", message
+        self.audit.append(
+            run_id=self.run_id,
+            rule=selection.rule.id,
+            dataset=selection.dataset,
+            action=selection.rule.action,
+            outcome="refused",
+            dry_run=not self.live,
+            count=planned,
+            detail=CircuitBreakerTripped(message).args[0],
+        )
+        return False
+
+    def _next_keys(
+        self, store: SqlStore, selection: Selection, last: KeyTuple | None
+    ) -> list[KeyTuple]:
+        query = select(*selection.key).where(selection.actionable)
+        if last is not None:
+            query = query.where(_key_after(selection.key, last))
+        query = query.order_by(*selection.key).limit(self.config.settings.batch_size)
+        with store.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(query)]
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _batch(
+        self,
+        store: SqlStore,
+        builder: SelectionBuilder,
+        selection: Selection,
+        keys: list[KeyTuple],
+    ) -> BatchDone:
+        rule = selection.rule
+        in_batch = and_(_key_from(selection.key, keys[0]), _key_upto(selection.key, keys[-1]))
+        if not self.live:
+            text_keys = [format_key(k) for k in keys]
+            self.audit.append(
+                run_id=self.run_id,
+                rule=rule.id,
+                dataset=selection.dataset,
+                action=rule.action,
+                outcome="would " + rule.action,
+                dry_run=True,
+                keys=text_keys,
+            )
+            return BatchDone(keys)
+        if rule.action == "delete":
+            return self._delete(store, selection, in_batch)
+        return self._anonymize(store, builder, selection, keys, in_batch)
+
+    def _delete(
+        self, store: SqlStore, selection: Selection, in_batch: ColumnElement[bool]
+    ) -> BatchDone:
+        rule = selection.rule
+        condition = and_(in_batch, selection.actionable)
+        children: list[tuple[str, list[KeyTuple]]] = []
+        try:
+            with store.engine.begin() as connection:
+                self._delete_children(
+                    store, connection, selection.dataset, selection.table, condition, children
+                )
+                deleted = self._delete_returning(
+                    connection, selection.table, selection.key, condition
+                )
+                intent = self._commit_point(rule, selection.dataset, deleted, children)
+        except IntegrityError as exc:
+            raise ForeignKeyRefused(
+                self._describe_refusal(store, selection.dataset, exc),
+                rule=rule.id,
+                dataset=selection.dataset,
+            ) from None
+        self._audit_done(
+            intent, self.run_id, rule.id, rule.action, selection.dataset, deleted, children
+        )
+        return BatchDone(deleted, {name: len(k) for name, k in children})
+
+    def _delete_children(
+        self,
+        store: SqlStore,
+        connection: Connection,
+        dataset: str,
+        parent: Table,
+        parent_condition: ColumnElement[bool],
+        out: list[tuple[str, list[KeyTuple]]],
+    ) -> None:
+        """Delete cascade children (grandchildren first) of the parents matching the condition."""
+        settings = self.config.settings
+        ds = settings.datasets[dataset]
+        (parent_key,) = (store.column(parent, name) for name in ds.key_columns)
+        for cascade in ds.cascade:
+            child = settings.datasets[cascade.dataset]
+            assert child.table is not None
+            table = store.table(child.table)
+            link = store.column(table, cascade.column)
+            parents = select(parent_key).where(parent_condition)
+            if connection.dialect.name in ("mysql", "mariadb"):
+                # MySQL refuses a subquery on a table the same statement changes; materialise it.
+                parents = select(parents.subquery().c[0])
+            child_condition = link.in_(parents)
+            self._delete_children(store, connection, cascade.dataset, table, child_condition, out)
+            key = tuple(store.column(table, name) for name in child.key_columns)
+            out.append(
+                (cascade.dataset, self._delete_returning(connection, table, key, child_condition))
+            )
+
+    def _delete_returning(
+        self,
+        connection: Connection,
+        table: Table,
+        key: tuple[Column[Any], ...],
+        condition: ColumnElement[bool],
+    ) -> list[KeyTuple]:
+        """DELETE ... WHERE condition, returning the deleted keys (selected first where needed)."""
+        if connection.dialect.delete_returning:
+            result = connection.execute(delete(table).where(condition).returning(*key))
+            return sorted(tuple(row) for row in result)
+        locked = select(*key).where(condition).with_for_update()
+        found = [tuple(row) for row in connection.execute(locked)]
+        if found:
+            connection.execute(delete(table).where(condition))
+        return sorted(found)
+
+    def _anonymize(
+        self,
+        store: SqlStore,
+        builder: SelectionBuilder,
+        selection: Selection,
+        keys: list[KeyTuple],
+        in_batch: ColumnElement[bool],
+    ) -> BatchDone:
+        rule, table = selection.rule, selection.table
+        ds = self.config.settings.datasets[selection.dataset]
+        anonymizers = {
+            ds.personal[personal]: builder.anonymizer(personal, rule, selection.dataset, table)
+            for personal in rule.anonymize
+        }
+        condition = and_(in_batch, selection.actionable)
+        dialect = store.dialect
+        set_based = {name: a.set_based(dialect) for name, a in anonymizers.items()}
+        done_now = and_(*(a.done(dialect) for a in anonymizers.values()))
+        with store.engine.begin() as connection:
+            if all(expr is not None for expr in set_based.values()):
+                connection.execute(update(table).where(condition).values(**set_based))
+            else:
+                columns = [table.c[name] for name in anonymizers]
+                rows = connection.execute(
+                    select(*selection.key, *columns).where(condition).with_for_update()
+                ).all()
+                width = len(selection.key)
+                params = []
+                for row in rows:
+                    values = {
+                        f"v_{i}": anonymizers[col.name].apply(row[width + i])
+                        for i, col in enumerate(columns)
+                    }
+                    params.append({**{f"k_{i}": row[i] for i in range(width)}, **values})
+                if params:
+                    match = and_(
+                        *(col == bindparam(f"k_{i}") for i, col in enumerate(selection.key))
+                    )
+                    statement = (
+                        update(table)
+                        .where(match, selection.actionable)
+                        .values({col.name: bindparam(f"v_{i}") for i, col in enumerate(columns)})
+                    )
+                    connection.execute(statement, params)
+            query = select(*selection.key).where(in_batch, done_now, _key_in(selection.key, keys))
+            changed = [tuple(row) for row in connection.execute(query.order_by(*selection.key))]
+            intent = self._commit_point(rule, selection.dataset, changed, [])
+        self._audit_done(intent, self.run_id, rule.id, rule.action, selection.dataset, changed, [])
+        return BatchDone(changed)
+
+    # -- crash safety ------------------------------------------------------------------------
+
+    def _commit_point(
+        self,
+        rule: Rule,
+        dataset: str,
+        keys: list[KeyTuple],
+        children: list[tuple[str, list[KeyTuple]]],
+    ) -> str:
+        """Inside the open data transaction: fence, then record the intent durably; its id."""
+        if self.lease is not None:
+            self.lease.check()
+        intent_id = str(uuid.uuid4())
+        if not keys and not any(k for _, k in children):
+            return intent_id
+        with self.state.begin() as connection:
+            connection.execute(
+                insert(intents).values(
+                    id=intent_id,
+                    run_id=self.run_id,
+                    created_at=utcnow(),
+                    rule=rule.id,
+                    dataset=dataset,
+                    action=rule.action,
+                    keys=json.dumps([list(k) for k in keys], default=str),
+                    children=json.dumps(
+                        [[name, [list(k) for k in ks]] for name, ks in children], default=str
+                    ),
+                )
+            )
+        return intent_id
+
+    def _audit_done(
+        self,
+        intent_id: str,
+        run_id: str,
+        rule_id: str,
+        action: str,
+        dataset: str,
+        keys: list[KeyTuple],
+        children: list[tuple[str, list[KeyTuple]]],
+        *,
+        detail: str | None = None,
+    ) -> None:
+        """After the data commit: audit entries and intent removal, in one state transaction."""
+        with self.state.begin() as connection:
+            for name, child_keys in children:
+                if child_keys:
+                    self.audit.append(
+                        run_id=run_id,
+                        rule=rule_id,
+                        dataset=name,
+                        action="delete (cascade)",
+                        outcome="done",
+                        dry_run=False,
+                        keys=[format_key(k) for k in child_keys],
+                        detail=detail or f"children of {dataset}",
+                        connection=connection,
+                    )
+            if keys:
+                self.audit.append(
+                    run_id=run_id,
+                    rule=rule_id,
+                    dataset=dataset,
+                    action=action,
+                    outcome="done",
+                    dry_run=False,
+                    keys=[format_key(k) for k in keys],
+                    detail=detail,
+                    connection=connection,
+                )
+            connection.execute(sql_delete(intents).where(intents.c.id == intent_id))
+
+    def reconcile(self, stores: dict[str, SqlStore]) -> int:
+        """Mark runs left `running` as interrupted and settle their intents; entries written."""
+        written = 0
+        with self.state.begin() as connection:
+            connection.execute(
+                update(runs)
+                .where(runs.c.status == "running", runs.c.mode == "live")
+                .values(
+                    status="interrupted",
+                    finished_at=utcnow(),
+                    message="the process stopped before the run finished",
+                )
+            )
+            pending = (
+                connection.execute(select(intents).order_by(intents.c.created_at)).mappings().all()
+            )
+        for intent in pending:
+            written += self._settle(stores, dict(intent))
+        return written
+
+    def _settle(self, stores: dict[str, SqlStore], intent: dict[str, Any]) -> int:
+        """Audit what an interrupted batch really changed, judged from the data itself."""
+        settings = self.config.settings
+        dataset = intent["dataset"]
+        ds = settings.datasets.get(dataset)
+        store = stores.get(ds.store) if ds else None
+        if ds is None or store is None:
+            raise ConfigError(
+                f"an interrupted batch on dataset {dataset!r} cannot be reconciled: the dataset "
+                f"is no longer configured as a SQL dataset; restore it to finish the audit"
+            )
+        keys = [tuple(k) for k in json.loads(intent["keys"])]
+        children = [(name, [tuple(k) for k in ks]) for name, ks in json.loads(intent["children"])]
+        if intent["action"] == "delete":
+            changed = self._absent(store, dataset, keys)
+            changed_children = [(name, self._absent(store, name, ks)) for name, ks in children]
+        else:
+            changed = self._anonymized(store, dataset, intent["rule"], keys)
+            changed_children = []
+        self._audit_done(
+            intent["id"],
+            intent["run_id"],
+            intent["rule"],
+            intent["action"],
+            dataset,
+            changed,
+            changed_children,
+            detail="recorded after an interruption: the change had committed",
+        )
+        return (1 if changed else 0) + sum(1 for _, k in changed_children if k)
+
+    def _absent(self, store: SqlStore, dataset: str, keys: list[KeyTuple]) -> list[KeyTuple]:
+        present = set(self._present(store, dataset, keys, None))
+        return [k for k in keys if _normal(k) not in present]
+
+    def _anonymized(
+        self, store: SqlStore, dataset: str, rule_id: str, keys: list[KeyTuple]
+    ) -> list[KeyTuple]:
+        ds = self.config.settings.datasets[dataset]
+        assert ds.table is not None
+        table = store.table(ds.table)
+        try:
+            rule = self.config.rule(rule_id)
+        except KeyError:
+            return []
+        builder = SelectionBuilder(self.config, store, self.now)
+        done = and_(
+            *(
+                builder.anonymizer(p, rule, dataset, table).done(store.dialect)
+                for p in rule.anonymize
+            )
+        )
+        found = set(self._present(store, dataset, keys, done))
+        return [k for k in keys if _normal(k) in found]
+
+    def _present(
+        self,
+        store: SqlStore,
+        dataset: str,
+        keys: list[KeyTuple],
+        condition: ColumnElement[bool] | None,
+    ) -> list[KeyTuple]:
+        ds = self.config.settings.datasets[dataset]
+        assert ds.table is not None
+        table = store.table(ds.table)
+        key = tuple(store.column(table, name) for name in ds.key_columns)
+        found: list[KeyTuple] = []
+        with store.engine.connect() as connection:
+            for start in range(0, len(keys), 1000):
+                chunk = keys[start : start + 1000]
+                query = select(*key).where(_key_in(key, chunk))
+                if condition is not None:
+                    query = query.where(condition)
+                found += [_normal(tuple(row)) for row in connection.execute(query)]
+        return found
+
+    # -- run bookkeeping ---------------------------------------------------------------------
+
+    def _start_run(self) -> None:
+        with self.state.begin() as connection:
+            connection.execute(
+                insert(runs).values(
+                    id=self.run_id,
+                    started_at=utcnow(),
+                    as_of=self.now,
+                    mode="live" if self.live else "dry-run",
+                    status="running",
+                    config_fingerprint=self.config.fingerprint(),
+                    counts="{}",
+                    holder=self.lease.holder if self.lease else None,
+                )
+            )
+
+    def _finish_run(self, status: str, outcomes: list[RuleOutcome]) -> None:
+        seq, digest = self.audit.head()
+        counts = {
+            "acted": sum(o.acted for o in outcomes),
+            "rules": {f"{o.rule}@{o.dataset}": o.acted for o in outcomes},
+            "audit_head": [seq, digest],
+        }
+        with self.state.begin() as connection:
+            connection.execute(
+                update(runs)
+                .where(runs.c.id == self.run_id)
+                .values(status=status, finished_at=utcnow(), counts=json.dumps(counts))
+            )
+
+    def _reconcile_lingering(
+        self, stores: dict[str, SqlStore], outcomes: list[RuleOutcome]
+    ) -> None:
+        """Re-plan every rule that acted: anything still due and unheld is reported."""
+        holds = self._holds()
+        for outcome in outcomes:
+            if outcome.status != "ok" or not outcome.planned:
+                continue
+            store = stores[self.config.settings.datasets[outcome.dataset].store]
+            rule = self.config.rule(outcome.rule)
+            selection = SelectionBuilder(self.config, store, self.now).build(
+                rule, outcome.dataset, holds
+            )
+            outcome.lingering = self._count(store, selection.actionable, selection.table)
+            if outcome.lingering:
+                self.audit.append(
+                    run_id=self.run_id,
+                    rule=rule.id,
+                    dataset=outcome.dataset,
+                    action=rule.action,
+                    outcome="lingering",
+                    dry_run=False,
+                    count=outcome.lingering,
+                    detail="still due and unheld after the run",
+                )
+
+    def _describe_refusal(self, store: SqlStore, dataset: str, exc: IntegrityError) -> str:
+        ds = self.config.settings.datasets[dataset]
+        referencing = _referencing(store, ds.table or "")
+        declared = {(self.config.settings.datasets[c.dataset].table, c.column) for c in ds.cascade}
+        undeclared = [f"{t}.{c}" for t, c in referencing if (t, c) not in declared]
+        where = ", ".join(undeclared) if undeclared else "another table"
+        return (
+            f"deleting from {ds.table} is refused by a foreign key from {where}; nothing in this "
+            "batch was changed. Declare `cascade: [{dataset: <that dataset>, column: <column>}]` "
+            f"on dataset {dataset!r} if those rows should go too ({_first_line(exc)})"
+        )
+
+
+@dataclass(frozen=True)
+class BatchDone:
+    keys: list[KeyTuple]
+    children: dict[str, int] = field(default_factory=dict)
+
+
+def _referencing(store: SqlStore, table_name: str) -> list[tuple[str, str]]:
+    """(table, column) pairs whose foreign keys reference `table_name`."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(store.engine)
+    found = []
+    for other in inspector.get_table_names():
+        for fk in inspector.get_foreign_keys(other):
+            if fk.get("referred_table") == table_name:
+                found += [(other, col) for col in fk.get("constrained_columns", [])]
+    return found
+
+
+def _key_after(key: tuple[Column[Any], ...], last: KeyTuple) -> ColumnElement[bool]:
+    if len(key) == 1:
+        single: ColumnElement[bool] = key[0] > last[0]
+        return single
+    after: ColumnElement[bool] = tuple_(*key) > tuple_(*last)
+    return after
+
+
+def _key_from(key: tuple[Column[Any], ...], first: KeyTuple) -> ColumnElement[bool]:
+    if len(key) == 1:
+        single: ColumnElement[bool] = key[0] >= first[0]
+        return single
+    after: ColumnElement[bool] = tuple_(*key) >= tuple_(*first)
+    return after
+
+
+def _key_upto(key: tuple[Column[Any], ...], last: KeyTuple) -> ColumnElement[bool]:
+    if len(key) == 1:
+        single: ColumnElement[bool] = key[0] <= last[0]
+        return single
+    after: ColumnElement[bool] = tuple_(*key) <= tuple_(*last)
+    return after
+
+
+def _key_in(key: tuple[Column[Any], ...], keys: Sequence[KeyTuple]) -> ColumnElement[bool]:
+    if len(key) == 1:
+        return key[0].in_([k[0] for k in keys])
+    return tuple_(*key).in_(list(keys))
+
+
+def _normal(key: KeyTuple) -> KeyTuple:
+    """Keys compared as text: JSON round trips turn some types (dates, decimals) into strings."""
+    return tuple(str(part) for part in key)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+__all__ = ["Executor", "RuleOutcome", "RunResult", "SafetyError"]

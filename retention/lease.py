@@ -1,0 +1,155 @@
+"""One active executor per state DB: a lease row with a fencing epoch.
+
+The holder renews the lease while it works. Whoever takes the lease over (because it expired)
+increments the epoch; before every batch commits, the executor checks that the epoch is still
+its own, so a paused or partitioned replica that lost the lease cannot delete anything afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .errors import RetentionError
+from .statedb import as_utc, leases
+
+LEASE_NAME = "executor"
+
+
+class LeaseUnavailable(RetentionError):
+    """Another process holds the lease; this one must not act."""
+
+    exit_code = 5
+
+
+class LeaseLost(RetentionError):
+    """The lease was taken over while this process worked: it must stop acting at once."""
+
+    exit_code = 5
+
+
+def default_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Lease:
+    """A lease on the state DB, held by `holder` for `ttl` at a time."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        holder: str | None = None,
+        ttl: dt.timedelta = dt.timedelta(seconds=60),
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        name: str = LEASE_NAME,
+    ) -> None:
+        self.engine = engine
+        self.holder = holder or default_holder()
+        self.ttl = ttl
+        self.clock = clock
+        self.name = name
+        self.epoch: int | None = None
+
+    def try_acquire(self) -> bool:
+        """Take the lease if it is free, expired or already ours; True when held."""
+        now = self.clock()
+        with self.engine.begin() as connection:
+            row = (
+                connection.execute(
+                    select(leases).where(leases.c.name == self.name).with_for_update()
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                try:
+                    connection.execute(
+                        insert(leases).values(
+                            name=self.name, holder=self.holder, epoch=1, expires_at=now + self.ttl
+                        )
+                    )
+                except IntegrityError:
+                    return False
+                self.epoch = 1
+                return True
+            expires = as_utc(row["expires_at"])
+            assert expires is not None
+            if row["holder"] != self.holder and expires > now:
+                return False
+            epoch = row["epoch"] if row["holder"] == self.holder else row["epoch"] + 1
+            updated = connection.execute(
+                update(leases)
+                .where(leases.c.name == self.name, leases.c.epoch == row["epoch"])
+                .values(holder=self.holder, epoch=epoch, expires_at=now + self.ttl)
+            )
+            if updated.rowcount != 1:
+                return False
+            self.epoch = epoch
+            return True
+
+    def acquire(self) -> None:
+        """Take the lease or raise LeaseUnavailable naming the current holder."""
+        if not self.try_acquire():
+            current = self.current()
+            raise LeaseUnavailable(
+                f"another retention process holds the lease: {current[0]} until "
+                f"{current[2]:%Y-%m-%d %H:%M:%S} UTC"
+                if current
+                else "the lease is busy"
+            )
+
+    def check(self) -> None:
+        """Renew the lease; raise LeaseLost if someone else took it (fencing)."""
+        if self.epoch is None:
+            raise LeaseLost("the lease is not held")
+        now = self.clock()
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                update(leases)
+                .where(
+                    leases.c.name == self.name,
+                    leases.c.holder == self.holder,
+                    leases.c.epoch == self.epoch,
+                )
+                .values(expires_at=now + self.ttl)
+            )
+        if updated.rowcount != 1:
+            self.epoch = None
+            raise LeaseLost("the lease was taken over by another process; stopping before acting")
+
+    def release(self) -> None:
+        """Give the lease up (expire it now) if still ours."""
+        if self.epoch is None:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(leases)
+                .where(
+                    leases.c.name == self.name,
+                    leases.c.holder == self.holder,
+                    leases.c.epoch == self.epoch,
+                )
+                .values(expires_at=self.clock() - dt.timedelta(seconds=1))
+            )
+        self.epoch = None
+
+    def current(self) -> tuple[str, int, dt.datetime] | None:
+        """(holder, epoch, expires_at) of the lease row, if any."""
+        with self.engine.connect() as connection:
+            row = (
+                connection.execute(select(leases).where(leases.c.name == self.name))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        expires = as_utc(row["expires_at"])
+        assert expires is not None
+        return row["holder"], int(row["epoch"]), expires

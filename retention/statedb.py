@@ -1,0 +1,114 @@
+"""The state DB: runs, the audit log, pending intents and leases (SQLite unless configured).
+
+Tables are created on first use. The audit table is append-only by convention and by grants
+(deploy/README.md); its hash chain (:mod:`retention.audit`) makes any edit detectable anyway.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import StoreError
+from .stores.sql import make_engine
+
+metadata = MetaData()
+
+TS = DateTime(timezone=True)
+
+runs = Table(
+    "retention_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("started_at", TS, nullable=False),
+    Column("finished_at", TS),
+    Column("as_of", TS, nullable=False),
+    Column("mode", String(10), nullable=False),  # live | dry-run
+    Column(
+        "status", String(16), nullable=False
+    ),  # running | complete | interrupted | failed | refused
+    Column("config_fingerprint", String(64), nullable=False),
+    Column("counts", Text, nullable=False, default="{}"),
+    Column("holder", String(200)),
+    Column("message", Text),
+)
+
+audit = Table(
+    "retention_audit",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    Column("run_id", String(36), nullable=False, index=True),
+    Column("at", String(40), nullable=False),
+    Column("rule", String(200)),
+    Column("dataset", String(200)),
+    Column("action", String(40), nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("keys", Text, nullable=False),
+    Column("outcome", String(40), nullable=False),
+    Column("detail", Text),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("seal", String(64)),
+)
+
+intents = Table(
+    "retention_intents",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("run_id", String(36), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("dataset", String(200), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("keys", Text, nullable=False),  # JSON list of key tuples, needed to check the outcome
+    Column("children", Text, nullable=False, default="[]"),
+)
+
+leases = Table(
+    "retention_leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("epoch", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("expires_at", TS, nullable=False),
+)
+
+
+def open_state(url: str) -> Engine:
+    """Connect to the state DB and create its tables if needed."""
+    try:
+        engine = make_engine(url)
+        metadata.create_all(engine)
+    except SQLAlchemyError as exc:
+        raise StoreError(
+            f"cannot open the state DB: {type(exc).__name__}", store="state_db"
+        ) from None
+    return engine
+
+
+def utcnow() -> dt.datetime:
+    """Wall-clock time for bookkeeping (run start/finish), never for retention decisions."""
+    return dt.datetime.now(dt.UTC)
+
+
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite returns naive datetimes for timezone columns: they are stored as UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
