@@ -382,8 +382,8 @@ class Executor:
         """Delete cascade children (grandchildren first) of the parents matching the condition."""
         settings = self.config.settings
         ds = settings.datasets[dataset]
-        (parent_key,) = (store.column(parent, name) for name in ds.key_columns)
         for cascade in ds.cascade:
+            (parent_key,) = (store.column(parent, name) for name in ds.key_columns)
             child = settings.datasets[cascade.dataset]
             assert child.table is not None
             table = store.table(child.table)

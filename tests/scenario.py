@@ -161,6 +161,8 @@ class Scenario:
             "stores": {"app": {"kind": "sql", "url": self.db.url}},
             "subjects": SUBJECTS,
             "datasets": datasets or {"tickets": TICKETS_DATASET},
+            # tests act on most of their tiny tables; the breaker has its own tests
+            "limits": {"max_fraction": 1.0},
         }
         config.update(settings)
         path = self.directory / "config.yaml"

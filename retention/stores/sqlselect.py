@@ -158,11 +158,11 @@ class SelectionBuilder:
             present = [v for v in values if v is not None]
             options: list[ColumnElement[bool]] = []
             if present:
-                match = column.in_(present) if len(present) > 1 else column == present[0]
+                match = in_values(column, present)
                 options.append(and_(column.is_not(None), match))
             if len(present) != len(values):
                 options.append(column.is_(None))
-            conditions.append(or_(*options))
+            conditions.append(or_(false(), *options))  # `in: []` matches nothing
         return and_(true(), *conditions)
 
     def held(self, rule: Rule, dataset: str, table: Table, holds: HoldsFile) -> ColumnElement[bool]:
@@ -184,7 +184,7 @@ class SelectionBuilder:
         if ds.subject is None or not ids:
             return false()
         link = self.store.column(table, ds.subject.column)
-        return and_(link.is_not(None), link.in_(_coerce(link, ids)))
+        return and_(link.is_not(None), in_values(link, _coerce(link, ids)))
 
     def blocked(self, rule: Rule, dataset: str, table: Table) -> ColumnElement[bool]:
         """Records a keep rule still protects (its minimum retention has not run out)."""
@@ -269,6 +269,18 @@ class SelectionBuilder:
             self.store.column(table, ds.subject.column),
             ZoneInfo(subject.timezone) if subject.timezone else self.zone,
         )
+
+
+def in_values(column: Column[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN (...)`` with one bound parameter per value.
+
+    SQLAlchemy's default "expanding" IN cannot be used with executemany, and the executor
+    repeats these predicates in its per-row UPDATEs.
+    """
+    if len(values) == 1:
+        single: ColumnElement[bool] = column == literal(values[0], column.type)
+        return single
+    return column.in_([literal(value, column.type) for value in values])
 
 
 def _coerce(column: Column[Any], ids: Sequence[Any]) -> list[Any]:

@@ -1,0 +1,347 @@
+"""Enforcement on SQLite, PostgreSQL and MariaDB: what a live run changes, and what it must not."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, update
+
+from retention.audit import AuditLog
+from retention.executor import Executor, KeyTuple
+from retention.planner import make_plan
+from retention.stores.sqlselect import Selection
+from retention.stores import SqlStore
+
+from .conftest import Database
+from .scenario import ACCOUNTS, MESSAGES, TICKETS, TICKETS_DATASET, TS, Scenario, at, rule, utc
+
+NOW = utc("2026-06-01 00:00:00")
+
+
+@pytest.fixture
+def world(db: Database, tmp_path: Path) -> Scenario:
+    return Scenario(db, tmp_path)
+
+
+def run(config: Any, *, live: bool = True, now: dt.datetime = NOW, **kwargs: Any) -> Any:
+    return Executor(config, now=now, live=live, **kwargs).run()
+
+
+def audit_entries(config: Any) -> list[Any]:
+    from retention.statedb import open_state
+
+    engine = open_state(config.settings.state_db.get_secret_value())
+    try:
+        return list(AuditLog(engine, keys="plain", hmac_key=None).entries())
+    finally:
+        engine.dispose()
+
+
+def rows(world: Scenario, table: Table = TICKETS) -> dict[Any, dict[str, Any]]:
+    with world.db.engine.connect() as connection:
+        return {r.id: dict(r._mapping) for r in connection.execute(select(table))}
+
+
+def old_tickets(n: int, *, account: int | None = None, **extra: Any) -> list[dict[str, Any]]:
+    return [
+        {"id": i, "account_id": account, "created_at": at("2020-01-01"), **extra}
+        for i in range(1, n + 1)
+    ]
+
+
+def test_delete_in_batches_audited_and_second_run_idle(world: Scenario) -> None:
+    """A live run deletes every due record in key-ordered batches, one audit entry per batch;
+    a second run finds nothing and writes no action entry."""
+    world.tickets(*old_tickets(7), {"id": 8, "created_at": at("2026-05-20")})
+    config = world.config([rule(retain="P30D")], batch_size=3, audit={"keys": "plain"})
+    result = run(config)
+    assert result.outcomes[0].acted == 7 and result.outcomes[0].batches == 3
+    assert list(rows(world)) == [8]
+    entries = audit_entries(config)
+    assert [json.loads(e.keys) for e in entries] == [["1", "2", "3"], ["4", "5", "6"], ["7"]]
+    assert all(e.outcome == "done" and not e.dry_run for e in entries)
+    again = run(config)
+    assert again.outcomes[0].acted == 0
+    assert len(audit_entries(config)) == 3
+
+
+def test_dry_run_changes_nothing_but_reports_the_same(world: Scenario) -> None:
+    """A dry run walks the same batches, audits them as dry, and changes nothing."""
+    world.tickets(*old_tickets(5))
+    config = world.config([rule()], batch_size=2, audit={"keys": "plain"})
+    before = rows(world)
+    dry = run(config, live=False)
+    assert rows(world) == before
+    assert dry.outcomes[0].acted == 5 and dry.outcomes[0].batches == 3
+    assert {e.outcome for e in audit_entries(config)} == {"would delete"}
+    live = run(config)
+    assert live.outcomes[0].acted == dry.outcomes[0].acted
+
+
+@pytest.mark.parametrize(
+    ("strategy", "column", "raw", "expected"),
+    [
+        ("null", "name", "Ada Lovelace", None),
+        ("redact", "name", "Ada Lovelace", "[redacted]"),
+        ("hash", "email", "ada@example.com", "h:"),
+        ({"strategy": "mask", "keep": 4}, "name", "4111111111111111", "************1111"),
+        ("truncate_ip", "ip", "192.168.17.42", "192.168.17.0"),
+        ("email_domain", "email", "ada@Example.com", "example.com"),
+    ],
+)
+def test_anonymize_strategies(
+    world: Scenario, strategy: Any, column: str, raw: str, expected: str | None
+) -> None:
+    """Every strategy rewrites due records in place, fits the column, and is not redone."""
+    world.tickets({"id": 1, "created_at": at("2020-01-01"), column: raw})
+    world.tickets({"id": 2, "created_at": at("2026-05-30"), column: raw})
+    personal = {"name": "name", "email": "email", "ip": "ip"}
+    field = next(k for k, v in personal.items() if v == column)
+    config = world.config(
+        [rule(action="anonymize", anonymize={field: strategy})], audit={"keys": "plain"}
+    )
+    result = run(config)
+    assert result.outcomes[0].acted == 1
+    after = rows(world)
+    value = after[1][column]
+    if expected == "h:":
+        assert value.startswith("h:") and len(value) <= 120 and value != raw
+    else:
+        assert value == expected
+    assert after[2][column] == raw
+    assert run(config).outcomes[0].acted == 0
+    assert len(audit_entries(config)) == 1
+
+
+def test_generalize_date(world: Scenario, db: Database) -> None:
+    """generalize_date keeps only the month of a timestamp column."""
+    world.tickets({"id": 1, "created_at": at("2020-03-17 12:34:56"), "status": "x"})
+    datasets = {
+        "tickets": {
+            **TICKETS_DATASET,
+            "timestamps": {"created": "created_at"},
+            "personal": {**TICKETS_DATASET["personal"], "birth_date": "created_at"},
+        }
+    }
+    config = world.config(
+        [
+            rule(
+                action="anonymize",
+                retain="P1Y",
+                anonymize={"birth_date": {"strategy": "generalize_date", "to": "month"}},
+            )
+        ],
+        datasets=datasets,
+    )
+    run(config)
+    value = rows(world)[1]["created_at"]
+    assert (value.year, value.month, value.day, value.hour) == (2020, 3, 1, 0)
+
+
+def test_cascade_deletes_children_first_and_audits_them(world: Scenario) -> None:
+    """Children declared in `cascade` go first, in the same transaction, with their own entries."""
+    world.tickets(*old_tickets(2))
+    world.messages(
+        {"id": 10, "ticket_id": 1},
+        {"id": 11, "ticket_id": 1},
+        {"id": 12, "ticket_id": 2},
+    )
+    datasets = {
+        "tickets": {**TICKETS_DATASET, "cascade": [{"dataset": "messages", "column": "ticket_id"}]},
+        "messages": {"store": "app", "table": "messages", "key": "id", "category": "messages"},
+    }
+    config = world.config([rule()], datasets=datasets, batch_size=1, audit={"keys": "plain"})
+    result = run(config)
+    assert result.outcomes[0].acted == 2
+    assert result.outcomes[0].cascaded == {"messages": 3}
+    assert rows(world) == {} and rows(world, MESSAGES) == {}
+    entries = [(e.dataset, e.action, json.loads(e.keys)) for e in audit_entries(config)]
+    assert entries == [
+        ("messages", "delete (cascade)", ["10", "11"]),
+        ("tickets", "delete", ["1"]),
+        ("messages", "delete (cascade)", ["12"]),
+        ("tickets", "delete", ["2"]),
+    ]
+
+
+def test_held_child_protects_its_parent(world: Scenario) -> None:
+    """A parent whose cascade child is under a hold is not deleted (the child would go with it)."""
+    world.tickets(*old_tickets(2))
+    world.messages({"id": 10, "ticket_id": 1}, {"id": 12, "ticket_id": 2})
+    datasets = {
+        "tickets": {**TICKETS_DATASET, "cascade": [{"dataset": "messages", "column": "ticket_id"}]},
+        "messages": {"store": "app", "table": "messages", "key": "id", "category": "messages"},
+    }
+    config = world.config(
+        [rule()],
+        datasets=datasets,
+        holds={"holds": [{"id": "legal", "datasets": ["messages"]}]},
+    )
+    result = run(config)
+    assert result.outcomes[0].acted == 0
+    assert len(rows(world, MESSAGES)) == 2
+
+
+def test_foreign_key_refusal_names_the_referencing_table(world: Scenario) -> None:
+    """Without a cascade, a delete the foreign key refuses stops that rule, changes nothing of the
+    batch, says which table and column refer to it, and exits 4."""
+    world.tickets(*old_tickets(3))
+    world.messages({"id": 10, "ticket_id": 2})
+    config = world.config([rule()], batch_size=10)
+    result = run(config)
+    outcome = result.outcomes[0]
+    assert outcome.status == "refused" and result.exit_code == 4
+    assert "messages.ticket_id" in (outcome.message or "")
+    assert len(rows(world)) == 3
+    assert [e.outcome for e in audit_entries(config)] == ["refused"]
+
+
+def test_composite_primary_key(db: Database, tmp_path: Path) -> None:
+    """Datasets keyed by several columns are batched and audited by the whole key."""
+    world = Scenario(db, tmp_path)
+    meta = MetaData()
+    events = Table(
+        "events",
+        meta,
+        Column("tenant", Integer, primary_key=True, autoincrement=False),
+        Column("seq", Integer, primary_key=True, autoincrement=False),
+        Column("created_at", TS),
+        Column("payload", String(20)),
+    )
+    meta.create_all(db.engine)
+    with db.engine.begin() as connection:
+        connection.execute(
+            insert(events),
+            [
+                {"tenant": t, "seq": s, "created_at": at("2020-01-01" if s % 2 else "2026-05-30")}
+                for t in (1, 2)
+                for s in range(1, 6)
+            ],
+        )
+    datasets = {
+        "events": {
+            "store": "app",
+            "table": "events",
+            "key": ["tenant", "seq"],
+            "category": "logs",
+            "timestamps": {"created": "created_at"},
+        }
+    }
+    config = world.config(
+        [rule(applies_to={"dataset": "events"})],
+        datasets=datasets,
+        batch_size=2,
+        audit={"keys": "plain"},
+        limits={"max_fraction": 1.0},
+    )
+    result = run(config)
+    assert result.outcomes[0].acted == 6
+    with db.engine.connect() as connection:
+        left = sorted(tuple(r) for r in connection.execute(select(events.c.tenant, events.c.seq)))
+    assert left == [(1, 2), (1, 4), (2, 2), (2, 4)]
+    keys = [k for e in audit_entries(config) for k in json.loads(e.keys)]
+    assert keys == ["1/1", "1/3", "1/5", "2/1", "2/3", "2/5"]
+
+
+def test_circuit_breakers_refuse_and_force_overrides(world: Scenario) -> None:
+    """A rule that would delete more than max_fraction stops before acting (exit 4, audited);
+    --force goes ahead; max_actions_per_run caps a whole run."""
+    world.tickets(*old_tickets(6), {"id": 7, "created_at": at("2026-05-30")})
+    config = world.config([rule()], limits={"max_fraction": 0.5})
+    refused = run(config)
+    assert refused.exit_code == 4 and refused.outcomes[0].acted == 0
+    assert "max_fraction" in (refused.outcomes[0].message or "")
+    assert len(rows(world)) == 7
+    assert audit_entries(config)[-1].outcome == "refused"
+    capped = world.config([rule()], limits={"max_fraction": 1.0, "max_actions_per_run": 5})
+    assert run(capped).exit_code == 4 and len(rows(world)) == 7
+    forced = run(config, force=True)
+    assert forced.exit_code == 0 and list(rows(world)) == [7]
+
+
+def test_hold_added_during_a_run_protects_later_batches(world: Scenario) -> None:
+    """The holds file is re-read before every batch: a hold placed mid-run protects its records."""
+    world.accounts({"id": 1}, {"id": 2})
+    world.tickets(
+        *(
+            {"id": i, "account_id": 1 if i <= 2 else 2, "created_at": at("2020-01-01")}
+            for i in range(1, 7)
+        )
+    )
+    config = world.config([rule()], batch_size=2, limits={"max_fraction": 1.0})
+    holds_file = world.directory / "holds.yaml"
+
+    def place_hold(*_: Any) -> None:
+        holds_file.write_text(
+            yaml.safe_dump({"holds": [{"id": "late", "subjects": {"account": [2]}}]})
+        )
+
+    result = Executor(config, now=NOW, live=True, progress=place_hold).run()
+    assert result.outcomes[0].acted == 2
+    assert sorted(rows(world)) == [3, 4, 5, 6]
+
+
+def test_record_reactivated_between_select_and_delete_is_kept(world: Scenario) -> None:
+    """The DELETE repeats the rule predicate: an account reopened after its tickets were selected
+    keeps them."""
+    world.accounts(
+        {"id": 1, "closed_at": at("2025-01-01")}, {"id": 2, "closed_at": at("2025-01-01")}
+    )
+    world.tickets(
+        {"id": 1, "account_id": 1, "created_at": at("2024-01-01")},
+        {"id": 2, "account_id": 2, "created_at": at("2024-01-01")},
+    )
+    config = world.config([rule(after="subject.closed")], audit={"keys": "plain"})
+
+    class Reopening(Executor):
+        def _next_keys(self, store: SqlStore, selection: Selection, last: KeyTuple | None) -> Any:
+            keys = super()._next_keys(store, selection, last)
+            with world.db.engine.begin() as connection:
+                connection.execute(
+                    update(ACCOUNTS).where(ACCOUNTS.c.id == 2).values(closed_at=None)
+                )
+            return keys
+
+    result = Reopening(config, now=NOW, live=True).run()
+    assert result.outcomes[0].acted == 1
+    assert list(rows(world)) == [2]
+    assert [json.loads(e.keys) for e in audit_entries(config)] == [["1"]]
+
+
+def test_nothing_due_and_unheld_left_after_a_live_run(world: Scenario) -> None:
+    """After a complete live run the plan has nothing left to act on."""
+    world.accounts({"id": 1, "closed_at": at("2026-01-01")}, {"id": 2})
+    world.tickets(
+        *(
+            {
+                "id": i,
+                "account_id": 1 + i % 2,
+                "created_at": at("2025-01-01"),
+                "email": f"u{i}@x.io",
+            }
+            for i in range(1, 30)
+        )
+    )
+    config = world.config(
+        [
+            rule("del", where={"status": None}, retain="P2Y"),
+            rule("anon", after="subject.closed", action="anonymize", anonymize={"email": "hash"}),
+        ],
+        batch_size=4,
+        holds={"holds": [{"id": "h", "subjects": {"account": [2]}, "rules": ["del"]}]},
+        limits={"max_fraction": 1.0},
+    )
+    first = run(config)
+    assert sum(o.lingering for o in first.outcomes) == 0
+    plan = make_plan(config, NOW)
+    assert all(r.actionable == 0 for r in plan.rules)
+    with world.db.engine.connect() as connection:
+        hashed = connection.execute(
+            select(func.count()).where(TICKETS.c.email.like("h:%"))
+        ).scalar_one()
+    assert hashed == 14  # the tickets of closed account 1 (even ids 2..28)
