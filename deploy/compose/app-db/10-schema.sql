@@ -65,10 +65,11 @@ SELECT a.id,
        '203.0.113.' || (a.id % 250 + 1)
 FROM accounts AS a CROSS JOIN generate_series(1, 3) AS k;
 
--- Ten logins per account over the last 200 days: about half are past the 90-day rule.
+-- Ten logins per account over the last 126 days: the oldest three are past the 90-day rule
+-- (30%, under the example's limits.max_fraction of 50%, so a live run is not refused).
 INSERT INTO login_events (account_id, created_at, ip_address, user_agent)
 SELECT a.id,
-       now() - (k * 20 + a.id % 7) * interval '1 day',
+       now() - (k * 12 + a.id % 7) * interval '1 day',
        '198.51.100.' || (a.id % 250 + 1),
        'Mozilla/5.0 (example)'
 FROM accounts AS a CROSS JOIN generate_series(1, 10) AS k;

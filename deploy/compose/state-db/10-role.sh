@@ -1,7 +1,7 @@
 #!/bin/sh
 # The state database of the compose example: a login role for the daemon, with the password
 # from the environment (RETENTION_STATE_DB_PASSWORD, from deploy/.env), owning a database in
-# which the daemon creates its tables (audit, runs, leases) at first start.
+# which the daemon creates its tables (retention_audit, retention_runs, ...) at first start.
 # For production, let another role own the tables and grant the daemon only
 # deploy/sql/postgres/state-grants.sql (deploy/README.md, "Least-privilege database grants").
 set -eu

@@ -6,8 +6,11 @@
 --     CREATE USER 'retention_svc'@'%' IDENTIFIED BY '...';
 
 -- The audit log is append-only: insert and read, never update or delete.
-GRANT SELECT, INSERT ON audit TO 'retention_svc'@'%';
+GRANT SELECT, INSERT ON retention_audit TO 'retention_svc'@'%';
 
 -- Runs are opened, advanced and closed; leases are taken, renewed and fenced.
-GRANT SELECT, INSERT, UPDATE ON runs TO 'retention_svc'@'%';
-GRANT SELECT, INSERT, UPDATE ON leases TO 'retention_svc'@'%';
+GRANT SELECT, INSERT, UPDATE ON retention_runs TO 'retention_svc'@'%';
+GRANT SELECT, INSERT, UPDATE ON retention_leases TO 'retention_svc'@'%';
+
+-- Intents: written before a batch acts, removed once it is audited (crash recovery).
+GRANT SELECT, INSERT, DELETE ON retention_intents TO 'retention_svc'@'%';

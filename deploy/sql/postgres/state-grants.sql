@@ -8,12 +8,12 @@
 GRANT USAGE ON SCHEMA public TO retention_svc;
 
 -- The audit log is append-only: insert and read, never update, delete or truncate.
-GRANT SELECT, INSERT ON audit TO retention_svc;
-REVOKE UPDATE, DELETE, TRUNCATE ON audit FROM retention_svc;
+GRANT SELECT, INSERT ON retention_audit TO retention_svc;
+REVOKE UPDATE, DELETE, TRUNCATE ON retention_audit FROM retention_svc;
 
 -- Runs are opened, advanced and closed; leases are taken, renewed and fenced.
-GRANT SELECT, INSERT, UPDATE ON runs TO retention_svc;
-GRANT SELECT, INSERT, UPDATE ON leases TO retention_svc;
+GRANT SELECT, INSERT, UPDATE ON retention_runs TO retention_svc;
+GRANT SELECT, INSERT, UPDATE ON retention_leases TO retention_svc;
 
--- Ids drawn from sequences (serial columns); identity columns need no grant.
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO retention_svc;
+-- Intents: written before a batch acts, removed once it is audited (crash recovery).
+GRANT SELECT, INSERT, DELETE ON retention_intents TO retention_svc;
