@@ -822,12 +822,6 @@ def test_compose_example_end_to_end_under_least_privilege(deployment: _Deploymen
 
 @pytest.mark.postgres
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="executor: row-wise anonymize (hash, truncate_ip) fails on PostgreSQL with "
-    "\"'literal_execute' or 'expanding' parameters can't be used with executemany()\", "
-    "as the table owner too",
-    strict=False,
-)
 def test_compose_example_anonymizes_under_least_privilege(deployment: _Deployment) -> None:
     """A live run anonymizes closed accounts' tickets as the granted role, sparing held ones."""
     rules = deployment.run("--rule", ANONYMIZE_RULE)
