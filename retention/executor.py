@@ -33,7 +33,6 @@ from sqlalchemy import (
     insert,
     select,
     true,
-    tuple_,
     update,
 )
 from sqlalchemy import delete as sql_delete
@@ -44,7 +43,6 @@ from .audit import AuditLog
 from .config import Config
 from .errors import (
     CircuitBreakerTripped,
-    ConfigError,
     ForeignKeyRefused,
     RetentionError,
     SafetyError,
@@ -54,13 +52,14 @@ from .errors import (
 from .holds import HoldsFile
 from .lease import Lease
 from .planner import format_key, rule_targets
+from .recovery import reconcile
 from .rules import Rule
 from .statedb import intents, open_state, runs, utcnow
 from .stores import SqlStore, sql_stores
+from .stores.keys import KeyTuple, key_after, key_from, key_in, key_upto
 from .stores.sqlselect import Selection, SelectionBuilder
 
 Progress = Callable[[Rule, str, int, int], None]
-KeyTuple = tuple[Any, ...]
 
 
 @dataclass
@@ -312,7 +311,7 @@ class Executor:
     ) -> list[KeyTuple]:
         query = select(*selection.key).where(selection.actionable)
         if last is not None:
-            query = query.where(_key_after(selection.key, last))
+            query = query.where(key_after(selection.key, last))
         query = query.order_by(*selection.key).limit(self.config.settings.batch_size)
         with store.engine.connect() as connection:
             return [tuple(row) for row in connection.execute(query)]
@@ -327,7 +326,7 @@ class Executor:
         keys: list[KeyTuple],
     ) -> BatchDone:
         rule = selection.rule
-        in_batch = and_(_key_from(selection.key, keys[0]), _key_upto(selection.key, keys[-1]))
+        in_batch = and_(key_from(selection.key, keys[0]), key_upto(selection.key, keys[-1]))
         if not self.live:
             text_keys = [format_key(k) for k in keys]
             self.audit.append(
@@ -460,7 +459,7 @@ class Executor:
                         .values({col.name: bindparam(f"v_{i}") for i, col in enumerate(columns)})
                     )
                     connection.execute(statement, params)
-            query = select(*selection.key).where(in_batch, done_now, _key_in(selection.key, keys))
+            query = select(*selection.key).where(in_batch, done_now, key_in(selection.key, keys))
             changed = [tuple(row) for row in connection.execute(query.order_by(*selection.key))]
             intent = self._commit_point(rule, selection.dataset, changed, [])
         self._audit_done(intent, self.run_id, rule.id, rule.action, selection.dataset, changed, [])
@@ -541,99 +540,7 @@ class Executor:
 
     def reconcile(self, stores: dict[str, SqlStore]) -> int:
         """Mark runs left `running` as interrupted and settle their intents; entries written."""
-        written = 0
-        with self.state.begin() as connection:
-            connection.execute(
-                update(runs)
-                .where(runs.c.status == "running", runs.c.mode == "live")
-                .values(
-                    status="interrupted",
-                    finished_at=utcnow(),
-                    message="the process stopped before the run finished",
-                )
-            )
-            pending = (
-                connection.execute(select(intents).order_by(intents.c.created_at)).mappings().all()
-            )
-        for intent in pending:
-            written += self._settle(stores, dict(intent))
-        return written
-
-    def _settle(self, stores: dict[str, SqlStore], intent: dict[str, Any]) -> int:
-        """Audit what an interrupted batch really changed, judged from the data itself."""
-        settings = self.config.settings
-        dataset = intent["dataset"]
-        ds = settings.datasets.get(dataset)
-        store = stores.get(ds.store) if ds else None
-        if ds is None or store is None:
-            raise ConfigError(
-                f"an interrupted batch on dataset {dataset!r} cannot be reconciled: the dataset "
-                f"is no longer configured as a SQL dataset; restore it to finish the audit"
-            )
-        keys = [tuple(k) for k in json.loads(intent["keys"])]
-        children = [(name, [tuple(k) for k in ks]) for name, ks in json.loads(intent["children"])]
-        if intent["action"] == "delete":
-            changed = self._absent(store, dataset, keys)
-            changed_children = [(name, self._absent(store, name, ks)) for name, ks in children]
-        else:
-            changed = self._anonymized(store, dataset, intent["rule"], keys)
-            changed_children = []
-        self._audit_done(
-            intent["id"],
-            intent["run_id"],
-            intent["rule"],
-            intent["action"],
-            dataset,
-            changed,
-            changed_children,
-            detail="recorded after an interruption: the change had committed",
-        )
-        return (1 if changed else 0) + sum(1 for _, k in changed_children if k)
-
-    def _absent(self, store: SqlStore, dataset: str, keys: list[KeyTuple]) -> list[KeyTuple]:
-        present = set(self._present(store, dataset, keys, None))
-        return [k for k in keys if _normal(k) not in present]
-
-    def _anonymized(
-        self, store: SqlStore, dataset: str, rule_id: str, keys: list[KeyTuple]
-    ) -> list[KeyTuple]:
-        ds = self.config.settings.datasets[dataset]
-        assert ds.table is not None
-        table = store.table(ds.table)
-        try:
-            rule = self.config.rule(rule_id)
-        except KeyError:
-            return []
-        builder = SelectionBuilder(self.config, store, self.now)
-        done = and_(
-            *(
-                builder.anonymizer(p, rule, dataset, table).done(store.dialect)
-                for p in rule.anonymize
-            )
-        )
-        found = set(self._present(store, dataset, keys, done))
-        return [k for k in keys if _normal(k) in found]
-
-    def _present(
-        self,
-        store: SqlStore,
-        dataset: str,
-        keys: list[KeyTuple],
-        condition: ColumnElement[bool] | None,
-    ) -> list[KeyTuple]:
-        ds = self.config.settings.datasets[dataset]
-        assert ds.table is not None
-        table = store.table(ds.table)
-        key = tuple(store.column(table, name) for name in ds.key_columns)
-        found: list[KeyTuple] = []
-        with store.engine.connect() as connection:
-            for start in range(0, len(keys), 1000):
-                chunk = keys[start : start + 1000]
-                query = select(*key).where(_key_in(key, chunk))
-                if condition is not None:
-                    query = query.where(condition)
-                found += [_normal(tuple(row)) for row in connection.execute(query)]
-        return found
+        return reconcile(self, stores)
 
     # -- run bookkeeping ---------------------------------------------------------------------
 
@@ -722,41 +629,6 @@ def _referencing(store: SqlStore, table_name: str) -> list[tuple[str, str]]:
             if fk.get("referred_table") == table_name:
                 found += [(other, col) for col in fk.get("constrained_columns", [])]
     return found
-
-
-def _key_after(key: tuple[Column[Any], ...], last: KeyTuple) -> ColumnElement[bool]:
-    if len(key) == 1:
-        single: ColumnElement[bool] = key[0] > last[0]
-        return single
-    after: ColumnElement[bool] = tuple_(*key) > tuple_(*last)
-    return after
-
-
-def _key_from(key: tuple[Column[Any], ...], first: KeyTuple) -> ColumnElement[bool]:
-    if len(key) == 1:
-        single: ColumnElement[bool] = key[0] >= first[0]
-        return single
-    after: ColumnElement[bool] = tuple_(*key) >= tuple_(*first)
-    return after
-
-
-def _key_upto(key: tuple[Column[Any], ...], last: KeyTuple) -> ColumnElement[bool]:
-    if len(key) == 1:
-        single: ColumnElement[bool] = key[0] <= last[0]
-        return single
-    after: ColumnElement[bool] = tuple_(*key) <= tuple_(*last)
-    return after
-
-
-def _key_in(key: tuple[Column[Any], ...], keys: Sequence[KeyTuple]) -> ColumnElement[bool]:
-    if len(key) == 1:
-        return key[0].in_([k[0] for k in keys])
-    return tuple_(*key).in_(list(keys))
-
-
-def _normal(key: KeyTuple) -> KeyTuple:
-    """Keys compared as text: JSON round trips turn some types (dates, decimals) into strings."""
-    return tuple(str(part) for part in key)
 
 
 def _first_line(exc: BaseException) -> str:

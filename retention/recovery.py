@@ -1,0 +1,125 @@
+"""Recovery after an interruption: settle the intents a killed run left behind.
+
+A live batch records its changed keys as an *intent* in the state DB before its data transaction
+commits, and removes it together with the audit entry after. An intent that is still there at
+the start of the next run means the process stopped in between. Whether the change happened is
+judged from the data itself: deleted keys are gone, anonymized records are in anonymized form.
+What happened is audited (once); what did not is forgotten.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from .errors import ConfigError
+from .statedb import intents, runs, utcnow
+from .stores import SqlStore
+from .stores.keys import KeyTuple, key_in, normal_key
+from .stores.sqlselect import SelectionBuilder
+
+if TYPE_CHECKING:
+    from .executor import Executor
+
+
+def reconcile(executor: Executor, stores: dict[str, SqlStore]) -> int:
+    """Mark runs left `running` as interrupted and settle their intents; entries written."""
+    written = 0
+    with executor.state.begin() as connection:
+        connection.execute(
+            update(runs)
+            .where(runs.c.status == "running", runs.c.mode == "live")
+            .values(
+                status="interrupted",
+                finished_at=utcnow(),
+                message="the process stopped before the run finished",
+            )
+        )
+        pending = (
+            connection.execute(select(intents).order_by(intents.c.created_at)).mappings().all()
+        )
+    for intent in pending:
+        written += _settle(executor, stores, dict(intent))
+    return written
+
+
+def _settle(executor: Executor, stores: dict[str, SqlStore], intent: dict[str, Any]) -> int:
+    """Audit what an interrupted batch really changed, judged from the data itself."""
+    settings = executor.config.settings
+    dataset = intent["dataset"]
+    ds = settings.datasets.get(dataset)
+    store = stores.get(ds.store) if ds else None
+    if ds is None or store is None:
+        raise ConfigError(
+            f"an interrupted batch on dataset {dataset!r} cannot be reconciled: the dataset "
+            f"is no longer configured as a SQL dataset; restore it to finish the audit"
+        )
+    keys = [tuple(k) for k in json.loads(intent["keys"])]
+    children = [(name, [tuple(k) for k in ks]) for name, ks in json.loads(intent["children"])]
+    if intent["action"] == "delete":
+        changed = _absent(executor, store, dataset, keys)
+        changed_children = [(name, _absent(executor, store, name, ks)) for name, ks in children]
+    else:
+        changed = _anonymized(executor, store, dataset, intent["rule"], keys)
+        changed_children = []
+    executor._audit_done(
+        intent["id"],
+        intent["run_id"],
+        intent["rule"],
+        intent["action"],
+        dataset,
+        changed,
+        changed_children,
+        detail="recorded after an interruption: the change had committed",
+    )
+    return (1 if changed else 0) + sum(1 for _, k in changed_children if k)
+
+
+def _absent(
+    executor: Executor, store: SqlStore, dataset: str, keys: list[KeyTuple]
+) -> list[KeyTuple]:
+    present = set(_present(executor, store, dataset, keys, None))
+    return [k for k in keys if normal_key(k) not in present]
+
+
+def _anonymized(
+    executor: Executor, store: SqlStore, dataset: str, rule_id: str, keys: list[KeyTuple]
+) -> list[KeyTuple]:
+    ds = executor.config.settings.datasets[dataset]
+    assert ds.table is not None
+    table = store.table(ds.table)
+    try:
+        rule = executor.config.rule(rule_id)
+    except KeyError:
+        return []
+    builder = SelectionBuilder(executor.config, store, executor.now)
+    done = and_(
+        *(builder.anonymizer(p, rule, dataset, table).done(store.dialect) for p in rule.anonymize)
+    )
+    found = set(_present(executor, store, dataset, keys, done))
+    return [k for k in keys if normal_key(k) in found]
+
+
+def _present(
+    executor: Executor,
+    store: SqlStore,
+    dataset: str,
+    keys: list[KeyTuple],
+    condition: ColumnElement[bool] | None,
+) -> list[KeyTuple]:
+    ds = executor.config.settings.datasets[dataset]
+    assert ds.table is not None
+    table = store.table(ds.table)
+    key = tuple(store.column(table, name) for name in ds.key_columns)
+    found: list[KeyTuple] = []
+    with store.engine.connect() as connection:
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            query = select(*key).where(key_in(key, chunk))
+            if condition is not None:
+                query = query.where(condition)
+            found += [normal_key(tuple(row)) for row in connection.execute(query)]
+    return found
