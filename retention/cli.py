@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .config import Config, config_path_from_env, load_config
@@ -66,7 +67,8 @@ def fail(error: RetentionError) -> NoReturn:
     """Print `error` as clear lines on stderr and exit with its code."""
     lines = [str(e) for e in error.errors] if isinstance(error, ConfigErrors) else [str(error)]
     for line in lines:
-        err.print(f"[bold red]error:[/] {line}", highlight=False, markup=True)
+        # verbatim and unwrapped: one `file:line: field: message` per line, brackets kept
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(error.exit_code)
 
 
@@ -121,7 +123,11 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
         )
     else:
         for problem in problems:
-            err.print(f"[bold red]error:[/] {problem.where}: {problem.message}", highlight=False)
+            err.print(
+                f"[bold red]error:[/] {escape(f'{problem.where}: {problem.message}')}",
+                highlight=False,
+                soft_wrap=True,
+            )
         if not problems:
             out.print(
                 f"[green]ok[/]: {len(config.rules)} rules, "
@@ -413,7 +419,8 @@ audit_app = typer.Typer(help="Inspect and verify the hash-chained audit log.", n
 app.add_typer(audit_app, name="audit")
 
 
-def _audit_log(config: Config) -> Any:
+@contextmanager
+def _audit_log(config: Config) -> Iterator[Any]:
     from .audit import AuditLog
     from .statedb import open_state
 
@@ -421,14 +428,16 @@ def _audit_log(config: Config) -> Any:
     key = settings.hmac_key.get_secret_value().encode() if settings.hmac_key else None
     engine = open_state(settings.state_db.get_secret_value())
     mode = settings.audit.keys if key is not None or settings.audit.keys != "hmac" else "none"
-    return AuditLog(engine, keys=mode, hmac_key=key)
+    try:
+        yield AuditLog(engine, keys=mode, hmac_key=key)
+    finally:
+        engine.dispose()
 
 
 @audit_app.command("verify")
 def audit_verify(config_file: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Check the whole chain; exit 1 and name the first bad entry on any tampering."""
-    with handled():
-        log = _audit_log(load(config_file))
+    with handled(), _audit_log(load(config_file)) as log:
         result = log.verify()
     if as_json:
         emit_json(result.__dict__)
@@ -460,8 +469,7 @@ def audit_show(
     ] = None,
 ) -> None:
     """Audit entries, filtered by run, rule, dataset, date or record key."""
-    with handled():
-        log = _audit_log(load(config_file))
+    with handled(), _audit_log(load(config_file)) as log:
         entries = log.entries(
             run_id=run_id,
             rule=rule,
@@ -504,8 +512,7 @@ def audit_export(
 
     if fmt not in ("jsonl", "csv"):
         raise typer.BadParameter("use jsonl or csv", param_hint="--format")
-    with handled():
-        log = _audit_log(load(config_file))
+    with handled(), _audit_log(load(config_file)) as log:
         if output:
             with open(output, "w", encoding="utf-8", newline="") as stream:
                 count = export(log.entries(), stream, fmt)  # type: ignore[arg-type]

@@ -151,6 +151,7 @@ class Executor:
         self.now = now
         self.live = live
         self.force = force
+        self._owns_state = state is None
         self.state = state or open_state(settings.state_db.get_secret_value())
         key = settings.hmac_key.get_secret_value().encode() if settings.hmac_key else None
         self.audit = AuditLog(self.state, keys=settings.audit.keys, hmac_key=key)
@@ -180,6 +181,8 @@ class Executor:
         finally:
             if own_lease and self.lease is not None:
                 self.lease.release()
+            if self._owns_state:
+                self.state.dispose()
 
     def _run(
         self,
