@@ -1,0 +1,162 @@
+"""The command line: exit codes scripts can trust, --json for machines, help everywhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from retention.cli import app
+
+from .conftest import Database
+from .scenario import Scenario, at, rule
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def world(sqlite_db: Database, tmp_path: Path) -> Scenario:
+    scenario = Scenario(sqlite_db, tmp_path)
+    scenario.accounts({"id": 1, "closed_at": at("2025-01-01")}, {"id": 2})
+    scenario.tickets(
+        {"id": 1, "account_id": 1, "created_at": at("2020-01-01")},
+        {"id": 2, "account_id": 2, "created_at": at("2020-01-01")},
+        {"id": 3, "account_id": 2, "created_at": at("2026-11-01")},
+    )
+    return scenario
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_every_command_has_help() -> None:
+    """Every command and sub-command documents itself."""
+    commands = ["validate", "plan", "explain", "holds", "run", "audit"]
+    for command in commands:
+        code, out, _ = invoke(command, "--help")
+        assert code == 0 and "Usage" in out, command
+    for sub in ["verify", "show", "export"]:
+        code, out, _ = invoke("audit", sub, "--help")
+        assert code == 0 and "Usage" in out, sub
+
+
+def test_plan_json_matches_the_table(world: Scenario) -> None:
+    """`plan --json` gives the numbers and sample keys; the table shows the same."""
+    config = world.write(
+        [rule(retain="P1Y")], holds={"holds": [{"id": "h", "subjects": {"account": [2]}}]}
+    )
+    code, out, _ = invoke("plan", "-c", str(config), "--now", "2026-11-21T00:00:00", "--json")
+    assert code == 0
+    data = json.loads(out)
+    (row,) = data["rules"]
+    assert (row["due"], row["held"], row["to_act"], row["sample_keys"]) == (2, 1, 1, ["1"])
+    assert data["holds_in_force"] == ["h"]
+    code, table, _ = invoke("plan", "-c", str(config), "--now", "2026-11-21T00:00:00")
+    assert code == 0 and "r" in table and "tickets" in table
+
+
+def test_bad_config_exits_2_with_file_line_field(world: Scenario) -> None:
+    """Bad input: one line naming file, line and field on stderr, exit 2, nothing run."""
+    config = world.write([rule(retain="three months")])
+    code, _, err = invoke("plan", "-c", str(config))
+    assert code == 2
+    assert "pack.yaml:" in err and "retain" in err and "three months" in err
+
+
+def test_unreachable_store_exits_3_and_others_still_planned(
+    world: Scenario, tmp_path: Path
+) -> None:
+    """A store that cannot be reached skips its rules, others are planned; exit 3."""
+    path = world.write([rule(applies_to={"category": "support_data"})])
+    data = yaml.safe_load(path.read_text())
+    data["stores"]["down"] = {
+        "kind": "sql",
+        "url": "postgresql+psycopg://nobody:hunter2@127.0.0.1:1/none",
+        "connect_timeout": 1,
+    }
+    data["datasets"]["gone"] = {**data["datasets"]["tickets"], "store": "down"}
+    data["subjects"]["account"]["store"] = "app"
+    data["datasets"]["gone"].pop("subject")
+    path.write_text(yaml.safe_dump(data))
+    code, out, err = invoke("plan", "-c", str(path), "--json")
+    assert code == 3
+    result = json.loads(out)
+    assert [r["dataset"] for r in result["rules"]] == ["tickets"]
+    assert result["skipped"][0]["store"] == "down"
+    assert "hunter2" not in out + err
+
+
+def test_secrets_never_printed(world: Scenario) -> None:
+    """Passwords in URLs and the HMAC key appear in no output, including errors and --json."""
+    path = world.write([rule()], hmac_key="s3cret-hmac-key-value")
+    for args in (
+        ["validate", "--json"],
+        ["plan", "--json"],
+        ["holds", "--json"],
+        ["run", "--json"],
+    ):
+        code, out, err = invoke(*args, "-c", str(path))
+        assert "s3cret-hmac-key-value" not in out + err, args
+
+
+def test_run_is_dry_unless_execute(world: Scenario) -> None:
+    """`run` changes nothing without --execute (dry_run defaults to true); with it, it acts."""
+    path = world.write([rule(retain="P1Y")])
+    code, out, _ = invoke("run", "-c", str(path), "--json", "--now", "2026-11-21T00:00:00")
+    assert code == 0 and json.loads(out)["mode"] == "dry-run"
+    assert world.ticket_ids() == [1, 2, 3]
+    code, out, _ = invoke(
+        "run", "-c", str(path), "--execute", "--json", "--now", "2026-11-21T00:00:00"
+    )
+    assert code == 0 and json.loads(out)["totals"]["acted"] == 2
+    assert world.ticket_ids() == [3]
+    code, out, _ = invoke("audit", "verify", "-c", str(path))
+    assert code == 0 and "chain intact" in out
+
+
+def test_explain_gives_the_verdict(world: Scenario) -> None:
+    """`explain` names the rule, the due date and the hold that protects a record."""
+    path = world.write(
+        [rule(retain="P1Y")], holds={"holds": [{"id": "case-17", "subjects": {"account": [2]}}]}
+    )
+    code, out, _ = invoke(
+        "explain", "tickets", "2", "-c", str(path), "--now", "2026-11-21T00:00:00"
+    )
+    assert code == 0 and "held by case-17" in out
+    code, out, _ = invoke(
+        "explain", "tickets", "3", "-c", str(path), "--now", "2026-11-21T00:00:00", "--json"
+    )
+    data = json.loads(out)
+    assert data["verdict"].startswith("will be deleted on 2027-11-01")
+    code, _, err = invoke("explain", "tickets", "99", "-c", str(path))
+    assert code == 1 and "no record" in err
+
+
+def test_holds_command_counts_records(world: Scenario) -> None:
+    """`holds` lists active and released holds with the records each covers now."""
+    path = world.write(
+        [rule()],
+        holds={
+            "holds": [
+                {"id": "active", "subjects": {"account": [2]}, "review_by": "2026-01-01"},
+                {"id": "released", "active": False, "subjects": {"account": [1]}},
+            ]
+        },
+    )
+    code, out, _ = invoke("holds", "-c", str(path), "--json", "--now", "2026-11-21T00:00:00")
+    assert code == 0
+    rows = {h["id"]: h for h in json.loads(out)["holds"]}
+    assert rows["active"]["records_covered"] == 2 and rows["active"]["review_overdue"]
+    assert rows["released"]["records_covered"] == 1 and not rows["released"]["active"]
+
+
+def test_unknown_rule_filter_is_bad_input(world: Scenario) -> None:
+    """`--rule` naming no rule is an error, not an empty plan."""
+    path = world.write([rule()])
+    code, _, err = invoke("plan", "-c", str(path), "--rule", "nope")
+    assert code == 2 and "nope" in err
