@@ -514,7 +514,7 @@ def check(scenario: Scenario, world: World) -> None:
             ), r
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(world=worlds())
 def test_planner_agrees_with_the_precedence_model(module_world: Scenario, world: World) -> None:
     """For random records, rules and holds, every count and actionable key matches the model."""
