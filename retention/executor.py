@@ -56,6 +56,7 @@ from .recovery import reconcile
 from .rules import Rule
 from .statedb import intents, open_state, runs, utcnow
 from .stores import SqlStore, sql_stores
+from .stores.base import ObjectStores
 from .stores.keys import KeyTuple, key_after, key_from, key_in, key_upto
 from .stores.sqlselect import Selection, SelectionBuilder
 
@@ -161,6 +162,7 @@ class Executor:
         self.should_stop = should_stop
         self.run_id = str(uuid.uuid4())
         self.actions = 0
+        self.objects = ObjectStores(config, {})
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -175,7 +177,10 @@ class Executor:
             if self.lease.epoch is None:
                 self.lease.acquire()
         try:
-            with sql_stores(self.config.settings, self._given_stores) as stores:
+            with (
+                sql_stores(self.config.settings, self._given_stores) as stores,
+                ObjectStores(self.config, stores) as self.objects,
+            ):
                 recovered = self.reconcile(stores) if self.live else 0
                 return self._run(stores, rule_ids, datasets, recovered)
         finally:
@@ -200,9 +205,12 @@ class Executor:
                     continue
                 outcome = RuleOutcome(rule.id, dataset, rule.action)
                 outcomes.append(outcome)
-                store = stores.get(self.config.settings.datasets[dataset].store)
+                store_name = self.config.settings.datasets[dataset].store
+                store = stores.get(store_name)
                 if store is None:
-                    outcome.status, outcome.message = "skipped", "not a SQL store"
+                    self.objects[store_name].enforce(self, rule, dataset, outcome)
+                    if outcome.status == "stopped":
+                        raise Stopped
                     continue
                 self._enforce(store, rule, dataset, outcome)
             if self.live:
@@ -584,7 +592,9 @@ class Executor:
         for outcome in outcomes:
             if outcome.status != "ok" or not outcome.planned:
                 continue
-            store = stores[self.config.settings.datasets[outcome.dataset].store]
+            store = stores.get(self.config.settings.datasets[outcome.dataset].store)
+            if store is None:
+                continue  # object stores count what they could not delete themselves
             rule = self.config.rule(outcome.rule)
             selection = SelectionBuilder(self.config, store, self.now).build(
                 rule, outcome.dataset, holds

@@ -22,6 +22,7 @@ from .errors import SchemaError, StoreError
 from .holds import HoldsFile
 from .rules import Rule
 from .stores import SqlStore, sql_stores
+from .stores.base import ObjectStores
 from .stores.sqlselect import Selection, SelectionBuilder
 
 SAMPLE_KEYS = 5
@@ -141,8 +142,8 @@ def make_plan(
 ) -> Plan:
     """Plan every selected rule × dataset as of `now` (an aware datetime)."""
     holds = config.load_holds() if holds is None else holds
-    with sql_stores(config.settings, stores) as opened:
-        return _plan(config, now, holds, opened, rule_ids, datasets, samples, progress)
+    with sql_stores(config.settings, stores) as opened, ObjectStores(config, opened) as objects:
+        return _plan(config, now, holds, opened, rule_ids, datasets, samples, progress, objects)
 
 
 def _plan(
@@ -154,6 +155,7 @@ def _plan(
     datasets: Iterable[str],
     samples: int,
     progress: Callable[[Rule, str], None] | None,
+    objects: ObjectStores,
 ) -> Plan:
     results: list[RulePlan] = []
     failed: dict[str, tuple[str, list[str], bool]] = {}
@@ -165,7 +167,12 @@ def _plan(
             continue
         store = stores.get(store_name)
         if store is None:
-            failed[store_name] = ("object stores are not planned yet", [rule.id], False)
+            if progress is not None:
+                progress(rule, dataset)
+            try:
+                results.append(objects[store_name].plan(rule, dataset, holds, now, samples))
+            except StoreError as exc:
+                failed[store_name] = (str(exc), [rule.id], not isinstance(exc, SchemaError))
             continue
         if progress is not None:
             progress(rule, dataset)

@@ -52,6 +52,10 @@ def _settle(executor: Executor, stores: dict[str, SqlStore], intent: dict[str, A
     dataset = intent["dataset"]
     ds = settings.datasets.get(dataset)
     store = stores.get(ds.store) if ds else None
+    if ds is not None and store is None and ds.store in settings.stores:
+        from .stores.objectrun import settle_intent
+
+        return settle_intent(executor, executor.objects[ds.store], intent)
     if ds is None or store is None:
         raise ConfigError(
             f"an interrupted batch on dataset {dataset!r} cannot be reconciled: the dataset "
