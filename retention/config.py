@@ -10,21 +10,26 @@ anything runs. Live checks against the stores (tables and columns exist) are in
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import SettingsError
 
 from .errors import ConfigError, ConfigErrors
 from .holds import NO_HOLDS, HoldsFile
 from .rules import Rule, RulePack, apply_override
-from .settings import DatasetConfig, Settings, SqlStoreConfig, check_zone
+from .settings import DatasetConfig, FieldError, Settings, SqlStoreConfig, check_zone
 from .yamlfile import LineMap, dotted, load_yaml
 
 CONFIG_ENV = "RETENTION_CONFIG"
+ENV_PREFIX = "RETENTION_"
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,15 @@ class RuleOrigin:
     file: str
     line: int | None
     policy: str
+    index: int = 0
+    lines: LineMap | None = field(default=None, compare=False, repr=False)
+
+    def error(self, rule_id: str, message: str, path: Sequence[str | int]) -> ConfigError:
+        """A ConfigError at `path` inside this rule (``("after",)``) in its pack file."""
+        message = f"rule {rule_id}: {message}"
+        if self.lines is None:
+            return ConfigError(message, file=self.file, line=self.line, field=dotted(path))
+        return self.lines.error(message, ("rules", self.index, *path))
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,8 @@ class Config:
         return [
             name
             for name, ds in self.settings.datasets.items()
-            if name == target.dataset or (target.category is not None and ds.category == target.category)
+            if name == target.dataset
+            or (target.category is not None and ds.category == target.category)
         ]
 
     def rules_for(self, dataset: str) -> list[Rule]:
@@ -103,14 +118,16 @@ def load_config(path: Path | None) -> Config:
             raise lines.error("the config file must be a mapping of settings", ())
     base = path.parent if path is not None else Path.cwd()
     try:
-        settings = Settings(**data)
+        settings = Settings(**{str(key): value for key, value in data.items()})
     except ValidationError as exc:
-        raise _from_validation(exc, lines, data, env_prefix="RETENTION_") from None
+        raise _from_validation(exc, lines, data, model=Settings, env_prefix=ENV_PREFIX) from None
+    except SettingsError as exc:
+        raise _env_json_error(exc) from None
     settings = _resolve_paths(settings, base)
 
     errors: list[ConfigError] = []
     errors += _check_settings(settings, lines)
-    rules, origins = _load_rules(settings, base, errors)
+    rules, origins = _load_rules(settings, base, lines, errors)
     rules, disabled = _apply_overrides(rules, settings, lines, errors)
     config = Config(
         settings=settings,
@@ -122,10 +139,18 @@ def load_config(path: Path | None) -> Config:
         _lines=lines,
     )
     errors += _check_rules(config)
+    if config.holds_path is not None:
+        if not config.holds_path.is_file():
+            errors.append(lines.error(f"holds file not found: {config.holds_path}", ("holds",)))
+        else:
+            try:
+                config.load_holds()
+            except ConfigErrors as exc:
+                errors += exc.errors
+            except ConfigError as exc:
+                errors.append(exc)
     if errors:
         raise ConfigErrors(errors)
-    if config.holds_path is not None:
-        config.load_holds()
     return config
 
 
@@ -137,14 +162,20 @@ def load_holds(path: Path, settings: Settings, rule_ids: set[str]) -> HoldsFile:
     try:
         holds = HoldsFile.model_validate(data)
     except ValidationError as exc:
-        raise _from_validation(exc, lines, data) from None
+        raise _from_validation(exc, lines, data, model=HoldsFile) from None
     errors: list[ConfigError] = []
-    seen: set[str] = set()
+    seen: dict[str, int | None] = {}
     for index, hold in enumerate(holds.holds):
         where: tuple[str | int, ...] = ("holds", index)
         if hold.id in seen:
-            errors.append(lines.error(f"duplicate hold id {hold.id!r}", (*where, "id")))
-        seen.add(hold.id)
+            errors.append(
+                lines.error(
+                    f"duplicate hold id {hold.id!r} (first on line {seen[hold.id]})",
+                    (*where, "id"),
+                )
+            )
+        else:
+            seen[hold.id] = lines.line_of((*where, "id"))
         for subject_type in hold.subjects or {}:
             if subject_type not in settings.subjects:
                 errors.append(
@@ -165,16 +196,26 @@ def load_holds(path: Path, settings: Settings, rule_ids: set[str]) -> HoldsFile:
         for position, rule_id in enumerate(hold.rules or []):
             if rule_id not in rule_ids:
                 errors.append(
-                    lines.error(f"unknown rule {rule_id!r}", (*where, "rules", position))
+                    lines.error(_unknown_rule(rule_id, rule_ids), (*where, "rules", position))
                 )
     if errors:
         raise ConfigErrors(errors)
     return holds
 
 
-def _known(names: Mapping[str, Any] | Sequence[str]) -> str:
+def _known(names: Mapping[str, Any] | Sequence[str] | set[str]) -> str:
     listed = sorted(names)
     return ", ".join(listed) if listed else "none declared"
+
+
+def _unknown_rule(rule_id: str, known: Mapping[str, Any] | set[str]) -> str:
+    """'unknown rule x' with the likely intended id, or the ids when there are few."""
+    close = difflib.get_close_matches(rule_id, list(known), n=1)
+    if close:
+        return f"unknown rule {rule_id!r} (did you mean {close[0]!r}?)"
+    if len(known) <= 10:
+        return f"unknown rule {rule_id!r} (known: {_known(known)})"
+    return f"unknown rule {rule_id!r} (`retention plan` lists the {len(known)} rules loaded)"
 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:
@@ -224,8 +265,15 @@ def _check_settings(settings: Settings, lines: LineMap) -> list[ConfigError]:
             )
         elif stores[subject.store].kind != "sql":
             errors.append(
-                lines.error("subjects are read from a table: use a sql store", ("subjects", name, "store"))
+                lines.error(
+                    "subjects are read from a table: use a sql store", ("subjects", name, "store")
+                )
             )
+        if subject.timezone is not None:
+            try:
+                check_zone(subject.timezone)
+            except ValueError as exc:
+                errors.append(lines.error(str(exc), ("subjects", name, "timezone")))
     for name, ds in settings.datasets.items():
         errors += _check_dataset(name, ds, settings, lines)
     return errors
@@ -238,18 +286,27 @@ def _check_dataset(
     where = ("datasets", name)
     store = settings.stores.get(ds.store)
     if store is None:
-        return [lines.error(f"unknown store {ds.store!r} (known: {_known(settings.stores)})", (*where, "store"))]
+        return [
+            lines.error(
+                f"unknown store {ds.store!r} (known: {_known(settings.stores)})", (*where, "store")
+            )
+        ]
     expected = {"sql": "table", "s3": "prefix", "filesystem": "glob"}[store.kind]
     if getattr(ds, expected) is None:
+        given = next(n for n in ("table", "prefix", "glob") if getattr(ds, n) is not None)
         errors.append(
-            lines.error(f"a dataset on a {store.kind} store is located by `{expected}`", where)
+            lines.error(
+                f"a dataset on a {store.kind} store is located by `{expected}`, not `{given}`",
+                (*where, given),
+            )
         )
     if ds.subject is not None:
         subject = settings.subjects.get(ds.subject.type)
         if subject is None:
             errors.append(
                 lines.error(
-                    f"unknown subject type {ds.subject.type!r} (known: {_known(settings.subjects)})",
+                    f"unknown subject type {ds.subject.type!r} "
+                    f"(known: {_known(settings.subjects)})",
                     (*where, "subject", "type"),
                 )
             )
@@ -277,12 +334,17 @@ def _check_dataset(
 
 
 def _load_rules(
-    settings: Settings, base: Path, errors: list[ConfigError]
+    settings: Settings, base: Path, config_lines: LineMap, errors: list[ConfigError]
 ) -> tuple[list[Rule], dict[str, RuleOrigin]]:
     rules: list[Rule] = []
     origins: dict[str, RuleOrigin] = {}
-    for location in settings.rules:
-        for file in _pack_files(Path(location), errors):
+    for position, location in enumerate(settings.rules):
+        if not Path(location).exists():
+            errors.append(
+                config_lines.error(f"rule pack not found: {location}", ("rules", position))
+            )
+            continue
+        for file in _pack_files(Path(location)):
             try:
                 data, lines = load_yaml(file)
             except ConfigError as exc:
@@ -291,7 +353,7 @@ def _load_rules(
             try:
                 pack = RulePack.model_validate(data)
             except ValidationError as exc:
-                errors += _from_validation(exc, lines, data).errors
+                errors += _from_validation(exc, lines, data, model=RulePack).errors
                 continue
             for index, rule in enumerate(pack.rules):
                 line = lines.line_of(("rules", index))
@@ -305,20 +367,17 @@ def _load_rules(
                         )
                     )
                     continue
-                origins[rule.id] = RuleOrigin(str(file), line, pack.policy.name)
+                origins[rule.id] = RuleOrigin(str(file), line, pack.policy.name, index, lines)
                 rules.append(rule)
     return rules, origins
 
 
-def _pack_files(location: Path, errors: list[ConfigError]) -> list[Path]:
+def _pack_files(location: Path) -> list[Path]:
     if location.is_dir():
         return sorted(
             p for p in location.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
         )
-    if location.is_file():
-        return [location]
-    errors.append(ConfigError("rule pack not found", file=str(location), field="rules"))
-    return []
+    return [location]
 
 
 def _apply_overrides(
@@ -329,7 +388,7 @@ def _apply_overrides(
     for rule_id, override in settings.rule_overrides.items():
         path = ("rule_overrides", rule_id)
         if rule_id not in by_id:
-            errors.append(lines.error(f"override for unknown rule {rule_id!r}", path))
+            errors.append(lines.error(f"override for {_unknown_rule(rule_id, by_id)}", path))
             continue
         if not override.enabled:
             disabled.append(rule_id)
@@ -350,56 +409,73 @@ def _check_rules(config: Config) -> list[ConfigError]:
     for rule in config.rules:
         origin = config.origins[rule.id]
 
-        def err(message: str, fieldname: str, origin: RuleOrigin = origin, rule: Rule = rule) -> None:
-            errors.append(
-                ConfigError(
-                    f"rule {rule.id}: {message}", file=origin.file, line=origin.line, field=fieldname
-                )
-            )
+        def err(
+            message: str, *path: str | int, origin: RuleOrigin = origin, rule: Rule = rule
+        ) -> None:
+            errors.append(origin.error(rule.id, message, path))
 
         target = rule.applies_to
         if target.dataset is not None and target.dataset not in settings.datasets:
-            err(f"unknown dataset {target.dataset!r} (known: {_known(settings.datasets)})", "applies_to.dataset")
+            err(
+                f"unknown dataset {target.dataset!r} (known: {_known(settings.datasets)})",
+                "applies_to",
+                "dataset",
+            )
             continue
         if target.category is not None and target.category not in categories:
             err(
                 f"no dataset carries category {target.category!r} (known: {_known(categories)}); "
-                f"declare one, or disable the rule with rule_overrides: {{{rule.id}: {{enabled: false}}}}",
-                "applies_to.category",
+                "declare one, or disable the rule with "
+                f"rule_overrides: {{{rule.id}: {{enabled: false}}}}",
+                "applies_to",
+                "category",
             )
             continue
-        if "hash" in {spec.name for spec in rule.anonymize.values()} and settings.hmac_key is None:
-            err("the hash strategy needs hmac_key (set RETENTION_HMAC_KEY)", "anonymize")
+        if settings.hmac_key is None:
+            for personal, spec in rule.anonymize.items():
+                if spec.name == "hash":
+                    err(
+                        "the hash strategy needs hmac_key (set RETENTION_HMAC_KEY)",
+                        "anonymize",
+                        personal,
+                    )
         for name in config.datasets_for(rule):
             ds = settings.datasets[name]
-            for ref in rule.after.refs:
+            for position, ref in enumerate(rule.after.refs):
+                at: tuple[str | int, ...] = ("after",)
+                if rule.after.combine != "one":
+                    at = ("after", rule.after.combine, position)
                 if ref.source == "record":
                     if ref.name not in ds.timestamps and not _object_clock(ds, settings, ref.name):
                         err(
                             f"dataset {name!r} declares no timestamp {ref.name!r} "
                             f"(declared: {_known(ds.timestamps)})",
-                            "after",
+                            *at,
                         )
                 elif ds.subject is None:
-                    err(f"dataset {name!r} has no subject, so {ref} cannot be read", "after")
+                    err(f"dataset {name!r} has no subject, so {ref} cannot be read", *at)
                 else:
                     subject = settings.subjects.get(ds.subject.type)
                     if subject is not None and ref.name not in subject.events:
                         err(
                             f"subject type {ds.subject.type!r} has no event {ref.name!r} "
                             f"(declared: {_known(subject.events)})",
-                            "after",
+                            *at,
                         )
             for personal in rule.anonymize:
                 if personal not in ds.personal:
                     err(
                         f"dataset {name!r} declares no personal field {personal!r} "
                         f"(declared: {_known(ds.personal)})",
-                        f"anonymize.{personal}",
+                        "anonymize",
+                        personal,
                     )
             store = settings.stores.get(ds.store)
             if rule.action == "anonymize" and store is not None and store.kind != "sql":
-                err(f"dataset {name!r} is an object store; objects can be deleted, not anonymized", "action")
+                err(
+                    f"dataset {name!r} is an object store; objects can be deleted, not anonymized",
+                    "action",
+                )
     return errors
 
 
@@ -409,70 +485,210 @@ def _object_clock(ds: DatasetConfig, settings: Settings, name: str) -> bool:
     return store is not None and store.kind != "sql" and name == "created"
 
 
+def _env_json_error(exc: SettingsError) -> ConfigError:
+    """A list or mapping setting whose environment variable is not JSON."""
+    match = re.search(r'field "([^"]+)"', str(exc))
+    name = match[1] if match else None
+    variable = f"{ENV_PREFIX}{name.upper()}" if name else f"{ENV_PREFIX}*"
+    variable = next((v for v in os.environ if v.upper() == variable), variable)
+    return ConfigError(
+        "not valid JSON: a list or mapping setting is given in the environment as JSON, e.g. "
+        f"{ENV_PREFIX}RULES='[\"rules/\"]' or {ENV_PREFIX}LIMITS='{{\"max_fraction\": 0.2}}', "
+        f"or one part at a time, e.g. {ENV_PREFIX}LIMITS__MAX_FRACTION=0.2",
+        file=f"environment {variable}",
+        field=name,
+    )
+
+
 def _from_validation(
     exc: ValidationError,
     lines: LineMap,
     data: Any,
     *,
+    model: type[BaseModel] | None = None,
     prefix: tuple[str | int, ...] = (),
     env_prefix: str | None = None,
 ) -> ConfigErrors:
-    """Turn pydantic's errors into ConfigErrors that name file, line and field."""
-    errors = []
+    """Turn pydantic's errors into ConfigErrors that name file, line and field.
+
+    Errors about one value (a union gives one per member) become one error; errors are in the
+    order of their lines; a value that came from a ``RETENTION_*`` variable names the variable.
+    """
+    found: dict[tuple[str | int, ...], list[str]] = {}
     for item in exc.errors():
-        path = _data_path(item["loc"], data)
-        message = _message(item)
-        full = (*prefix, *path)
-        if env_prefix and not _in_data(path, data):
-            variable = env_prefix + "__".join(str(p) for p in path).upper()
-            if variable in os.environ:
-                errors.append(ConfigError(message, file=f"environment {variable}", field=dotted(full)))
-                continue
-        errors.append(lines.error(message, full))
+        loc = tuple(item["loc"])
+        message = _message(item, model, loc)
+        ctx = item.get("ctx") or {}
+        if isinstance(ctx.get("error"), FieldError):
+            loc = (*loc, ctx["error"].field)
+        elif item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, str(ctx["discriminator"]).strip("'"))
+        messages = found.setdefault(_data_path(loc, data), [])
+        if message not in messages:
+            messages.append(message)
+    errors = []
+    for path, messages in found.items():
+        message = "; ".join(messages)
+        variable = _env_variable(env_prefix, path, data) if env_prefix else None
+        if variable is not None:
+            where = f"environment {variable}"
+            errors.append(ConfigError(message, file=where, field=dotted((*prefix, *path))))
+        else:
+            errors.append(lines.error(message, (*prefix, *path)))
+    errors.sort(key=lambda error: error.line or 0)
     return ConfigErrors(errors)
 
 
+# How pydantic labels the member of a union it tried: ``str``, ``list[str]``, ``SqlStoreConfig``,
+# ``function-after[...]``. Never a field name.
+_UNION_LABEL = re.compile(r"[a-z_-]+\[.*\]|str|int|float|bool|none|[A-Z][A-Za-z0-9]*")
+
+
 def _data_path(loc: tuple[int | str, ...], data: Any) -> tuple[str | int, ...]:
-    """pydantic's loc without union/discriminator tags that are not in the data."""
+    """pydantic's loc as a path in the data: without union labels and discriminator tags."""
     path: list[str | int] = []
     node = data
     for index, part in enumerate(loc):
         last = index == len(loc) - 1
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-            path.append(part)
-        elif last or not isinstance(part, str) or part.startswith(("function-", "[")):
-            if last and isinstance(part, str) and not part.startswith(("function-", "[")):
-                path.append(part)
-        elif isinstance(node, dict):
-            # a discriminator tag or model name: not a real key, skip it
+        child = _child(node, part)
+        if child is not _MISSING:
+            node = child
+        elif isinstance(part, str) and _UNION_LABEL.fullmatch(part):
             continue
+        elif not last and isinstance(node, dict) and part in node.values():
+            continue  # the discriminator's value (``sql`` of ``kind: sql``), not a key
+        else:
+            node = None
+        path.append(part)
     return tuple(path)
 
 
-def _in_data(path: Sequence[str | int], data: Any) -> bool:
+_MISSING = object()
+
+
+def _child(node: Any, part: str | int) -> Any:
+    """`node[part]` if the data spells it out, else _MISSING."""
+    if isinstance(node, dict):
+        return node.get(part, _MISSING)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return _MISSING
+
+
+def _env_variable(env_prefix: str, path: Sequence[str | int], data: Any) -> str | None:
+    """The environment variable that supplied the value at `path`, if one did.
+
+    The environment wins over the file, so a variable naming exactly `path` is the source. A
+    variable for an ancestor (``RETENTION_LIMITS`` holding JSON) or for a sibling below a part
+    the file does not spell out is the source only where the file has nothing.
+    """
+    names = {name.upper(): name for name in os.environ}
+    depth = 0
     node = data
     for part in path:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            return False
-    return True
+        node = _child(node, part)
+        if node is _MISSING:
+            break
+        depth += 1
+    for end in range(len(path), min(depth, len(path) - 1), -1):
+        parts = path[:end]
+        if not all(isinstance(part, str) for part in parts):
+            continue
+        name = (env_prefix + "__".join(str(part) for part in parts)).upper()
+        if name in names:
+            return names[name]
+        if end < len(path) or depth < len(path):
+            below = sorted(key for key in names if key.startswith(name + "__"))
+            if below:
+                return names[below[0]]
+    return None
 
 
-def _message(item: Mapping[str, Any]) -> str:
+def _message(item: Mapping[str, Any], model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
     kind = item.get("type")
+    ctx = item.get("ctx") or {}
     if kind == "extra_forbidden":
-        return "unknown field"
+        return "unknown field" + _field_hint(model, loc)
     if kind == "missing":
         return "required field is missing"
-    message = str(item.get("msg", "invalid value"))
-    return message.removeprefix("Value error, ")
+    if kind == "union_tag_invalid":
+        tags = [tag.strip().strip("'") for tag in str(ctx["expected_tags"]).split(",")]
+        name = str(ctx["discriminator"]).strip("'")
+        return f"unknown {name} {ctx['tag']!r} (use {_choices(tags)})"
+    if kind == "union_tag_not_found":
+        tags = _tags(_type_at(model, loc)) if model is not None else []
+        return "required field is missing" + (f" (use {_choices(tags)})" if tags else "")
+    message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+    if str(kind).startswith(("date_", "datetime_")):
+        message += " (use YYYY-MM-DD, e.g. 2027-05-01)"
+    return message
+
+
+def _choices(names: Sequence[str]) -> str:
+    """``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _field_hint(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
+    """For an unknown field: the field probably meant, else the fields allowed there."""
+    parent = _type_at(model, loc[:-1]) if model is not None else None
+    if not (isinstance(parent, type) and issubclass(parent, BaseModel)):
+        return ""
+    allowed = list(parent.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (allowed: {', '.join(allowed)})"
+
+
+def _type_at(model: Any, loc: Sequence[Any]) -> Any:
+    """The type pydantic validated at `loc`, starting from `model`; None if it cannot be told."""
+    kind: Any = model
+    for part in loc:
+        kind = _unwrap(kind)
+        origin = get_origin(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            info = kind.model_fields.get(str(part))
+            if info is None:
+                return None
+            kind = info.annotation
+        elif origin is dict:
+            kind = get_args(kind)[1]
+        elif origin is list:
+            kind = get_args(kind)[0]
+        elif origin in (Union, types.UnionType):
+            members = [
+                m for m in get_args(kind) if part in (getattr(m, "__name__", None), *_tags(m))
+            ]
+            if not members:
+                return None
+            kind = members[0]
+        else:
+            return None
+    return _unwrap(kind)
+
+
+def _unwrap(kind: Any) -> Any:
+    """`kind` without Annotated metadata and without `| None`."""
+    while True:
+        if get_origin(kind) is Annotated:
+            kind = get_args(kind)[0]
+        elif get_origin(kind) in (Union, types.UnionType):
+            members = [m for m in get_args(kind) if m is not type(None)]
+            if len(members) != 1:
+                return kind
+            kind = members[0]
+        else:
+            return kind
+
+
+def _tags(kind: Any) -> list[str]:
+    """The `kind` values a discriminated union (or one of its models) accepts."""
+    if get_origin(kind) in (Union, types.UnionType):
+        return [tag for member in get_args(kind) for tag in _tags(member)]
+    if isinstance(kind, type) and issubclass(kind, BaseModel) and "kind" in kind.model_fields:
+        return [str(tag) for tag in get_args(kind.model_fields["kind"].annotation)]
+    return []
 
 
 __all__ = ["Config", "RuleOrigin", "config_path_from_env", "load_config", "load_holds"]

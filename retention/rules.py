@@ -14,12 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from croniter import croniter
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from .anonymize import StrategySpec
 from .durations import Duration
-from .settings import Model
+from .settings import FieldError, Model, check_cron
 
 RULE_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 _CLOCK_PATTERN = re.compile(r"^(record|subject)\.([A-Za-z_][A-Za-z0-9_]*)$")
@@ -84,7 +83,13 @@ def _parse_strategies(raw: object) -> dict[str, StrategySpec]:
         return {}
     if not isinstance(raw, Mapping):
         raise ValueError("anonymize must map personal fields to strategies, e.g. {email: hash}")
-    return {str(field): StrategySpec.parse(spec) for field, spec in raw.items()}
+    strategies = {}
+    for field, spec in raw.items():
+        try:
+            strategies[str(field)] = StrategySpec.parse(spec)
+        except ValueError as exc:
+            raise FieldError(str(exc), str(field)) from None
+    return strategies
 
 
 class AppliesTo(Model):
@@ -127,16 +132,16 @@ class Rule(Model):
     @field_validator("schedule")
     @classmethod
     def _valid_cron(cls, value: str | None) -> str | None:
-        if value is not None and not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a valid cron expression")
-        return value
+        return None if value is None else check_cron(value)
 
     @model_validator(mode="after")
     def _strategies_match_action(self) -> Rule:
         if self.action == "anonymize" and not self.anonymize:
-            raise ValueError("an anonymize rule needs `anonymize: {field: strategy, ...}`")
+            raise FieldError(
+                "an anonymize rule needs `anonymize: {field: strategy, ...}`", "anonymize"
+            )
         if self.action != "anonymize" and self.anonymize:
-            raise ValueError(f"`anonymize` strategies given on a {self.action} rule")
+            raise FieldError(f"`anonymize` strategies given on a {self.action} rule", "anonymize")
         return self
 
     @property

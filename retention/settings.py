@@ -12,11 +12,26 @@ import re
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldError(ValueError):
+    """A validator's ValueError that names the field at fault below the value it checked.
+
+    A model-level check (``DatasetConfig`` given both ``table`` and ``prefix``) fails for the
+    whole model; ``field`` lets the error point at the offending key and its line instead.
+    """
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class Model(BaseModel):
@@ -29,6 +44,11 @@ class SqlStoreConfig(Model):
     kind: Literal["sql"]
     url: SecretStr
     connect_timeout: float = Field(10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _parsable_url(cls, value: SecretStr) -> SecretStr:
+        return check_database_url(value)
 
 
 class S3StoreConfig(Model):
@@ -91,10 +111,15 @@ class DatasetConfig(Model):
     @model_validator(mode="after")
     def _one_location(self) -> DatasetConfig:
         given = [name for name in ("table", "prefix", "glob") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError("a dataset needs exactly one of table, prefix or glob")
+        message = "a dataset needs exactly one of table, prefix or glob"
+        if not given:
+            raise ValueError(message)
+        if len(given) > 1:
+            raise FieldError(f"{message} (this one gives {' and '.join(given)})", given[-1])
         if self.table is not None and self.key is None:
-            raise ValueError("a table dataset needs a key (its primary key column or columns)")
+            raise FieldError(
+                "a table dataset needs a key (its primary key column or columns)", "key"
+            )
         return self
 
     @property
@@ -190,12 +215,22 @@ class Settings(BaseSettings):
         check_zone(value)
         return value
 
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        return check_cron(value)
+
+    @field_validator("state_db")
+    @classmethod
+    def _parsable_url(cls, value: SecretStr) -> SecretStr:
+        return check_database_url(value)
+
     @field_validator("stores", "subjects", "datasets")
     @classmethod
     def _safe_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
             if not re.match(NAME_PATTERN, name):
-                raise ValueError(f"{name!r} is not a valid name (letters, digits, _ . -)")
+                raise FieldError(f"{name!r} is not a valid name (letters, digits, _ . -)", name)
         return value
 
     def zone(self) -> ZoneInfo:
@@ -211,3 +246,25 @@ def check_zone(name: str) -> ZoneInfo:
         raise ValueError(
             f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)"
         ) from None
+
+
+def check_cron(value: str) -> str:
+    """`value` if it is a cron expression, else a ValueError showing what one looks like."""
+    if not croniter.is_valid(value):
+        raise ValueError(
+            f"{value!r} is not a valid cron expression (five fields: minute hour day-of-month "
+            "month day-of-week, e.g. '0 3 * * *' for 03:00 every day)"
+        )
+    return value
+
+
+def check_database_url(value: SecretStr) -> SecretStr:
+    """`value` if SQLAlchemy can parse it; the error never repeats it (it may hold a password)."""
+    try:
+        make_url(value.get_secret_value())
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            "not a database URL: use dialect+driver://user:password@host:port/database, "
+            "e.g. postgresql+psycopg://retention@db/app or sqlite:///app.db (value not shown)"
+        ) from None
+    return value

@@ -75,20 +75,25 @@ def parse_yaml(text: str, name: str) -> tuple[Any, LineMap]:
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise ConfigError(
-            f"invalid YAML: {exc.problem or exc.context}",
-            file=name,
-            line=mark.line + 1 if mark else None,
-        ) from None
+        raise _syntax_error(exc, name) from None
     if node is None:
         return None, LineMap(name, lines)
     data = _construct(node, (), lines, name)
     return data, LineMap(name, lines)
 
 
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
 def _construct(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], name: str) -> Any:
     lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_TAGS:
+        raise ConfigError(
+            f"unsupported tag {node.tag!r}: use plain mappings and lists",
+            file=name,
+            line=node.start_mark.line + 1,
+            field=dotted(path) or None,
+        )
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -104,7 +109,7 @@ def _construct(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], name: 
                 )
             if key in out:
                 raise ConfigError(
-                    f"duplicate key {key!r}",
+                    f"duplicate key {key!r} (first given on line {lines[(*path, str(key))]})",
                     file=name,
                     line=key_node.start_mark.line + 1,
                     field=dotted((*path, str(key))),
@@ -117,4 +122,25 @@ def _construct(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], name: 
         return [
             _construct(item, (*path, index), lines, name) for index, item in enumerate(node.value)
         ]
-    return yaml.SafeLoader("").construct_object(node)
+    try:
+        return yaml.SafeLoader("").construct_object(node)
+    except (yaml.MarkedYAMLError, ValueError) as exc:
+        # an unknown tag (!!python/...) or a value its tag cannot hold (2027-13-01)
+        reason = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else str(exc)
+        raise ConfigError(
+            f"cannot read {node.value!r}: {reason}",
+            file=name,
+            line=node.start_mark.line + 1,
+            field=dotted(path) or None,
+        ) from None
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, name: str) -> ConfigError:
+    """The line PyYAML stopped at, and where the construct it was reading began."""
+    mark = exc.problem_mark or exc.context_mark
+    message = f"invalid YAML: {exc.problem or exc.context}"
+    context = exc.context_mark
+    elsewhere = context is not None and (mark is None or context.line != mark.line)
+    if exc.problem and exc.context and context is not None and elsewhere:
+        message += f" ({exc.context} that began on line {context.line + 1})"
+    return ConfigError(message, file=name, line=mark.line + 1 if mark else None)
