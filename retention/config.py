@@ -26,6 +26,8 @@ from .errors import ConfigError, ConfigErrors
 from .holds import NO_HOLDS, HoldsFile
 from .rules import Rule, RulePack, apply_override
 from .settings import DatasetConfig, FieldError, Settings, SqlStoreConfig, check_zone
+from .stores.template import check_object_dataset
+from .stores.template import subject_type as dataset_subject_type
 from .yamlfile import LineMap, dotted, load_yaml
 
 CONFIG_ENV = "RETENTION_CONFIG"
@@ -325,6 +327,9 @@ def _check_dataset(
             errors.append(lines.error(f"unknown dataset {cascade.dataset!r}", path))
         elif child.store != ds.store:
             errors.append(lines.error("a cascade child must live in the same store", path))
+    if store.kind != "sql":
+        for message, at in check_object_dataset(ds, store.kind, settings.subjects):
+            errors.append(lines.error(message, (*where, *at)))
     if ds.timezone is not None:
         try:
             check_zone(ds.timezone)
@@ -445,20 +450,25 @@ def _check_rules(config: Config) -> list[ConfigError]:
                 at: tuple[str | int, ...] = ("after",)
                 if rule.after.combine != "one":
                     at = ("after", rule.after.combine, position)
+                kind = settings.stores[ds.store].kind if ds.store in settings.stores else "sql"
+                subject_name = dataset_subject_type(ds, kind)
                 if ref.source == "record":
                     if ref.name not in ds.timestamps and not _object_clock(ds, settings, ref.name):
                         err(
                             f"dataset {name!r} declares no timestamp {ref.name!r} "
-                            f"(declared: {_known(ds.timestamps)})",
+                            f"(declared: {_known(ds.timestamps)})"
+                            if kind == "sql"
+                            else f"dataset {name!r} is an object store: its objects have only "
+                            "record.created (LastModified or mtime)",
                             *at,
                         )
-                elif ds.subject is None:
+                elif subject_name is None:
                     err(f"dataset {name!r} has no subject, so {ref} cannot be read", *at)
                 else:
-                    subject = settings.subjects.get(ds.subject.type)
+                    subject = settings.subjects.get(subject_name)
                     if subject is not None and ref.name not in subject.events:
                         err(
-                            f"subject type {ds.subject.type!r} has no event {ref.name!r} "
+                            f"subject type {subject_name!r} has no event {ref.name!r} "
                             f"(declared: {_known(subject.events)})",
                             *at,
                         )
@@ -475,6 +485,13 @@ def _check_rules(config: Config) -> list[ConfigError]:
                 err(
                     f"dataset {name!r} is an object store; objects can be deleted, not anonymized",
                     "action",
+                )
+            if rule.where and store is not None and store.kind != "sql":
+                err(
+                    f"dataset {name!r} is an object store: objects have no fields for `where` "
+                    "to filter on; apply the rule to SQL datasets only, or disable it with "
+                    f"rule_overrides: {{{rule.id}: {{enabled: false}}}}",
+                    "where",
                 )
     return errors
 

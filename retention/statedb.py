@@ -89,6 +89,21 @@ leases = Table(
     Column("expires_at", TS, nullable=False),
 )
 
+# S3 legal holds that retention placed to mirror its own holds (mirror_holds: true): only these
+# are ever released by retention. `id` is a digest of store, dataset, key and version id.
+legal_holds = Table(
+    "retention_legal_holds",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("store", String(200), nullable=False),
+    Column("dataset", String(200), nullable=False, index=True),
+    Column("key", Text, nullable=False),
+    Column("version_id", String(1024)),
+    Column("holds", Text, nullable=False),  # JSON list of the hold ids it mirrors
+    Column("placed_at", TS, nullable=False),
+    Column("run_id", String(36), nullable=False),
+)
+
 
 def open_state(url: str) -> Engine:
     """Connect to the state DB and create its tables if needed."""

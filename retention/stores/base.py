@@ -127,7 +127,7 @@ class ObjectStore(ABC):
     def mode(self, dataset: str) -> str:
         """How a delete is carried out here, for the plan (``versioned: ...``)."""
 
-    def protected(self, records: Sequence[ObjectRecord]) -> dict[str, str]:
+    def protected(self, records: Sequence[ObjectRecord], now: dt.datetime) -> dict[str, str]:
         """Records the store must not delete now whatever the rules say: key -> reason."""
         return {r.key: r.problem for r in records if r.problem is not None}
 

@@ -99,7 +99,7 @@ def plan_dataset(
                 else:
                     pending.append((rule, record, verdict.overdue))
                     candidates[record.key] = record
-        protected = store.protected(list(candidates.values())) if candidates else {}
+        protected = store.protected(list(candidates.values()), now) if candidates else {}
         for rule, record, overdue in pending:
             c = counts[rule.id]
             if record.key in protected:
@@ -171,7 +171,7 @@ class _RuleRun:
                 break
             view = self.evaluator.page(page, self.ctx.config.load_holds())
             free = [r for r in page if view.verdict(self.rule, r).free]
-            protected = self.store.protected(free) if free else {}
+            protected = self.store.protected(free, self.ctx.now) if free else {}
             if protected:
                 self._audit_kept(protected)
             for record in free:

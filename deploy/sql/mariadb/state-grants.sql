@@ -14,3 +14,6 @@ GRANT SELECT, INSERT, UPDATE ON retention_leases TO 'retention_svc'@'%';
 
 -- Intents: written before a batch acts, removed once it is audited (crash recovery).
 GRANT SELECT, INSERT, DELETE ON retention_intents TO 'retention_svc'@'%';
+
+-- S3 legal holds retention placed (mirror_holds): recorded when placed, removed when released.
+GRANT SELECT, INSERT, DELETE ON retention_legal_holds TO 'retention_svc'@'%';

@@ -1,0 +1,452 @@
+"""The S3 store: a bucket on AWS or any S3-compatible endpoint, through boto3.
+
+Listing streams the paginator (1,000 keys a page). On an unversioned bucket a record is a key
+and a delete is one DeleteObjects entry. On a versioned bucket (versioning enabled or
+suspended, and every Object Lock bucket) a record is still a key, but deleting it means
+deleting every version and delete marker of that key, by version id, so no copy of the data is
+left behind a new delete marker; ``record.created`` is the LastModified of the key's newest
+version that holds data. Deletes go out in DeleteObjects batches of at most 1,000 entries,
+several in flight at once (``max_concurrency``); botocore retries whole requests on SlowDown
+and 5xx with backoff (adaptive mode), and per-key transient errors are retried here. Every
+per-key error is reported and audited, never ignored.
+
+Object Lock: a version under retention (a mode and a retain-until date still to come) or with a
+legal hold ON cannot be deleted; its key counts as *blocked by object lock* in the plan and the
+audit, and none of its versions is deleted. A lock that appears between the check and the
+delete comes back as a per-key AccessDenied and is reported the same way.
+
+With ``mirror_holds: true`` the objects covered by an active retention hold get an S3 legal
+hold, and lose it when the hold is released (see :mod:`retention.stores.s3holds`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import boto3  # type: ignore[import-untyped]
+from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+from ..errors import StoreError
+from ..settings import S3StoreConfig
+from .base import PAGE_SIZE, DeleteResult, ObjectRecord, ObjectStore, Version
+from .sqlclock import parse_stored
+from .template import KeyTemplate
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..executor import RuleOutcome
+    from .base import RunContext
+    from .sql import SqlStore
+
+T = TypeVar("T")
+_TRANSIENT = {"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout"}
+_GONE = {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}
+_KEY_RETRIES = 4
+
+
+class S3Store(ObjectStore):
+    """One bucket."""
+
+    kind = "s3"
+    protection = "locked"
+
+    def __init__(self, name: str, config: Config, sql: dict[str, SqlStore]) -> None:
+        super().__init__(name, config, sql)
+        store = config.settings.stores[name]
+        assert isinstance(store, S3StoreConfig)
+        self.settings = store
+        self.bucket = store.bucket
+        self.concurrency = store.max_concurrency
+        self._client: Any = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._versioned: bool | None = None
+        self._locked: bool | None = None
+        self.synced: set[tuple[str, str]] = set()  # (run id, dataset) whose holds are mirrored
+
+    # -- connection --------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_client(self.settings)
+        return self._client
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"s3-{self.name}")
+        return self._pool
+
+    def call(self, operation: str, **params: Any) -> Any:
+        """One S3 request; a failure of the whole request is a StoreError."""
+
+        try:
+            return getattr(self.client, operation)(**params)
+        except ClientError as exc:
+            raise StoreError(f"{operation}: {_client_error(exc)}", store=self.name) from None
+        except BotoCoreError as exc:
+            raise StoreError(f"{operation}: {exc}", store=self.name) from None
+
+    def map(self, function: Callable[[Any], T], items: Iterable[Any]) -> list[T]:
+        """`function` over `items` on the store's threads (at most max_concurrency at once)."""
+        items = list(items)
+        if len(items) <= 1:
+            return [function(item) for item in items]
+        return list(self.pool.map(function, items))
+
+    def dispose(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- the bucket --------------------------------------------------------------------------
+
+    @property
+    def versioned(self) -> bool:
+        if self._versioned is None:
+            status = self.call("get_bucket_versioning", Bucket=self.bucket).get("Status")
+            self._versioned = status in ("Enabled", "Suspended") or self.locked
+        return self._versioned
+
+    @property
+    def locked(self) -> bool:
+        """Whether Object Lock is enabled on the bucket."""
+        if self._locked is None:
+            try:
+                found = self.client.get_object_lock_configuration(Bucket=self.bucket)
+                lock = found.get("ObjectLockConfiguration", {})
+                self._locked = lock.get("ObjectLockEnabled") == "Enabled"
+            except ClientError as exc:
+                if _code(exc) not in ("ObjectLockConfigurationNotFoundError", "NotImplemented"):
+                    raise StoreError(
+                        f"get_object_lock_configuration: {_client_error(exc)}", store=self.name
+                    ) from None
+                self._locked = False
+        return self._locked
+
+    def mode(self, dataset: str) -> str:
+        if self.locked:
+            return (
+                "versioned bucket with Object Lock: every version and delete marker is deleted; "
+                "a locked version blocks its key"
+            )
+        if self.versioned:
+            return "versioned bucket: every version and delete marker of a key is deleted"
+        return "unversioned bucket: one DeleteObjects entry per key"
+
+    def template(self, dataset: str) -> KeyTemplate:
+        prefix = self.config.settings.datasets[dataset].prefix
+        assert prefix is not None
+        return KeyTemplate.parse(prefix, "prefix")
+
+    # -- listing -----------------------------------------------------------------------------
+
+    def pages(self, dataset: str, prefix: str | None = None) -> Iterator[list[ObjectRecord]]:
+        template = self.template(dataset)
+        listing_prefix = template.literal_prefix if prefix is None else prefix
+        raw = self._version_pages if self.versioned else self._object_pages
+        for page in raw(template, listing_prefix):
+            if page:
+                yield self._with_tags(dataset, page)
+
+    def _paginate(self, operation: str, prefix: str) -> Iterator[dict[str, Any]]:
+
+        paginator = self.client.get_paginator(operation)
+        pages = paginator.paginate(
+            Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": PAGE_SIZE}
+        )
+        try:
+            yield from pages
+        except ClientError as exc:
+            raise StoreError(f"{operation}: {_client_error(exc)}", store=self.name) from None
+        except BotoCoreError as exc:
+            raise StoreError(f"{operation}: {exc}", store=self.name) from None
+
+    def _object_pages(self, template: KeyTemplate, prefix: str) -> Iterator[list[ObjectRecord]]:
+        for response in self._paginate("list_objects_v2", prefix):
+            page = []
+            for item in response.get("Contents", []):
+                key = item["Key"]
+                if template.match(key) is None:
+                    continue
+                modified = _utc(item["LastModified"])
+                page.append(ObjectRecord(key, modified, modified, template.subject_of(key)))
+            yield page
+
+    def _version_pages(self, template: KeyTemplate, prefix: str) -> Iterator[list[ObjectRecord]]:
+        """Keys with all their versions; a key whose versions span two pages is held back."""
+        carry: list[dict[str, Any]] = []
+        for response in self._paginate("list_object_versions", prefix):
+            items = [{**v, "marker": False} for v in response.get("Versions", [])]
+            items += [{**m, "marker": True} for m in response.get("DeleteMarkers", [])]
+            items.sort(key=lambda item: item["Key"])
+            items = carry + items
+            carry = []
+            if response.get("IsTruncated") and items:
+                last = items[-1]["Key"]
+                carry = [i for i in items if i["Key"] == last]
+                items = [i for i in items if i["Key"] != last]
+            yield self._group(template, items)
+        if carry:
+            yield self._group(template, carry)
+
+    def _group(self, template: KeyTemplate, items: list[dict[str, Any]]) -> list[ObjectRecord]:
+        page: list[ObjectRecord] = []
+        start = 0
+        while start < len(items):
+            key = items[start]["Key"]
+            end = start
+            while end < len(items) and items[end]["Key"] == key:
+                end += 1
+            group = sorted(
+                items[start:end],
+                key=lambda i: (_utc(i["LastModified"]), i.get("IsLatest", False)),
+                reverse=True,
+            )
+            start = end
+            if template.match(key) is None:
+                continue
+            data = [i for i in group if not i["marker"]]
+            newest = data[0] if data else group[0]
+            modified = _utc(newest["LastModified"])
+            versions = tuple(Version(i["VersionId"], i["marker"]) for i in group)
+            page.append(
+                ObjectRecord(key, modified, modified, template.subject_of(key), versions=versions)
+            )
+        return page
+
+    def _with_tags(self, dataset: str, page: list[ObjectRecord]) -> list[ObjectRecord]:
+        """`record.created` from the dataset's tag or metadata key, where it names one."""
+        ds = self.config.settings.datasets[dataset]
+        if ds.tag is None:
+            return page
+        zone = ZoneInfo(ds.timezone) if ds.timezone else self.config.settings.zone()
+        tag = ds.tag
+
+        def created(record: ObjectRecord) -> ObjectRecord:
+            version = next((v.id for v in record.versions if not v.marker), None)
+            if self.versioned and version is None:
+                return record  # only delete markers: nothing to read a tag from
+            value = self._tag_value(record.key, version, tag)
+            if value is None:
+                return record
+            start = parse_stored(value, zone)
+            return ObjectRecord(
+                record.key,
+                record.modified,
+                start,
+                record.subject,
+                versions=record.versions,
+            )
+
+        return self.map(created, page)
+
+    def _tag_value(self, key: str, version: str | None, tag: str) -> str | None:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version is not None:
+            params["VersionId"] = version
+        if tag.startswith("metadata:"):
+            head = self.quiet("head_object", **params)
+            meta = head.get("Metadata", {}) if head else {}
+            value = meta.get(tag.removeprefix("metadata:").lower())
+            return None if value is None else str(value)
+        found = self.quiet("get_object_tagging", **params)
+        for item in (found or {}).get("TagSet", []):
+            if item["Key"] == tag:
+                return str(item["Value"])
+        return None
+
+    def quiet(self, operation: str, **params: Any) -> dict[str, Any] | None:
+        """A per-object read; None when the object is gone (deleted since it was listed)."""
+
+        try:
+            result: dict[str, Any] = getattr(self.client, operation)(**params)
+            return result
+        except ClientError as exc:
+            if _code(exc) in _GONE:
+                return None
+            raise StoreError(f"{operation}: {_client_error(exc)}", store=self.name) from None
+
+    # -- object lock -------------------------------------------------------------------------
+
+    def protected(self, records: Sequence[ObjectRecord], now: dt.datetime) -> dict[str, str]:
+        """Keys with a version under Object Lock retention or legal hold, and why."""
+        if not records or not self.locked:
+            return {}
+        checks = [(r.key, v.id) for r in records for v in r.versions if not v.marker]
+        reasons = self.map(lambda check: self.lock_of(check[0], check[1], now), checks)
+        found: dict[str, str] = {}
+        for (key, _), reason in zip(checks, reasons, strict=True):
+            if reason is not None and key not in found:
+                found[key] = reason
+        return found
+
+    def lock_of(self, key: str, version: str | None, now: dt.datetime) -> str | None:
+        """Why one version cannot be deleted now (legal hold / retention), or None."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version is not None:
+            params["VersionId"] = version
+        head = self.quiet("head_object", **params)
+        if head is None:
+            return None
+        if head.get("ObjectLockLegalHoldStatus") == "ON":
+            return "object lock: legal hold"
+        until = head.get("ObjectLockRetainUntilDate")
+        if head.get("ObjectLockMode") and until is not None and _utc(until) > now:
+            mode = str(head["ObjectLockMode"]).lower()
+            return f"object lock: {mode} retention until {_utc(until):%Y-%m-%d}"
+        return None
+
+    # -- deleting ----------------------------------------------------------------------------
+
+    def submit(self, dataset: str, records: Sequence[ObjectRecord]) -> Future[DeleteResult]:
+        return self.pool.submit(self.delete, dataset, records)
+
+    def delete(self, dataset: str, records: Sequence[ObjectRecord]) -> DeleteResult:
+        entries = [(r.key, v.id) for r in records for v in r.versions]
+        problems: dict[str, str] = {}
+        for start in range(0, len(entries), PAGE_SIZE):
+            chunk = entries[start : start + PAGE_SIZE]
+            problems.update(self._delete_chunk(chunk))
+        locked = {k: p for k, p in problems.items() if self._is_lock(p)}
+        failed = {k: p for k, p in problems.items() if k not in locked}
+        deleted = tuple(r.key for r in records if r.key not in problems)
+        return DeleteResult(deleted=deleted, locked=locked, failed=failed)
+
+    def _delete_chunk(self, chunk: list[tuple[str, str | None]]) -> dict[str, str]:
+        """One DeleteObjects request (retrying transient per-key errors); key -> error."""
+
+        problems: dict[str, str] = {}
+        pending = chunk
+        for attempt in range(_KEY_RETRIES):
+            objects = [{"Key": k, **({"VersionId": v} if v else {})} for k, v in pending]
+            try:
+                response = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+                )
+            except ClientError as exc:
+                return {key: _client_error(exc) for key, _ in pending}
+            except BotoCoreError as exc:
+                raise StoreError(f"delete_objects: {exc}", store=self.name) from None
+            retry = []
+            for error in response.get("Errors", []):
+                code = error.get("Code", "Error")
+                entry = (error["Key"], error.get("VersionId") or None)
+                if code in _TRANSIENT and attempt < _KEY_RETRIES - 1:
+                    retry.append(entry)
+                else:
+                    problems[error["Key"]] = f"{code}: {error.get('Message', '')}".strip()
+            if not retry:
+                break
+            pending = retry
+            time.sleep(0.2 * 2**attempt)
+        return problems
+
+    def _is_lock(self, problem: str) -> bool:
+        return problem.startswith("AccessDenied") and "object lock" in problem.lower()
+
+    # -- recovery, explain, validate -------------------------------------------------------
+
+    def absent(self, dataset: str, entries: Sequence[Sequence[Any]]) -> list[str]:
+
+        def gone(entry: Sequence[Any]) -> bool:
+            params: dict[str, Any] = {"Bucket": self.bucket, "Key": entry[0]}
+            if entry[1]:
+                params["VersionId"] = entry[1]
+            try:
+                self.client.head_object(**params)
+            except ClientError as exc:
+                return _code(exc) in _GONE
+            return False
+
+        keys = [str(e[0]) for e in entries]
+        results = self.map(gone, entries)
+        present = {k for k, g in zip(keys, results, strict=True) if not g}
+        return [k for k in dict.fromkeys(keys) if k not in present]
+
+    def describe(self, dataset: str, key: str) -> ObjectRecord | None:
+        template = self.template(dataset)
+        if template.match(key) is None:
+            return None
+        if self.versioned:
+            pages = self._version_pages(template, key)
+            found = [r for page in pages for r in page if r.key == key]
+            return self._with_tags(dataset, found)[0] if found else None
+        head = self.quiet("head_object", Bucket=self.bucket, Key=key)
+        if head is None:
+            return None
+        modified = _utc(head["LastModified"])
+        record = ObjectRecord(key, modified, modified, template.subject_of(key))
+        return self._with_tags(dataset, [record])[0]
+
+    def check(self, dataset: str | None = None) -> list[str]:
+        try:
+            if dataset is None:
+                self.call("head_bucket", Bucket=self.bucket)
+                if self.settings.mirror_holds and not self.locked:
+                    return [
+                        f"mirror_holds needs Object Lock on bucket {self.bucket!r} "
+                        "(S3 legal holds exist only there)"
+                    ]
+                return []
+            prefix = self.template(dataset).literal_prefix
+            self.call("list_objects_v2", Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        except StoreError as exc:
+            return [str(exc)]
+        return []
+
+    def sync_holds(self, ctx: RunContext, dataset: str, outcome: RuleOutcome) -> None:
+        if not self.settings.mirror_holds or (ctx.run_id, dataset) in self.synced:
+            return
+        self.synced.add((ctx.run_id, dataset))
+        from .s3holds import mirror_holds
+
+        mirror_holds(self, ctx, dataset, outcome)
+
+
+def make_client(settings: S3StoreConfig) -> Any:
+    """A boto3 S3 client: explicit credentials if configured, else the standard AWS chain."""
+
+    credentials: dict[str, str] = {}
+    if settings.access_key_id is not None and settings.secret_access_key is not None:
+        credentials = {
+            "aws_access_key_id": settings.access_key_id.get_secret_value(),
+            "aws_secret_access_key": settings.secret_access_key.get_secret_value(),
+        }
+    session = boto3.session.Session(region_name=settings.region, **credentials)
+    config = BotoConfig(
+        retries={"mode": "adaptive", "max_attempts": 10},
+        max_pool_connections=settings.max_concurrency + 4,
+        connect_timeout=10,
+        read_timeout=60,
+        # S3-compatible endpoints (MinIO, Ceph, moto) serve buckets by path
+        s3={"addressing_style": "path"} if settings.endpoint_url else None,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _client_error(exc: Any) -> str:
+    error = exc.response.get("Error", {})
+    return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
+
+
+__all__ = ["S3Store", "make_client"]
