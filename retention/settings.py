@@ -140,8 +140,18 @@ class AuditSettings(Model):
 
 
 class ServiceSettings(Model):
+    """`retention serve`: where /healthz, /readyz and /metrics listen, and its timings.
+
+    ``lease_ttl``: seconds a replica holds the executor lease without renewing it; a replica that
+    stops renewing (paused, partitioned, killed) is taken over after this long. ``stop_timeout``:
+    seconds SIGTERM waits for the current batch before the process gives up and exits 1 (keep it
+    below the supervisor's grace period; the next start reconciles the batch).
+    """
+
     host: str = "127.0.0.1"
     port: int = Field(9464, ge=0, le=65535)
+    lease_ttl: float = Field(60.0, ge=2, le=3600)
+    stop_timeout: float = Field(90.0, gt=0, le=3600)
 
 
 class RuleOverride(Model):
