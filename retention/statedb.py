@@ -1,4 +1,4 @@
-"""The state DB: runs, the audit log, pending intents and leases (SQLite unless configured).
+"""The state DB: runs, audit log, intents, leases, schedules, mirrored S3 holds (SQLite default).
 
 Tables are created on first use. The audit table is append-only by convention and by grants
 (deploy/README.md); its hash chain (:mod:`retention.audit`) makes any edit detectable anyway.
@@ -87,6 +87,16 @@ leases = Table(
     Column("holder", String(200), nullable=False),
     Column("epoch", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
     Column("expires_at", TS, nullable=False),
+)
+
+schedule = Table(
+    "retention_schedule",
+    metadata,
+    Column("rule", String(200), primary_key=True),
+    # every fire time of the rule at or before this instant has been run (retention.schedule)
+    Column("covered_until", TS, nullable=False),
+    Column("run_id", String(36)),
+    Column("updated_at", TS, nullable=False),
 )
 
 # S3 legal holds that retention placed to mirror its own holds (mirror_holds: true): only these

@@ -1118,12 +1118,18 @@ def _state_probes() -> tuple[list[sa.Executable], list[sa.Executable]]:
             hash="a" * 64,
         ),
         sa.select(audit).order_by(audit.c.seq.desc()).limit(1),
+        sa.insert(statedb.schedule).values(rule="r", covered_until=now, updated_at=now),
+        sa.select(statedb.schedule).with_for_update(),
+        sa.update(statedb.schedule)
+        .where(statedb.schedule.c.rule == "r")
+        .values(covered_until=now, run_id="run-1", updated_at=now),
     ]
     denied: list[sa.Executable] = [
         sa.update(audit).where(audit.c.seq == 1).values(outcome="forged"),
         sa.delete(audit).where(audit.c.seq == 1),
         sa.delete(runs),
         sa.delete(leases),
+        sa.delete(statedb.schedule),
         sa.text(f"DROP TABLE {audit.name}"),
     ]
     return allowed, denied

@@ -20,3 +20,6 @@ GRANT SELECT, INSERT, DELETE ON retention_intents TO retention_svc;
 
 -- S3 legal holds retention placed (mirror_holds): recorded when placed, removed when released.
 GRANT SELECT, INSERT, DELETE ON retention_legal_holds TO retention_svc;
+
+-- Schedules: per rule, up to when its fire times have been run (catch-up after downtime).
+GRANT SELECT, INSERT, UPDATE ON retention_schedule TO retention_svc;
