@@ -239,6 +239,10 @@ def print_plan(result: Plan) -> None:
             str(row.pending),
         )
     out.print(table)
+    for row in result.rules:
+        notes = getattr(row, "notes", ())  # object stores: delete mode, object lock, symlinks
+        if notes and row.due:
+            out.print(f"{row.rule} on {row.dataset}: {'; '.join(notes)}", highlight=False)
     if result.holds_in_force:
         out.print(f"holds in force: {', '.join(result.holds_in_force)}", highlight=False)
     for skipped in result.skipped:

@@ -104,9 +104,9 @@ def _explain(
     settings = config.settings
     ds = settings.datasets[dataset]
     store = stores.get(ds.store)
-    if store is None:
-        raise ConfigError(f"dataset {dataset!r} is not in a SQL store", field="DATASET")
     holds = config.load_holds() if holds is None else holds
+    if store is None:
+        return _explain_object(config, dataset, key, now, holds, stores)
     builder = SelectionBuilder(config, store, now)
     assert ds.table is not None
     table = store.table(ds.table)
@@ -152,6 +152,75 @@ def _explain(
         key=key,
         now=now,
         verdict=_verdict(verdicts, covering, holds.freeze),
+        rules=tuple(verdicts),
+        holds=tuple(h.id for h in covering),
+    )
+
+
+def _explain_object(
+    config: Config,
+    dataset: str,
+    key: str,
+    now: dt.datetime,
+    holds: HoldsFile,
+    stores: dict[str, SqlStore],
+) -> Explanation:
+    """`explain` for an S3 key or a file path, judged by the same code a plan and a run use."""
+    from .stores.base import ObjectStores
+    from .stores.evaluate import Evaluator
+
+    zone = config.settings.zone()
+    with ObjectStores(config, stores) as objects:
+        store = objects[config.settings.datasets[dataset].store]
+        record = store.describe(dataset, key)
+        if record is None:
+            raise RecordNotFound(f"no object {key!r} in dataset {dataset!r}")
+        evaluator = Evaluator(config, dataset, now, stores)
+        page = evaluator.page([record], holds)
+        protected = store.protected([record], now).get(key)
+    verdicts = []
+    for rule in evaluator.rules:
+        v = page.verdict(rule, record)
+        acts = v.free and protected is None
+        flags = {
+            "scope": True,
+            "due": v.due,
+            "held": v.held,
+            "blocked": v.blocked,
+            "superseded": False,
+            "done": False,
+            "actionable": acts,
+            "overdue": acts and v.overdue,
+        }
+        status = _status(rule, flags, v.start)
+        if v.free and rule.destructive and protected is not None:
+            what = "blocked by object lock" if store.protection == "locked" else "refused"
+            status = f"{what}: {protected}"
+        verdicts.append(
+            RuleVerdict(
+                rule=rule.id,
+                action=rule.action,
+                status=status,
+                clock=str(rule.after),
+                clock_start=v.start,
+                due_at=add_duration(v.start, rule.delay, zone) if v.start else None,
+                overdue_at=(
+                    add_duration(v.start, rule.delay + rule.within, zone)
+                    if v.start and rule.within is not None
+                    else None
+                ),
+            )
+        )
+    covering = page.held_by(record)
+    verdict = _verdict(verdicts, covering, holds.freeze)
+    stuck = [v for v in verdicts if v.status.startswith(("blocked by object lock", "refused"))]
+    if stuck and not any(v.status in ("due", "overdue") for v in verdicts):
+        verdict = f"{stuck[0].status}: rule {stuck[0].rule} would otherwise delete it"
+    return Explanation(
+        dataset=dataset,
+        key=key,
+        now=now,
+        verdict=verdict,
         rules=tuple(verdicts),
         holds=tuple(h.id for h in covering),
     )

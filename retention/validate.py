@@ -15,6 +15,7 @@ from typing import Any
 from .config import Config
 from .errors import SchemaError, StoreError
 from .stores import SqlStore, sql_stores
+from .stores.base import ObjectStores
 from .stores.sqlselect import SelectionBuilder
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -67,6 +68,27 @@ def _check(config: Config, stores: dict[str, SqlStore]) -> list[Problem]:
             if ds.store == name and ds.table is not None:
                 _check_dataset(checker, dataset)
         problems += checker.problems
+    return problems + _check_objects(config, stores)
+
+
+def _check_objects(config: Config, stores: dict[str, SqlStore]) -> list[Problem]:
+    """Buckets and roots exist and can be listed, and each dataset's part of them."""
+    problems: list[Problem] = []
+    settings = config.settings
+    with ObjectStores(config, stores) as objects:
+        for name, store_config in settings.stores.items():
+            if store_config.kind == "sql":
+                continue
+            found = objects[name].check()
+            problems += [Problem(name, f"stores.{name}", m, unreachable=True) for m in found]
+            if found:
+                continue
+            for dataset, ds in settings.datasets.items():
+                if ds.store == name:
+                    problems += [
+                        Problem(name, f"datasets.{dataset}", m, unreachable=True)
+                        for m in objects[name].check(dataset)
+                    ]
     return problems
 
 

@@ -299,11 +299,11 @@ class S3Store(ObjectStore):
         if head is None:
             return None
         if head.get("ObjectLockLegalHoldStatus") == "ON":
-            return "object lock: legal hold"
+            return "legal hold"
         until = head.get("ObjectLockRetainUntilDate")
         if head.get("ObjectLockMode") and until is not None and _utc(until) > now:
             mode = str(head["ObjectLockMode"]).lower()
-            return f"object lock: {mode} retention until {_utc(until):%Y-%m-%d}"
+            return f"{mode} retention until {_utc(until):%Y-%m-%d}"
         return None
 
     # -- deleting ----------------------------------------------------------------------------
@@ -391,7 +391,17 @@ class S3Store(ObjectStore):
     def check(self, dataset: str | None = None) -> list[str]:
         try:
             if dataset is None:
-                self.call("head_bucket", Bucket=self.bucket)
+                try:
+                    self.client.head_bucket(Bucket=self.bucket)
+                except ClientError as exc:
+                    code = _code(exc)
+                    if code in ("404", "NoSuchBucket", "NotFound"):
+                        return [f"bucket {self.bucket!r} does not exist"]
+                    if code in ("403", "AccessDenied", "Forbidden"):
+                        return [f"bucket {self.bucket!r}: access denied to these credentials"]
+                    return [f"bucket {self.bucket!r}: {_client_error(exc)}"]
+                except BotoCoreError as exc:
+                    return [f"bucket {self.bucket!r} cannot be reached: {exc}"]
                 if self.settings.mirror_holds and not self.locked:
                     return [
                         f"mirror_holds needs Object Lock on bucket {self.bucket!r} "
