@@ -1,0 +1,272 @@
+"""The filesystem store on real directories: globs, subjects, symlinks, errors, empty dirs."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retention.audit import AuditLog
+from retention.config import Config
+from retention.errors import ConfigErrors
+from retention.executor import Executor
+from retention.explain import explain
+from retention.planner import make_plan
+from retention.statedb import open_state
+from retention.stores.base import open_object_store
+
+from ..conftest import Database
+from ..scenario import Scenario, at, utc
+from .objects import object_rule
+
+NOW = utc("2026-06-01 00:00:00")
+OLD = utc("2020-01-01 00:00:00").timestamp()
+RECENT = (NOW - dt.timedelta(days=1)).timestamp()
+
+
+@pytest.fixture
+def world(sqlite_db: Database, tmp_path: Path) -> Scenario:
+    return Scenario(sqlite_db, tmp_path)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    path = tmp_path / "files"
+    path.mkdir()
+    return path
+
+
+def touch(root: Path, relative: str, when: float = OLD) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("personal data")
+    os.utime(path, (when, when))
+    return path
+
+
+def configure(
+    world: Scenario,
+    root: Path,
+    rules: list[dict[str, Any]],
+    *,
+    glob: str = "uploads/{account}/*",
+    holds: dict[str, Any] | None = None,
+    **settings: Any,
+) -> Config:
+    return world.config(
+        rules,
+        holds=holds,
+        datasets={"files": {"store": "disk", "glob": glob, "category": "customer_content"}},
+        stores={
+            "app": {"kind": "sql", "url": world.db.url},
+            "disk": {"kind": "filesystem", "root": str(root)},
+        },
+        audit={"keys": "plain"},
+        **settings,
+    )
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+
+
+def entries(config: Config) -> list[Any]:
+    engine = open_state(config.settings.state_db.get_secret_value())
+    try:
+        return list(AuditLog(engine, keys="plain", hmac_key=None).entries())
+    finally:
+        engine.dispose()
+
+
+def run(config: Config, *, live: bool = True) -> Any:
+    return Executor(config, now=NOW, live=live).run()
+
+
+def plan_of(config: Config) -> Any:
+    result = make_plan(config, NOW)
+    assert not result.skipped, result.skipped
+    return {row.rule: row for row in result.rules}
+
+
+def test_glob_with_subject_template_plans_and_deletes(world: Scenario, root: Path) -> None:
+    """`uploads/{account}/*` covers the files one level under each account directory; the
+    account id comes from the path and drives subject clocks; other files are not touched."""
+    world.accounts({"id": 1, "closed_at": at("2025-01-01")}, {"id": 2})
+    for name in ("uploads/1/a.pdf", "uploads/0001/b.pdf", "uploads/2/c.pdf"):
+        touch(root, name)
+    touch(root, "uploads/1/deeper/d.pdf")
+    touch(root, "uploads/readme.txt")
+    touch(root, "elsewhere/1/x")
+    config = configure(world, root, [object_rule("closed", after="subject.closed", retain="P30D")])
+    plan = plan_of(config)["closed"]
+    assert (plan.in_scope, plan.due, plan.actionable) == (3, 2, 2)
+    assert plan.samples == ("uploads/0001/b.pdf", "uploads/1/a.pdf")
+    result = run(config)
+    assert result.outcomes[0].acted == 2 and result.exit_code == 0
+    assert files(root) == [
+        "elsewhere/1/x",
+        "uploads/1/deeper/d.pdf",
+        "uploads/2/c.pdf",
+        "uploads/readme.txt",
+    ]
+    assert run(config).outcomes[0].acted == 0
+
+
+def test_empty_directories_left_by_deletion_are_removed_but_not_the_base_or_root(
+    world: Scenario, root: Path
+) -> None:
+    """Directories emptied by the run go, deepest first; the glob's fixed base directory and
+    the root stay, and so does a directory that still holds something."""
+    touch(root, "uploads/1/2024/a")
+    touch(root, "uploads/2/2024/b")
+    touch(root, "uploads/2/keep", RECENT)
+    config = configure(world, root, [object_rule("age")], glob="uploads/{account}/**/*")
+    run(config)
+    assert files(root) == ["uploads/2/keep"]
+    assert not (root / "uploads/1").exists() and not (root / "uploads/2/2024").exists()
+    touch(root, "uploads/3/c")
+    run(configure(world, root, [object_rule("age")], glob="uploads/{account}/*"))
+    assert (root / "uploads").is_dir() and root.is_dir()
+
+
+def test_dry_run_changes_nothing(world: Scenario, root: Path) -> None:
+    """A dry run audits what it would delete and leaves every file in place."""
+    touch(root, "uploads/1/a")
+    config = configure(world, root, [object_rule("age")])
+    result = run(config, live=False)
+    assert result.outcomes[0].acted == 1 and files(root) == ["uploads/1/a"]
+    assert [e.outcome for e in entries(config)] == ["would delete"]
+
+
+def test_holds_and_keep_rules_protect_files(world: Scenario, root: Path) -> None:
+    """A hold on an account keeps its files; a keep rule not yet due blocks the rest."""
+    touch(root, "uploads/1/a")
+    touch(root, "uploads/2/b", (NOW - dt.timedelta(days=40)).timestamp())
+    holds = {"holds": [{"id": "case-1", "subjects": {"account": [1]}}]}
+    rules = [object_rule("age"), object_rule("statutory", action="keep", retain="P1Y")]
+    config = configure(world, root, rules, holds=holds)
+    plan = plan_of(config)["age"]
+    assert (plan.due, plan.held, plan.blocked, plan.actionable) == (2, 1, 1, 0)
+    run(config)
+    assert files(root) == ["uploads/1/a", "uploads/2/b"]
+
+
+def test_a_symlink_is_refused_and_its_target_survives(
+    world: Scenario, root: Path, tmp_path: Path
+) -> None:
+    """A symlink inside the root (to a file or a directory outside it) is never followed: the
+    link to a file is listed, refused and audited; a linked directory is not entered."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.txt"
+    secret.write_text("not ours")
+    os.utime(secret, (OLD, OLD))
+    (outside / "dir").mkdir()
+    touch(outside, "dir/inner.txt")
+    touch(root, "uploads/1/a")
+    link = root / "uploads/1/link.txt"
+    link.symlink_to(secret)
+    os.utime(link, (OLD, OLD), follow_symlinks=False)
+    (root / "uploads/2").symlink_to(outside / "dir")
+    config = configure(world, root, [object_rule("age")])
+    plan = plan_of(config)["age"]
+    assert (plan.in_scope, plan.refused, plan.actionable) == (2, 1, 1)
+    result = run(config)
+    assert result.outcomes[0].acted == 1 and "1 refused" in (result.outcomes[0].message or "")
+    assert secret.read_text() == "not ours" and (outside / "dir/inner.txt").exists()
+    assert link.is_symlink()
+    refused = [e for e in entries(config) if e.outcome == "refused"]
+    assert json.loads(refused[0].keys) == ["uploads/1/link.txt"]
+
+
+def test_a_directory_swapped_for_a_symlink_after_listing_is_refused(
+    world: Scenario, root: Path, tmp_path: Path
+) -> None:
+    """Between listing and deleting, a directory on the path is replaced by a symlink to a
+    directory outside the root: the delete is refused and the file outside survives."""
+    touch(root, "uploads/1/a")
+    config = configure(world, root, [object_rule("age")])
+    store = open_object_store("disk", config, {})
+    (page,) = list(store.pages("files"))
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    victim = touch(outside, "a")
+    shutil.rmtree(root / "uploads/1")
+    (root / "uploads/1").symlink_to(outside)
+    result = store.delete("files", page)
+    assert result.deleted == () and "symlink" in result.refused["uploads/1/a"]
+    assert victim.exists()
+
+
+def test_globs_that_could_leave_the_root_are_config_errors(world: Scenario, root: Path) -> None:
+    """A glob with `..`, an absolute glob, and an unknown placeholder are refused up front."""
+    for glob, expected in (
+        ("../*", "stay inside the store root"),
+        ("/etc/*", "relative to the store root"),
+        ("uploads/{acount}/*", "names no subject type"),
+    ):
+        with pytest.raises(ConfigErrors) as caught:
+            configure(world, root, [object_rule("age")], glob=glob)
+        assert expected in str(caught.value), glob
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """Make unlinking `path` fail, in a way that holds for root too (chattr +i)."""
+    if os.geteuid() != 0:
+        os.chmod(path.parent, 0o500)
+        try:
+            yield
+        finally:
+            os.chmod(path.parent, 0o700)
+        return
+    if shutil.which("chattr") is None:
+        pytest.skip("running as root without chattr: no way to make an unlink fail")
+    made = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i is not permitted here: {made.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_permission_errors_are_reported_per_file_not_fatal(world: Scenario, root: Path) -> None:
+    """A file that cannot be unlinked is audited as failed with its error; the others are
+    deleted and the run finishes (exit code 3: something could not be done)."""
+    stuck = touch(root, "uploads/1/stuck")
+    touch(root, "uploads/2/b")
+    config = configure(world, root, [object_rule("age")])
+    with immutable(stuck):
+        result = run(config)
+    outcome = result.outcomes[0]
+    assert outcome.acted == 1 and outcome.status == "failed" and result.exit_code == 3
+    assert files(root) == ["uploads/1/stuck"]
+    (failed,) = [e for e in entries(config) if e.outcome == "failed"]
+    assert json.loads(failed.keys) == ["uploads/1/stuck"] and failed.detail in ("EPERM", "EACCES")
+
+
+def test_explain_a_file(world: Scenario, root: Path) -> None:
+    """`explain` takes a path relative to the root and judges it like the plan does."""
+    touch(root, "uploads/1/a")
+    config = configure(world, root, [object_rule("age")])
+    found = explain(config, "files", "uploads/1/a", NOW)
+    assert found.rules[0].status == "overdue" or found.rules[0].status == "due"
+    assert found.verdict.startswith("due for deletion by rule age")
+
+
+def test_validate_reports_a_missing_root(world: Scenario, tmp_path: Path) -> None:
+    """`validate` says when the root is not there."""
+    from retention.validate import check_stores
+
+    config = configure(world, tmp_path / "nope", [object_rule("age")])
+    problems = check_stores(config)
+    assert problems and "nope" in problems[0].message
