@@ -1,0 +1,179 @@
+"""The Prometheus metrics of `retention serve`, in a registry of their own.
+
+Where each number comes from:
+
+- ``retention_records_deleted_total`` / ``retention_records_anonymized_total`` {rule, dataset}:
+  read back from the audit log after every batch this process ran (cascaded children count under
+  their own dataset; entries settled after an interruption count in the run that settled them),
+  so they are exactly what the audit log shows for this process's runs.
+- ``retention_due_records`` / ``_overdue_records`` / ``_held_records`` {rule, dataset}: from a
+  plan (:func:`~retention.planner.make_plan`) at start, after every run, after a config reload
+  and after the holds file changes; ``retention_plan_timestamp_seconds`` says when.
+- ``retention_lingering_records`` {rule, dataset}: the reconciliation after a live run
+  (:attr:`~retention.executor.RuleOutcome.lingering`), for the rules that run acted on.
+- ``retention_runs_total`` {mode, status}, ``retention_run_duration_seconds`` {mode},
+  ``retention_last_success_timestamp_seconds`` {mode}, ``retention_next_run_timestamp_seconds``.
+- ``retention_lease_held`` {holder}: 1 while this replica holds the executor lease.
+- ``retention_holds_active``, ``retention_holds_review_overdue``, ``retention_holds_freeze``,
+  ``retention_holds_valid``: from the holds file, re-read whenever it changes.
+- ``retention_config_reload_success``: 0 after a SIGHUP whose config was rejected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from .holds import HoldsFile
+from .planner import Plan
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_RULE = ("rule", "dataset")
+_DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, float("inf"))
+
+
+class Metrics:
+    """Every metric of the service; `registry` is what /metrics renders."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.deleted = Counter(
+            "retention_records_deleted",
+            "Records deleted by this process, as audited.",
+            _RULE,
+            registry=registry,
+        )
+        self.anonymized = Counter(
+            "retention_records_anonymized",
+            "Records anonymized by this process, as audited.",
+            _RULE,
+            registry=registry,
+        )
+        self.due = Gauge("retention_due_records", "Records due (plan).", _RULE, registry=registry)
+        self.overdue = Gauge(
+            "retention_overdue_records",
+            "Records past their deadline and still to act on (plan).",
+            _RULE,
+            registry=registry,
+        )
+        self.held = Gauge(
+            "retention_held_records", "Due records kept by a hold (plan).", _RULE, registry=registry
+        )
+        self.lingering = Gauge(
+            "retention_lingering_records",
+            "Records still due and unheld after the last live run that acted on the rule.",
+            _RULE,
+            registry=registry,
+        )
+        self.plan_time = Gauge(
+            "retention_plan_timestamp_seconds",
+            "When the due/overdue/held gauges were computed.",
+            registry=registry,
+        )
+        self.runs = Counter(
+            "retention_runs", "Runs, by mode and status.", ("mode", "status"), registry=registry
+        )
+        self.duration = Histogram(
+            "retention_run_duration_seconds",
+            "How long runs took.",
+            ("mode",),
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "retention_last_success_timestamp_seconds",
+            "When the last run that completed finished.",
+            ("mode",),
+            registry=registry,
+        )
+        self.next_run = Gauge(
+            "retention_next_run_timestamp_seconds",
+            "The next scheduled fire time of any rule.",
+            registry=registry,
+        )
+        self.lease_held = Gauge(
+            "retention_lease_held",
+            "1 while this replica holds the executor lease.",
+            ("holder",),
+            registry=registry,
+        )
+        self.holds_active = Gauge(
+            "retention_holds_active", "Active legal holds.", registry=registry
+        )
+        self.holds_review_overdue = Gauge(
+            "retention_holds_review_overdue",
+            "Active holds past their review_by date.",
+            registry=registry,
+        )
+        self.freeze = Gauge(
+            "retention_holds_freeze", "1 when the holds file sets freeze.", registry=registry
+        )
+        self.holds_valid = Gauge(
+            "retention_holds_valid", "0 when the holds file cannot be read.", registry=registry
+        )
+        self.reload_success = Gauge(
+            "retention_config_reload_success",
+            "0 when the last configuration reload was rejected.",
+            registry=registry,
+        )
+        self.reload_success.set(1)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
+
+    def declare(self, targets: Iterable[tuple[str, str, str]]) -> None:
+        """Start the counters of every (rule, dataset, action) at 0, so rates exist at once."""
+        for rule, dataset, action in targets:
+            counter = self.deleted if action == "delete" else self.anonymized
+            counter.labels(rule, dataset)
+
+    def count_audited(self, entries: Iterable[tuple[str | None, str | None, str, int]]) -> None:
+        """Add audit entries (rule, dataset, action, count) of acted-on records to the counters."""
+        for rule, dataset, action, count in entries:
+            counter = self.anonymized if action == "anonymize" else self.deleted
+            counter.labels(rule or "", dataset or "").inc(count)
+
+    def show_plan(self, plan: Plan) -> None:
+        """Replace the due, overdue and held gauges with the numbers of `plan`."""
+        for gauge in (self.due, self.overdue, self.held):
+            gauge.clear()
+        for row in plan.rules:
+            if row.action == "keep":
+                continue
+            self.due.labels(row.rule, row.dataset).set(row.due)
+            self.overdue.labels(row.rule, row.dataset).set(row.overdue)
+            self.held.labels(row.rule, row.dataset).set(row.held)
+        self.plan_time.set(plan.now.timestamp())
+
+    def show_holds(self, holds: HoldsFile | None, today: dt.date) -> None:
+        """The holds gauges; None when the file could not be read."""
+        if holds is None:
+            self.holds_valid.set(0)
+            return
+        active = holds.active()
+        self.holds_valid.set(1)
+        self.holds_active.set(len(active))
+        self.holds_review_overdue.set(sum(1 for h in active if h.review_overdue(today)))
+        self.freeze.set(1 if holds.freeze else 0)
+
+    def run_done(
+        self, mode: str, status: str, seconds: float, finished: dt.datetime | None = None
+    ) -> None:
+        """Count a run and its duration; a complete one is the last success."""
+        self.runs.labels(mode, status).inc()
+        self.duration.labels(mode).observe(seconds)
+        if status == "complete" and finished is not None:
+            self.last_success.labels(mode).set(finished.timestamp())
+
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
