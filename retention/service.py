@@ -1,0 +1,629 @@
+"""The daemon behind `retention serve`: schedules, the lease, holds, signals, health and metrics.
+
+Three threads:
+
+- The **main loop** sleeps until the next fire time of any rule (:mod:`retention.schedule`), a
+  signal, or a change of the holds file. When rules are due it takes the executor lease, reads
+  again what has run (another replica may have run it meanwhile), runs every due rule in one
+  :class:`~retention.executor.Executor` run, records them as run, and gives the lease back. A
+  replica that cannot take the lease waits and tries again; the executor fences every batch on
+  the lease, so a replica that lost it cannot commit anything more.
+- A **watcher**, once a second: renews the lease while a run holds it, re-reads the holds file
+  when it changes (the executor re-reads it before every batch as well), and bounds shutdown.
+- The **HTTP** thread (:mod:`retention.health`).
+
+Signals: SIGTERM and SIGINT let the current batch finish, record the run as interrupted (the
+next start catches it up and reconciles it), release the lease and exit 0; if the batch does not
+finish within ``service.stop_timeout`` the process exits 1. SIGHUP reloads the configuration
+between runs; one that does not validate is rejected with a log line and the old one stays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, func, text
+from sqlalchemy import select as sql_select
+from sqlalchemy.exc import SQLAlchemyError
+
+from .audit import AuditLog
+from .config import Config, load_config
+from .errors import ConfigError, RetentionError
+from .executor import Executor, RunResult
+from .health import Endpoints, HealthServer
+from .holds import HoldsFile, holds_fingerprint
+from .lease import Lease, LeaseLost
+from .logs import configure, describe_error, get_logger
+from .metrics import CONTENT_TYPE, Metrics
+from .planner import make_plan, rule_targets
+from .rules import Rule
+from .schedule import due_rules, mark_covered, next_due, read_covered, register, rule_schedules
+from .statedb import audit, open_state
+from .stores import SqlStore, open_sql_stores
+
+MAX_SLEEP = 60.0  # read the clock again at least this often (suspend, clock steps)
+WATCH_INTERVAL = 1.0
+# Settings that only take effect at start: a reload that changes them is rejected.
+_FIXED = ("state_db", "service.host", "service.port")
+
+
+class Clock(Protocol):
+    """Where the service reads the time; tests pin it."""
+
+    def now(self) -> dt.datetime: ...
+
+
+class SystemClock:
+    """The wall clock, in UTC."""
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+
+class Wakeup:
+    """A self-pipe: :meth:`set` (safe in a signal handler and from any thread) ends :meth:`wait`."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def set(self) -> None:
+        if self._write < 0:
+            return  # closed: a late signal must not write to a reused descriptor
+        with suppress(BlockingIOError, OSError):
+            os.write(self._write, b"\0")
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to `timeout` seconds; True when woken early."""
+        ready, _, _ = select.select([self._read], [], [], max(0.0, timeout))
+        if ready:
+            with suppress(BlockingIOError):
+                while os.read(self._read, 512):
+                    pass
+        return bool(ready)
+
+    def close(self) -> None:
+        write, self._write = self._write, -1
+        if write >= 0:
+            os.close(write)
+            os.close(self._read)
+
+
+class Service:
+    """One replica of the daemon, over one configuration and one state DB."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        holder: str | None = None,
+        state: Engine | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self._owns_state = state is None
+        self.state = state or open_state(config.settings.state_db.get_secret_value())
+        _check_audit_keys(config, self.state)
+        ttl = dt.timedelta(seconds=config.settings.service.lease_ttl)
+        self.lease = Lease(self.state, holder=holder, ttl=ttl, clock=self.clock.now)
+        self.metrics = Metrics()
+        self.log = get_logger(holder=self.lease.holder)
+        self.started = self.clock.now()
+        self._covered: dict[str, dt.datetime] = {}
+        self._wakeup = Wakeup()
+        self._lease_lock = threading.Lock()
+        self._holding = False
+        self._renew_at = 0.0
+        self._lease_lost = False
+        self._waiting_for: str | None = None
+        self._stopping = False
+        self._stop_requested: float | None = None
+        self._stop_logged = False
+        self._reload = False
+        self._replan = True
+        self._reload_error: str | None = None
+        self._holds_seen = holds_fingerprint(config.holds_path)
+        self._probe_stores: dict[str, SqlStore] = {}
+        self._watch_stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="retention-watch", daemon=True)
+
+    # -- life ------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Put the rules on the books, read what has run, fill the metrics from config and holds."""
+        schedules = rule_schedules(self.config)
+        register(self.state, schedules, self.started)
+        self._covered = read_covered(self.state, schedules, self.started)
+        self._declare_metrics()
+        self._load_holds()
+        self.metrics.lease_held.labels(self.lease.holder).set(0)
+        self.log.info(
+            "service started",
+            rules=len(schedules),
+            mode="dry-run" if self.config.settings.dry_run else "live",
+            timezone=self.config.settings.timezone,
+            state_db=self.state.dialect.name,
+            fingerprint=self.config.fingerprint()[:16],
+        )
+
+    def run(self) -> None:
+        """Serve until asked to stop: the main loop."""
+        self.prepare()
+        self._watcher.start()
+        try:
+            while not self._stopping:
+                self._between_runs()
+                if self._stopping:
+                    break
+                delay = self.step()
+                if delay > 0 and not self._stopping:
+                    self._wakeup.wait(delay)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the watcher, give the lease back, close connections."""
+        self._watch_stop.set()
+        if self._watcher.is_alive():
+            self._watcher.join(timeout=5)
+        self._release()
+        for store in self._probe_stores.values():
+            store.dispose()
+        self._probe_stores = {}
+        self.log.info("service stopped", signalled=self._stop_requested is not None)
+        if self._owns_state:
+            self.state.dispose()
+        self._wakeup.close()
+
+    def request_stop(self) -> None:
+        """Finish the current batch, then stop (safe in a signal handler: no locks, no logs)."""
+        if self._stop_requested is None:
+            self._stop_requested = time.monotonic()
+        self._stopping = True
+        self._wakeup.set()
+
+    def request_reload(self) -> None:
+        """Reload the configuration between runs (safe in a signal handler)."""
+        self._reload = True
+        self._wakeup.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    # -- one turn of the loop ----------------------------------------------------------------
+
+    def step(self) -> float:
+        """Run what is due now, if the lease allows; the seconds to sleep before the next turn."""
+        schedules = rule_schedules(self.config)
+        zone = self.config.settings.zone()
+        covered = {rule: self._covered.get(rule, self.started) for rule in schedules}
+        now = self.clock.now()
+        if not due_rules(schedules, covered, now, zone):
+            upcoming = next_due(schedules, covered, zone)
+            if upcoming is None:
+                return MAX_SLEEP
+            self.metrics.next_run.set(upcoming.timestamp())
+            return min(MAX_SLEEP, max(0.0, (upcoming - self.clock.now()).total_seconds()))
+        if not self._acquire():
+            return self._retry_interval()
+        try:
+            # Under the lease: what has run is now certain (a replica may have run it meanwhile).
+            self._covered.update(read_covered(self.state, schedules, self.started))
+            covered = {rule: self._covered[rule] for rule in schedules}
+            now = self.clock.now()
+            due = due_rules(schedules, covered, now, zone)
+            if due:
+                self._run(due, now)
+        except SQLAlchemyError as exc:
+            self.log.error("state db unreachable", error=describe_error(exc))
+            return self._retry_interval()
+        finally:
+            self._release()
+        return 0.0
+
+    def _between_runs(self) -> None:
+        if self._reload:
+            self._reload = False
+            self.reload()
+        if self._replan and not self._stopping:
+            self._replan = False
+            self.refresh_plan()
+
+    def _retry_interval(self) -> float:
+        return min(15.0, max(0.5, self.config.settings.service.lease_ttl / 4))
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def _run(self, due: list[str], now: dt.datetime) -> RunResult | None:
+        config = self.config
+        live = not config.settings.dry_run
+        mode = "live" if live else "dry-run"
+        executor = Executor(
+            config,
+            now=now,
+            live=live,
+            state=self.state,
+            lease=self.lease,
+            should_stop=lambda: self._stopping or self._lease_lost,
+        )
+        log = self.log.bind(run_id=executor.run_id)
+        counted = [self._audit_head()]
+        done: dict[tuple[str, str], int] = {}
+
+        def progress(rule: Rule, dataset: str, acted: int, planned: int) -> None:
+            count = acted - done.get((rule.id, dataset), 0)
+            done[(rule.id, dataset)] = acted
+            log.info(
+                "batch audited",
+                rule=rule.id,
+                dataset=dataset,
+                action=rule.action,
+                count=count,
+                done=acted,
+                planned=planned,
+                dry_run=not live,
+            )
+            counted[0] = self._count_audited(counted[0])
+
+        executor.progress = progress
+        log.info("run started", rules=due, mode=mode)
+        began = time.monotonic()
+        result: RunResult | None = None
+        status = "failed"
+        try:
+            result = executor.run(due)
+            status = result.status
+        except LeaseLost as exc:
+            status = "lease lost"
+            log.error("lease lost", error=str(exc))
+        except RetentionError as exc:
+            log.error("run failed", error=describe_error(exc))
+        except SQLAlchemyError as exc:
+            log.error("run failed", error=describe_error(exc))
+        except Exception as exc:  # a bug: keep serving, say where
+            log.error("run crashed", error=describe_error(exc))
+        seconds = time.monotonic() - began
+        with suppress(SQLAlchemyError):
+            self._count_audited(counted[0])
+        self.metrics.run_done(mode, status, seconds, self.clock.now())
+        if result is not None:
+            self._report(result, log, seconds)
+        if status not in ("interrupted", "lease lost"):
+            # An interrupted run stays due: the next start (or replica) catches it up.
+            mark_covered(self.state, due, now, executor.run_id)
+            self._covered.update(dict.fromkeys(due, now))
+        self._replan = True
+        return result
+
+    def _report(self, result: RunResult, log: Any, seconds: float) -> None:
+        for outcome in result.outcomes:
+            where = {"rule": outcome.rule, "dataset": outcome.dataset}
+            if result.live and outcome.status == "ok" and outcome.planned:
+                self.metrics.lingering.labels(outcome.rule, outcome.dataset).set(outcome.lingering)
+            if outcome.lingering:
+                log.warning("lingering", count=outcome.lingering, action=outcome.action, **where)
+            if outcome.status not in ("ok", "stopped"):
+                log.warning(
+                    "rule not completed", status=outcome.status, message=outcome.message, **where
+                )
+        totals = result.as_dict()["totals"]
+        log.info(
+            "run finished",
+            status=result.status,
+            mode="live" if result.live else "dry-run",
+            acted=totals["acted"],
+            cascaded=totals["cascaded"],
+            lingering=totals["lingering"],
+            recovered=result.recovered,
+            seconds=round(seconds, 3),
+        )
+
+    def _audit_head(self) -> int:
+        with self.state.connect() as connection:
+            return int(connection.execute(sql_select(func.max(audit.c.seq))).scalar() or 0)
+
+    def _count_audited(self, after: int) -> int:
+        """Add this run's audited actions after entry `after` to the counters; the new head."""
+        query = (
+            sql_select(
+                audit.c.seq,
+                audit.c.rule,
+                audit.c.dataset,
+                audit.c.action,
+                audit.c.count,
+                audit.c.outcome,
+                audit.c.dry_run,
+            )
+            .where(audit.c.seq > after)
+            .order_by(audit.c.seq)
+        )
+        with self.state.connect() as connection:
+            rows = connection.execute(query).all()
+        self.metrics.count_audited(
+            (rule, dataset, action, count)
+            for _, rule, dataset, action, count, outcome, dry_run in rows
+            if outcome == "done" and not dry_run
+        )
+        return max((int(row[0]) for row in rows), default=after)
+
+    # -- the lease -----------------------------------------------------------------------------
+
+    def _acquire(self) -> bool:
+        with self._lease_lock:
+            try:
+                got = self.lease.try_acquire()
+            except SQLAlchemyError as exc:
+                self.log.error("state db unreachable", error=describe_error(exc))
+                return False
+            if not got:
+                current = self.lease.current()
+                holder = current[0] if current else None
+                if holder != self._waiting_for:
+                    self._waiting_for = holder
+                    self.log.info("lease busy, waiting", current_holder=holder)
+                return False
+            self._holding, self._lease_lost, self._waiting_for = True, False, None
+            self._renew_at = time.monotonic() + self.lease.ttl.total_seconds() / 3
+        self.metrics.lease_held.labels(self.lease.holder).set(1)
+        self.log.info("lease acquired", epoch=self.lease.epoch)
+        return True
+
+    def _release(self) -> None:
+        with self._lease_lock:
+            if not self._holding:
+                return
+            self._holding = False
+            try:
+                self.lease.release()
+            except SQLAlchemyError as exc:
+                self.log.warning("lease release failed", error=describe_error(exc))
+        self.metrics.lease_held.labels(self.lease.holder).set(0)
+        self.log.info("lease released")
+
+    def _renew(self) -> None:
+        with self._lease_lock:
+            if not self._holding or time.monotonic() < self._renew_at:
+                return
+            try:
+                self.lease.check()
+                self._renew_at = time.monotonic() + self.lease.ttl.total_seconds() / 3
+            except LeaseLost:
+                self._holding, self._lease_lost = False, True
+                self.metrics.lease_held.labels(self.lease.holder).set(0)
+                self.log.error("lease lost", error="taken over while renewing; stopping the run")
+            except SQLAlchemyError as exc:
+                self.log.warning("lease renewal failed", error=describe_error(exc))
+
+    # -- the watcher ---------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._watch_stop.wait(WATCH_INTERVAL):
+            try:
+                self._renew()
+                self._check_holds_file()
+                self._check_stop()
+            except Exception as exc:  # never let the watcher die silently
+                self.log.error("watcher error", error=describe_error(exc))
+
+    def _check_holds_file(self) -> None:
+        seen = holds_fingerprint(self.config.holds_path)
+        if seen != self._holds_seen:
+            self._holds_seen = seen
+            if self._load_holds():
+                self._replan = True
+                self._wakeup.set()
+
+    def _load_holds(self) -> bool:
+        """Read the holds file into the metrics and the log; False when it is unusable."""
+        today = self.clock.now().astimezone(self.config.settings.zone()).date()
+        try:
+            holds: HoldsFile = self.config.load_holds()
+        except ConfigError as exc:
+            self.metrics.show_holds(None, today)
+            self.log.error("holds rejected", errors=str(exc).splitlines())
+            return False
+        self.metrics.show_holds(holds, today)
+        active = holds.active()
+        self.log.info(
+            "holds loaded",
+            active=[hold.id for hold in active],
+            freeze=holds.freeze,
+            review_overdue=[hold.id for hold in active if hold.review_overdue(today)],
+        )
+        return True
+
+    def _check_stop(self) -> None:
+        if self._stop_requested is None:
+            return
+        if not self._stop_logged and self._holding:
+            self._stop_logged = True
+            self.log.info("stop requested, finishing the current batch")
+        timeout = self.config.settings.service.stop_timeout
+        if time.monotonic() - self._stop_requested > timeout:
+            self.log.error("stop timed out", seconds=timeout)
+            os._exit(1)
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Load the configuration file again; keep the old one if the new one is invalid."""
+        try:
+            new = load_config(self.config.path)
+            _check_audit_keys(new, self.state)
+        except ConfigError as exc:
+            return self._reject(str(exc).splitlines())
+        changed = [name for name in _FIXED if _setting(new, name) != _setting(self.config, name)]
+        if changed:
+            return self._reject([f"{', '.join(changed)} only change on restart"])
+        self.config = new
+        self._reload_error = None
+        self.metrics.reload_success.set(1)
+        self.lease.ttl = dt.timedelta(seconds=new.settings.service.lease_ttl)
+        schedules = rule_schedules(new)
+        now = self.clock.now()
+        register(self.state, schedules, now)
+        self._covered = read_covered(self.state, schedules, now)
+        self._holds_seen = holds_fingerprint(new.holds_path)
+        for store in self._probe_stores.values():
+            store.dispose()
+        self._probe_stores = {}
+        self._declare_metrics()
+        self._load_holds()
+        self._replan = True
+        self.log.info(
+            "config reloaded",
+            rules=len(schedules),
+            mode="dry-run" if new.settings.dry_run else "live",
+            fingerprint=new.fingerprint()[:16],
+        )
+        return True
+
+    def _reject(self, errors: list[str]) -> bool:
+        self._reload_error = "; ".join(errors)
+        self.metrics.reload_success.set(0)
+        self.log.error("config rejected", errors=errors, keeping=self.config.fingerprint()[:16])
+        return False
+
+    def _declare_metrics(self) -> None:
+        self.metrics.declare(
+            (rule.id, dataset, rule.action)
+            for rule, dataset in rule_targets(self.config)
+            if rule.destructive
+        )
+
+    def refresh_plan(self) -> None:
+        """Recompute the due, overdue and held gauges from a plan (read-only, no lease)."""
+        try:
+            plan = make_plan(self.config, self.clock.now(), samples=0)
+        except (RetentionError, SQLAlchemyError) as exc:
+            self.log.warning("plan failed", error=describe_error(exc))
+            return
+        self.metrics.show_plan(plan)
+        totals = plan.as_dict()["totals"]
+        self.log.info(
+            "plan refreshed", due=totals["due"], overdue=totals["overdue"], held=totals["held"]
+        )
+        for skipped in plan.skipped:
+            self.log.warning("plan skipped store", store=skipped.store, message=skipped.message)
+
+    # -- readiness -------------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Whether this replica could do its work now, and each check's result."""
+        config = self.config
+        checks: dict[str, Any] = {
+            "config": {"ok": True, "fingerprint": config.fingerprint()[:16]},
+            "state_db": _check(self._ping_state),
+            "holds": _check(config.load_holds),
+        }
+        if self._reload_error:
+            checks["config"]["last_reload"] = f"rejected, old config in force: {self._reload_error}"
+        if not self._probe_stores:
+            self._probe_stores = open_sql_stores(config.settings)
+        stores: dict[str, Any] = {}
+        for name, store_config in config.settings.stores.items():
+            store = self._probe_stores.get(name)
+            stores[name] = (
+                _check(store.ping)
+                if store is not None
+                else {"ok": True, "note": f"{store_config.kind} stores are not probed"}
+            )
+        checks["stores"] = stores
+        ready = all(c["ok"] for c in (checks["state_db"], checks["holds"], *stores.values()))
+        return ready, {"ready": ready, "checks": checks}
+
+    def _ping_state(self) -> None:
+        with self.state.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+
+def _check_audit_keys(config: Config, state: Engine) -> None:
+    """Fail at start, not at the first fire time, when audit.keys needs a key that is missing."""
+    settings = config.settings
+    key = settings.hmac_key.get_secret_value().encode() if settings.hmac_key else None
+    AuditLog(state, keys=settings.audit.keys, hmac_key=key)
+
+
+def _check(probe: Any) -> dict[str, Any]:
+    try:
+        probe()
+    except (ConfigError, RetentionError, SQLAlchemyError, OSError) as exc:
+        return {"ok": False, "error": describe_error(exc)}
+    return {"ok": True}
+
+
+def _setting(config: Config, dotted: str) -> Any:
+    value: Any = config.settings
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
+
+
+# -- the process ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def _signals(service: Service) -> Iterator[None]:
+    """SIGTERM/SIGINT stop, SIGHUP reloads; the previous handlers come back on exit."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        service.request_stop()
+
+    def reload(signum: int, frame: FrameType | None) -> None:
+        service.request_reload()
+
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, stop),
+        signal.SIGINT: signal.signal(signal.SIGINT, stop),
+        signal.SIGHUP: signal.signal(signal.SIGHUP, reload),
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def serve(path: Path | None, *, log_format: str = "auto") -> int:
+    """Run the daemon in this process until SIGTERM or SIGINT; the exit code (0: clean stop).
+
+    A configuration that does not validate raises ConfigErrors before anything starts, and an
+    unreachable state DB a StoreError: both are for the caller to report.
+    """
+    configure(json=None if log_format == "auto" else log_format == "json")
+    config = load_config(path)
+    service = Service(config)
+    host, port = config.settings.service.host, config.settings.service.port
+    endpoints = Endpoints(service.readiness, service.metrics.render, CONTENT_TYPE)
+    try:
+        server = HealthServer(host, port, endpoints)
+    except OSError as exc:
+        service.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="service.port"
+        ) from None
+    with _signals(service):
+        server.start()
+        bound_host, bound_port = server.address
+        service.log.info("http listening", host=bound_host, port=bound_port)
+        try:
+            service.run()
+        finally:
+            server.close()
+    return 0
+
+
+__all__ = ["Clock", "Service", "SystemClock", "serve"]
