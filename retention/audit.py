@@ -264,6 +264,8 @@ class AuditLog:
                 if not head:
                     continue
                 seq, digest = int(head[0]), head[1]
+                if seq == 0:  # the run ended with an empty log
+                    continue
                 if seq > last_seq:
                     return (
                         seq,

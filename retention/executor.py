@@ -57,7 +57,7 @@ from .rules import Rule
 from .statedb import intents, open_state, runs, utcnow
 from .stores import SqlStore, sql_stores
 from .stores.base import ObjectStores
-from .stores.keys import KeyTuple, key_after, key_from, key_in, key_upto
+from .stores.keys import KeyTuple, key_after, key_in, key_upto
 from .stores.sqlselect import Selection, SelectionBuilder
 
 Progress = Callable[[Rule, str, int, int], None]
@@ -162,6 +162,9 @@ class Executor:
         self.should_stop = should_stop
         self.run_id = str(uuid.uuid4())
         self.actions = 0
+        self._pending: list[
+            tuple[str, str, str, str, list[KeyTuple], list[tuple[str, list[KeyTuple]]]]
+        ] = []
         self.objects = ObjectStores(config, {})
 
     # -- the run ---------------------------------------------------------------------------
@@ -219,6 +222,7 @@ class Executor:
             status = "interrupted"
         except RetentionError:
             status = "failed"
+            self.flush_audit()  # batches that committed before the error are still audited
             self._finish_run(status, outcomes)
             raise
         if any(o.status == "refused" for o in outcomes) and status == "complete":
@@ -237,20 +241,29 @@ class Executor:
             while True:
                 if self.should_stop():
                     outcome.status = "stopped"
+                    self.flush_audit()
                     raise Stopped
                 selection = builder.build(rule, dataset, self._holds())
-                keys = self._next_keys(store, selection, last)
-                if not keys:
+                end = self._window_end(store, selection, last)
+                if end is None:
                     break
-                done = self._batch(store, builder, selection, keys)
+                window = and_(
+                    true() if last is None else key_after(selection.key, last),
+                    key_upto(selection.key, end),
+                )
+                done = self._batch(store, builder, selection, window)
+                last = end
+                if not done.keys:
+                    continue
                 outcome.acted += len(done.keys)
                 outcome.batches += 1
                 for child, count in done.children.items():
                     outcome.cascaded[child] = outcome.cascaded.get(child, 0) + count
-                last = keys[-1]
                 if self.progress is not None:
                     self.progress(rule, dataset, outcome.acted, outcome.planned)
+            self.flush_audit()
         except ForeignKeyRefused as exc:
+            self.flush_audit()
             outcome.status, outcome.message = "refused", str(exc)
             self.audit.append(
                 run_id=self.run_id,
@@ -263,10 +276,13 @@ class Executor:
                 detail=str(exc),
             )
         except SchemaError as exc:
+            self.flush_audit()
             outcome.status, outcome.message = "invalid", str(exc)
         except StoreError as exc:
+            self.flush_audit()
             outcome.status, outcome.message = "unreachable", str(exc)
         except SQLAlchemyError as exc:
+            self.flush_audit()
             outcome.status, outcome.message = "failed", _first_line(exc)
 
     def _holds(self) -> HoldsFile:
@@ -317,15 +333,24 @@ class Executor:
         )
         return False
 
-    def _next_keys(
+    def _window_end(
         self, store: SqlStore, selection: Selection, last: KeyTuple | None
-    ) -> list[KeyTuple]:
-        query = select(*selection.key).where(selection.actionable)
+    ) -> KeyTuple | None:
+        """The last key of the next window of `batch_size` rows in primary-key order.
+
+        Batches are windows of the primary key, not "the next N matching rows": the database
+        walks each window once by its primary-key index, whatever other index the rule's
+        predicate could use, so a whole run reads the table once (like a DBA's range loop).
+        """
+        page = select(*selection.key)
         if last is not None:
-            query = query.where(key_after(selection.key, last))
-        query = query.order_by(*selection.key).limit(self.config.settings.batch_size)
+            page = page.where(key_after(selection.key, last))
+        window = page.order_by(*selection.key).limit(self.config.settings.batch_size).subquery()
+        columns = list(window.c)
+        query = select(*columns).order_by(*(c.desc() for c in columns)).limit(1)
         with store.engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(query)]
+            row = connection.execute(query).first()
+        return None if row is None else tuple(row)
 
     # -- one batch ---------------------------------------------------------------------------
 
@@ -334,25 +359,28 @@ class Executor:
         store: SqlStore,
         builder: SelectionBuilder,
         selection: Selection,
-        keys: list[KeyTuple],
+        window: ColumnElement[bool],
     ) -> BatchDone:
+        """Act on the actionable records of one key window (a dry run only lists them)."""
         rule = selection.rule
-        in_batch = and_(key_from(selection.key, keys[0]), key_upto(selection.key, keys[-1]))
         if not self.live:
-            text_keys = [format_key(k) for k in keys]
-            self.audit.append(
-                run_id=self.run_id,
-                rule=rule.id,
-                dataset=selection.dataset,
-                action=rule.action,
-                outcome="would " + rule.action,
-                dry_run=True,
-                keys=text_keys,
-            )
+            query = select(*selection.key).where(window, selection.actionable)
+            with store.engine.connect() as connection:
+                keys = [tuple(r) for r in connection.execute(query.order_by(*selection.key))]
+            if keys:
+                self.audit.append(
+                    run_id=self.run_id,
+                    rule=rule.id,
+                    dataset=selection.dataset,
+                    action=rule.action,
+                    outcome="would " + rule.action,
+                    dry_run=True,
+                    keys=[format_key(k) for k in keys],
+                )
             return BatchDone(keys)
         if rule.action == "delete":
-            return self._delete(store, selection, in_batch)
-        return self._anonymize(store, builder, selection, keys, in_batch)
+            return self._delete(store, selection, window)
+        return self._anonymize(store, builder, selection, window)
 
     def _delete(
         self, store: SqlStore, selection: Selection, in_batch: ColumnElement[bool]
@@ -375,9 +403,7 @@ class Executor:
                 rule=rule.id,
                 dataset=selection.dataset,
             ) from None
-        self._audit_done(
-            intent, self.run_id, rule.id, rule.action, selection.dataset, deleted, children
-        )
+        self._defer_audit(intent, rule, selection.dataset, deleted, children)
         return BatchDone(deleted, {name: len(k) for name, k in children})
 
     def _delete_children(
@@ -431,7 +457,6 @@ class Executor:
         store: SqlStore,
         builder: SelectionBuilder,
         selection: Selection,
-        keys: list[KeyTuple],
         in_batch: ColumnElement[bool],
     ) -> BatchDone:
         rule, table = selection.rule, selection.table
@@ -444,36 +469,39 @@ class Executor:
         dialect = store.dialect
         set_based = {name: a.set_based(dialect) for name, a in anonymizers.items()}
         done_now = and_(*(a.done(dialect) for a in anonymizers.values()))
+        columns = [table.c[name] for name in anonymizers]
+        width = len(selection.key)
         with store.engine.begin() as connection:
+            rows = connection.execute(
+                select(*selection.key, *columns).where(condition).with_for_update()
+            ).all()
+            keys = [tuple(row[:width]) for row in rows]
+            if not keys:
+                return BatchDone([])
             if all(expr is not None for expr in set_based.values()):
                 connection.execute(update(table).where(condition).values(**set_based))
             else:
-                columns = [table.c[name] for name in anonymizers]
-                rows = connection.execute(
-                    select(*selection.key, *columns).where(condition).with_for_update()
-                ).all()
-                width = len(selection.key)
-                params = []
-                for row in rows:
-                    values = {
-                        f"v_{i}": anonymizers[col.name].apply(row[width + i])
-                        for i, col in enumerate(columns)
+                params = [
+                    {
+                        **{f"k_{i}": row[i] for i in range(width)},
+                        **{
+                            f"v_{i}": anonymizers[col.name].apply(row[width + i])
+                            for i, col in enumerate(columns)
+                        },
                     }
-                    params.append({**{f"k_{i}": row[i] for i in range(width)}, **values})
-                if params:
-                    match = and_(
-                        *(col == bindparam(f"k_{i}") for i, col in enumerate(selection.key))
-                    )
-                    statement = (
-                        update(table)
-                        .where(match, selection.actionable)
-                        .values({col.name: bindparam(f"v_{i}") for i, col in enumerate(columns)})
-                    )
-                    connection.execute(statement, params)
+                    for row in rows
+                ]
+                match = and_(*(col == bindparam(f"k_{i}") for i, col in enumerate(selection.key)))
+                statement = (
+                    update(table)
+                    .where(match, selection.actionable)
+                    .values({col.name: bindparam(f"v_{i}") for i, col in enumerate(columns)})
+                )
+                connection.execute(statement, params)
             query = select(*selection.key).where(in_batch, done_now, key_in(selection.key, keys))
             changed = [tuple(row) for row in connection.execute(query.order_by(*selection.key))]
             intent = self._commit_point(rule, selection.dataset, changed, [])
-        self._audit_done(intent, self.run_id, rule.id, rule.action, selection.dataset, changed, [])
+        self._defer_audit(intent, rule, selection.dataset, changed, [])
         return BatchDone(changed)
 
     # -- crash safety ------------------------------------------------------------------------
@@ -485,13 +513,17 @@ class Executor:
         keys: list[KeyTuple],
         children: list[tuple[str, list[KeyTuple]]],
     ) -> str:
-        """Inside the open data transaction: fence, then record the intent durably; its id."""
-        if self.lease is not None:
-            self.lease.check()
+        """Inside the open data transaction: fence, then record the intent durably; its id.
+
+        Both happen in one state-DB transaction, committed before the data transaction is.
+        """
         intent_id = str(uuid.uuid4())
         if not keys and not any(k for _, k in children):
             return intent_id
         with self.state.begin() as connection:
+            self.flush_audit(connection)
+            if self.lease is not None:
+                self.lease.check(connection)
             connection.execute(
                 insert(intents).values(
                     id=intent_id,
@@ -508,6 +540,36 @@ class Executor:
             )
         return intent_id
 
+    def _defer_audit(
+        self,
+        intent_id: str,
+        rule: Rule,
+        dataset: str,
+        keys: list[KeyTuple],
+        children: list[tuple[str, list[KeyTuple]]],
+    ) -> None:
+        """Queue a committed batch's audit entry; it is written with the next batch's intent
+        (one state-DB commit per batch), or by :meth:`flush_audit` at the latest. Until then
+        its intent is in the state DB, so a crash in between loses nothing."""
+        if keys or any(k for _, k in children):
+            self._pending.append((intent_id, rule.id, rule.action, dataset, keys, children))
+
+    def flush_audit(self, connection: Connection | None = None) -> None:
+        """Write every queued audit entry (and drop its intent)."""
+        while self._pending:
+            intent_id, rule_id, action, dataset, keys, children = self._pending[0]
+            self._audit_done(
+                intent_id,
+                self.run_id,
+                rule_id,
+                action,
+                dataset,
+                keys,
+                children,
+                connection=connection,
+            )
+            self._pending.pop(0)
+
     def _audit_done(
         self,
         intent_id: str,
@@ -519,35 +581,50 @@ class Executor:
         children: list[tuple[str, list[KeyTuple]]],
         *,
         detail: str | None = None,
+        connection: Connection | None = None,
     ) -> None:
-        """After the data commit: audit entries and intent removal, in one state transaction."""
-        with self.state.begin() as connection:
-            for name, child_keys in children:
-                if child_keys:
-                    self.audit.append(
-                        run_id=run_id,
-                        rule=rule_id,
-                        dataset=name,
-                        action="delete (cascade)",
-                        outcome="done",
-                        dry_run=False,
-                        keys=[format_key(k) for k in child_keys],
-                        detail=detail or f"children of {dataset}",
-                        connection=connection,
-                    )
-            if keys:
+        """After the data commit: audit entries and intent removal, in one state transaction
+        (`connection`'s, when given)."""
+        if connection is None:
+            with self.state.begin() as own:
+                self._audit_done(
+                    intent_id,
+                    run_id,
+                    rule_id,
+                    action,
+                    dataset,
+                    keys,
+                    children,
+                    detail=detail,
+                    connection=own,
+                )
+            return
+        for name, child_keys in children:
+            if child_keys:
                 self.audit.append(
                     run_id=run_id,
                     rule=rule_id,
-                    dataset=dataset,
-                    action=action,
+                    dataset=name,
+                    action="delete (cascade)",
                     outcome="done",
                     dry_run=False,
-                    keys=[format_key(k) for k in keys],
-                    detail=detail,
+                    keys=[format_key(k) for k in child_keys],
+                    detail=detail or f"children of {dataset}",
                     connection=connection,
                 )
-            connection.execute(sql_delete(intents).where(intents.c.id == intent_id))
+        if keys:
+            self.audit.append(
+                run_id=run_id,
+                rule=rule_id,
+                dataset=dataset,
+                action=action,
+                outcome="done",
+                dry_run=False,
+                keys=[format_key(k) for k in keys],
+                detail=detail,
+                connection=connection,
+            )
+        connection.execute(sql_delete(intents).where(intents.c.id == intent_id))
 
     def reconcile(self, stores: dict[str, SqlStore]) -> int:
         """Mark runs left `running` as interrupted and settle their intents; entries written."""

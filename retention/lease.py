@@ -13,7 +13,7 @@ import socket
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .errors import RetentionError
@@ -105,21 +105,26 @@ class Lease:
                 else "the lease is busy"
             )
 
-    def check(self) -> None:
-        """Renew the lease; raise LeaseLost if someone else took it (fencing)."""
+    def check(self, connection: Connection | None = None) -> None:
+        """Renew the lease; raise LeaseLost if someone else took it (fencing).
+
+        Given a state-DB `connection`, the renewal joins its transaction.
+        """
         if self.epoch is None:
             raise LeaseLost("the lease is not held")
-        now = self.clock()
-        with self.engine.begin() as connection:
-            updated = connection.execute(
-                update(leases)
-                .where(
-                    leases.c.name == self.name,
-                    leases.c.holder == self.holder,
-                    leases.c.epoch == self.epoch,
-                )
-                .values(expires_at=now + self.ttl)
+        if connection is None:
+            with self.engine.begin() as own:
+                self.check(own)
+            return
+        updated = connection.execute(
+            update(leases)
+            .where(
+                leases.c.name == self.name,
+                leases.c.holder == self.holder,
+                leases.c.epoch == self.epoch,
             )
+            .values(expires_at=self.clock() + self.ttl)
+        )
         if updated.rowcount != 1:
             self.epoch = None
             raise LeaseLost("the lease was taken over by another process; stopping before acting")

@@ -14,8 +14,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, s
 from retention.audit import AuditLog
 from retention.executor import Executor, KeyTuple
 from retention.planner import make_plan
-from retention.stores.sqlselect import Selection
 from retention.stores import SqlStore
+from retention.stores.sqlselect import Selection
 
 from .conftest import Database
 from .scenario import ACCOUNTS, MESSAGES, TICKETS, TICKETS_DATASET, TS, Scenario, at, rule, utc
@@ -299,8 +299,8 @@ def test_record_reactivated_between_select_and_delete_is_kept(world: Scenario) -
     config = world.config([rule(after="subject.closed")], audit={"keys": "plain"})
 
     class Reopening(Executor):
-        def _next_keys(self, store: SqlStore, selection: Selection, last: KeyTuple | None) -> Any:
-            keys = super()._next_keys(store, selection, last)
+        def _window_end(self, store: SqlStore, selection: Selection, last: KeyTuple | None) -> Any:
+            keys = super()._window_end(store, selection, last)
             with world.db.engine.begin() as connection:
                 connection.execute(
                     update(ACCOUNTS).where(ACCOUNTS.c.id == 2).values(closed_at=None)

@@ -66,7 +66,12 @@ class ClockColumn:
         )
         return and_(
             expr.is_not(None),
-            or_(and_(expr < low, expr.op("GLOB")(_ISO_GLOB)), and_(expr < high, exact)),
+            or_(
+                and_(expr < low, expr.op("GLOB")(_ISO_GLOB)),
+                # the lower bound keeps SQLite from parsing every older row when it runs the
+                # two branches as separate index scans (MULTI-INDEX OR)
+                and_(expr >= low, expr < high, exact),
+            ),
         )
 
     def gt(self, bound: dt.datetime) -> ColumnElement[bool]:
