@@ -73,6 +73,14 @@ def test_no_further_contact_is_respected(world: DemoWorld) -> None:
     )
 
 
+def test_contact_continues_during_the_business_relationship(world: DemoWorld) -> None:
+    """Contact continues while there is a business relationship."""
+    rule = "247.account-profile.account-end"
+    assert world.status("profiles", "101", rule, plus(NOW, "P10Y")) == "clock not started"
+    closed = world.event(103, "closed")
+    assert world.status("profiles", "103", rule, closed) == "due"
+
+
 def test_chat_sessions_with_website_visitors(world: DemoWorld) -> None:
     """Chat sessions with website visitors."""
     _rolling(world, "chat_transcripts", "247.chat-transcripts.rolling", "P1Y", account_id=101)
