@@ -840,6 +840,60 @@ def test_compose_example_anonymizes_under_least_privilege(deployment: _Deploymen
         assert ip.endswith(".0"), ip
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_compose_example_serves_under_least_privilege(deployment: _Deployment) -> None:
+    """`retention serve`, as the compose service runs it, works with only the granted rights.
+
+    The daemon takes the lease, keeps its schedule books, runs both rules live, audits them and
+    reports ready; SIGTERM stops it with exit code 0. The schedule is overridden from the
+    environment to fire every two seconds (a cron with a seconds field).
+    """
+    import urllib.request
+
+    env = _retention_env(
+        RETENTION_STORES__APP__URL=deployment.app_url,
+        RETENTION_STATE_DB=deployment.state_url,
+        RETENTION_HMAC_KEY="deploy-test-" + "k" * 32,
+        RETENTION_DRY_RUN="false",
+        RETENTION_SCHEDULE="* * * * * */2",
+        RETENTION_SERVICE__HOST="127.0.0.1",
+        RETENTION_SERVICE__PORT="0",
+    )
+    command = [sys.executable, "-m", "retention", "serve", "--config", str(deployment.config_path)]
+    daemon = subprocess.Popen(
+        command, env=env, cwd=deployment.tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    events: list[dict[str, Any]] = []
+
+    def read() -> None:
+        assert daemon.stderr is not None
+        events.extend(json.loads(line) for line in daemon.stderr)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        for _ in range(300):
+            if any(e["event"] == "run finished" for e in events) or daemon.poll() is not None:
+                break
+            threading.Event().wait(0.1)
+        finished = [e for e in events if e["event"] == "run finished"]
+        assert finished and finished[0]["status"] == "complete", events
+        assert finished[0]["acted"] > 0
+        port = next(e["port"] for e in events if e["event"] == "http listening")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as answer:
+            assert answer.status == 200
+        assert not [e for e in events if e["level"] == "error"], events
+    finally:
+        daemon.terminate()
+        assert daemon.wait(timeout=30) == 0
+        reader.join(timeout=5)
+        assert daemon.stderr is not None
+        daemon.stderr.close()
+    verified = deployment.cli("audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 # --- systemd ---------------------------------------------------------------------------------
 
 
