@@ -587,17 +587,19 @@ def demo(
     chosen = next((c for c in companies if c.pack == "24sevenoffice"), companies[0])
     config_path = _quoted(str(chosen.config))
     dataset, key = chosen.spotlight
-    out.print(
-        f"\nNext, with {chosen.policy} (the others: the same with their own config.yaml):\n"
-        f"  retention explain --config {config_path} {dataset} {key}{when}"
-        f"    # why this record is {chosen.spotlight_why}\n"
-        f"  retention holds --config {config_path}{when}"
-        "    # the legal holds and what they cover\n"
-        f"  retention run --config {config_path}{when} --execute"
-        "    # delete and anonymize what is due, audited",
-        highlight=False,
-        markup=False,
-    )
+    lines = [
+        "",
+        f"Next, with {chosen.policy} (the others: the same with their own config.yaml):",
+        f"  # why this record is {chosen.spotlight_why}",
+        f"  retention explain --config {config_path} {dataset} {key}{when}",
+        "  # the legal holds and what they cover",
+        f"  retention holds --config {config_path}{when}",
+        "  # delete and anonymize what is due, audited (then: retention audit show)",
+        f"  retention run --config {config_path}{when} --execute",
+    ]
+    for line in lines:
+        # never wrapped: the commands are for copying
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _utc(value: str) -> dt.datetime:
