@@ -22,6 +22,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
+from .catalog import pack_path, pack_reference
 from .errors import ConfigError, ConfigErrors
 from .holds import NO_HOLDS, HoldsFile
 from .rules import Rule, RulePack, apply_override
@@ -227,7 +228,9 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         candidate = Path(value).expanduser()
         return str(candidate if candidate.is_absolute() else base / candidate)
 
-    changes: dict[str, Any] = {"rules": [resolve(p) for p in settings.rules]}
+    changes: dict[str, Any] = {
+        "rules": [p if pack_reference(p) is not None else resolve(p) for p in settings.rules]
+    }
     if settings.holds:
         changes["holds"] = resolve(settings.holds)
     changes["state_db"] = type(settings.state_db)(
@@ -344,7 +347,14 @@ def _load_rules(
     rules: list[Rule] = []
     origins: dict[str, RuleOrigin] = {}
     for position, location in enumerate(settings.rules):
-        if not Path(location).exists():
+        shipped = pack_reference(location)
+        if shipped is not None:
+            try:
+                location = str(pack_path(shipped))
+            except ConfigError as exc:
+                errors.append(config_lines.error(exc.message, ("rules", position)))
+                continue
+        elif not Path(location).exists():
             errors.append(
                 config_lines.error(f"rule pack not found: {location}", ("rules", position))
             )
