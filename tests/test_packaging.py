@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import shutil
 import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from retention.catalog import pack_path, pack_text, shipped_packs
-from retention.errors import ConfigError
+from retention.config import load_config
+from retention.demo import build_company
+from retention.errors import ConfigError, ConfigErrors
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,3 +43,26 @@ def test_unknown_pack_names_the_shipped_ones() -> None:
     """Asking for a pack that is not shipped is a config error listing the ones that are."""
     with pytest.raises(ConfigError, match=r"no shipped rule pack 'acme'.*24sevenoffice.*com7"):
         pack_text("acme")
+
+
+def test_config_adopts_a_shipped_pack_by_name(tmp_path: Path) -> None:
+    """`rules: ["pack:com7"]` loads the shipped pack, with no copy of it next to the config."""
+    company = build_company(tmp_path / "com7", "com7", dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
+    shutil.rmtree(company.directory / "rules")
+    data = yaml.safe_load(company.config.read_text())
+    data["rules"] = ["pack:com7"]
+    company.config.write_text(yaml.safe_dump(data))
+    config = load_config(company.config)
+    assert len(config.rules) == len(yaml.safe_load(pack_text("com7"))["rules"])
+    assert config.origins["com7.backups.rotation"].file == str(pack_path("com7"))
+
+
+def test_config_naming_an_unknown_pack_lists_the_shipped_ones(tmp_path: Path) -> None:
+    """An unknown `pack:` name is an error at its line in the config, naming the shipped packs."""
+    path = tmp_path / "config.yaml"
+    path.write_text("dry_run: true\nrules:\n  - pack:acme\n")
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(path)
+    (error,) = caught.value.errors
+    assert (error.file, error.line, error.field) == (str(path), 3, "rules[0]")
+    assert "no shipped rule pack 'acme' (shipped: 247, 24sessions" in error.message
