@@ -298,12 +298,16 @@ def hold_coverage(
 ) -> HoldsReport:
     """Each hold (active or released) and how many records it covers now (or would, if active)."""
     holds = config.load_holds() if holds is None else holds
-    with sql_stores(config.settings, stores) as opened:
-        return _hold_coverage(config, today, holds, opened)
+    with sql_stores(config.settings, stores) as opened, ObjectStores(config, opened) as objects:
+        return _hold_coverage(config, today, holds, opened, objects)
 
 
 def _hold_coverage(
-    config: Config, today: dt.date, holds: HoldsFile, stores: dict[str, SqlStore]
+    config: Config,
+    today: dt.date,
+    holds: HoldsFile,
+    stores: dict[str, SqlStore],
+    objects: ObjectStores,
 ) -> HoldsReport:
     epoch = dt.datetime.combine(today, dt.time(), tzinfo=dt.UTC)
     rows: list[HoldRow] = []
@@ -312,7 +316,13 @@ def _hold_coverage(
         total = 0
         for dataset, ds in config.settings.datasets.items():
             store = stores.get(ds.store)
-            if store is None or not hold.covers_dataset(dataset) or ds.store in skipped:
+            if not hold.covers_dataset(dataset) or ds.store in skipped:
+                continue
+            if store is None:
+                try:
+                    total += objects[ds.store].count_covered(dataset, hold)
+                except StoreError as exc:
+                    skipped[ds.store] = f"{ds.store}: {exc}"
                 continue
             try:
                 builder = SelectionBuilder(config, store, epoch)

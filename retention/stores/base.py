@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..audit import AuditLog
     from ..config import Config
     from ..executor import RuleOutcome
-    from ..holds import HoldsFile
+    from ..holds import Hold, HoldsFile
     from ..lease import Lease
     from ..planner import RulePlan
     from ..rules import Rule
@@ -174,6 +174,23 @@ class ObjectStore(ABC):
         if cache_key not in self._plans:
             self._plans = {cache_key: plan_dataset(self, dataset, holds, now, samples)}
         return self._plans[cache_key][rule.id]
+
+    def count_covered(self, dataset: str, hold: Hold) -> int:
+        """How many records of `dataset` the subject scope of `hold` covers (`retention holds`)."""
+        from .template import subject_type
+
+        ds = self.config.settings.datasets[dataset]
+        kind = subject_type(ds, self.kind)
+        scoped = hold.scoped_subjects()
+        if scoped is None:
+            return sum(len(page) for page in self.pages(dataset))
+        ids = {canonical_id(i) for i in scoped.get(kind, [])} if kind else set()
+        return sum(
+            1
+            for page in self.pages(dataset)
+            for record in page
+            if record.subject is not None and canonical_id(record.subject) in ids
+        )
 
     def enforce(self, ctx: RunContext, rule: Rule, dataset: str, outcome: RuleOutcome) -> None:
         """Apply `rule` to `dataset` page by page (a dry run stops before deleting)."""

@@ -19,7 +19,7 @@ from retention.config import Config
 from retention.errors import ConfigErrors
 from retention.executor import Executor
 from retention.explain import explain
-from retention.planner import make_plan
+from retention.planner import hold_coverage, make_plan
 from retention.statedb import open_state
 from retention.stores.base import open_object_store
 
@@ -147,7 +147,8 @@ def test_dry_run_changes_nothing(world: Scenario, root: Path) -> None:
 
 
 def test_holds_and_keep_rules_protect_files(world: Scenario, root: Path) -> None:
-    """A hold on an account keeps its files; a keep rule not yet due blocks the rest."""
+    """A hold on an account keeps its files (and `retention holds` counts them); a keep rule
+    not yet due blocks the rest."""
     touch(root, "uploads/1/a")
     touch(root, "uploads/2/b", (NOW - dt.timedelta(days=40)).timestamp())
     holds = {"holds": [{"id": "case-1", "subjects": {"account": [1]}}]}
@@ -157,6 +158,8 @@ def test_holds_and_keep_rules_protect_files(world: Scenario, root: Path) -> None
     assert (plan.due, plan.held, plan.blocked, plan.actionable) == (2, 1, 1, 0)
     run(config)
     assert files(root) == ["uploads/1/a", "uploads/2/b"]
+    (coverage,) = hold_coverage(config, today=NOW.date()).holds
+    assert coverage.records == 1
 
 
 def test_a_symlink_is_refused_and_its_target_survives(
