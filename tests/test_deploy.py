@@ -162,7 +162,7 @@ def test_dockerfile_bakes_in_no_secrets() -> None:
             if "--from=" in arguments:
                 continue
             for source in sources:
-                assert source in ("pyproject.toml", "retention"), (
+                assert source in ("pyproject.toml", "retention", "rules"), (
                     f"COPY {source}: copy only what the package is built from"
                 )
                 assert (ROOT / source).exists(), source
@@ -182,7 +182,7 @@ def test_dockerignore_only_lets_the_package_in() -> None:
     ]
     assert lines[0] == "*"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "retention"}, allowed
+    assert allowed == {"pyproject.toml", "retention", "rules"}, allowed
 
 
 class _StubHealth(http.server.BaseHTTPRequestHandler):
