@@ -6,6 +6,7 @@ For each company whose privacy policy ships as a pack, :func:`build_demo` writes
     <DIR>/<pack>/holds.yaml      one active legal hold and one released hold
     <DIR>/<pack>/rules/<pack>.yaml   a copy of the shipped pack
     <DIR>/<pack>/app.db          SQLite: accounts and one table per data category of the pack
+    <DIR>/<pack>/files/          a filesystem store: backup archives (packs with a backup rule)
 
 The data (see :mod:`retention.demodata`) is relative to `now` and seeded, so the same `now`
 gives the same demo, and its plan always has records due, held, blocked, overdue and not yet
@@ -16,6 +17,7 @@ file) is never touched.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,7 +94,9 @@ def build_company(directory: Path, pack: str, now: dt.datetime) -> DemoCompany:
     _write_database(directory / "app.db", categories, now, seed=_seed(pack))
     _write_yaml(directory / "holds.yaml", _holds(pack, now), _HOLDS_HEADER)
     config = _config(pack, categories)
-    config["stores"].update(_file_stores(directory, pack, now))
+    files = _file_stores(directory, categories, now)
+    config["stores"].update(files["stores"])
+    config["datasets"].update(files["datasets"])
     _write_yaml(directory / "config.yaml", config, _CONFIG_HEADER.format(policy=policy.policy.name))
     spotlight = (demodata.CATEGORIES["account_profile"].table, str(demodata.HELD_ACCOUNT))
     return DemoCompany(
@@ -132,14 +136,27 @@ def _fast_build(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA journal_mode = MEMORY")
 
 
-def _file_stores(directory: Path, pack: str, now: dt.datetime) -> dict[str, Any]:
-    """Stores of files for the demo: none yet.
+def _file_stores(directory: Path, categories: list[str], now: dt.datetime) -> dict[str, Any]:
+    """The demo's directory of files: backup archives under ``files/backups/``, one a week.
 
-    The seam for the filesystem store: once it can be planned, write files under
-    ``directory / "files"`` here and return ``{"files": {"kind": "filesystem", "root": "files"}}``
-    (and add their datasets to the config).
+    Returns the ``stores`` and ``datasets`` entries to add to the config (none when the pack
+    has no backup rule). A file's clock is its modification time, set relative to `now`.
     """
-    return {}
+    if "backups" not in categories:
+        return {"stores": {}, "datasets": {}}
+    folder = directory / "files" / "backups"
+    folder.mkdir(parents=True)
+    for age in range(3, 150, 7):
+        moment = now - dt.timedelta(days=age)
+        path = folder / f"nightly-{moment:%Y-%m-%d}.tar.gz"
+        path.write_bytes(b"demo backup archive\n")
+        os.utime(path, (moment.timestamp(), moment.timestamp()))
+    return {
+        "stores": {"files": {"kind": "filesystem", "root": "files"}},
+        "datasets": {
+            "backup_files": {"store": "files", "glob": "backups/*.tar.gz", "category": "backups"}
+        },
+    }
 
 
 def _config(pack: str, categories: list[str]) -> dict[str, Any]:

@@ -102,6 +102,16 @@ def test_every_plan_shows_due_held_blocked_overdue_and_waiting(tmp_path: Path) -
         assert plan.holds_in_force == (holds.holds[0].id,)
 
 
+def test_backup_archives_are_files_in_a_filesystem_store(tmp_path: Path) -> None:
+    """Packs with a backup rule also get a directory of backup archives, planned like tables."""
+    (company,) = build_demo(tmp_path, MOMENT, packs=["com7"])
+    config = load_config(company.config)
+    assert config.settings.stores["files"].kind == "filesystem"
+    plan = {(r.rule, r.dataset): r for r in make_plan(config, MOMENT).rules}
+    files = plan[("com7.backups.rotation", "backup_files")]
+    assert (files.actionable, files.pending) == (8, 13)
+
+
 def test_demo_data_is_relative_to_now(tmp_path: Path) -> None:
     """The same stories hold whenever the demo is built: timestamps move with `now`."""
     early = build_demo(tmp_path / "a", MOMENT, packs=["24seven"])[0]

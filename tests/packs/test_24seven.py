@@ -7,6 +7,7 @@ what these tests pin.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 import pytest
@@ -53,6 +54,15 @@ def test_backups_outlive_primary_retention_for_one_cycle(world: DemoWorld) -> No
     world.timeline(
         "backups", key, "24seven.backups.rotation", start=created, due=plus(created, "P90D")
     )
+    archives = sorted((world.directory / "files" / "backups").iterdir())
+    assert len(archives) > 10
+    world.run(rules=("24seven.backups.rotation",))
+    for archive in archives:
+        made = (
+            dt.datetime.fromtimestamp(archive.stat().st_mtime, dt.UTC) if archive.exists() else None
+        )
+        assert made is None or plus(made, "P90D") > NOW, archive.name
+    assert any(a.exists() for a in archives) and not all(a.exists() for a in archives)
 
 
 def test_data_is_kept_when_the_law_requires_it(world: DemoWorld) -> None:
