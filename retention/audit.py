@@ -150,7 +150,15 @@ class AuditLog:
             "detail": detail,
         }
         if connection is not None:
-            return self._append(connection, fields)
+            for _ in range(20):
+                try:
+                    with (
+                        connection.begin_nested()
+                    ):  # a savepoint: retry without losing the caller's work
+                        return self._append(connection, fields)
+                except IntegrityError:
+                    continue
+            raise RuntimeError("could not append to the audit log: too much contention")
         for _ in range(20):
             try:
                 with self.engine.begin() as conn:
@@ -216,7 +224,6 @@ class AuditLog:
     def verify(self) -> Verification:
         """Walk the whole chain; report the first entry that was edited, removed, added or moved."""
         expected_seq, prev = 1, GENESIS
-        sealed_seen = False
         count = 0
         for entry in self.entries():
             count += 1
@@ -236,17 +243,20 @@ class AuditLog:
             if entry_hash(fields) != entry.hash:
                 return Verification(False, count, entry.seq, "entry was edited (hash mismatch)")
             if self.hmac_key is not None:
-                if entry.seal is None and sealed_seen:
-                    return Verification(False, count, entry.seq, "entry has lost its seal")
-                if entry.seal is not None:
-                    sealed_seen = True
-                    if not hmac.compare_digest(entry.seal, self._seal(entry.hash) or ""):
-                        return Verification(
-                            False,
-                            count,
-                            entry.seq,
-                            "seal does not match (rewritten without the key)",
-                        )
+                if entry.seal is None:
+                    return Verification(
+                        False,
+                        count,
+                        entry.seq,
+                        "entry has lost its seal (removed, or written without the key)",
+                    )
+                if not hmac.compare_digest(entry.seal, self._seal(entry.hash) or ""):
+                    return Verification(
+                        False,
+                        count,
+                        entry.seq,
+                        "seal does not match (rewritten without the key)",
+                    )
             expected_seq, prev = entry.seq + 1, entry.hash
         problem = self._check_run_heads(expected_seq - 1)
         if problem is not None:

@@ -476,11 +476,21 @@ def audit_verify(config_file: ConfigOption = None, as_json: JsonOption = False) 
     raise typer.Exit(0 if result.ok else 1)
 
 
-def _parse_when(value: str | None) -> dt.datetime | None:
+def _parse_when(value: str | None, config: Config, option: str) -> dt.datetime | None:
+    """An ISO date or timestamp; without an offset, in the configured zone (like --now)."""
     if value is None:
         return None
-    parsed = dt.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 date or timestamp", param_hint=option
+        ) from None
+    if parsed.tzinfo is None:
+        from .timemath import wall_to_utc
+
+        return wall_to_utc(parsed, config.settings.zone())
+    return parsed
 
 
 @audit_app.command("show")
@@ -497,14 +507,12 @@ def audit_show(
     ] = None,
 ) -> None:
     """Audit entries, filtered by run, rule, dataset, date or record key."""
-    with handled(), _audit_log(load(config_file)) as log:
+    with handled():
+        config = load(config_file)
+    start, end = _parse_when(since, config, "--since"), _parse_when(until, config, "--until")
+    with handled(), _audit_log(config) as log:
         entries = log.entries(
-            run_id=run_id,
-            rule=rule,
-            dataset=dataset,
-            since=_parse_when(since),
-            until=_parse_when(until),
-            key=key,
+            run_id=run_id, rule=rule, dataset=dataset, since=start, until=end, key=key
         )
         if as_json:
             emit_json([e.as_dict() for e in entries])

@@ -388,21 +388,21 @@ class Executor:
         rule = selection.rule
         condition = and_(in_batch, selection.actionable)
         children: list[tuple[str, list[KeyTuple]]] = []
-        try:
-            with store.engine.begin() as connection:
+        with store.engine.begin() as connection:
+            try:
                 self._delete_children(
                     store, connection, selection.dataset, selection.table, condition, children
                 )
                 deleted = self._delete_returning(
                     connection, selection.table, selection.key, condition
                 )
-                intent = self._commit_point(rule, selection.dataset, deleted, children)
-        except IntegrityError as exc:
-            raise ForeignKeyRefused(
-                self._describe_refusal(store, selection.dataset, exc),
-                rule=rule.id,
-                dataset=selection.dataset,
-            ) from None
+            except IntegrityError as exc:
+                raise ForeignKeyRefused(
+                    self._describe_refusal(store, selection.dataset, exc),
+                    rule=rule.id,
+                    dataset=selection.dataset,
+                ) from None
+            intent = self._commit_point(rule, selection.dataset, deleted, children)
         self._defer_audit(intent, rule, selection.dataset, deleted, children)
         return BatchDone(deleted, {name: len(k) for name, k in children})
 

@@ -35,7 +35,27 @@ class LeaseLost(RetentionError):
 
 
 def default_holder() -> str:
+    """``host:pid:nonce``: unique per process, and tells whether the holder still runs here."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_gone(holder: str) -> bool:
+    """True when `holder` was a process on this host that no longer exists (killed, crashed).
+
+    Such a lease need not be waited out: the next run on the same machine takes it over at
+    once (with a new epoch, so the dead holder could not act even if it came back).
+    """
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class Lease:
@@ -81,7 +101,7 @@ class Lease:
                 return True
             expires = as_utc(row["expires_at"])
             assert expires is not None
-            if row["holder"] != self.holder and expires > now:
+            if row["holder"] != self.holder and expires > now and not _holder_gone(row["holder"]):
                 return False
             epoch = row["epoch"] if row["holder"] == self.holder else row["epoch"] + 1
             updated = connection.execute(

@@ -118,11 +118,7 @@ legal_holds = Table(
 def open_state(url: str) -> Engine:
     """Connect to the state DB and create its tables if needed."""
     try:
-        engine = make_engine(url)
-        if engine.dialect.name == "sqlite" and ":memory:" not in url and url != "sqlite://":
-            # WAL: one fsync per commit instead of several; readers never block the writer
-            with engine.connect() as connection:
-                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        engine = make_engine(url, immediate=True)
         metadata.create_all(engine)
     except SQLAlchemyError as exc:
         raise StoreError(

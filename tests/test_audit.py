@@ -755,9 +755,15 @@ def _interleave(engine: Engine, other: AuditLog) -> list[int]:
     return done
 
 
-def test_append_inside_transaction_survives_a_concurrent_writer(state_url: str) -> None:
+@pytest.mark.postgres
+def test_append_inside_transaction_survives_a_concurrent_writer(postgres_db: Database) -> None:
     """An append inside the caller's transaction (how the executor audits a batch) that loses
-    the race for the next sequence number chains onto the winner instead of failing."""
+    the race for the next sequence number chains onto the winner instead of failing.
+
+    On PostgreSQL the race is real (READ COMMITTED); a SQLite state DB starts every state
+    transaction with BEGIN IMMEDIATE, so the second writer waits and the race cannot happen.
+    """
+    state_url = postgres_db.url
     engine = open_state(state_url)
     log = AuditLog(engine, keys="plain", hmac_key=None)
     log.append(run_id="first", action="note", outcome="x", dry_run=False)
@@ -779,15 +785,17 @@ def test_append_inside_transaction_survives_a_concurrent_writer(state_url: str) 
     other_engine.dispose()
 
 
-def test_batch_audit_survives_a_concurrent_writer(world: Scenario) -> None:
+@pytest.mark.postgres
+def test_batch_audit_survives_a_concurrent_writer(world: Scenario, postgres_db: Database) -> None:
     """A live run whose batch audit races with another writer (say a dry run appending its own
-    entries) still finishes the rule, audits every key once and leaves a valid chain."""
+    entries) on a PostgreSQL state DB still finishes the rule, audits every key once and leaves
+    a valid chain."""
     world.accounts({"id": 1})
     world.tickets(*(ticket(n, "closed", 1) for n in range(1, 5)))
     config = world.config(
         [rule("purge")], batch_size=2, limits={"max_fraction": 1.0}, audit={"keys": "plain"}
     )
-    url = config.settings.state_db.get_secret_value()
+    url = postgres_db.url
     state, other = open_state(url), open_state(url)
     raced = _interleave(state, AuditLog(other, keys="plain", hmac_key=None))
     result = Executor(config, now=NOW, live=True, state=state).run()

@@ -23,8 +23,13 @@ from .sqlclock import SQLITE_FUNCTION, ClockColumn, ColumnKind, sqlite_utc_text
 UTC_ZONE = ZoneInfo("UTC")
 
 
-def make_engine(url: str, *, connect_timeout: float = 10.0) -> Engine:
-    """An engine for `url`, prepared for exact timestamp comparison."""
+def make_engine(url: str, *, connect_timeout: float = 10.0, immediate: bool = False) -> Engine:
+    """An engine for `url`, prepared for exact timestamp comparison.
+
+    `immediate` (SQLite only, for the state DB) makes every transaction take the write lock
+    when it begins, so a read-then-write (the audit chain's head) cannot be overtaken by
+    another writer, and puts the file in WAL mode.
+    """
     kwargs: dict[str, Any] = {"future": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
@@ -41,6 +46,16 @@ def make_engine(url: str, *, connect_timeout: float = 10.0) -> Engine:
                 SQLITE_FUNCTION, 2, sqlite_utc_text, deterministic=True
             )
             dbapi_connection.execute("PRAGMA foreign_keys = ON")
+            if immediate:
+                dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+                # WAL: one fsync per commit instead of several; readers never block the writer
+                dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+        if immediate:
+
+            @event.listens_for(engine, "begin")
+            def _begin_immediate(connection: Any) -> None:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     elif dialect in ("mysql", "mariadb"):
 
