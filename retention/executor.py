@@ -521,7 +521,7 @@ class Executor:
         if not keys and not any(k for _, k in children):
             return intent_id
         with self.state.begin() as connection:
-            self.flush_audit(connection)
+            self._write_pending(connection)
             if self.lease is not None:
                 self.lease.check(connection)
             connection.execute(
@@ -538,6 +538,7 @@ class Executor:
                     ),
                 )
             )
+        self._pending.clear()
         return intent_id
 
     def _defer_audit(
@@ -554,10 +555,18 @@ class Executor:
         if keys or any(k for _, k in children):
             self._pending.append((intent_id, rule.id, rule.action, dataset, keys, children))
 
-    def flush_audit(self, connection: Connection | None = None) -> None:
-        """Write every queued audit entry (and drop its intent)."""
-        while self._pending:
-            intent_id, rule_id, action, dataset, keys, children = self._pending[0]
+    def flush_audit(self) -> None:
+        """Write every queued audit entry (and drop its intent) in one state transaction."""
+        if not self._pending:
+            return
+        with self.state.begin() as connection:
+            self._write_pending(connection)
+        self._pending.clear()
+
+    def _write_pending(self, connection: Connection) -> None:
+        """Queued entries into `connection`'s transaction; the caller clears the queue once
+        that transaction has committed (a rollback keeps them queued, and their intents)."""
+        for intent_id, rule_id, action, dataset, keys, children in self._pending:
             self._audit_done(
                 intent_id,
                 self.run_id,
@@ -568,7 +577,6 @@ class Executor:
                 children,
                 connection=connection,
             )
-            self._pending.pop(0)
 
     def _audit_done(
         self,
