@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -167,7 +168,7 @@ def plan(
     if as_json:
         emit_json(result.as_dict())
     else:
-        print_plan(result)
+        print_plan(result, config.settings.zone())
     _exit_for_skipped(result)
 
 
@@ -199,9 +200,9 @@ def _progress(quiet: bool) -> Iterator[Callable[..., None]]:
         yield lambda rule, dataset: status.update(f"planning {rule.id} on {dataset}…")
 
 
-def print_plan(result: Plan) -> None:
+def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
     """The plan as a table a DPO can read."""
-    title = f"Plan as of {result.now:%Y-%m-%d %H:%M:%S %Z}"
+    title = f"Plan as of {result.now.astimezone(zone or dt.UTC):%Y-%m-%d %H:%M:%S %Z}"
     if result.freeze:
         title += "  [bold red](FREEZE: nothing will be changed)[/]"
     table = Table(title=title, title_justify="left")
@@ -281,8 +282,8 @@ def explain_command(
             verdict.rule,
             verdict.action,
             verdict.clock,
-            _when(verdict.clock_start),
-            _when(verdict.due_at),
+            _when(verdict.clock_start, config.settings.zone()),
+            _when(verdict.due_at, config.settings.zone()),
             verdict.status,
         )
     out.print(table)
@@ -290,8 +291,8 @@ def explain_command(
         out.print(f"covered by holds: {', '.join(result.holds)}", highlight=False)
 
 
-def _when(value: dt.datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "—"
+def _when(value: dt.datetime | None, zone: ZoneInfo) -> str:
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z") if value else "—"
 
 
 @app.command()

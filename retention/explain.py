@@ -151,7 +151,7 @@ def _explain(
         dataset=dataset,
         key=key,
         now=now,
-        verdict=_verdict(verdicts, covering, holds.freeze),
+        verdict=_verdict(verdicts, covering, holds.freeze, settings.zone()),
         rules=tuple(verdicts),
         holds=tuple(h.id for h in covering),
     )
@@ -212,7 +212,7 @@ def _explain_object(
             )
         )
     covering = page.held_by(record)
-    verdict = _verdict(verdicts, covering, holds.freeze)
+    verdict = _verdict(verdicts, covering, holds.freeze, zone)
     stuck = [v for v in verdicts if v.status.startswith(("blocked by object lock", "refused"))]
     if stuck and not any(v.status in ("due", "overdue") for v in verdicts):
         verdict = f"{stuck[0].status}: rule {stuck[0].rule} would otherwise delete it"
@@ -269,7 +269,12 @@ def _status(rule: Rule, flags: dict[str, bool], start: dt.datetime | None) -> st
     return "due"
 
 
-def _verdict(verdicts: list[RuleVerdict], covering: list[Hold], freeze: bool) -> str:
+def _verdict(
+    verdicts: list[RuleVerdict], covering: list[Hold], freeze: bool, zone: ZoneInfo
+) -> str:
+    def _day(value: dt.datetime | None) -> str:
+        return _in_zone(value, zone)
+
     if not verdicts:
         return "no rule applies to this record: it is kept"
     acting = [v for v in verdicts if v.status in ("due", "overdue")]
@@ -309,8 +314,9 @@ def _verdict(verdicts: list[RuleVerdict], covering: list[Hold], freeze: bool) ->
     return "no rule will act on this record yet (its clocks have not started)"
 
 
-def _day(value: dt.datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value else "unknown"
+def _in_zone(value: dt.datetime | None, zone: ZoneInfo) -> str:
+    """A moment as the configured zone's wall time, e.g. ``2027-03-01 00:00:00 CET``."""
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z") if value else "unknown"
 
 
 def _typed(column: Any, text: str) -> Any:
