@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, false, func, literal, not_, or_, true
+from sqlalchemy import String, and_, case, false, func, literal, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..rules import Clock, ClockRef
@@ -64,15 +64,11 @@ class ClockColumn:
             getattr(func, SQLITE_FUNCTION)(expr, self.zone.key) <= literal(utc_text(bound), String),
             false(),
         )
-        return and_(
-            expr.is_not(None),
-            or_(
-                and_(expr < low, expr.op("GLOB")(_ISO_GLOB)),
-                # the lower bound keeps SQLite from parsing every older row when it runs the
-                # two branches as separate index scans (MULTI-INDEX OR)
-                and_(expr >= low, expr < high, exact),
-            ),
-        )
+        # One index range (`< high`), decided row by row: older rows by their ISO date prefix,
+        # the few near the bound by parsing. (An OR of two ranges would make SQLite collect
+        # every matching rowid in memory: a MULTI-INDEX OR.)
+        near = case((expr < low, expr.op("GLOB")(_ISO_GLOB)), else_=exact)
+        return and_(expr.is_not(None), expr < high, near)
 
     def gt(self, bound: dt.datetime) -> ColumnElement[bool]:
         """The value is known and after `bound`."""
