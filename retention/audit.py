@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from .errors import ConfigError
+from .logs import get_logger
 from .statedb import audit, runs
 
 GENESIS = "0" * 64
@@ -102,6 +103,7 @@ class AuditLog:
         self.engine = engine
         self.key_mode = keys
         self.hmac_key = hmac_key
+        self._unannounced: list[AuditEntry] = []
 
     def protect_keys(self, keys: Sequence[str]) -> str:
         """Record keys as stored in the log, per `audit.keys`."""
@@ -152,20 +154,33 @@ class AuditLog:
         if connection is not None:
             for _ in range(20):
                 try:
-                    with (
-                        connection.begin_nested()
-                    ):  # a savepoint: retry without losing the caller's work
-                        return self._append(connection, fields)
+                    # a savepoint: a retry does not lose the caller's other work
+                    with connection.begin_nested():
+                        entry = self._append(connection, fields)
+                    self._unannounced.append(entry)  # logged once the caller commits
+                    return entry
                 except IntegrityError:
                     continue
             raise RuntimeError("could not append to the audit log: too much contention")
         for _ in range(20):
             try:
                 with self.engine.begin() as conn:
-                    return self._append(conn, fields)
+                    entry = self._append(conn, fields)
+                _announce(entry)
+                return entry
             except IntegrityError:
                 continue  # a concurrent writer took this sequence number; chain onto theirs
         raise RuntimeError("could not append to the audit log: too much contention")
+
+    def announce(self) -> None:
+        """Log the entries appended in a caller's transaction, now that it has committed."""
+        for entry in self._unannounced:
+            _announce(entry)
+        self._unannounced.clear()
+
+    def forget(self) -> None:
+        """Drop unannounced entries: the caller's transaction rolled back."""
+        self._unannounced.clear()
 
     def _append(self, connection: Connection, fields: dict[str, Any]) -> AuditEntry:
         head = connection.execute(
@@ -287,6 +302,18 @@ class AuditLog:
                 if found != digest:
                     return seq, f"entry differs from the head recorded by run {run_id}"
         return None
+
+
+def _announce(entry: AuditEntry) -> None:
+    """The structlog event mirroring one committed entry (counts and names, never keys)."""
+    get_logger(run_id=entry.run_id, rule=entry.rule, dataset=entry.dataset).info(
+        "audit",
+        seq=entry.seq,
+        action=entry.action,
+        outcome=entry.outcome,
+        dry_run=entry.dry_run,
+        count=entry.count,
+    )
 
 
 def export(entries: Iterator[AuditEntry], stream: IO[str], fmt: Literal["jsonl", "csv"]) -> int:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -520,7 +521,7 @@ class Executor:
         intent_id = str(uuid.uuid4())
         if not keys and not any(k for _, k in children):
             return intent_id
-        with self.state.begin() as connection:
+        with self._state_transaction() as connection:
             self._write_pending(connection)
             if self.lease is not None:
                 self.lease.check(connection)
@@ -541,6 +542,17 @@ class Executor:
         self._pending.clear()
         return intent_id
 
+    @contextmanager
+    def _state_transaction(self) -> Iterator[Connection]:
+        """A state-DB transaction whose audit entries are logged only once it has committed."""
+        try:
+            with self.state.begin() as connection:
+                yield connection
+        except BaseException:
+            self.audit.forget()
+            raise
+        self.audit.announce()
+
     def _defer_audit(
         self,
         intent_id: str,
@@ -559,7 +571,7 @@ class Executor:
         """Write every queued audit entry (and drop its intent) in one state transaction."""
         if not self._pending:
             return
-        with self.state.begin() as connection:
+        with self._state_transaction() as connection:
             self._write_pending(connection)
         self._pending.clear()
 
@@ -594,7 +606,7 @@ class Executor:
         """After the data commit: audit entries and intent removal, in one state transaction
         (`connection`'s, when given)."""
         if connection is None:
-            with self.state.begin() as own:
+            with self._state_transaction() as own:
                 self._audit_done(
                     intent_id,
                     run_id,

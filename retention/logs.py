@@ -22,15 +22,17 @@ from .errors import RetentionError
 def configure(
     *, json: bool | None = None, stream: TextIO | None = None, level: int = logging.INFO
 ) -> None:
-    """Send structlog events to `stream` (stderr): JSON lines, or pretty when it is a terminal."""
-    stream = stream or sys.stderr
+    """Send structlog events to `stream` (default: whatever ``sys.stderr`` is at each event):
+    JSON lines, or pretty when it is a terminal."""
+    target = stream or sys.stderr
     if json is None:
-        json = not stream.isatty()
+        json = not target.isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=False)
         if json
-        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        else structlog.dev.ConsoleRenderer(colors=target.isatty())
     )
+    factory: Any = structlog.PrintLoggerFactory(stream) if stream is not None else _CurrentStderr
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -39,13 +41,31 @@ def configure(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=factory,
         cache_logger_on_first_use=False,
     )
 
 
+class _CurrentStderr(structlog.PrintLogger):
+    """Writes each event to the current ``sys.stderr`` (never stdout, where --json goes)."""
+
+    def __init__(self, *_: Any) -> None:
+        super().__init__(sys.stderr)
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = err = error = critical = exception = failure = msg
+    fatal = msg
+
+
 def get_logger(**context: Any) -> Any:
-    """A logger for `retention`, with `context` bound to every event it emits."""
+    """A logger for `retention`, with `context` bound to every event it emits.
+
+    Until :func:`configure` is called, events go to stderr (JSON unless it is a terminal).
+    """
+    if not structlog.is_configured():
+        configure()
     return structlog.get_logger("retention").bind(**context)
 
 

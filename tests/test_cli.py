@@ -160,3 +160,16 @@ def test_unknown_rule_filter_is_bad_input(world: Scenario) -> None:
     path = world.write([rule()])
     code, _, err = invoke("plan", "-c", str(path), "--rule", "nope")
     assert code == 2 and "nope" in err
+
+
+def test_run_logs_one_event_per_audit_entry_on_stderr(world: Scenario) -> None:
+    """structlog mirrors every committed audit entry on stderr (JSON off a terminal), with
+    counts and names but never the keys; stdout stays pure --json."""
+    path = world.write([rule(retain="P1Y")], audit={"keys": "plain"})
+    code, out, err = invoke("run", "-c", str(path), "--execute", "--json", "--now", "2026-11-21")
+    assert code == 0
+    assert json.loads(out)["totals"]["acted"] == 2
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    audits = [e for e in events if e["event"] == "audit"]
+    assert [(e["rule"], e["outcome"], e["count"]) for e in audits] == [("r", "done", 2)]
+    assert all("keys" not in e for e in audits)
