@@ -43,11 +43,20 @@ def test_data_is_stored_for_the_cla_term_or_until_the_account_is_deleted(world: 
         closed,
         CONTENT,
         start=start,
-        due=plus(start, "P1M"),
-        overdue=plus(start, "P3M"),
+        due=plus(start, "P3M"),
+        overdue=plus(start, "P3M1D"),
+    )
+    ledger = world.key("ledger_entries", account_id=104)
+    ended = world.event(104, "terminated")
+    world.timeline(
+        "ledger_entries",
+        ledger,
+        "24sevenoffice.accounting.post-termination",
+        start=ended,
+        due=plus(ended, "P3M"),
+        overdue=plus(ended, "P3M1D"),
     )
     for rule in (
-        "24sevenoffice.accounting.post-termination",
         "24sevenoffice.account-profile.post-termination",
         "24sevenoffice.support-data.post-termination",
         "24sevenoffice.usage-logs.post-termination",
@@ -64,8 +73,8 @@ def test_export_assistance_at_termination(world: DemoWorld) -> None:
     """Export assistance at termination."""
     key = world.key("documents", account_id=104, title="Price list")
     ended = world.event(104, "terminated")
-    assert world.status("documents", key, CONTENT, plus(ended, "P1M") - SECOND) == "not yet due"
-    world.run(plus(ended, "P1M") - SECOND, rules=(CONTENT,))
+    assert world.status("documents", key, CONTENT, plus(ended, "P3M") - SECOND) == "not yet due"
+    world.run(plus(ended, "P3M") - SECOND, rules=(CONTENT,))
     assert world.row("documents", key) is not None, "deleted inside the export window"
 
 
@@ -73,27 +82,31 @@ def test_deletion_starts_within_three_months_after_the_cla_ends(world: DemoWorld
     """Deletion of customer data starts within three months after the CLA ends."""
     key = world.key("documents", account_id=104, title="Price list")
     ended = world.event(104, "terminated")
-    assert world.status("documents", key, CONTENT, plus(ended, "P3M") - SECOND) == "due"
-    assert world.status("documents", key, CONTENT, plus(ended, "P3M")) == "overdue"
+    assert world.status("documents", key, CONTENT, plus(ended, "P2M")) == "not yet due"
+    assert world.status("documents", key, CONTENT, plus(ended, "P3M") - SECOND) == "not yet due"
+    assert world.status("documents", key, CONTENT, plus(ended, "P3M")) == "due"
+    assert world.status("documents", key, CONTENT, plus(ended, "P3M1D") + SECOND) == "overdue"
     late = world.plan(CONTENT)  # 105 ended 130 days ago and nothing was deleted
     assert late.overdue == len(world.keys("documents", account_id=105)) + len(
         world.keys("documents", account_id=107)
     )
     world.run(plus(ended, "P2M"), rules=(CONTENT,))
+    assert world.row("documents", key) is not None, "deleted before three months"
+    world.run(plus(ended, "P3M"), rules=(CONTENT,))
     assert world.row("documents", key) is None
     assert world.keys("documents", account_id=105) == []
 
 
-def test_deletion_starts_within_three_months_override_two_months_untouched(
+def test_deletion_starts_within_three_months_override_one_month_export_window(
     world: DemoWorld,
 ) -> None:
     """Deletion of customer data starts within three months after the CLA ends: a deployer who
-    promises customers two untouched months sets the grace in config, not in the pack."""
-    world.override(CONTENT, grace="P2M", within="P1M")
+    gives customers a shorter export window sets it in config, not in the pack."""
+    world.override(CONTENT, grace="P1M", within="P2M")
     key = world.key("documents", account_id=104, title="Price list")
     ended = world.event(104, "terminated")
-    assert world.status("documents", key, CONTENT, plus(ended, "P2M") - SECOND) == "not yet due"
-    assert world.status("documents", key, CONTENT, plus(ended, "P3M") - SECOND) == "due"
+    assert world.status("documents", key, CONTENT, plus(ended, "P1M") - SECOND) == "not yet due"
+    assert world.status("documents", key, CONTENT, plus(ended, "P1M")) == "due"
     assert world.status("documents", key, CONTENT, plus(ended, "P3M")) == "overdue"
 
 
@@ -123,20 +136,20 @@ def test_accounting_data_is_kept_only_under_an_extended_storage_agreement(world:
     """Accounting data must be kept for a legal period; if the CLA ends first, the customer agrees
     extended storage or exports."""
     rule = "24sevenoffice.accounting.post-termination"
-    key = world.key("ledger_entries", account_id=104)
-    assert world.status("ledger_entries", key, rule) == "due"
+    key = world.key("ledger_entries", account_id=105)  # contract ended 130 days ago
+    assert world.status("ledger_entries", key, rule) == "overdue"
     world.add_hold(
-        id="extended-storage-104",
+        id="extended-storage-105",
         active=True,
-        reason="Customer 104 agreed extended storage of its ledger",
-        subjects={"account": [104]},
+        reason="Customer 105 agreed extended storage of its ledger",
+        subjects={"account": [105]},
         rules=[rule],
     )
     assert world.status("ledger_entries", key, rule) == "held"
-    assert world.status("documents", world.key("documents", account_id=104), CONTENT) == "due"
+    assert world.status("documents", world.key("documents", account_id=105), CONTENT) == "overdue"
     world.run(rules=(rule, CONTENT))
     assert world.row("ledger_entries", key) is not None
-    assert world.keys("documents", account_id=104) == []
+    assert world.keys("documents", account_id=105) == []
 
 
 def test_own_invoicing_records_survive_the_account_until_the_statutory_period_ends(
@@ -162,7 +175,8 @@ def test_customer_content_incl_ledger_and_payroll_goes_with_the_cla(world: DemoW
     """Customer content incl. ledger, payroll (SSN, bank account, absences), mobile
     time/expense/trip data."""
     world.run(rules=(CONTENT, "24sevenoffice.accounting.post-termination"))
-    for account, left in ((101, True), (102, True), (104, False), (105, False), (106, True)):
+    # 104's contract ended 75 days ago (still in its three months), 105's 130 days ago
+    for account, left in ((101, True), (102, True), (104, True), (105, False), (106, True)):
         assert bool(world.keys("documents", account_id=account)) is left, account
         assert bool(world.keys("ledger_entries", account_id=account)) is left, account
 
