@@ -100,7 +100,7 @@ def test_secrets_never_printed(world: Scenario) -> None:
         ["holds", "--json"],
         ["run", "--json"],
     ):
-        code, out, err = invoke(*args, "-c", str(path))
+        _, out, err = invoke(*args, "-c", str(path))
         assert "s3cret-hmac-key-value" not in out + err, args
 
 

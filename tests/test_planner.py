@@ -116,7 +116,7 @@ def test_keep_rule_whose_clock_has_not_started_blocks(world: Scenario) -> None:
 
 
 def test_holds_by_subject_dataset_and_rule(world: Scenario) -> None:
-    """Holds scoped by subject, dataset or rule cover exactly their records; released ones nothing."""
+    """Holds scoped by subject, dataset or rule cover exactly their records; released: none."""
     world.accounts({"id": 1}, {"id": 2}, {"id": 3})
     world.tickets(
         *(
