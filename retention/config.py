@@ -29,7 +29,7 @@ from .rules import Rule, RulePack, apply_override
 from .settings import DatasetConfig, FieldError, Settings, SqlStoreConfig, check_zone
 from .stores.template import check_object_dataset
 from .stores.template import subject_type as dataset_subject_type
-from .yamlfile import LineMap, dotted, load_yaml
+from .yamlfile import LineMap, dotted, load_yaml, parse_yaml, read_text
 
 CONFIG_ENV = "RETENTION_CONFIG"
 ENV_PREFIX = "RETENTION_"
@@ -64,6 +64,10 @@ class Config:
     holds_path: Path | None
     disabled_rules: tuple[str, ...] = ()
     _lines: LineMap | None = field(default=None, compare=False, repr=False)
+    # the holds file's last text and what it parsed to (see load_holds)
+    _holds_seen: dict[str, tuple[str, HoldsFile]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -86,10 +90,23 @@ class Config:
         return [rule for rule in self.rules if dataset in self.datasets_for(rule)]
 
     def load_holds(self) -> HoldsFile:
-        """Read the holds file now (it is re-read before every batch)."""
+        """Read the holds file now (it is re-read before every batch).
+
+        The file is read on every call; it is parsed and checked again only when its text
+        differs from the last read, so re-reading it per batch costs a read, not a YAML parse.
+        Equal text gives the same (frozen) HoldsFile object.
+        """
         if self.holds_path is None:
             return NO_HOLDS
-        return load_holds(self.holds_path, self.settings, {r.id for r in self.rules})
+        text = read_text(self.holds_path)
+        seen = self._holds_seen.get("last")
+        if seen is not None and seen[0] == text:
+            return seen[1]
+        holds = _check_holds(
+            *parse_yaml(text, str(self.holds_path)), self.settings, {r.id for r in self.rules}
+        )
+        self._holds_seen["last"] = (text, holds)
+        return holds
 
     def fingerprint(self) -> str:
         """A stable digest of the settings (secrets excluded) and rules, recorded with each run."""
@@ -159,7 +176,10 @@ def load_config(path: Path | None) -> Config:
 
 def load_holds(path: Path, settings: Settings, rule_ids: set[str]) -> HoldsFile:
     """Parse the holds file and check every name it scopes by exists."""
-    data, lines = load_yaml(path)
+    return _check_holds(*load_yaml(path), settings, rule_ids)
+
+
+def _check_holds(data: Any, lines: LineMap, settings: Settings, rule_ids: set[str]) -> HoldsFile:
     if data is None:
         data = {}
     try:

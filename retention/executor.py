@@ -234,7 +234,8 @@ class Executor:
     def _enforce(self, store: SqlStore, rule: Rule, dataset: str, outcome: RuleOutcome) -> None:
         builder = SelectionBuilder(self.config, store, self.now)
         try:
-            selection = builder.build(rule, dataset, self._holds())
+            holds = self._holds()
+            selection = builder.build(rule, dataset, holds)
             outcome.planned = self._count(store, selection.actionable, selection.table)
             if outcome.planned and not self._breakers_allow(store, selection, outcome):
                 return
@@ -244,7 +245,9 @@ class Executor:
                     outcome.status = "stopped"
                     self.flush_audit()
                     raise Stopped
-                selection = builder.build(rule, dataset, self._holds())
+                latest = self._holds()
+                if latest is not holds:  # the file changed: rebuild (else the same predicates)
+                    holds, selection = latest, builder.build(rule, dataset, latest)
                 end = self._window_end(store, selection, last)
                 if end is None:
                     break

@@ -59,14 +59,17 @@ class _Loader(yaml.SafeLoader):
 
 def load_yaml(path: Path) -> tuple[Any, LineMap]:
     """Parse `path` and return its data with the line of every value."""
-    name = str(path)
+    return parse_yaml(read_text(path), str(path))
+
+
+def read_text(path: Path) -> str:
+    """The text of `path`; a ConfigError naming the file when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("file not found", file=name) from None
+        raise ConfigError("file not found", file=str(path)) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", file=name) from None
-    return parse_yaml(text, name)
+        raise ConfigError(f"cannot read file: {exc.strerror}", file=str(path)) from None
 
 
 def parse_yaml(text: str, name: str) -> tuple[Any, LineMap]:
