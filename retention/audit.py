@@ -82,6 +82,19 @@ class Verification:
     reason: str | None = None
 
 
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def _hmac_pads(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after the inner and outer padded key of HMAC-SHA256 (RFC 2104)."""
+    block = hashlib.sha256().block_size
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
+
+
 def entry_hash(fields: dict[str, Any]) -> str:
     """SHA-256 over the canonical JSON of an entry's hashed fields."""
     payload = json.dumps(
@@ -103,6 +116,7 @@ class AuditLog:
         self.engine = engine
         self.key_mode = keys
         self.hmac_key = hmac_key
+        self._pads = _hmac_pads(hmac_key) if hmac_key is not None else None
         self._unannounced: list[AuditEntry] = []
 
     def protect_keys(self, keys: Sequence[str]) -> str:
@@ -110,17 +124,28 @@ class AuditLog:
         if self.key_mode == "none":
             return "[]"
         if self.key_mode == "hmac":
-            assert self.hmac_key is not None
-            return json.dumps(
-                [hmac.new(self.hmac_key, k.encode(), hashlib.sha256).hexdigest() for k in keys]
-            )
+            return json.dumps(self._digests(keys))
         return json.dumps(list(keys))
 
     def key_digest(self, key: str) -> str:
         """How `key` appears in the log under `audit.keys: hmac` (for `audit show --key`)."""
-        if self.key_mode == "hmac" and self.hmac_key is not None:
-            return hmac.new(self.hmac_key, key.encode(), hashlib.sha256).hexdigest()
+        if self.key_mode == "hmac" and self._pads is not None:
+            return self._digests([key])[0]
         return key
+
+    def _digests(self, keys: Sequence[str]) -> list[str]:
+        """HMAC-SHA256(hmac_key, key) in hex for each key: once per audited record, so the
+        keyed pads are hashed once (RFC 2104, as :mod:`hmac` does) and only copied here."""
+        assert self._pads is not None
+        inner, outer = self._pads
+        digests = []
+        for key in keys:
+            mac = inner.copy()
+            mac.update(key.encode())
+            final = outer.copy()
+            final.update(mac.digest())
+            digests.append(final.hexdigest())
+        return digests
 
     def append(
         self,

@@ -52,7 +52,7 @@ from .errors import (
 )
 from .holds import HoldsFile
 from .lease import Lease
-from .planner import format_key, rule_targets
+from .planner import format_keys, rule_targets
 from .recovery import reconcile
 from .rules import Rule
 from .statedb import intents, open_state, runs, utcnow
@@ -379,7 +379,7 @@ class Executor:
                     action=rule.action,
                     outcome="would " + rule.action,
                     dry_run=True,
-                    keys=[format_key(k) for k in keys],
+                    keys=format_keys(keys),
                 )
             return BatchDone(keys)
         if rule.action == "delete":
@@ -536,10 +536,8 @@ class Executor:
                     rule=rule.id,
                     dataset=dataset,
                     action=rule.action,
-                    keys=json.dumps([list(k) for k in keys], default=str),
-                    children=json.dumps(
-                        [[name, [list(k) for k in ks]] for name, ks in children], default=str
-                    ),
+                    keys=json.dumps(keys, default=str),  # key tuples as JSON arrays
+                    children=json.dumps(children, default=str),
                 )
             )
         self._pending.clear()
@@ -631,7 +629,7 @@ class Executor:
                     action="delete (cascade)",
                     outcome="done",
                     dry_run=False,
-                    keys=[format_key(k) for k in child_keys],
+                    keys=format_keys(child_keys),
                     detail=detail or f"children of {dataset}",
                     connection=connection,
                 )
@@ -643,7 +641,7 @@ class Executor:
                 action=action,
                 outcome="done",
                 dry_run=False,
-                keys=[format_key(k) for k in keys],
+                keys=format_keys(keys),
                 detail=detail,
                 connection=connection,
             )

@@ -9,7 +9,7 @@ rules skipped; the others are still planned.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -246,6 +246,13 @@ def plan_one(selection: Selection, store: SqlStore, samples: int = SAMPLE_KEYS) 
 def format_key(row: Iterable[Any]) -> str:
     """A record key as text: `42`, or `7/3` for a composite key."""
     return "/".join(str(part) for part in row)
+
+
+def format_keys(rows: Sequence[Sequence[Any]]) -> list[str]:
+    """:func:`format_key` of each key of one table (all of one width), once per audited record."""
+    if rows and len(rows[0]) == 1:
+        return [str(row[0]) for row in rows]
+    return [format_key(row) for row in rows]
 
 
 def _first_line(exc: BaseException) -> str:
