@@ -199,12 +199,21 @@ def _check_holds(data: Any, lines: LineMap, settings: Settings, rule_ids: set[st
             )
         else:
             seen[hold.id] = lines.line_of((*where, "id"))
-        for subject_type in hold.subjects or {}:
+        for subject_type, ids in (hold.subjects or {}).items():
             if subject_type not in settings.subjects:
                 errors.append(
                     lines.error(
                         f"unknown subject type {subject_type!r} "
                         f"(known: {_known(settings.subjects)})",
+                        (*where, "subjects", subject_type),
+                    )
+                )
+            elif not ids:
+                # fail closed: an empty list would silently release the hold
+                errors.append(
+                    lines.error(
+                        "an empty list holds no record: list the ids, or remove `subjects` "
+                        "to hold every subject",
                         (*where, "subjects", subject_type),
                     )
                 )

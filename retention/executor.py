@@ -51,7 +51,7 @@ from .errors import (
     StoreError,
 )
 from .holds import HoldsFile
-from .lease import Lease
+from .lease import Lease, default_holder
 from .planner import format_keys, rule_targets
 from .recovery import reconcile
 from .rules import Rule
@@ -664,7 +664,7 @@ class Executor:
                     status="running",
                     config_fingerprint=self.config.fingerprint(),
                     counts="{}",
-                    holder=self.lease.holder if self.lease else None,
+                    holder=self.lease.holder if self.lease else default_holder(),
                 )
             )
 

@@ -39,7 +39,7 @@ def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _holder_gone(holder: str) -> bool:
+def holder_gone(holder: str) -> bool:
     """True when `holder` was a process on this host that no longer exists (killed, crashed).
 
     Such a lease need not be waited out: the next run on the same machine takes it over at
@@ -101,7 +101,7 @@ class Lease:
                 return True
             expires = as_utc(row["expires_at"])
             assert expires is not None
-            if row["holder"] != self.holder and expires > now and not _holder_gone(row["holder"]):
+            if row["holder"] != self.holder and expires > now and not holder_gone(row["holder"]):
                 return False
             epoch = row["epoch"] if row["holder"] == self.holder else row["epoch"] + 1
             updated = connection.execute(

@@ -16,6 +16,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from .errors import ConfigError
+from .lease import holder_gone
 from .statedb import intents, runs, utcnow
 from .stores import SqlStore
 from .stores.keys import KeyTuple, key_in, normal_key
@@ -29,15 +30,25 @@ def reconcile(executor: Executor, stores: dict[str, SqlStore]) -> int:
     """Mark runs left `running` as interrupted and settle their intents; entries written."""
     written = 0
     with executor.state.begin() as connection:
+        stopped = {"status": "interrupted", "finished_at": utcnow()}
         connection.execute(
             update(runs)
             .where(runs.c.status == "running", runs.c.mode == "live")
-            .values(
-                status="interrupted",
-                finished_at=utcnow(),
-                message="the process stopped before the run finished",
-            )
+            .values(**stopped, message="the process stopped before the run finished")
         )
+        # dry runs take no lease: only those whose process is gone from this host are over
+        dry = connection.execute(
+            select(runs.c.id, runs.c.holder).where(
+                runs.c.status == "running", runs.c.mode == "dry-run"
+            )
+        ).all()
+        gone = [run_id for run_id, holder in dry if holder and holder_gone(holder)]
+        if gone:
+            connection.execute(
+                update(runs)
+                .where(runs.c.id.in_(gone))
+                .values(**stopped, message="the dry run's process stopped before it finished")
+            )
         pending = (
             connection.execute(select(intents).order_by(intents.c.created_at)).mappings().all()
         )

@@ -1115,6 +1115,22 @@ def test_hold_for_an_unknown_subject_type(files: Files) -> None:
     assert error.message == "unknown subject type 'customer' (known: account)"
 
 
+def test_hold_with_an_empty_subject_list(files: Files) -> None:
+    """An empty id list would silently release the hold: it is an error, not "nothing"."""
+    files.write(
+        "holds.yaml",
+        """
+        holds:
+          - id: case-1
+            subjects:
+              account: []
+        """,
+    )
+    error = files.error()
+    assert where(error) == (files.path("holds.yaml"), 4, "holds[0].subjects.account")
+    assert "empty list holds no record" in error.message
+
+
 def test_hold_for_an_unknown_dataset(files: Files) -> None:
     """A hold scoped to an undeclared dataset is an error at that list entry."""
     files.write(

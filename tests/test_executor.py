@@ -345,3 +345,26 @@ def test_nothing_due_and_unheld_left_after_a_live_run(world: Scenario) -> None:
             select(func.count()).where(TICKETS.c.email.like("h:%"))
         ).scalar_one()
     assert hashed == 14  # the tickets of closed account 1 (even ids 2..28)
+
+
+def test_a_killed_dry_run_is_marked_interrupted(world: Scenario) -> None:
+    """A dry run whose process is gone from this host is marked interrupted by the next run."""
+    import socket
+
+    from retention.statedb import open_state, runs
+
+    world.tickets(*old_tickets(1))
+    config = world.config([rule()])
+    run(config, live=False)
+    engine = open_state(config.settings.state_db.get_secret_value())
+    with engine.begin() as connection:
+        connection.execute(
+            update(runs).values(
+                status="running", finished_at=None, holder=f"{socket.gethostname()}:999999999:dead"
+            )
+        )
+    run(config)
+    with engine.connect() as connection:
+        statuses = sorted(r.status for r in connection.execute(select(runs.c.status, runs.c.mode)))
+    engine.dispose()
+    assert statuses == ["complete", "interrupted"]
