@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     Column,
     Connection,
     Engine,
@@ -39,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.sqltypes import NullType
 
 from .audit import AuditLog
 from .config import Config
@@ -58,7 +60,7 @@ from .rules import Rule
 from .statedb import intents, open_state, runs, utcnow
 from .stores import SqlStore, sql_stores
 from .stores.base import ObjectStores
-from .stores.keys import KeyTuple, key_after, key_in, key_upto
+from .stores.keys import KeyTuple, key_after, key_upto
 from .stores.sqlselect import Selection, SelectionBuilder
 
 Progress = Callable[[Rule, str, int, int], None]
@@ -482,28 +484,21 @@ class Executor:
             keys = [tuple(row[:width]) for row in rows]
             if not keys:
                 return BatchDone([])
+            changed: list[KeyTuple] | None = None
             if all(expr is not None for expr in set_based.values()):
                 connection.execute(update(table).where(condition).values(**set_based))
             else:
-                params = [
-                    {
-                        **{f"k_{i}": row[i] for i in range(width)},
-                        **{
-                            f"v_{i}": anonymizers[col.name].apply(row[width + i])
-                            for i, col in enumerate(columns)
-                        },
-                    }
-                    for row in rows
+                appliers = [anonymizers[col.name].apply for col in columns]
+                values = [
+                    [apply(row[width + i]) for row in rows] for i, apply in enumerate(appliers)
                 ]
-                match = and_(*(col == bindparam(f"k_{i}") for i, col in enumerate(selection.key)))
-                statement = (
-                    update(table)
-                    .where(match, selection.actionable)
-                    .values({col.name: bindparam(f"v_{i}") for i, col in enumerate(columns)})
-                )
-                connection.execute(statement, params)
-            query = select(*selection.key).where(in_batch, done_now, key_in(selection.key, keys))
-            changed = [tuple(row) for row in connection.execute(query.order_by(*selection.key))]
+                changed = _write_back(connection, selection, condition, columns, keys, values)
+            if changed is None:
+                # the selected records now anonymized; the window, not a list of thousands of
+                # keys, bounds the query (the same records: every selected key is in the window)
+                query = select(*selection.key).where(in_batch, done_now).order_by(*selection.key)
+                selected = set(keys)
+                changed = [key for key in map(tuple, connection.execute(query)) if key in selected]
             intent = self._commit_point(rule, selection.dataset, changed, [])
         self._defer_audit(intent, rule, selection.dataset, changed, [])
         return BatchDone(changed)
@@ -727,6 +722,58 @@ class Executor:
 class BatchDone:
     keys: list[KeyTuple]
     children: dict[str, int] = field(default_factory=dict)
+
+
+def _write_back(
+    connection: Connection,
+    selection: Selection,
+    condition: ColumnElement[bool],
+    columns: list[Column[Any]],
+    keys: list[KeyTuple],
+    values: list[list[Any]],
+) -> list[KeyTuple] | None:
+    """Set `columns` of the records `keys` to `values` (one list per column, in key order),
+    each record only where `condition` (the batch's window and the rule's predicate) still holds;
+    the keys it changed, when the database says (else None).
+
+    PostgreSQL gets one statement per batch, the values joined as arrays
+    (``UPDATE ... FROM unnest(...) RETURNING``); elsewhere it is an executemany of one UPDATE per
+    record. Every value written is ``apply``'s, so every record changed is now done.
+    """
+    key = selection.key
+    key_names = [f"k_{i}" for i in range(len(key))]
+    value_names = [f"v_{i}" for i in range(len(columns))]
+    names = key_names + value_names
+    targets = [*key, *columns]
+    data = [[k[i] for k in keys] for i in range(len(key))] + values
+    if connection.dialect.name == "postgresql" and not any(
+        isinstance(c.type, NullType) for c in targets
+    ):
+        arrays = (
+            func.unnest(
+                *(bindparam(n, type_=ARRAY(c.type)) for n, c in zip(names, targets, strict=True))
+            )
+            .table_valued(*names)
+            .render_derived(name="retention_values")
+        )
+        matched = (c == arrays.c[n] for n, c in zip(key_names, key, strict=True))
+        joined = (
+            update(selection.table)
+            .where(*matched, condition)
+            .values({c.name: arrays.c[n] for n, c in zip(value_names, columns, strict=True)})
+            .returning(*key)
+        )
+        result = connection.execute(joined, dict(zip(names, data, strict=True)))
+        return sorted(tuple(row) for row in result)
+    match = and_(*(c == bindparam(n) for n, c in zip(key_names, key, strict=True)))
+    per_record = (
+        update(selection.table)
+        .where(match, condition)
+        .values({c.name: bindparam(n) for n, c in zip(value_names, columns, strict=True)})
+    )
+    rows = [dict(zip(names, row, strict=True)) for row in zip(*data, strict=True)]
+    connection.execute(per_record, rows)
+    return None
 
 
 def _referencing(store: SqlStore, table_name: str) -> list[tuple[str, str]]:
