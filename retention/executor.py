@@ -26,6 +26,8 @@ from sqlalchemy import (
     ARRAY,
     Column,
     Connection,
+    Date,
+    DateTime,
     Engine,
     Table,
     and_,
@@ -42,6 +44,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.sqltypes import NullType
 
+from .anonymize import Anonymizer
 from .audit import AuditLog
 from .config import Config
 from .errors import (
@@ -478,27 +481,39 @@ class Executor:
         columns = [table.c[name] for name in anonymizers]
         width = len(selection.key)
         with store.engine.begin() as connection:
-            rows = connection.execute(
-                select(*selection.key, *columns).where(condition).with_for_update()
-            ).all()
-            keys = [tuple(row[:width]) for row in rows]
-            if not keys:
-                return BatchDone([])
+            if dialect == "sqlite":
+                set_based = _with_sqlite_functions(connection, anonymizers, set_based)
+            in_sql = all(expr is not None for expr in set_based.values())
             changed: list[KeyTuple] | None = None
-            if all(expr is not None for expr in set_based.values()):
-                connection.execute(update(table).where(condition).values(**set_based))
+            if in_sql and connection.dialect.update_returning:
+                # one statement: the predicate is checked as each record is changed, and
+                # RETURNING says which were
+                statement = update(table).where(condition).values(**set_based)
+                result = connection.execute(statement.returning(*selection.key))
+                changed = sorted(tuple(row) for row in result)
             else:
-                appliers = [anonymizers[col.name].apply for col in columns]
-                values = [
-                    [apply(row[width + i]) for row in rows] for i, apply in enumerate(appliers)
-                ]
-                changed = _write_back(connection, selection, condition, columns, keys, values)
-            if changed is None:
-                # the selected records now anonymized; the window, not a list of thousands of
-                # keys, bounds the query (the same records: every selected key is in the window)
-                query = select(*selection.key).where(in_batch, done_now).order_by(*selection.key)
-                selected = set(keys)
-                changed = [key for key in map(tuple, connection.execute(query)) if key in selected]
+                rows = connection.execute(
+                    select(*selection.key, *columns).where(condition).with_for_update()
+                ).all()
+                keys = [tuple(row[:width]) for row in rows]
+                if not keys:
+                    return BatchDone([])
+                if in_sql:
+                    connection.execute(update(table).where(condition).values(**set_based))
+                else:
+                    appliers = [anonymizers[col.name].apply for col in columns]
+                    values = [
+                        [apply(row[width + i]) for row in rows] for i, apply in enumerate(appliers)
+                    ]
+                    changed = _write_back(connection, selection, condition, columns, keys, values)
+                if changed is None:
+                    # the selected records now anonymized; the window, not a list of thousands
+                    # of keys, bounds the query (the same records: every key is in the window)
+                    query = (
+                        select(*selection.key).where(in_batch, done_now).order_by(*selection.key)
+                    )
+                    selected = set(keys)
+                    changed = [k for k in map(tuple, connection.execute(query)) if k in selected]
             intent = self._commit_point(rule, selection.dataset, changed, [])
         self._defer_audit(intent, rule, selection.dataset, changed, [])
         return BatchDone(changed)
@@ -722,6 +737,30 @@ class Executor:
 class BatchDone:
     keys: list[KeyTuple]
     children: dict[str, int] = field(default_factory=dict)
+
+
+def _with_sqlite_functions(
+    connection: Connection,
+    anonymizers: dict[str, Anonymizer],
+    set_based: dict[str, ColumnElement[Any] | None],
+) -> dict[str, ColumnElement[Any] | None]:
+    """`set_based`, with each text strategy SQLite cannot compute itself done by ``apply``
+    registered on this connection as a function, so the batch is one UPDATE.
+
+    Text columns only: SQLite hands the function the stored text, which is what ``apply`` gets
+    from a text column anyway (dates would reach it as text rather than as dates).
+    """
+    driver = connection.connection.driver_connection
+    found = dict(set_based)
+    for index, (name, anonymizer) in enumerate(anonymizers.items()):
+        column = anonymizer.column
+        if found[name] is not None or isinstance(column.type, (Date, DateTime)):
+            continue
+        function = f"retention_anonymize_{index}"
+        assert driver is not None
+        driver.create_function(function, 1, anonymizer.apply, deterministic=True)
+        found[name] = getattr(func, function)(column, type_=column.type)
+    return found
 
 
 def _write_back(
