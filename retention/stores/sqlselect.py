@@ -89,15 +89,7 @@ class SelectionBuilder:
         done: ColumnElement[bool] = false()
         if rule.action == "anonymize":
             superseded = or_(
-                false(),
-                *(
-                    and_(
-                        self.scope(other, table),
-                        self._clock(other, dataset, table, other.delay),
-                        not_(self.held(other, dataset, table, holds)),
-                    )
-                    for other in delete_rules
-                ),
+                false(), *(self._deletes(o, dataset, table, holds) for o in delete_rules)
             )
             done = self.done(rule, dataset, table)
         held, blocked = self.protection(rule, dataset, table, holds)
@@ -113,6 +105,19 @@ class SelectionBuilder:
             blocked=blocked,
             superseded=superseded,
             done=done,
+        )
+
+    def _deletes(
+        self, rule: Rule, dataset: str, table: Table, holds: HoldsFile
+    ) -> ColumnElement[bool]:
+        """Records the delete `rule` really deletes now: due, and neither held nor blocked,
+        directly or through a cascade child. Only such a delete supersedes an anonymize."""
+        held, blocked = self.protection(rule, dataset, table, holds)
+        return and_(
+            self.scope(rule, table),
+            self._clock(rule, dataset, table, rule.delay),
+            not_(held),
+            not_(blocked),
         )
 
     def protection(
