@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import False_, and_, func, not_, select
+from sqlalchemy import False_, and_, case, func, not_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -202,43 +202,49 @@ def _plan(
 
 
 def plan_one(selection: Selection, store: SqlStore, samples: int = SAMPLE_KEYS) -> RulePlan:
-    """Count one rule on one dataset; one COUNT per question, skipping the trivially empty."""
-    table = selection.table
+    """Count one rule on one dataset: the records it covers, those due, then every other
+    question about the due ones (held, blocked, ..., overdue) in one pass of conditional sums."""
+    s = selection
+    with store.engine.connect() as connection:
 
-    def count(*conditions: ColumnElement[bool]) -> int:
-        if any(isinstance(c, False_) for c in conditions):
-            return 0
-        with store.engine.connect() as connection:
-            query = select(func.count()).select_from(table).where(and_(*conditions))
+        def count(*conditions: ColumnElement[bool]) -> int:
+            query = select(func.count()).select_from(s.table).where(and_(*conditions))
             return int(connection.execute(query).scalar_one())
 
-    s = selection
-    in_scope = count(s.scope)
-    due = count(s.scope, s.due) if in_scope else 0
-    base = RulePlan(s.rule.id, s.dataset, store.name, s.rule.action, in_scope=in_scope, due=due)
-    if s.rule.action == "keep" or not due:
-        return base
-    held = count(s.scope, s.due, s.held)
-    free = (s.scope, s.due, not_(s.held))
-    blocked = count(*free, s.blocked) if held < due else 0
-    unblocked = (*free, not_(s.blocked))
-    superseded = count(*unblocked, s.superseded)
-    done = count(*unblocked, not_(s.superseded), s.done)
-    actionable = count(s.actionable)
-    overdue = count(s.actionable, s.overdue) if actionable else 0
-    keys: tuple[str, ...] = ()
-    if actionable and samples:
-        with store.engine.connect() as connection:
+        in_scope = count(s.scope)
+        due = count(s.scope, s.due) if in_scope else 0
+        base = RulePlan(s.rule.id, s.dataset, store.name, s.rule.action, in_scope=in_scope, due=due)
+        if s.rule.action == "keep" or not due:
+            return base
+        free, unblocked = not_(s.held), not_(s.blocked)
+        questions = {
+            "held": (s.held,),
+            "blocked": (free, s.blocked),
+            "superseded": (free, unblocked, s.superseded),
+            "done": (free, unblocked, not_(s.superseded), s.done),
+            "actionable": (free, unblocked, not_(s.superseded), not_(s.done)),
+            "overdue": (free, unblocked, not_(s.superseded), not_(s.done), s.overdue),
+        }
+        asked = {
+            name: func.coalesce(func.sum(case((and_(*conditions), 1), else_=0)), 0)
+            for name, conditions in questions.items()
+            if not any(isinstance(c, False_) for c in conditions)
+        }
+        query = select(*asked.values()).select_from(s.table).where(s.scope, s.due)
+        counts = dict.fromkeys(questions, 0)
+        counts.update(zip(asked, map(int, connection.execute(query).one()), strict=True))
+        keys: tuple[str, ...] = ()
+        if counts["actionable"] and samples:
             query = select(*s.key).where(s.actionable).order_by(*s.key).limit(samples)
             keys = tuple(format_key(row) for row in connection.execute(query))
     return replace(
         base,
-        held=held,
-        blocked=blocked,
-        superseded=superseded,
-        done=done,
-        actionable=actionable,
-        overdue=overdue,
+        held=counts["held"],
+        blocked=counts["blocked"],
+        superseded=counts["superseded"],
+        done=counts["done"],
+        actionable=counts["actionable"],
+        overdue=counts["overdue"],
         samples=keys,
     )
 
