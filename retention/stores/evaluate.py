@@ -10,7 +10,7 @@ one query per listing page for the subjects on that page.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -152,13 +152,18 @@ class Evaluator:
 
     def covers(self, hold: Hold, record: ObjectRecord) -> bool:
         """Whether `hold`'s subject scope includes `record` (its other scopes: the caller's)."""
+        return self.covered(hold)(record)
+
+    def covered(self, hold: Hold) -> Callable[[ObjectRecord], bool]:
+        """:meth:`covers` for one hold, its subject ids read once for a whole page."""
         scoped = hold.scoped_subjects()
         if scoped is None:
-            return True
-        if self.subject_type is None or record.subject is None:
-            return False
-        ids = {canonical_id(i) for i in scoped.get(self.subject_type, [])}
-        return canonical_id(record.subject) in ids
+            return lambda record: True
+        subject_type = self.subject_type
+        if subject_type is None:
+            return lambda record: False
+        ids = {canonical_id(i) for i in scoped.get(subject_type, [])}
+        return lambda record: record.subject is not None and canonical_id(record.subject) in ids
 
 
 class Page:
@@ -169,7 +174,10 @@ class Page:
         self.events = events
         self.holds = holds
         dataset = evaluator.dataset
-        self._holds = {r.id: holds.applicable(dataset, r.id) for r in evaluator.rules}
+        self._holds = {
+            r.id: [evaluator.covered(h) for h in holds.applicable(dataset, r.id)]
+            for r in evaluator.rules
+        }
 
     def verdict(self, rule: Rule, record: ObjectRecord) -> Verdict:
         e = self.evaluator
@@ -178,7 +186,7 @@ class Page:
         due = start is not None and start in e._due[rule.id]
         overdue = start is not None and rule.id in e._overdue and start in e._overdue[rule.id]
         held = rule.destructive and (
-            self.holds.freeze or any(e.covers(h, record) for h in self._holds[rule.id])
+            self.holds.freeze or any(covers(record) for covers in self._holds[rule.id])
         )
         blocked = False
         if rule.destructive:
