@@ -1,0 +1,181 @@
+"""Deleting half of a table: retention against the SQL a DBA would type, in one run.
+
+    .venv/bin/python tests/bench/bench_delete.py [--rows N] [--dialect sqlite|postgresql|mariadb]
+        [--batch-size 5000 --batch-size 50000] [--layout scattered|ordered]
+
+On fresh copies of one data set (see benchlib.py), each timed on its own:
+
+(a) the raw statement ``DELETE FROM events WHERE created_at < :cutoff AND subject_id NOT IN
+    (held)``, one transaction;
+(b) the same as a keyset loop in plain SQL: windows of ``batch_size`` keys in primary-key order,
+    one ``DELETE ... WHERE id > :last AND id <= :end AND <predicate>`` and one commit each;
+(c) ``retention run --execute`` (the Executor, in this process): audit log on with keys stored as
+    HMAC, intents in the state DB (SQLite, next to the data), the holds file re-read per batch;
+    afterwards exactly the due, unheld rows must be gone and the held ones kept;
+(d) a naive per-row loop (select the due keys, delete each one, commit each) on a sample of
+    10,000 rows, extrapolated to the whole job.
+
+Prints rows/s for each and the ratios c/a, c/b and d/c.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchlib as b
+
+
+def raw_delete(engine: Any, shape: b.Shape, dialect: str) -> int:
+    params = {"cutoff": b.cutoff_param(dialect), "held": shape.held}
+    with engine.begin() as c:
+        result = c.execute(b.statement(f"DELETE FROM events WHERE {b.due_unheld()}"), params)
+        return int(result.rowcount)
+
+
+def batched_delete(engine: Any, shape: b.Shape, dialect: str, batch_size: int) -> int:
+    params = {"cutoff": b.cutoff_param(dialect), "held": shape.held}
+    sql = b.statement(f"DELETE FROM events WHERE id > :last AND id <= :end AND {b.due_unheld()}")
+    deleted, last = 0, 0
+    with engine.connect() as c:
+        while True:
+            end = b.window_end(c, last, batch_size)
+            c.commit()
+            if end is None:
+                return deleted
+            deleted += c.execute(sql, {**params, "last": last, "end": end}).rowcount
+            c.commit()
+            last = end
+
+
+def naive_delete(engine: Any, shape: b.Shape, dialect: str, sample: int) -> int:
+    params = {"cutoff": b.cutoff_param(dialect), "held": shape.held}
+    with engine.connect() as c:
+        keys = [
+            row[0]
+            for row in c.execute(
+                b.statement(f"SELECT id FROM events WHERE {b.due_unheld()} LIMIT {int(sample)}"),
+                params,
+            )
+        ]
+        c.commit()
+        for key in keys:
+            c.execute(text("DELETE FROM events WHERE id = :id"), {"id": key})
+            c.commit()
+    return len(keys)
+
+
+def verify(engine: Any, shape: b.Shape, dialect: str, expected: dict[str, int]) -> None:
+    """Exactly the due, unheld rows are gone; every held row is still there."""
+    now = b.expected_counts(engine, shape, dialect)
+    want = {
+        "total": expected["total"] - expected["due_unheld"],
+        "due_unheld": 0,
+        "due_held": expected["due_held"],
+    }
+    if now != want:
+        raise AssertionError(f"after the run: {now}, expected {want}")
+
+
+def bench(args: Any, dialect: str, url: str | None, work: Path, report: b.Report) -> None:
+    shape = b.Shape(args.rows, args.layout)
+    with b.backend(dialect, url, work) as db:
+        seconds, _ = b.timed(lambda: db.build_template(shape))
+        print(f"[{dialect}] {shape.rows:,} rows ({shape.layout}) generated in {seconds:.1f} s")
+        template = db.engine("template")
+        expected = b.expected_counts(template, shape, dialect)
+        template.dispose()
+        due = expected["due_unheld"]
+        print(f"[{dialect}] due and unheld: {due:,}; due and held: {expected['due_held']:,}")
+
+        def on_copy(measure: Any) -> tuple[float, Any]:
+            name = db.fresh()
+            engine = db.engine(name)
+            try:
+                return b.timed(lambda: measure(name, engine))
+            finally:
+                engine.dispose()
+                db.drop(name)
+
+        runs: dict[str, list[float]] = {}
+        for _ in range(args.repeat):  # interleaved, so a noisy minute hits every measure alike
+            seconds, deleted = on_copy(lambda _n, e: raw_delete(e, shape, dialect))
+            assert deleted == due, (deleted, due)
+            runs.setdefault("a", []).append(seconds)
+            for size in args.batch_size:
+                seconds, deleted = on_copy(
+                    lambda _n, e, s=size: batched_delete(e, shape, dialect, s)
+                )
+                assert deleted == due, (deleted, due)
+                runs.setdefault(f"b{size}", []).append(seconds)
+            for size in args.batch_size:
+
+                def ours(name: str, engine: Any, size: int = size) -> Any:
+                    directory = work / f"retention-{name}"
+                    config = b.write_config(
+                        directory, db.url(name), shape, rules=[b.DELETE_RULE], batch_size=size
+                    )
+                    seconds, result = b.run_retention(config)
+                    assert result.outcomes[0].acted == due, result.as_dict()
+                    verify(engine, shape, dialect, expected)
+                    return seconds
+
+                _, seconds = on_copy(ours)
+                runs.setdefault(f"c{size}", []).append(seconds)
+        times = {name: b.median(values) for name, values in runs.items()}
+        report.add("(a) raw DELETE", times["a"], due, dialect=dialect, runs=runs["a"])
+        for size in args.batch_size:
+            name = f"b{size}"
+            report.add(f"(b) keyset loop, batch {size}", times[name], due, runs=runs[name])
+        for size in args.batch_size:
+            name = f"c{size}"
+            report.add(
+                f"(c) retention run --execute, batch {size}", times[name], due, runs=runs[name]
+            )
+        if args.sample:
+            seconds, deleted = on_copy(lambda _n, e: naive_delete(e, shape, dialect, args.sample))
+            extrapolated = seconds * due / deleted
+            report.add(f"(d) per-row loop, {deleted:,} rows, extrapolated", extrapolated, due)
+            times["d"] = extrapolated
+        print(f"[{dialect}] ratios (time over time):")
+        for size in args.batch_size:
+            c = times[f"c{size}"]
+            first = dialect == "sqlite"
+            report.ratio(
+                f"c/a batch {size}",
+                c / times["a"],
+                "<= 1.0" if first else "<= 2.5",
+                c / times["a"] <= (1.0 if first else 2.5),
+            )
+            report.ratio(
+                f"c/b batch {size}",
+                c / times[f"b{size}"],
+                "" if first else "<= 1.3",
+                None if first else c / times[f"b{size}"] <= 1.3,
+            )
+            if "d" in times:
+                report.ratio(f"d/c batch {size}", times["d"] / c)
+
+
+def main(argv: list[str]) -> None:
+    parser = b.common_args(__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, action="append")
+    parser.add_argument("--sample", type=int, default=10_000, help="rows for (d); 0 skips it")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of (a)-(c); medians shown")
+    args = parser.parse_args(argv)
+    args.batch_size = args.batch_size or [5000, 50000]
+    urls = b.urls(args)
+    with b.workdir(args) as work:
+        for dialect in args.dialect or ["sqlite", "postgresql"]:
+            report = b.Report(f"delete {dialect} {args.rows} {args.layout}")
+            bench(args, dialect, urls.get(dialect), work, report)
+            report.dump(args.json_out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
