@@ -18,7 +18,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import IO, Any, Literal
 
@@ -26,10 +26,13 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from .errors import ConfigError
+from .hmackeys import HmacHelper, KeyHmac
 from .logs import get_logger
 from .statedb import audit, runs
 
 GENESIS = "0" * 64
+# Batches with at least this many keys are hashed by the HMAC helper process (hmackeys.py).
+HELPER_FROM_KEYS = 1000
 KeyMode = Literal["plain", "hmac", "none"]
 _HASHED_FIELDS = (
     "seq",
@@ -82,25 +85,40 @@ class Verification:
     reason: str | None = None
 
 
-_IPAD = bytes(x ^ 0x36 for x in range(256))
-_OPAD = bytes(x ^ 0x5C for x in range(256))
+_HASH_ORDER = tuple(sorted(_HASHED_FIELDS))
 
 
-def _hmac_pads(key: bytes) -> tuple[Any, Any]:
-    """SHA-256 states after the inner and outer padded key of HMAC-SHA256 (RFC 2104)."""
-    block = hashlib.sha256().block_size
-    if len(key) > block:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(block, b"\0")
-    return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
+def entry_hash(fields: dict[str, Any], *, encoded_keys: str | None = None) -> str:
+    """SHA-256 over the canonical JSON of an entry's hashed fields.
 
-
-def entry_hash(fields: dict[str, Any]) -> str:
-    """SHA-256 over the canonical JSON of an entry's hashed fields."""
-    payload = json.dumps(
-        {name: fields[name] for name in _HASHED_FIELDS}, sort_keys=True, separators=(",", ":")
-    )
+    Canonical: ``json.dumps(fields, sort_keys=True, separators=(",", ":"))``. It is written out
+    field by field so the ``keys`` field, the bulk of a batch's entry, can come already
+    JSON-encoded (`encoded_keys`, see :class:`ProtectedKeys`) instead of being escaped again.
+    """
+    parts = []
+    for name in _HASH_ORDER:
+        if name == "keys" and encoded_keys is not None:
+            parts.append(f'"keys":{encoded_keys}')
+        else:
+            parts.append(f'"{name}":{json.dumps(fields[name])}')
+    payload = "{" + ",".join(parts) + "}"
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ProtectedKeys:
+    """A batch's record keys as the log stores them (`text`, per ``audit.keys``), and that text
+    as a JSON string (`encoded`, how it enters the entry hash). Made once per batch, possibly
+    on another thread, so the chain append only concatenates."""
+
+    count: int
+    text: str
+    encoded: str
+
+
+def _hex_list(count: int, text: str) -> ProtectedKeys:
+    """A JSON list of hex digests with its JSON encoding: only its quotes need escaping."""
+    return ProtectedKeys(count, text, '"' + text.replace('"', '\\"') + '"')
 
 
 class AuditLog:
@@ -116,36 +134,47 @@ class AuditLog:
         self.engine = engine
         self.key_mode = keys
         self.hmac_key = hmac_key
-        self._pads = _hmac_pads(hmac_key) if hmac_key is not None else None
+        self._hmac = KeyHmac(hmac_key) if hmac_key is not None else None
+        self._helper: HmacHelper | None = None
         self._unannounced: list[AuditEntry] = []
 
     def protect_keys(self, keys: Sequence[str]) -> str:
         """Record keys as stored in the log, per `audit.keys`."""
-        if self.key_mode == "none":
-            return "[]"
+        return self.protect(keys).text
+
+    def protect(self, keys: Sequence[str]) -> ProtectedKeys:
+        """:meth:`protect_keys`, with its JSON encoding for the entry hash."""
+        if self.key_mode == "none" or not keys:
+            return ProtectedKeys(len(keys), "[]", '"[]"')
         if self.key_mode == "hmac":
-            return json.dumps(self._digests(keys))
-        return json.dumps(list(keys))
+            assert self._hmac is not None
+            return _hex_list(len(keys), self._hmac.json_list(keys))
+        text = json.dumps(list(keys))
+        return ProtectedKeys(len(keys), text, json.dumps(text))
+
+    def protect_later(self, keys: list[str]) -> Callable[[], ProtectedKeys]:
+        """:meth:`protect`, for a large batch under ``audit.keys: hmac`` computed by the helper
+        process while the caller goes on; call the result to collect it."""
+        if self.key_mode != "hmac" or len(keys) < HELPER_FROM_KEYS:
+            protected = self.protect(keys)
+            return lambda: protected
+        assert self.hmac_key is not None
+        if self._helper is None:
+            self._helper = HmacHelper(self.hmac_key)
+        helper, ticket = self._helper, self._helper.submit(keys)
+        return lambda: _hex_list(len(keys), helper.result(ticket))
+
+    def close(self) -> None:
+        """Stop the HMAC helper process, if one was started."""
+        if self._helper is not None:
+            self._helper.close()
+            self._helper = None
 
     def key_digest(self, key: str) -> str:
         """How `key` appears in the log under `audit.keys: hmac` (for `audit show --key`)."""
-        if self.key_mode == "hmac" and self._pads is not None:
-            return self._digests([key])[0]
+        if self.key_mode == "hmac" and self._hmac is not None:
+            return self._hmac.digests([key])[0]
         return key
-
-    def _digests(self, keys: Sequence[str]) -> list[str]:
-        """HMAC-SHA256(hmac_key, key) in hex for each key: once per audited record, so the
-        keyed pads are hashed once (RFC 2104, as :mod:`hmac` does) and only copied here."""
-        assert self._pads is not None
-        inner, outer = self._pads
-        digests = []
-        for key in keys:
-            mac = inner.copy()
-            mac.update(key.encode())
-            final = outer.copy()
-            final.update(mac.digest())
-            digests.append(final.hexdigest())
-        return digests
 
     def append(
         self,
@@ -154,7 +183,7 @@ class AuditLog:
         action: str,
         outcome: str,
         dry_run: bool,
-        keys: Sequence[str] = (),
+        keys: Sequence[str] | ProtectedKeys = (),
         count: int | None = None,
         rule: str | None = None,
         dataset: str | None = None,
@@ -163,6 +192,7 @@ class AuditLog:
         connection: Connection | None = None,
     ) -> AuditEntry:
         """Append one entry at the head of the chain (retrying if another writer was first)."""
+        protected = keys if isinstance(keys, ProtectedKeys) else self.protect(keys)
         moment = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat()
         fields: dict[str, Any] = {
             "run_id": run_id,
@@ -171,17 +201,23 @@ class AuditLog:
             "dataset": dataset,
             "action": action,
             "dry_run": dry_run,
-            "count": len(keys) if count is None else count,
-            "keys": self.protect_keys(keys),
+            "count": protected.count if count is None else count,
+            "keys": protected.text,
             "outcome": outcome,
             "detail": detail,
         }
+        if connection is not None and connection.dialect.name == "sqlite":
+            # the state DB's transactions begin IMMEDIATE: no other writer can take the next
+            # sequence number while this one is open, so no savepoint is needed for a retry
+            entry = self._append(connection, fields, protected.encoded)
+            self._unannounced.append(entry)
+            return entry
         if connection is not None:
             for _ in range(20):
                 try:
                     # a savepoint: a retry does not lose the caller's other work
                     with connection.begin_nested():
-                        entry = self._append(connection, fields)
+                        entry = self._append(connection, fields, protected.encoded)
                     self._unannounced.append(entry)  # logged once the caller commits
                     return entry
                 except IntegrityError:
@@ -190,7 +226,7 @@ class AuditLog:
         for _ in range(20):
             try:
                 with self.engine.begin() as conn:
-                    entry = self._append(conn, fields)
+                    entry = self._append(conn, fields, protected.encoded)
                 _announce(entry)
                 return entry
             except IntegrityError:
@@ -207,13 +243,15 @@ class AuditLog:
         """Drop unannounced entries: the caller's transaction rolled back."""
         self._unannounced.clear()
 
-    def _append(self, connection: Connection, fields: dict[str, Any]) -> AuditEntry:
+    def _append(
+        self, connection: Connection, fields: dict[str, Any], encoded_keys: str
+    ) -> AuditEntry:
         head = connection.execute(
             select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
         ).first()
         seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
         row = {**fields, "seq": seq, "prev_hash": prev}
-        row["hash"] = entry_hash(row)
+        row["hash"] = entry_hash(row, encoded_keys=encoded_keys)
         row["seal"] = self._seal(row["hash"])
         connection.execute(insert(audit).values(**row))
         return AuditEntry(**row)

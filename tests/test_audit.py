@@ -26,10 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, event
 from typer.testing import CliRunner
 
-from retention.audit import GENESIS, AuditLog, Verification, entry_hash
+from retention import audit as audit_module
+from retention.audit import GENESIS, AuditLog, KeyMode, Verification, entry_hash
 from retention.cli import app
 from retention.config import Config, load_config
 from retention.executor import Executor
@@ -478,6 +481,61 @@ def _run_counts(log: Log) -> dict[str, Any]:
 # -- how record keys are kept ------------------------------------------------------------------
 
 
+def _canonical_hash(fields: dict[str, Any]) -> str:
+    """The entry hash as the log format defines it: SHA-256 of the sorted, compact JSON."""
+    payload = json.dumps({n: fields[n] for n in HASHED}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+_texts = st.text(max_size=12) | st.sampled_from(['"', "\\", "\u2028", "é", "\x00", "a/b"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mode=st.sampled_from(["plain", "hmac", "none"]),
+    keys=st.lists(_texts, max_size=6),
+    detail=st.none() | _texts,
+    rule=st.none() | _texts,
+    dry_run=st.booleans(),
+    seq=st.integers(1, 10**12),
+)
+def test_entry_hash_is_the_canonical_json_hash(
+    mode: KeyMode, keys: list[str], detail: str | None, rule: str | None, dry_run: bool, seq: int
+) -> None:
+    """Keys prepared for a batch (possibly on another thread) hash exactly as the format says:
+    the fast path that splices the pre-encoded keys in agrees with plain ``json.dumps``, and the
+    stored text is what ``json.dumps`` of the keys (or their HMACs) would be."""
+    log = AuditLog(open_state("sqlite://"), keys=mode, hmac_key=HMAC_KEY.encode())
+    protected = log.protect(keys)
+    assert json.loads(protected.encoded) == protected.text
+    stored = json.loads(protected.text)
+    if mode == "plain":
+        assert stored == keys
+    elif mode == "hmac":
+        assert stored == [
+            hmac.new(HMAC_KEY.encode(), k.encode(), hashlib.sha256).hexdigest() for k in keys
+        ]
+    else:
+        assert stored == []
+    fields = {
+        "seq": seq,
+        "run_id": "r",
+        "at": "2026-01-01T00:00:00+00:00",
+        "rule": rule,
+        "dataset": "ds",
+        "action": "delete",
+        "dry_run": dry_run,
+        "count": protected.count,
+        "keys": protected.text,
+        "outcome": "done",
+        "detail": detail,
+        "prev_hash": GENESIS,
+    }
+    expected = _canonical_hash(fields)
+    assert entry_hash(fields) == expected
+    assert entry_hash(fields, encoded_keys=protected.encoded) == expected
+
+
 def _audited_keys(log: Log) -> list[list[str]]:
     return [json.loads(r["keys"]) for r in log.rows() if r["outcome"] == "done"]
 
@@ -488,9 +546,16 @@ def test_keys_plain(world: Scenario) -> None:
     assert _audited_keys(log) == [[str(BASE + n), str(BASE + n + 1)] for n in (1, 3, 5, 7, 9)]
 
 
-def test_keys_hmac(world: Scenario) -> None:
-    """`audit.keys: hmac` stores HMAC-SHA256(key, record key) and never the key text itself."""
+@pytest.mark.parametrize("helper_from", [None, 1], ids=["in-process", "helper-process"])
+def test_keys_hmac(
+    world: Scenario, monkeypatch: pytest.MonkeyPatch, helper_from: int | None
+) -> None:
+    """`audit.keys: hmac` stores HMAC-SHA256(key, record key) and never the key text itself,
+    whether the batch's keys were hashed in-process or by the helper process."""
+    if helper_from is not None:
+        monkeypatch.setattr(audit_module, "HELPER_FROM_KEYS", helper_from)
     log = build(world, hmac_key=HMAC_KEY, audit={"keys": "hmac"})
+    assert log.verify().ok
 
     def digest(n: int) -> str:
         return hmac.new(HMAC_KEY.encode(), str(BASE + n).encode(), hashlib.sha256).hexdigest()
