@@ -19,8 +19,6 @@ AREs and PCRE (MariaDB), anchored per dialect and case-sensitive everywhere.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -30,6 +28,8 @@ from typing import Any, Final, Literal, TypeVar, get_args
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
+
+from .hmackeys import KeyHmac
 
 __all__ = ["HASH_MARKER", "STRATEGIES", "Anonymizer", "StrategyName", "StrategySpec"]
 
@@ -184,7 +184,7 @@ class Anonymizer:
         self.column = column
         self._key = hmac_key or b""
         # keyed once: each value is hashed on a copy
-        self._mac = hmac.new(self._key, digestmod=hashlib.sha256) if spec.name == "hash" else None
+        self._mac = KeyHmac(self._key) if spec.name == "hash" else None
         column_type = column.type
         self._length: int | None = (
             column_type.length if isinstance(column_type, sa.String) else None
@@ -272,9 +272,7 @@ class Anonymizer:
             return text
         if name == "hash":
             assert self._mac is not None
-            digest = self._mac.copy()
-            digest.update(text.encode("utf-8", "surrogatepass"))
-            return HASH_MARKER + digest.hexdigest()[: self._hash_hex]
+            return HASH_MARKER + self._mac.hexdigest(text)[: self._hash_hex]
         if name == "mask":
             return self._mask(text)
         if name == "truncate_ip":

@@ -45,7 +45,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.sqltypes import NullType
 
 from .anonymize import Anonymizer
-from .audit import AuditLog
+from .audit import AuditLog, ProtectedKeys
 from .config import Config
 from .errors import (
     CircuitBreakerTripped,
@@ -63,7 +63,7 @@ from .rules import Rule
 from .statedb import intents, open_state, runs, utcnow
 from .stores import SqlStore, sql_stores
 from .stores.base import ObjectStores
-from .stores.keys import KeyTuple, key_after, key_upto
+from .stores.keys import KeyTuple, fetch_keys, fetch_rows, key_after, key_upto, keys_json
 from .stores.sqlselect import Selection, SelectionBuilder
 
 Progress = Callable[[Rule, str, int, int], None]
@@ -133,6 +133,19 @@ class RunResult:
         }
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A committed batch whose intent is in the state DB and whose audit entry is not yet."""
+
+    intent_id: str
+    rule_id: str
+    action: str
+    dataset: str
+    keys: list[KeyTuple]
+    children: list[tuple[str, list[KeyTuple]]]
+    protected: Callable[[], ProtectedKeys]
+
+
 class Stopped(Exception):
     """Raised between batches when the caller asked the run to stop (SIGTERM)."""
 
@@ -168,9 +181,7 @@ class Executor:
         self.should_stop = should_stop
         self.run_id = str(uuid.uuid4())
         self.actions = 0
-        self._pending: list[
-            tuple[str, str, str, str, list[KeyTuple], list[tuple[str, list[KeyTuple]]]]
-        ] = []
+        self._pending: list[_Pending] = []
         self.objects = ObjectStores(config, {})
 
     # -- the run ---------------------------------------------------------------------------
@@ -193,6 +204,7 @@ class Executor:
                 recovered = self.reconcile(stores) if self.live else 0
                 return self._run(stores, rule_ids, datasets, recovered)
         finally:
+            self.audit.close()
             if own_lease and self.lease is not None:
                 self.lease.release()
             if self._owns_state:
@@ -245,31 +257,29 @@ class Executor:
             if outcome.planned and not self._breakers_allow(store, selection, outcome):
                 return
             last: KeyTuple | None = None
-            while True:
-                if self.should_stop():
-                    outcome.status = "stopped"
-                    self.flush_audit()
-                    raise Stopped
-                latest = self._holds()
-                if latest is not holds:  # the file changed: rebuild (else the same predicates)
-                    holds, selection = latest, builder.build(rule, dataset, latest)
-                end = self._window_end(store, selection, last)
-                if end is None:
-                    break
-                window = and_(
-                    true() if last is None else key_after(selection.key, last),
-                    key_upto(selection.key, end),
-                )
-                done = self._batch(store, builder, selection, window)
-                last = end
-                if not done.keys:
-                    continue
-                outcome.acted += len(done.keys)
-                outcome.batches += 1
-                for child, count in done.children.items():
-                    outcome.cascaded[child] = outcome.cascaded.get(child, 0) + count
-                if self.progress is not None:
-                    self.progress(rule, dataset, outcome.acted, outcome.planned)
+            with store.engine.connect() as connection:  # one connection, as a DBA's loop has
+                while True:
+                    if self.should_stop():
+                        outcome.status = "stopped"
+                        self.flush_audit()
+                        raise Stopped
+                    latest = self._holds()
+                    if latest is not holds:  # the file changed: rebuild (else the same predicates)
+                        holds, selection = latest, builder.build(rule, dataset, latest)
+                    with connection.begin():  # the batch's transaction, window query included
+                        end = self._window_end(connection, selection, last)
+                        if end is None:
+                            break
+                        window = and_(
+                            true() if last is None else key_after(selection.key, last),
+                            key_upto(selection.key, end),
+                        )
+                        done = self._batch(connection, store, builder, selection, window)
+                    if done.audit is not None:  # committed: only now may its entry be queued
+                        self._defer_audit(done.audit)
+                    last = end
+                    if done.keys:
+                        self._count_batch(rule, outcome, done)
             self.flush_audit()
         except ForeignKeyRefused as exc:
             self.flush_audit()
@@ -293,6 +303,14 @@ class Executor:
         except SQLAlchemyError as exc:
             self.flush_audit()
             outcome.status, outcome.message = "failed", _first_line(exc)
+
+    def _count_batch(self, rule: Rule, outcome: RuleOutcome, done: BatchDone) -> None:
+        outcome.acted += len(done.keys)
+        outcome.batches += 1
+        for child, keys in done.child_keys:
+            outcome.cascaded[child] = outcome.cascaded.get(child, 0) + len(keys)
+        if self.progress is not None:
+            self.progress(rule, outcome.dataset, outcome.acted, outcome.planned)
 
     def _holds(self) -> HoldsFile:
         """The holds file, re-read now; an unreadable file stops the run (fail closed)."""
@@ -343,7 +361,7 @@ class Executor:
         return False
 
     def _window_end(
-        self, store: SqlStore, selection: Selection, last: KeyTuple | None
+        self, connection: Connection, selection: Selection, last: KeyTuple | None
     ) -> KeyTuple | None:
         """The last key of the next window of `batch_size` rows in primary-key order.
 
@@ -357,25 +375,25 @@ class Executor:
         window = page.order_by(*selection.key).limit(self.config.settings.batch_size).subquery()
         columns = list(window.c)
         query = select(*columns).order_by(*(c.desc() for c in columns)).limit(1)
-        with store.engine.connect() as connection:
-            row = connection.execute(query).first()
+        row = connection.execute(query).first()
         return None if row is None else tuple(row)
 
     # -- one batch ---------------------------------------------------------------------------
 
     def _batch(
         self,
+        connection: Connection,
         store: SqlStore,
         builder: SelectionBuilder,
         selection: Selection,
         window: ColumnElement[bool],
     ) -> BatchDone:
-        """Act on the actionable records of one key window (a dry run only lists them)."""
+        """Act on the actionable records of one key window (a dry run only lists them), in
+        `connection`'s open transaction; the caller commits it."""
         rule = selection.rule
         if not self.live:
             query = select(*selection.key).where(window, selection.actionable)
-            with store.engine.connect() as connection:
-                keys = [tuple(r) for r in connection.execute(query.order_by(*selection.key))]
+            keys = [tuple(r) for r in connection.execute(query.order_by(*selection.key))]
             if keys:
                 self.audit.append(
                     run_id=self.run_id,
@@ -388,32 +406,32 @@ class Executor:
                 )
             return BatchDone(keys)
         if rule.action == "delete":
-            return self._delete(store, selection, window)
-        return self._anonymize(store, builder, selection, window)
+            return self._delete(connection, store, selection, window)
+        return self._anonymize(connection, store, builder, selection, window)
 
     def _delete(
-        self, store: SqlStore, selection: Selection, in_batch: ColumnElement[bool]
+        self,
+        connection: Connection,
+        store: SqlStore,
+        selection: Selection,
+        in_batch: ColumnElement[bool],
     ) -> BatchDone:
         rule = selection.rule
         condition = and_(in_batch, selection.actionable)
         children: list[tuple[str, list[KeyTuple]]] = []
-        with store.engine.begin() as connection:
-            try:
-                self._delete_children(
-                    store, connection, selection.dataset, selection.table, condition, children
-                )
-                deleted = self._delete_returning(
-                    connection, selection.table, selection.key, condition
-                )
-            except IntegrityError as exc:
-                raise ForeignKeyRefused(
-                    self._describe_refusal(store, selection.dataset, exc),
-                    rule=rule.id,
-                    dataset=selection.dataset,
-                ) from None
-            intent = self._commit_point(rule, selection.dataset, deleted, children)
-        self._defer_audit(intent, rule, selection.dataset, deleted, children)
-        return BatchDone(deleted, {name: len(k) for name, k in children})
+        try:
+            self._delete_children(
+                store, connection, selection.dataset, selection.table, condition, children
+            )
+            deleted = self._delete_returning(connection, selection.table, selection.key, condition)
+        except IntegrityError as exc:
+            raise ForeignKeyRefused(
+                self._describe_refusal(store, selection.dataset, exc),
+                rule=rule.id,
+                dataset=selection.dataset,
+            ) from None
+        audit = self._commit_point(rule, selection.dataset, deleted, children)
+        return BatchDone(deleted, children, audit)
 
     def _delete_children(
         self,
@@ -453,16 +471,17 @@ class Executor:
     ) -> list[KeyTuple]:
         """DELETE ... WHERE condition, returning the deleted keys (selected first where needed)."""
         if connection.dialect.delete_returning:
-            result = connection.execute(delete(table).where(condition).returning(*key))
-            return sorted(tuple(row) for row in result)
+            statement = delete(table).where(condition).returning(*key)
+            return fetch_keys(connection.execute(statement), key)
         locked = select(*key).where(condition).with_for_update()
-        found = [tuple(row) for row in connection.execute(locked)]
+        found = fetch_keys(connection.execute(locked), key)
         if found:
             connection.execute(delete(table).where(condition))
-        return sorted(found)
+        return found
 
     def _anonymize(
         self,
+        connection: Connection,
         store: SqlStore,
         builder: SelectionBuilder,
         selection: Selection,
@@ -480,43 +499,38 @@ class Executor:
         done_now = and_(*(a.done(dialect) for a in anonymizers.values()))
         columns = [table.c[name] for name in anonymizers]
         width = len(selection.key)
-        with store.engine.begin() as connection:
-            if dialect == "sqlite":
-                set_based = _with_sqlite_functions(connection, anonymizers, set_based)
-            in_sql = all(expr is not None for expr in set_based.values())
-            changed: list[KeyTuple] | None = None
-            if in_sql and connection.dialect.update_returning:
-                # one statement: the predicate is checked as each record is changed, and
-                # RETURNING says which were
-                statement = update(table).where(condition).values(**set_based)
-                result = connection.execute(statement.returning(*selection.key))
-                changed = sorted(tuple(row) for row in result)
+        if dialect == "sqlite":
+            set_based = _with_sqlite_functions(connection, anonymizers, set_based)
+        in_sql = all(expr is not None for expr in set_based.values())
+        changed: list[KeyTuple] | None = None
+        if in_sql and connection.dialect.update_returning:
+            # one statement: the predicate is checked as each record is changed, and
+            # RETURNING says which were
+            statement = update(table).where(condition).values(**set_based)
+            result = connection.execute(statement.returning(*selection.key))
+            changed = fetch_keys(result, selection.key)
+        else:
+            locked = select(*selection.key, *columns).where(condition).with_for_update()
+            rows = fetch_rows(connection.execute(locked), [*selection.key, *columns])
+            keys = [tuple(row[:width]) for row in rows]
+            if not keys:
+                return BatchDone([])
+            if in_sql:
+                connection.execute(update(table).where(condition).values(**set_based))
             else:
-                rows = connection.execute(
-                    select(*selection.key, *columns).where(condition).with_for_update()
-                ).all()
-                keys = [tuple(row[:width]) for row in rows]
-                if not keys:
-                    return BatchDone([])
-                if in_sql:
-                    connection.execute(update(table).where(condition).values(**set_based))
-                else:
-                    appliers = [anonymizers[col.name].apply for col in columns]
-                    values = [
-                        [apply(row[width + i]) for row in rows] for i, apply in enumerate(appliers)
-                    ]
-                    changed = _write_back(connection, selection, condition, columns, keys, values)
-                if changed is None:
-                    # the selected records now anonymized; the window, not a list of thousands
-                    # of keys, bounds the query (the same records: every key is in the window)
-                    query = (
-                        select(*selection.key).where(in_batch, done_now).order_by(*selection.key)
-                    )
-                    selected = set(keys)
-                    changed = [k for k in map(tuple, connection.execute(query)) if k in selected]
-            intent = self._commit_point(rule, selection.dataset, changed, [])
-        self._defer_audit(intent, rule, selection.dataset, changed, [])
-        return BatchDone(changed)
+                appliers = [anonymizers[col.name].apply for col in columns]
+                values = [
+                    [apply(row[width + i]) for row in rows] for i, apply in enumerate(appliers)
+                ]
+                changed = _write_back(connection, selection, condition, columns, keys, values)
+            if changed is None:
+                # the selected records now anonymized; the window, not a list of thousands
+                # of keys, bounds the query (the same records: every key is in the window)
+                query = select(*selection.key).where(in_batch, done_now).order_by(*selection.key)
+                selected = set(keys)
+                changed = [k for k in map(tuple, connection.execute(query)) if k in selected]
+        audit = self._commit_point(rule, selection.dataset, changed, [])
+        return BatchDone(changed, [], audit)
 
     # -- crash safety ------------------------------------------------------------------------
 
@@ -526,14 +540,18 @@ class Executor:
         dataset: str,
         keys: list[KeyTuple],
         children: list[tuple[str, list[KeyTuple]]],
-    ) -> str:
-        """Inside the open data transaction: fence, then record the intent durably; its id.
+    ) -> _Pending | None:
+        """Inside the open data transaction: fence, then record the intent durably; the audit
+        entry to queue once the data commits (None if the batch changed nothing).
 
         Both happen in one state-DB transaction, committed before the data transaction is.
+        The keys' audit form (their HMACs) starts being made here, while the batch commits and
+        the next one runs.
         """
-        intent_id = str(uuid.uuid4())
         if not keys and not any(k for _, k in children):
-            return intent_id
+            return None
+        intent_id = str(uuid.uuid4())
+        formatted = format_keys(keys)
         with self._state_transaction() as connection:
             self._write_pending(connection)
             if self.lease is not None:
@@ -546,12 +564,13 @@ class Executor:
                     rule=rule.id,
                     dataset=dataset,
                     action=rule.action,
-                    keys=json.dumps(keys, default=str),  # key tuples as JSON arrays
+                    keys=keys_json(keys, formatted),
                     children=json.dumps(children, default=str),
                 )
             )
         self._pending.clear()
-        return intent_id
+        protected = self.audit.protect_later(formatted)
+        return _Pending(intent_id, rule.id, rule.action, dataset, keys, children, protected)
 
     @contextmanager
     def _state_transaction(self) -> Iterator[Connection]:
@@ -564,19 +583,11 @@ class Executor:
             raise
         self.audit.announce()
 
-    def _defer_audit(
-        self,
-        intent_id: str,
-        rule: Rule,
-        dataset: str,
-        keys: list[KeyTuple],
-        children: list[tuple[str, list[KeyTuple]]],
-    ) -> None:
+    def _defer_audit(self, batch: _Pending) -> None:
         """Queue a committed batch's audit entry; it is written with the next batch's intent
         (one state-DB commit per batch), or by :meth:`flush_audit` at the latest. Until then
         its intent is in the state DB, so a crash in between loses nothing."""
-        if keys or any(k for _, k in children):
-            self._pending.append((intent_id, rule.id, rule.action, dataset, keys, children))
+        self._pending.append(batch)
 
     def flush_audit(self) -> None:
         """Write every queued audit entry (and drop its intent) in one state transaction."""
@@ -589,15 +600,16 @@ class Executor:
     def _write_pending(self, connection: Connection) -> None:
         """Queued entries into `connection`'s transaction; the caller clears the queue once
         that transaction has committed (a rollback keeps them queued, and their intents)."""
-        for intent_id, rule_id, action, dataset, keys, children in self._pending:
+        for batch in self._pending:
             self._audit_done(
-                intent_id,
+                batch.intent_id,
                 self.run_id,
-                rule_id,
-                action,
-                dataset,
-                keys,
-                children,
+                batch.rule_id,
+                batch.action,
+                batch.dataset,
+                batch.keys,
+                batch.children,
+                protected=batch.protected(),
                 connection=connection,
             )
 
@@ -612,10 +624,11 @@ class Executor:
         children: list[tuple[str, list[KeyTuple]]],
         *,
         detail: str | None = None,
+        protected: ProtectedKeys | None = None,
         connection: Connection | None = None,
     ) -> None:
         """After the data commit: audit entries and intent removal, in one state transaction
-        (`connection`'s, when given)."""
+        (`connection`'s, when given). `protected`: `keys` already in their audit form."""
         if connection is None:
             with self._state_transaction() as own:
                 self._audit_done(
@@ -627,6 +640,7 @@ class Executor:
                     keys,
                     children,
                     detail=detail,
+                    protected=protected,
                     connection=own,
                 )
             return
@@ -651,7 +665,7 @@ class Executor:
                 action=action,
                 outcome="done",
                 dry_run=False,
-                keys=format_keys(keys),
+                keys=protected if protected is not None else format_keys(keys),
                 detail=detail,
                 connection=connection,
             )
@@ -735,8 +749,11 @@ class Executor:
 
 @dataclass(frozen=True)
 class BatchDone:
+    """What one batch changed (committed with the caller's transaction), and its intent."""
+
     keys: list[KeyTuple]
-    children: dict[str, int] = field(default_factory=dict)
+    child_keys: list[tuple[str, list[KeyTuple]]] = field(default_factory=list)
+    audit: _Pending | None = None  # its audit entry, to queue once the batch has committed
 
 
 def _with_sqlite_functions(
@@ -802,8 +819,7 @@ def _write_back(
             .values({c.name: arrays.c[n] for n, c in zip(value_names, columns, strict=True)})
             .returning(*key)
         )
-        result = connection.execute(joined, dict(zip(names, data, strict=True)))
-        return sorted(tuple(row) for row in result)
+        return fetch_keys(connection.execute(joined, dict(zip(names, data, strict=True))), key)
     match = and_(*(c == bindparam(n) for n, c in zip(key_names, key, strict=True)))
     per_record = (
         update(selection.table)

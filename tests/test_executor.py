@@ -9,12 +9,22 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from retention.audit import AuditLog
 from retention.executor import Executor, KeyTuple
 from retention.planner import make_plan
-from retention.stores import SqlStore
 from retention.stores.sqlselect import Selection
 
 from .conftest import Database
@@ -299,8 +309,10 @@ def test_record_reactivated_between_select_and_delete_is_kept(world: Scenario) -
     config = world.config([rule(after="subject.closed")], audit={"keys": "plain"})
 
     class Reopening(Executor):
-        def _window_end(self, store: SqlStore, selection: Selection, last: KeyTuple | None) -> Any:
-            keys = super()._window_end(store, selection, last)
+        def _window_end(
+            self, connection: Connection, selection: Selection, last: KeyTuple | None
+        ) -> Any:
+            keys = super()._window_end(connection, selection, last)
             with world.db.engine.begin() as connection:
                 connection.execute(
                     update(ACCOUNTS).where(ACCOUNTS.c.id == 2).values(closed_at=None)

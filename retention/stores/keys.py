@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Column, tuple_
+from sqlalchemy import Column, CursorResult, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 KeyTuple = tuple[Any, ...]
@@ -48,3 +49,44 @@ def key_in(key: tuple[Column[Any], ...], keys: Sequence[KeyTuple]) -> ColumnElem
 def normal_key(key: KeyTuple) -> KeyTuple:
     """Keys compared as text: JSON round trips turn some types (dates, decimals) into strings."""
     return tuple(str(part) for part in key)
+
+
+def fetch_keys(result: CursorResult[Any], key: tuple[Column[Any], ...]) -> list[KeyTuple]:
+    """Every row of a result of key columns, as plain tuples in key order."""
+    rows = fetch_rows(result, key)
+    rows.sort()
+    return rows
+
+
+def fetch_rows(result: CursorResult[Any], columns: Sequence[Column[Any]]) -> list[KeyTuple]:
+    """Every row of a result of `columns`, as plain tuples.
+
+    When no column needs SQLAlchemy's conversion of what the driver returns (integers and
+    text everywhere; dates and UUIDs where the driver makes them), the rows come from the
+    driver's own ``fetchall``: on batches of thousands of rows SQLAlchemy's per-row work costs
+    several times the fetch itself. Otherwise (SQLite dates, decimals) SQLAlchemy converts them,
+    so a value reads the same whichever way it was fetched.
+    """
+    dialect = result.context.dialect
+    native = all(
+        column.type.dialect_impl(dialect).result_processor(dialect, None) is None
+        for column in columns
+    )
+    if native and result.cursor is not None:
+        rows: list[KeyTuple] = [tuple(row) for row in result.cursor.fetchall()]
+        result.close()
+        return rows
+    return [tuple(row) for row in result.all()]
+
+
+def keys_json(keys: Sequence[KeyTuple], formatted: Sequence[str] | None = None) -> str:
+    """Key tuples as a JSON array of arrays (how intents keep them); other types as text.
+
+    Integer keys, by far the most common, are joined from their decimal text (`formatted`,
+    when the caller has it already): the same text as ``json.dumps`` in a fraction of its
+    time, once per batch of thousands.
+    """
+    if keys and all(len(k) == 1 for k in keys[:1]) and {type(k[0]) for k in keys} == {int}:
+        texts = formatted if formatted is not None else [str(k[0]) for k in keys]
+        return "[[" + "], [".join(texts) + "]]"
+    return json.dumps(keys, default=str, check_circular=False)
