@@ -64,6 +64,7 @@ from .statedb import intents, open_state, runs, utcnow
 from .stores import SqlStore, sql_stores
 from .stores.base import ObjectStores
 from .stores.keys import KeyTuple, fetch_keys, fetch_rows, key_after, key_upto, keys_json
+from .stores.mysqlwriteback import update_from_rows
 from .stores.sqlselect import Selection, SelectionBuilder
 
 Progress = Callable[[Rule, str, int, int], None]
@@ -793,8 +794,10 @@ def _write_back(
     the keys it changed, when the database says (else None).
 
     PostgreSQL gets one statement per batch, the values joined as arrays
-    (``UPDATE ... FROM unnest(...) RETURNING``); elsewhere it is an executemany of one UPDATE per
-    record. Every value written is ``apply``'s, so every record changed is now done.
+    (``UPDATE ... FROM unnest(...) RETURNING``), MariaDB one per batch joined to a JSON document
+    (``UPDATE ... JOIN JSON_TABLE``, see stores/mysqlwriteback.py); elsewhere, or for types
+    those cannot carry exactly, it is an executemany of one UPDATE per record. Every value
+    written is ``apply``'s, so every record changed is now done.
     """
     key = selection.key
     key_names = [f"k_{i}" for i in range(len(key))]
@@ -820,6 +823,8 @@ def _write_back(
             .returning(*key)
         )
         return fetch_keys(connection.execute(joined, dict(zip(names, data, strict=True))), key)
+    if update_from_rows(connection, selection.table, key, columns, condition, keys, values):
+        return None  # no UPDATE ... RETURNING on MariaDB: the caller re-reads what is now done
     match = and_(*(c == bindparam(n) for n, c in zip(key_names, key, strict=True)))
     per_record = (
         update(selection.table)
