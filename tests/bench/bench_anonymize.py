@@ -98,16 +98,11 @@ def batched_update(engine: Any, shape: b.Shape, dialect: str, batch_size: int) -
         f"UPDATE events SET {set_clause(dialect)} "
         f"WHERE id > :last AND id <= :end AND {b.due_unheld()}"
     )
-    done, last = 0, 0
-    with engine.connect() as c:
-        while True:
-            end = b.window_end(c, last, batch_size)
-            c.commit()
-            if end is None:
-                return done
-            done += c.execute(sql, {**params(shape, dialect), "last": last, "end": end}).rowcount
-            c.commit()
-            last = end
+
+    def step(c: Any, last: int, end: int) -> int:
+        return int(c.execute(sql, {**params(shape, dialect), "last": last, "end": end}).rowcount)
+
+    return b.keyset_loop(engine, batch_size, step)
 
 
 def naive_update(engine: Any, shape: b.Shape, dialect: str, sample: int) -> int:

@@ -9,13 +9,15 @@ On fresh copies of one data set (see benchlib.py), each timed on its own:
     (held)``, one transaction;
 (b) the same as a keyset loop in plain SQL: windows of ``batch_size`` keys in primary-key order,
     one ``DELETE ... WHERE id > :last AND id <= :end AND <predicate>`` and one commit each;
+(b') (b) that also brings the deleted keys back (``RETURNING id``): the least any run that
+    audits each deleted key must do; c/b' is what the audit log, intents and holds cost on top;
 (c) ``retention run --execute`` (the Executor, in this process): audit log on with keys stored as
     HMAC, intents in the state DB (SQLite, next to the data), the holds file re-read per batch;
     afterwards exactly the due, unheld rows must be gone and the held ones kept;
 (d) a naive per-row loop (select the due keys, delete each one, commit each) on a sample of
     10,000 rows, extrapolated to the whole job.
 
-Prints rows/s for each and the ratios c/a, c/b and d/c.
+Prints rows/s for each and the ratios c/a, c/b, c/b' and d/c.
 """
 
 from __future__ import annotations
@@ -41,16 +43,31 @@ def raw_delete(engine: Any, shape: b.Shape, dialect: str) -> int:
 def batched_delete(engine: Any, shape: b.Shape, dialect: str, batch_size: int) -> int:
     params = {"cutoff": b.cutoff_param(dialect), "held": shape.held}
     sql = b.statement(f"DELETE FROM events WHERE id > :last AND id <= :end AND {b.due_unheld()}")
-    deleted, last = 0, 0
-    with engine.connect() as c:
-        while True:
-            end = b.window_end(c, last, batch_size)
-            c.commit()
-            if end is None:
-                return deleted
-            deleted += c.execute(sql, {**params, "last": last, "end": end}).rowcount
-            c.commit()
-            last = end
+
+    def step(c: Any, last: int, end: int) -> int:
+        return int(c.execute(sql, {**params, "last": last, "end": end}).rowcount)
+
+    return b.keyset_loop(engine, batch_size, step)
+
+
+def batched_delete_keys(engine: Any, shape: b.Shape, dialect: str, batch_size: int) -> int:
+    """(b) that also brings the deleted keys back (``RETURNING``, or a ``SELECT ... FOR UPDATE``
+    first where there is none): what any run that audits each key must at least do."""
+    params = {"cutoff": b.cutoff_param(dialect), "held": shape.held}
+    window = f"id > :last AND id <= :end AND {b.due_unheld()}"
+    returning = engine.dialect.delete_returning
+    sql = b.statement(f"DELETE FROM events WHERE {window}" + (" RETURNING id" if returning else ""))
+    locked = b.statement(f"SELECT id FROM events WHERE {window} FOR UPDATE")
+
+    def step(c: Any, last: int, end: int) -> int:
+        bounds = {**params, "last": last, "end": end}
+        if returning:
+            return len(c.execute(sql, bounds).cursor.fetchall())
+        keys = c.execute(locked, bounds).cursor.fetchall()
+        c.execute(sql, bounds)
+        return len(keys)
+
+    return b.keyset_loop(engine, batch_size, step)
 
 
 def naive_delete(engine: Any, shape: b.Shape, dialect: str, sample: int) -> int:
@@ -113,6 +130,11 @@ def bench(args: Any, dialect: str, url: str | None, work: Path, report: b.Report
                 )
                 assert deleted == due, (deleted, due)
                 runs.setdefault(f"b{size}", []).append(seconds)
+                seconds, deleted = on_copy(
+                    lambda _n, e, s=size: batched_delete_keys(e, shape, dialect, s)
+                )
+                assert deleted == due, (deleted, due)
+                runs.setdefault(f"k{size}", []).append(seconds)
             for size in args.batch_size:
 
                 def ours(name: str, engine: Any, size: int = size) -> Any:
@@ -132,6 +154,9 @@ def bench(args: Any, dialect: str, url: str | None, work: Path, report: b.Report
         for size in args.batch_size:
             name = f"b{size}"
             report.add(f"(b) keyset loop, batch {size}", times[name], due, runs=runs[name])
+        for size in args.batch_size:
+            name = f"k{size}"
+            report.add(f"(b') loop returning keys, batch {size}", times[name], due, runs=runs[name])
         for size in args.batch_size:
             name = f"c{size}"
             report.add(
@@ -158,6 +183,7 @@ def bench(args: Any, dialect: str, url: str | None, work: Path, report: b.Report
                 "" if first else "<= 1.3",
                 None if first else c / times[f"b{size}"] <= 1.3,
             )
+            report.ratio(f"c/b' batch {size} (audit overhead)", c / times[f"k{size}"])
             if "d" in times:
                 report.ratio(f"d/c batch {size}", times["d"] / c)
 

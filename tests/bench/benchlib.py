@@ -414,6 +414,21 @@ def window_end(c: Any, last: int, batch_size: int) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
+def keyset_loop(engine: Engine, batch_size: int, step: Callable[[Any, int, int], int]) -> int:
+    """A DBA's batched job: windows of `batch_size` keys in primary-key order, each handled by
+    ``step(connection, last, end)`` (the rows it changed) and committed on its own; the total."""
+    done, last = 0, 0
+    with engine.connect() as c:
+        while True:
+            end = window_end(c, last, batch_size)
+            c.commit()
+            if end is None:
+                return done
+            done += step(c, last, end)
+            c.commit()
+            last = end
+
+
 # -- retention's side ----------------------------------------------------------------------------
 
 
