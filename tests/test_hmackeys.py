@@ -11,6 +11,9 @@ import hashlib
 import hmac
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +113,43 @@ def test_audit_log_protect_later_matches_protect(monkeypatch: pytest.MonkeyPatch
     finally:
         log.close()
     assert log._helper is None
+
+
+def test_helper_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """A run killed with SIGKILL (OOM killer, `kill -9`) leaves no helper process behind."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys, time\n"
+        "from retention.hmackeys import HmacHelper\n"
+        "helper = HmacHelper(b'k')\n"
+        "helper.result(helper.submit([str(n) for n in range(5000)]))\n"
+        "print(helper._process.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True
+    ) as parent:
+        try:
+            assert parent.stdout is not None
+            child = int(parent.stdout.readline())
+            os.kill(child, 0)  # alive while its parent is
+        finally:
+            parent.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        if _is_zombie(child):  # exited; only not yet reaped by init
+            return
+        time.sleep(0.05)
+    pytest.fail(f"helper {child} outlived its killed parent")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
