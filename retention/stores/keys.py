@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Column, CursorResult, tuple_
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.sql.elements import ColumnElement
 
 KeyTuple = tuple[Any, ...]
@@ -68,12 +69,21 @@ def fetch_rows(result: CursorResult[Any], columns: Sequence[Column[Any]]) -> lis
     so a value reads the same whichever way it was fetched.
     """
     dialect = result.context.dialect
-    native = all(
-        column.type.dialect_impl(dialect).result_processor(dialect, None) is None
-        for column in columns
-    )
-    if native and result.cursor is not None:
-        rows: list[KeyTuple] = [tuple(row) for row in result.cursor.fetchall()]
+    cursor = result.cursor
+    description = (cursor.description if cursor is not None else None) or []
+    codes = [d[1] for d in description] if len(description) == len(columns) else []
+
+    def converted(index: int, column: Column[Any]) -> bool:
+        code = codes[index] if codes else None
+        try:
+            processor = column.type.dialect_impl(dialect).result_processor(dialect, code)
+        except (TypeError, InvalidRequestError):  # a type that must see the driver's type code
+            return True
+        return processor is not None
+
+    native = not any(converted(i, column) for i, column in enumerate(columns))
+    if native and cursor is not None:
+        rows: list[KeyTuple] = [tuple(row) for row in cursor.fetchall()]
         result.close()
         return rows
     return [tuple(row) for row in result.all()]
