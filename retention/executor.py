@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     Column,
     Connection,
     Date,
@@ -42,7 +41,6 @@ from sqlalchemy import (
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.sqltypes import NullType
 
 from .anonymize import Anonymizer
 from .audit import AuditLog, ProtectedKeys
@@ -65,6 +63,7 @@ from .stores import SqlStore, sql_stores
 from .stores.base import ObjectStores
 from .stores.keys import KeyTuple, fetch_keys, fetch_rows, key_after, key_upto, keys_json
 from .stores.mysqlwriteback import update_from_rows
+from .stores.pgwriteback import update_from_json
 from .stores.sqlselect import Selection, SelectionBuilder
 
 Progress = Callable[[Rule, str, int, int], None]
@@ -793,38 +792,23 @@ def _write_back(
     each record only where `condition` (the batch's window and the rule's predicate) still holds;
     the keys it changed, when the database says (else None).
 
-    PostgreSQL gets one statement per batch, the values joined as arrays
-    (``UPDATE ... FROM unnest(...) RETURNING``), MariaDB one per batch joined to a JSON document
-    (``UPDATE ... JOIN JSON_TABLE``, see stores/mysqlwriteback.py); elsewhere, or for types
-    those cannot carry exactly, it is an executemany of one UPDATE per record. Every value
-    written is ``apply``'s, so every record changed is now done.
+    PostgreSQL and MariaDB get one statement per batch, the values in one JSON document
+    (``UPDATE ... FROM jsonb_array_elements(...) RETURNING``, see stores/pgwriteback.py;
+    ``UPDATE ... JOIN JSON_TABLE``, see stores/mysqlwriteback.py); elsewhere, or for types those
+    cannot carry exactly, it is an executemany of one UPDATE per record. Every value written is
+    ``apply``'s, so every record changed is now done.
     """
-    key = selection.key
+    key, table = selection.key, selection.table
+    if connection.dialect.name == "postgresql":
+        changed = update_from_json(connection, table, key, columns, condition, keys, values)
+        if changed is not None:
+            return changed
+    if update_from_rows(connection, table, key, columns, condition, keys, values):
+        return None  # no UPDATE ... RETURNING on MariaDB: the caller re-reads what is now done
     key_names = [f"k_{i}" for i in range(len(key))]
     value_names = [f"v_{i}" for i in range(len(columns))]
     names = key_names + value_names
-    targets = [*key, *columns]
     data = [[k[i] for k in keys] for i in range(len(key))] + values
-    if connection.dialect.name == "postgresql" and not any(
-        isinstance(c.type, NullType) for c in targets
-    ):
-        arrays = (
-            func.unnest(
-                *(bindparam(n, type_=ARRAY(c.type)) for n, c in zip(names, targets, strict=True))
-            )
-            .table_valued(*names)
-            .render_derived(name="retention_values")
-        )
-        matched = (c == arrays.c[n] for n, c in zip(key_names, key, strict=True))
-        joined = (
-            update(selection.table)
-            .where(*matched, condition)
-            .values({c.name: arrays.c[n] for n, c in zip(value_names, columns, strict=True)})
-            .returning(*key)
-        )
-        return fetch_keys(connection.execute(joined, dict(zip(names, data, strict=True))), key)
-    if update_from_rows(connection, selection.table, key, columns, condition, keys, values):
-        return None  # no UPDATE ... RETURNING on MariaDB: the caller re-reads what is now done
     match = and_(*(c == bindparam(n) for n, c in zip(key_names, key, strict=True)))
     per_record = (
         update(selection.table)
