@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import (
+    CHAR,
     Column,
     Date,
     DateTime,
@@ -176,6 +177,24 @@ def test_composite_and_typed_keys(postgres_db: Database) -> None:
         None,
         "10.0.0.5",
     ]
+
+
+def test_padded_char_keys_match(postgres_db: Database) -> None:
+    """CHAR(n) keys come back padded; they must still find their rows."""
+    engine = postgres_db.engine
+    table = _create(
+        engine,
+        "codes",
+        Column("code", CHAR(6), primary_key=True),
+        Column("owner", String(20)),
+    )
+    with engine.begin() as connection:
+        connection.execute(insert(table), [{"code": c, "owner": "o"} for c in ("ab", "abc", "x y")])
+    with engine.connect() as connection:
+        keys = [tuple(r) for r in connection.execute(select(table.c.code).order_by(table.c.code))]
+    changed = _write(engine, table, ["owner"], keys[:2], [["h1", "h2"]])
+    assert changed == keys[:2]
+    assert [r[1] for r in _rows(engine, table)] == ["h1", "h2", "o"]
 
 
 def test_a_value_too_long_is_refused_not_cut(postgres_db: Database) -> None:
