@@ -29,7 +29,8 @@ from sqlalchemy.sql.sqltypes import Enum, NullType
 
 from .keys import KeyTuple, fetch_keys
 
-_AS_TEXT = (decimal.Decimal, dt.date, dt.time, uuid.UUID)  # datetime is a date
+# what json.dumps writes (str via default=) and PostgreSQL reads back as the same value
+_CARRIED = (str, int, float, decimal.Decimal, dt.date, dt.time, uuid.UUID)  # datetime is a date
 
 
 def update_from_json(
@@ -46,8 +47,8 @@ def update_from_json(
     as JSON (then nothing was done)."""
     if any(isinstance(c.type, NullType) for c in (*key, *columns)):
         return None
-    rows = [[*k, *(column[j] for column in values)] for j, k in enumerate(keys)]
-    if not all(_carried(value) for row in rows for value in row):
+    rows = [[*k, *v] for k, v in zip(keys, zip(*values, strict=True), strict=True)]
+    if not _carried({type(value) for row in rows for value in row}, rows):
         return None
     document = json.dumps(rows, default=str, allow_nan=False)
     elements = (
@@ -76,8 +77,11 @@ def update_from_json(
     return fetch_keys(connection.execute(statement, {"retention_document": document}), key)
 
 
-def _carried(value: Any) -> bool:
-    """Whether JSON text brings `value` back exactly through PostgreSQL's input functions."""
-    if value is None or isinstance(value, (str, int, *_AS_TEXT)):
-        return True
-    return isinstance(value, float) and math.isfinite(value)
+def _carried(types: set[type], rows: list[list[Any]]) -> bool:
+    """Whether JSON text brings every value back exactly through PostgreSQL's input functions
+    (`types`: the values' types, checked once per batch rather than once per value)."""
+    if not all(t is type(None) or issubclass(t, _CARRIED) for t in types):
+        return False
+    if any(issubclass(t, float) for t in types):
+        return all(math.isfinite(v) for row in rows for v in row if isinstance(v, float))
+    return True
