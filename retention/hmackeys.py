@@ -101,6 +101,9 @@ class HmacHelper:
         self._in_flight: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._broken = False
+        if not sys.executable:  # an embedded interpreter: nothing to start a helper with
+            self._broken = True
+            return
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-I", __file__],

@@ -153,3 +153,17 @@ def _is_zombie(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.parametrize("executable", ["", "/nonexistent/python3"], ids=["embedded", "missing"])
+def test_no_helper_can_start_keys_are_hashed_here(
+    monkeypatch: pytest.MonkeyPatch, executable: str
+) -> None:
+    monkeypatch.setattr(sys, "executable", executable)
+    started = HmacHelper(KEY)
+    try:
+        assert started._process is None
+        batch = [str(n) for n in range(1500)]
+        assert started.result(started.submit(batch)) == reference(batch)
+    finally:
+        started.close()
