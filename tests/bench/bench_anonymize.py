@@ -225,17 +225,10 @@ def bench(args: Any, dialect: str, url: str | None, work: Path, report: b.Report
 
 def main(argv: list[str]) -> None:
     parser = b.common_args(__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, action="append")
-    parser.add_argument("--sample", type=int, default=10_000, help="rows for (d); 0 skips it")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of (a)-(c); medians shown")
+    b.batch_args(parser)
     args = parser.parse_args(argv)
     args.batch_size = args.batch_size or [5000, 50000]
-    urls = b.urls(args)
-    with b.workdir(args) as work:
-        for dialect in args.dialect or ["sqlite", "postgresql"]:
-            report = b.Report(f"anonymize {dialect} {args.rows} {args.layout}")
-            bench(args, dialect, urls.get(dialect), work, report)
-            report.dump(args.json_out)
+    b.each_dialect(args, lambda dialect: f"anonymize {dialect} {args.rows} {args.layout}", bench)
 
 
 if __name__ == "__main__":

@@ -127,12 +127,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs of each; medians shown")
     args = parser.parse_args(argv)
     args.rows = args.rows or [1_000_000, 10_000_000]
-    urls = b.urls(args)
-    with b.workdir(args) as work:
-        for dialect in args.dialect or ["sqlite", "postgresql"]:
-            report = b.Report(f"plan {dialect} {args.layout}")
-            bench(args, dialect, urls.get(dialect), work, report)
-            report.dump(args.json_out)
+    b.each_dialect(args, lambda dialect: f"plan {dialect} {args.layout}", bench)
 
 
 if __name__ == "__main__":

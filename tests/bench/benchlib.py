@@ -181,14 +181,22 @@ class SqliteBackend(Backend):
             (self.workdir / (name + suffix)).unlink(missing_ok=True)
 
 
-class PostgresBackend(Backend):
-    dialect = "postgresql"
+class ServerBackend(Backend):
+    """A database server: copies are schemas or databases named ``bench_<pid>_<name>``."""
 
     def __init__(self, url: str | None, workdir: Path) -> None:
         super().__init__(url, workdir)
         assert url is not None
         self.admin = create_engine(url, isolation_level="AUTOCOMMIT")
         self.prefix = f"bench_{os.getpid()}_"
+
+    def close(self) -> None:
+        self.drop("template")
+        self.admin.dispose()
+
+
+class PostgresBackend(ServerBackend):
+    dialect = "postgresql"
 
     def url(self, name: str) -> str:
         assert self.base_url is not None
@@ -265,19 +273,9 @@ class PostgresBackend(Backend):
         with self.admin.connect() as c:
             c.exec_driver_sql(f"DROP SCHEMA IF EXISTS {self.prefix + name} CASCADE")
 
-    def close(self) -> None:
-        self.drop("template")
-        self.admin.dispose()
 
-
-class MariaBackend(Backend):
+class MariaBackend(ServerBackend):
     dialect = "mariadb"
-
-    def __init__(self, url: str | None, workdir: Path) -> None:
-        super().__init__(url, workdir)
-        assert url is not None
-        self.admin = create_engine(url, isolation_level="AUTOCOMMIT")
-        self.prefix = f"bench_{os.getpid()}_"
 
     def url(self, name: str) -> str:
         assert self.base_url is not None
@@ -351,10 +349,6 @@ class MariaBackend(Backend):
     def drop(self, name: str) -> None:
         with self.admin.connect() as c:
             c.exec_driver_sql(f"DROP DATABASE IF EXISTS {self.prefix + name}")
-
-    def close(self) -> None:
-        self.drop("template")
-        self.admin.dispose()
 
 
 BACKENDS: dict[str, type[Backend]] = {
@@ -590,6 +584,28 @@ def common_args(description: str, *, sizes: bool = False) -> argparse.ArgumentPa
     )
     parser.add_argument("--json", dest="json_out", help="append the figures as JSON lines here")
     return parser
+
+
+def batch_args(parser: argparse.ArgumentParser) -> None:
+    """The options of the benchmarks that compare batch sizes against a per-row loop."""
+    parser.add_argument("--batch-size", type=int, action="append")
+    parser.add_argument("--sample", type=int, default=10_000, help="rows for (d); 0 skips it")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of (a)-(c); medians shown")
+
+
+def each_dialect(
+    args: argparse.Namespace,
+    title: Callable[[str], str],
+    bench: Callable[[argparse.Namespace, str, str | None, Path, Report], None],
+) -> None:
+    """Run `bench` once per chosen dialect (default SQLite and PostgreSQL), each with its own
+    report, printed and appended to ``--json``."""
+    found = urls(args)
+    with workdir(args) as work:
+        for dialect in args.dialect or ["sqlite", "postgresql"]:
+            report = Report(title(dialect))
+            bench(args, dialect, found.get(dialect), work, report)
+            report.dump(args.json_out)
 
 
 def urls(args: argparse.Namespace) -> dict[str, str]:
