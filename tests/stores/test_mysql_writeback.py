@@ -37,23 +37,7 @@ from retention.stores import mysqlwriteback
 from retention.stores.mysqlwriteback import update_from_rows
 
 from ..conftest import Database
-
-AWKWARD = [
-    "it's",
-    'say "hi"',
-    "back\\slash",
-    "line\nbreak\r\n\ttab",
-    "nul\x00byte",
-    "é ü ß 中文 😀 \U0010fffd",
-    "  padded  ",
-    "",
-    "null",
-    "[1, 2]",
-    '{"a": "b"}',
-    "'; DROP TABLE people; --",
-    "$[0]",
-    "\\u00e9",
-]
+from .texts import AWKWARD
 
 
 def _create(engine: Engine, name: str, *columns: Column[Any], **kw: Any) -> Table:

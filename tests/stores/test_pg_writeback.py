@@ -40,23 +40,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from retention.stores.pgwriteback import update_from_json
 
 from ..conftest import Database
+from .texts import AWKWARD_FOR_POSTGRES
 
 pytestmark = pytest.mark.postgres
-
-AWKWARD = [
-    "it's",
-    'say "hi"',
-    "back\\slash",
-    "line\nbreak\r\n\ttab",
-    "é ü ß 中文 😀 \U0010fffd",
-    "  padded  ",
-    "",
-    "null",
-    "[1, 2]",
-    '{"a": "b"}',
-    "'; DROP TABLE people; --",
-    "\\u00e9",
-]
 
 
 def _create(engine: Engine, name: str, *columns: Column[Any]) -> Table:
@@ -112,7 +98,7 @@ def test_exactly_the_given_rows_get_exactly_the_given_values(postgres_db: Databa
         )
     keys = [(i,) for i in range(0, 20, 2)]
     emails = [f"h:{i:x}" for i in range(0, 20, 2)]
-    notes = [AWKWARD[n % len(AWKWARD)] for n in range(len(keys))]
+    notes = [AWKWARD_FOR_POSTGRES[n % len(AWKWARD_FOR_POSTGRES)] for n in range(len(keys))]
     notes[3] = None
     changed = _write(engine, people, ["email", "notes"], keys, [emails, notes])
     assert changed == keys
