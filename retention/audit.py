@@ -138,12 +138,8 @@ class AuditLog:
         self._helper: HmacHelper | None = None
         self._unannounced: list[AuditEntry] = []
 
-    def protect_keys(self, keys: Sequence[str]) -> str:
-        """Record keys as stored in the log, per `audit.keys`."""
-        return self.protect(keys).text
-
     def protect(self, keys: Sequence[str]) -> ProtectedKeys:
-        """:meth:`protect_keys`, with its JSON encoding for the entry hash."""
+        """Record keys as the log stores them, per `audit.keys`, with their JSON encoding."""
         if self.key_mode == "none" or not keys:
             return ProtectedKeys(len(keys), "[]", '"[]"')
         if self.key_mode == "hmac":

@@ -96,7 +96,7 @@ def keys_json(keys: Sequence[KeyTuple], formatted: Sequence[str] | None = None) 
     when the caller has it already): the same text as ``json.dumps`` in a fraction of its
     time, once per batch of thousands.
     """
-    if keys and all(len(k) == 1 for k in keys[:1]) and {type(k[0]) for k in keys} == {int}:
+    if keys and len(keys[0]) == 1 and {type(k[0]) for k in keys} == {int}:
         texts = formatted if formatted is not None else [str(k[0]) for k in keys]
         return "[[" + "], [".join(texts) + "]]"
     return json.dumps(keys, default=str, check_circular=False)
