@@ -25,13 +25,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,25 +65,6 @@ def serve(count: int, port: int) -> None:
     print("ready", flush=True)
     while True:
         time.sleep(3600)
-
-
-@contextmanager
-def moto(count: int) -> Any:
-    """A fresh server with `count` objects; its endpoint URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(count), str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.kill()
-        server.wait()
 
 
 def client(endpoint: str, concurrency: int) -> Any:
@@ -218,14 +196,14 @@ def main(argv: list[str]) -> None:
     print(f"[s3] {count:,} objects, {due:,} due and unheld, concurrency {concurrency}")
     runs: dict[str, list[float]] = {"l": [], "b": [], "c": []}
     for _ in range(args.repeat):
-        with moto(count) as endpoint:
+        with b.moto_server(__file__, count) as endpoint:
             seconds, listed = b.timed(lambda e=endpoint: remaining(e))
             assert len(listed) == count, len(listed)
             runs["l"].append(seconds)
             seconds, deleted = b.timed(lambda e=endpoint: bare_batched(e, concurrency))
             assert deleted == due, (deleted, due)
             runs["b"].append(seconds)
-        with moto(count) as endpoint, tempfile.TemporaryDirectory() as directory:
+        with b.moto_server(__file__, count) as endpoint, tempfile.TemporaryDirectory() as directory:
             config = write_config(Path(directory), endpoint, concurrency)
             seconds, result = b.run_retention(config)
             assert result.outcomes[0].acted == due, result.as_dict()
@@ -239,7 +217,7 @@ def main(argv: list[str]) -> None:
     report.add("(b) boto3 list + DeleteObjects (1,000 keys)", bare, due, runs=runs["b"])
     report.add("(c) retention run --execute", ours, due, runs=runs["c"])
     if args.sample:
-        with moto(count) as endpoint:
+        with b.moto_server(__file__, count) as endpoint:
             seconds, deleted = b.timed(lambda e=endpoint: per_key(e, args.sample))
         per = seconds * due / deleted
         report.add(f"(d) DeleteObject per key, {deleted:,} keys, extrapolated", per, due)

@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -421,6 +422,28 @@ def keyset_loop(engine: Engine, batch_size: int, step: Callable[[Any, int, int],
             done += step(c, last, end)
             c.commit()
             last = end
+
+
+@contextmanager
+def moto_server(script: str, count: int) -> Iterator[str]:
+    """``python script --serve COUNT PORT`` on a free loopback port, a moto S3 server seeded
+    with `count` objects that prints "ready"; its endpoint URL, the server killed afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, script, "--serve", str(count), str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.kill()
+        server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
 
 
 # -- retention's side ----------------------------------------------------------------------------

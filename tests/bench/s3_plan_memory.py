@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchlib as b
 
 BUCKET = "bench-bucket"
 ACCOUNTS = 1000
@@ -140,30 +143,16 @@ def write_config(directory: Path, endpoint: str) -> None:
 
 
 def bench(count: int) -> dict[str, Any]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(count), str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        endpoint = f"http://127.0.0.1:{port}"
-        with tempfile.TemporaryDirectory() as directory:
-            write_config(Path(directory), endpoint)
-            child = subprocess.run(
-                [sys.executable, __file__, "--measure", endpoint, directory],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-        result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
-        return {"objects": count, **result}
-    finally:
-        server.kill()
-        server.wait()
+    with b.moto_server(__file__, count) as endpoint, tempfile.TemporaryDirectory() as directory:
+        write_config(Path(directory), endpoint)
+        child = subprocess.run(
+            [sys.executable, __file__, "--measure", endpoint, directory],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    return {"objects": count, **result}
 
 
 def main(argv: list[str]) -> None:
