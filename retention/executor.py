@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
 from .anonymize import Anonymizer
@@ -181,7 +183,9 @@ class Executor:
         self.should_stop = should_stop
         self.run_id = str(uuid.uuid4())
         self.actions = 0
-        self._pending: list[_Pending] = []
+        self._pending: list[_Pending] = []  # committed batches whose audit entry is not written
+        self._writing: Future[int] | None = None  # the write of a prefix of them, under way
+        self._audit_thread: ThreadPoolExecutor | None = None
         self.objects = ObjectStores(config, {})
 
     # -- the run ---------------------------------------------------------------------------
@@ -204,6 +208,9 @@ class Executor:
                 recovered = self.reconcile(stores) if self.live else 0
                 return self._run(stores, rule_ids, datasets, recovered)
         finally:
+            if self._audit_thread is not None:
+                self._audit_thread.shutdown()
+                self._audit_thread = None
             self.audit.close()
             if own_lease and self.lease is not None:
                 self.lease.release()
@@ -544,16 +551,17 @@ class Executor:
         """Inside the open data transaction: fence, then record the intent durably; the audit
         entry to queue once the data commits (None if the batch changed nothing).
 
-        Both happen in one state-DB transaction, committed before the data transaction is.
-        The keys' audit form (their HMACs) starts being made here, while the batch commits and
-        the next one runs.
+        Both happen in one state-DB transaction, committed before the data transaction is, and
+        after the previous batch's audit entry is written (an error writing it is raised here,
+        and this batch's data then rolls back). The keys' audit form (their HMACs) starts being
+        made here, while the batch commits.
         """
         if not keys and not any(k for _, k in children):
             return None
         intent_id = str(uuid.uuid4())
         formatted = format_keys(keys)
+        self._settle_audit()  # the previous batch's entry, written while this batch ran
         with self._state_transaction() as connection:
-            self._write_pending(connection)
             if self.lease is not None:
                 self.lease.check(connection)
             connection.execute(
@@ -568,7 +576,6 @@ class Executor:
                     children=json.dumps(children, default=str),
                 )
             )
-        self._pending.clear()
         protected = self.audit.protect_later(formatted)
         return _Pending(intent_id, rule.id, rule.action, dataset, keys, children, protected)
 
@@ -584,34 +591,57 @@ class Executor:
         self.audit.announce()
 
     def _defer_audit(self, batch: _Pending) -> None:
-        """Queue a committed batch's audit entry; it is written with the next batch's intent
-        (one state-DB commit per batch), or by :meth:`flush_audit` at the latest. Until then
-        its intent is in the state DB, so a crash in between loses nothing."""
+        """Queue a committed batch's audit entry and start writing it on the audit thread, in
+        its own state-DB transaction, while the next batch runs. Until it is written its intent
+        is in the state DB, so a crash in between loses nothing."""
         self._pending.append(batch)
+        self._settle_audit()
+        self._writing = self._submit_audit(list(self._pending))
+
+    def _settle_audit(self) -> None:
+        """Wait for the audit write under way; the batches it wrote leave the queue. If it
+        failed, they stay queued (their intents too) and its error is raised here."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            del self._pending[: writing.result()]
+
+    def _submit_audit(self, batches: list[_Pending]) -> Future[int]:
+        """:meth:`_write_audit` on the audit thread; at once where the state DB's connections
+        are bound to their thread (an in-memory SQLite state DB)."""
+        if isinstance(self.state.pool, (SingletonThreadPool, StaticPool)):
+            done: Future[int] = Future()
+            try:
+                done.set_result(self._write_audit(batches))
+            except Exception as exc:  # raised where it is settled, as from the thread
+                done.set_exception(exc)
+            return done
+        if self._audit_thread is None:
+            self._audit_thread = ThreadPoolExecutor(1, thread_name_prefix="retention-audit")
+        return self._audit_thread.submit(self._write_audit, batches)
+
+    def _write_audit(self, batches: list[_Pending]) -> int:
+        """The batches' audit entries, their intents removed, in one state-DB transaction."""
+        with self._state_transaction() as connection:
+            for batch in batches:
+                self._audit_done(
+                    batch.intent_id,
+                    self.run_id,
+                    batch.rule_id,
+                    batch.action,
+                    batch.dataset,
+                    batch.keys,
+                    batch.children,
+                    protected=batch.protected(),
+                    connection=connection,
+                )
+        return len(batches)
 
     def flush_audit(self) -> None:
-        """Write every queued audit entry (and drop its intent) in one state transaction."""
-        if not self._pending:
-            return
-        with self._state_transaction() as connection:
-            self._write_pending(connection)
-        self._pending.clear()
-
-    def _write_pending(self, connection: Connection) -> None:
-        """Queued entries into `connection`'s transaction; the caller clears the queue once
-        that transaction has committed (a rollback keeps them queued, and their intents)."""
-        for batch in self._pending:
-            self._audit_done(
-                batch.intent_id,
-                self.run_id,
-                batch.rule_id,
-                batch.action,
-                batch.dataset,
-                batch.keys,
-                batch.children,
-                protected=batch.protected(),
-                connection=connection,
-            )
+        """Write every queued audit entry (and drop its intent) before this thread goes on."""
+        self._settle_audit()
+        if self._pending:
+            self._write_audit(self._pending)
+            self._pending.clear()
 
     def _audit_done(
         self,

@@ -380,3 +380,35 @@ def test_a_killed_dry_run_is_marked_interrupted(world: Scenario) -> None:
         statuses = sorted(r.status for r in connection.execute(select(runs.c.status, runs.c.mode)))
     engine.dispose()
     assert statuses == ["complete", "interrupted"]
+
+
+@pytest.mark.parametrize("state_url", ["file", "sqlite://"])
+def test_audit_entries_follow_the_batches_on_any_state_db(
+    world: Scenario, tmp_path: Path, state_url: str
+) -> None:
+    """Batch entries are written beside the next batch (on a thread of their own where the
+    state DB allows it, at once for an in-memory one, whose connections are per thread): either
+    way every batch is audited, in batch order, the chain verifies and no intent is left."""
+    from retention.statedb import intents, open_state
+
+    world.tickets(*old_tickets(10))
+    config = world.config([rule()], batch_size=3, audit={"keys": "plain"})
+    state = open_state(f"sqlite:///{tmp_path / 'other.db'}" if state_url == "file" else state_url)
+    try:
+        result = Executor(config, now=NOW, live=True, state=state).run()
+        log = AuditLog(state, keys="plain", hmac_key=None)
+        entries = list(log.entries())
+        with state.connect() as connection:
+            left = connection.execute(select(intents.c.id)).all()
+        verification = log.verify()
+    finally:
+        state.dispose()
+    assert result.status == "complete" and result.outcomes[0].acted == 10
+    assert [json.loads(e.keys) for e in entries] == [
+        ["1", "2", "3"],
+        ["4", "5", "6"],
+        ["7", "8", "9"],
+        ["10"],
+    ]
+    assert left == [] and verification.ok
+    assert rows(world) == {}
