@@ -39,7 +39,6 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from sqlalchemy.sql.elements import ColumnElement
@@ -60,7 +59,7 @@ from .lease import Lease, default_holder
 from .planner import format_keys, rule_targets
 from .recovery import reconcile
 from .rules import Rule
-from .statedb import intents, open_state, runs, utcnow
+from .statedb import intents, open_state, runs, take_intent, utcnow
 from .stores import SqlStore, sql_stores
 from .stores.base import ObjectStores
 from .stores.keys import KeyTuple, fetch_keys, fetch_rows, key_after, key_upto, keys_json
@@ -656,12 +655,13 @@ class Executor:
         detail: str | None = None,
         protected: ProtectedKeys | None = None,
         connection: Connection | None = None,
-    ) -> None:
-        """After the data commit: audit entries and intent removal, in one state transaction
-        (`connection`'s, when given). `protected`: `keys` already in their audit form."""
+    ) -> bool:
+        """After the data commit: intent removal and audit entries, in one state transaction
+        (`connection`'s, when given); False, writing nothing, if the intent was settled by
+        another run already. `protected`: `keys` already in their audit form."""
         if connection is None:
             with self._state_transaction() as own:
-                self._audit_done(
+                return self._audit_done(
                     intent_id,
                     run_id,
                     rule_id,
@@ -673,7 +673,8 @@ class Executor:
                     protected=protected,
                     connection=own,
                 )
-            return
+        if not take_intent(connection, intent_id):
+            return False
         for name, child_keys in children:
             if child_keys:
                 self.audit.append(
@@ -699,7 +700,7 @@ class Executor:
                 detail=detail,
                 connection=connection,
             )
-        connection.execute(sql_delete(intents).where(intents.c.id == intent_id))
+        return True
 
     def reconcile(self, stores: dict[str, SqlStore]) -> int:
         """Mark runs left `running` as interrupted and settle their intents; entries written."""

@@ -80,7 +80,7 @@ def _settle(executor: Executor, stores: dict[str, SqlStore], intent: dict[str, A
     else:
         changed = _anonymized(executor, store, dataset, intent["rule"], keys)
         changed_children = []
-    executor._audit_done(
+    if not executor._audit_done(
         intent["id"],
         intent["run_id"],
         intent["rule"],
@@ -89,7 +89,8 @@ def _settle(executor: Executor, stores: dict[str, SqlStore], intent: dict[str, A
         changed,
         changed_children,
         detail="recorded after an interruption: the change had committed",
-    )
+    ):
+        return 0  # another run settled it meanwhile
     return (1 if changed else 0) + sum(1 for _, k in changed_children if k)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -125,6 +127,13 @@ def open_state(url: str) -> Engine:
             f"cannot open the state DB: {type(exc).__name__}", store="state_db"
         ) from None
     return engine
+
+
+def take_intent(connection: Connection, intent_id: str) -> bool:
+    """Remove a settled batch's intent in `connection`'s transaction, before its audit entries
+    are written there; False if it was gone already: another run (one that took the lease over
+    while this one stalled) settled and audited that batch, so it must not be audited twice."""
+    return connection.execute(delete(intents).where(intents.c.id == intent_id)).rowcount == 1
 
 
 def utcnow() -> dt.datetime:

@@ -521,6 +521,45 @@ def test_crash_between_data_and_audit_commit(
     assert fresh.audit.verify().ok
 
 
+def test_a_batch_another_run_settled_is_not_audited_twice(
+    sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that stalls after a batch committed, while another run takes the lease over and
+    settles that batch's intent, writes no second entry for it when it wakes up: the log says
+    once what happened."""
+    world = Scenario(sqlite_db, tmp_path)
+    world.tickets(*({"id": i, "created_at": at("2020-01-01 00:00:00")} for i in range(1, 7)))
+    config = world.config(
+        [rule("purge")], batch_size=3, limits={"max_fraction": 1.0}, audit={"keys": "plain"}
+    )
+    state = tmp_path / "state.db"
+    original = Executor._audit_done
+    stalled: list[dict[str, Any]] = []
+
+    def stalling(self: Executor, *args: Any, **kwargs: Any) -> bool:
+        call = inspect.signature(original).bind(self, *args, **kwargs).arguments
+        if call["keys"] and len(stalled) == 0 and call["keys"][0] == (4,):
+            stalled.append(call)
+            raise Crash  # the stall: this run writes nothing more for now
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Executor, "_audit_done", stalling)
+    first = Executor(config, now=utc("2026-01-01"), live=True)
+    with pytest.raises(Crash):
+        first.run()
+    monkeypatch.setattr(Executor, "_audit_done", original)
+
+    second = Executor(config, now=utc("2026-01-01"), live=True)
+    assert second.run().recovered == 1  # it settled the stalled batch
+    late = stalled[0]
+    del late["self"], late["connection"]  # it would open a new state transaction
+    wrote = first._audit_done(**late)  # the first run wakes up and writes its entry
+
+    audited = Counter(k for e in _entries(state) for k in json.loads(e["keys"]))
+    assert audited == Counter({str(i): 1 for i in range(1, 7)})
+    assert wrote is False
+
+
 def _entries(state: Path) -> list[dict[str, Any]]:
     connection = sqlite3.connect(state)
     connection.row_factory = sqlite3.Row

@@ -19,11 +19,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import insert
 
 from ..errors import CircuitBreakerTripped, StoreError
 from ..planner import RulePlan
-from ..statedb import intents, utcnow
+from ..statedb import intents, take_intent, utcnow
 from .base import PAGE_SIZE, DeleteResult, ObjectRecord, ObjectStore, RunContext
 from .evaluate import Evaluator
 
@@ -348,6 +348,8 @@ def write_batch_audit(
     action = "delete"
     written = 0
     with ctx.state.begin() as connection:
+        if not take_intent(connection, intent_id):
+            return 0  # another run settled this batch meanwhile
         for outcome, keys, why in (
             ("done", list(result.deleted), detail),
             ("blocked by object lock", sorted(result.locked), _summary(result.locked.values())),
@@ -367,7 +369,6 @@ def write_batch_audit(
                     connection=connection,
                 )
                 written += 1
-        connection.execute(delete(intents).where(intents.c.id == intent_id))
     return written
 
 
