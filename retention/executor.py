@@ -15,11 +15,12 @@ audit log never claims a change that did not happen and never misses one that di
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Engine,
+    RootTransaction,
     Table,
     and_,
     bindparam,
@@ -185,6 +187,7 @@ class Executor:
         self._pending: list[_Pending] = []  # committed batches whose audit entry is not written
         self._writing: Future[int] | None = None  # the write of a prefix of them, under way
         self._audit_thread: ThreadPoolExecutor | None = None
+        self._data_thread: ThreadPoolExecutor | None = None  # see _pipelined
         self.objects = ObjectStores(config, {})
 
     # -- the run ---------------------------------------------------------------------------
@@ -263,29 +266,57 @@ class Executor:
             if outcome.planned and not self._breakers_allow(store, selection, outcome):
                 return
             last: KeyTuple | None = None
-            with store.engine.connect() as connection:  # one connection, as a DBA's loop has
-                while True:
+            pipelined = self._pipelined(store, rule)
+            with ExitStack() as stack:
+                # one connection, as a DBA's loop has; two when pipelined. On an error, the
+                # data thread is waited for, then closing the connections rolls back whatever
+                # batch is still open (its intent was never written, so nothing is lost).
+                connections = [
+                    stack.enter_context(store.engine.connect()) for _ in range(1 + pipelined)
+                ]
+                if pipelined:
+                    self._data_thread = stack.enter_context(
+                        ThreadPoolExecutor(1, thread_name_prefix="retention-data")
+                    )
+                    stack.callback(setattr, self, "_data_thread", None)
+                landing: _Landing | None = None
+                for turn in itertools.count():
                     if self.should_stop():
+                        if landing is not None:
+                            self._land(landing, rule, outcome)
                         outcome.status = "stopped"
                         self.flush_audit()
                         raise Stopped
                     latest = self._holds()
                     if latest is not holds:  # the file changed: rebuild (else the same predicates)
                         holds, selection = latest, builder.build(rule, dataset, latest)
-                    with connection.begin():  # the batch's transaction, window query included
-                        end = self._window_end(connection, selection, last)
-                        if end is None:
-                            break
+                    connection = connections[turn % len(connections)]
+                    batch = connection.begin()  # the batch's transaction, window query included
+                    end = self._window_end(connection, selection, last)
+                    started: BatchDone | _Prepared | None = None
+                    if end is not None:
                         window = and_(
                             true() if last is None else key_after(selection.key, last),
                             key_upto(selection.key, end),
                         )
-                        done = self._batch(connection, store, builder, selection, window)
-                    if done.audit is not None:  # committed: only now may its entry be queued
-                        self._defer_audit(done.audit)
+                        started = self._batch(connection, store, builder, selection, window)
+                    if landing is not None:  # the batch before, written while this one was prepared
+                        self._land(landing, rule, outcome)
+                        landing = None
+                    if started is None:
+                        batch.commit()
+                        break
+                    if isinstance(started, _Prepared):
+                        if self._holds() is not holds:  # changed meanwhile: prepare it again
+                            batch.rollback()
+                            continue
+                        assert self._data_thread is not None
+                        written = self._data_thread.submit(started.write)
+                        landing = _Landing(batch, written, started.finish)
+                    else:
+                        batch.commit()
+                        self._committed(rule, outcome, started)
                     last = end
-                    if done.keys:
-                        self._count_batch(rule, outcome, done)
             self.flush_audit()
         except ForeignKeyRefused as exc:
             self.flush_audit()
@@ -309,6 +340,32 @@ class Executor:
         except SQLAlchemyError as exc:
             self.flush_audit()
             outcome.status, outcome.message = "failed", _first_line(exc)
+
+    def _pipelined(self, store: SqlStore, rule: Rule) -> bool:
+        """Whether a batch's write-back runs on the data thread while the main thread prepares
+        the next batch (its window, its rows, their new values) on a second connection.
+
+        Live anonymize on PostgreSQL only: there the values are computed in Python between two
+        statements, and the two batches' row locks cannot meet (disjoint key windows; no gap
+        locks, unlike InnoDB's next-key locks, which would make the second batch's SELECT ...
+        FOR UPDATE wait for the first one's commit, itself waiting on that SELECT). A prepared
+        batch is written only once the one before has committed and only if the holds file
+        has not changed since it was read for it (else it is prepared again), so a hold placed
+        between two batches protects the next one, as in the plain loop."""
+        return self.live and rule.action == "anonymize" and store.dialect == "postgresql"
+
+    def _land(self, landing: _Landing, rule: Rule, outcome: RuleOutcome) -> None:
+        """Finish a batch being written: wait for its write-back, record its intent, commit."""
+        done = landing.finish(landing.written.result())
+        landing.batch.commit()
+        self._committed(rule, outcome, done)
+
+    def _committed(self, rule: Rule, outcome: RuleOutcome, done: BatchDone) -> None:
+        """After a batch's commit: queue its audit entry (only now), count what it did."""
+        if done.audit is not None:
+            self._defer_audit(done.audit)
+        if done.keys:
+            self._count_batch(rule, outcome, done)
 
     def _count_batch(self, rule: Rule, outcome: RuleOutcome, done: BatchDone) -> None:
         outcome.acted += len(done.keys)
@@ -393,9 +450,10 @@ class Executor:
         builder: SelectionBuilder,
         selection: Selection,
         window: ColumnElement[bool],
-    ) -> BatchDone:
+    ) -> BatchDone | _Prepared:
         """Act on the actionable records of one key window (a dry run only lists them), in
-        `connection`'s open transaction; the caller commits it."""
+        `connection`'s open transaction; the caller commits it (a prepared batch: once written
+        and finished)."""
         rule = selection.rule
         if not self.live:
             query = select(*selection.key).where(window, selection.actionable)
@@ -492,7 +550,7 @@ class Executor:
         builder: SelectionBuilder,
         selection: Selection,
         in_batch: ColumnElement[bool],
-    ) -> BatchDone:
+    ) -> BatchDone | _Prepared:
         rule, table = selection.rule, selection.table
         ds = self.config.settings.datasets[selection.dataset]
         anonymizers = {
@@ -514,7 +572,7 @@ class Executor:
             # RETURNING says which were
             statement = update(table).where(condition).values(**set_based)
             result = connection.execute(statement.returning(*selection.key))
-            changed = fetch_keys(result, selection.key)
+            keys = changed = fetch_keys(result, selection.key)
         else:
             locked = select(*selection.key, *columns).where(condition).with_for_update()
             rows = fetch_rows(connection.execute(locked), [*selection.key, *columns])
@@ -528,14 +586,35 @@ class Executor:
                 values = [
                     [apply(row[width + i]) for row in rows] for i, apply in enumerate(appliers)
                 ]
-                changed = _write_back(connection, selection, condition, columns, keys, values)
-            if changed is None:
-                # the selected records now anonymized; the window, not a list of thousands
-                # of keys, bounds the query (the same records: every key is in the window)
-                query = select(*selection.key).where(in_batch, done_now).order_by(*selection.key)
-                selected = set(keys)
-                changed = [k for k in map(tuple, connection.execute(query)) if k in selected]
-        audit = self._commit_point(rule, selection.dataset, changed, [])
+                arguments = (connection, selection, condition, columns, keys, values)
+                if self._data_thread is not None:
+                    return _Prepared(
+                        lambda: _write_back(*arguments),
+                        lambda written: self._anonymized(
+                            connection, selection, in_batch, done_now, keys, written
+                        ),
+                    )
+                changed = _write_back(*arguments)
+        return self._anonymized(connection, selection, in_batch, done_now, keys, changed)
+
+    def _anonymized(
+        self,
+        connection: Connection,
+        selection: Selection,
+        in_batch: ColumnElement[bool],
+        done_now: ColumnElement[bool],
+        keys: list[KeyTuple],
+        changed: list[KeyTuple] | None,
+    ) -> BatchDone:
+        """The batch's commit point, once its records are written (`changed`: the keys the
+        database said it changed, or None to read back which of `keys` are now done)."""
+        if changed is None:
+            # the selected records now anonymized; the window, not a list of thousands
+            # of keys, bounds the query (the same records: every key is in the window)
+            query = select(*selection.key).where(in_batch, done_now).order_by(*selection.key)
+            selected = set(keys)
+            changed = [k for k in map(tuple, connection.execute(query)) if k in selected]
+        audit = self._commit_point(selection.rule, selection.dataset, changed, [])
         return BatchDone(changed, [], audit)
 
     # -- crash safety ------------------------------------------------------------------------
@@ -776,6 +855,25 @@ class Executor:
             "batch was changed. Declare `cascade: [{dataset: <that dataset>, column: <column>}]` "
             f"on dataset {dataset!r} if those rows should go too ({_first_line(exc)})"
         )
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch whose rows are locked and new values computed, its transaction open: `write`
+    (on the data thread) writes them back, `finish` (on the main thread, given what `write`
+    returned) makes its commit point."""
+
+    write: Callable[[], list[KeyTuple] | None]
+    finish: Callable[[list[KeyTuple] | None], BatchDone]
+
+
+@dataclass(frozen=True)
+class _Landing:
+    """A prepared batch being written on the data thread."""
+
+    batch: RootTransaction
+    written: Future[list[KeyTuple] | None]
+    finish: Callable[[list[KeyTuple] | None], BatchDone]
 
 
 @dataclass(frozen=True)
