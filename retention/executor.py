@@ -279,11 +279,11 @@ class Executor:
                         ThreadPoolExecutor(1, thread_name_prefix="retention-data")
                     )
                     stack.callback(setattr, self, "_data_thread", None)
-                landing: _Landing | None = None
+                landing: _Landing | None = None  # a prepared batch being written
                 for turn in itertools.count():
                     if self.should_stop():
                         if landing is not None:
-                            self._land(landing, rule, outcome)
+                            self._land(landing, landing.written.result(), rule, outcome)
                         outcome.status = "stopped"
                         self.flush_audit()
                         raise Stopped
@@ -300,23 +300,27 @@ class Executor:
                             key_upto(selection.key, end),
                         )
                         started = self._batch(connection, store, builder, selection, window)
-                    if landing is not None:  # the batch before, written while this one was prepared
-                        self._land(landing, rule, outcome)
-                        landing = None
-                    if started is None:
-                        batch.commit()
-                        break
+                    before, landing = landing, None
+                    written = None if before is None else before.written.result()
+                    again = False
                     if isinstance(started, _Prepared):
-                        if self._holds() is not holds:  # changed meanwhile: prepare it again
+                        if self._holds() is not holds:  # changed while it was prepared: again
                             batch.rollback()
-                            continue
-                        assert self._data_thread is not None
-                        written = self._data_thread.submit(started.write)
-                        landing = _Landing(batch, written, started.finish)
+                            again = True
+                        else:  # written with the holds read just now
+                            assert self._data_thread is not None
+                            written_now = self._data_thread.submit(started.write)
+                            landing = _Landing(batch, written_now, started.finish)
                     else:
                         batch.commit()
-                        self._committed(rule, outcome, started)
-                    last = end
+                        if started is not None:
+                            self._committed(rule, outcome, started)
+                    if before is not None:  # its intent and commit, while this one is written
+                        self._land(before, written, rule, outcome)
+                    if started is None:
+                        break
+                    if not again:
+                        last = end
             self.flush_audit()
         except ForeignKeyRefused as exc:
             self.flush_audit()
@@ -349,14 +353,21 @@ class Executor:
         statements, and the two batches' row locks cannot meet (disjoint key windows; no gap
         locks, unlike InnoDB's next-key locks, which would make the second batch's SELECT ...
         FOR UPDATE wait for the first one's commit, itself waiting on that SELECT). A prepared
-        batch is written only once the one before has committed and only if the holds file
-        has not changed since it was read for it (else it is prepared again), so a hold placed
-        between two batches protects the next one, as in the plain loop."""
+        batch is written only once the one before is written and only if the holds file has
+        not changed since it was read for it (else it is prepared again): a hold placed while
+        a batch is written protects the next one, as in the plain loop. The batch before gets
+        its intent and commit while this one is written."""
         return self.live and rule.action == "anonymize" and store.dialect == "postgresql"
 
-    def _land(self, landing: _Landing, rule: Rule, outcome: RuleOutcome) -> None:
-        """Finish a batch being written: wait for its write-back, record its intent, commit."""
-        done = landing.finish(landing.written.result())
+    def _land(
+        self,
+        landing: _Landing,
+        written: list[KeyTuple] | None,
+        rule: Rule,
+        outcome: RuleOutcome,
+    ) -> None:
+        """Finish a batch whose write-back returned `written`: record its intent, commit it."""
+        done = landing.finish(written)
         landing.batch.commit()
         self._committed(rule, outcome, done)
 

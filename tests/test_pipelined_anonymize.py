@@ -130,25 +130,27 @@ def test_pipelined_run_matches_the_plain_loop(
     assert _run(config).outcomes[0].acted == 0
 
 
-def test_a_hold_placed_between_batches_protects_the_next_one(world: Scenario) -> None:
+def test_a_hold_placed_while_a_batch_is_written_protects_the_next_one(
+    world: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The next batch is prepared while this one is written, but written only if the holds
-    file is unchanged since it was read for it: a hold placed as batch 1 commits protects
-    every later batch, as in the plain loop."""
+    file is unchanged since it was read for it: a hold placed while batch 1 is written
+    protects every later batch, as in the plain loop (which reads it before batch 2)."""
     _populate(world, count=12)
     config = _config(world)
     before = _tickets(world.db)
     holds_file = world.directory / "holds.yaml"
-    placed: list[int] = []
+    original = executor_module._write_back
 
-    def place_hold(*_: Any) -> None:
-        if not placed:
-            placed.append(1)
-            everyone = list(range(1, 5))
-            holds_file.write_text(
-                yaml.safe_dump({"holds": [{"id": "late", "subjects": {"account": everyone}}]})
-            )
+    def write_back_then_hold(*args: Any) -> Any:
+        everyone = list(range(1, 5))
+        holds_file.write_text(
+            yaml.safe_dump({"holds": [{"id": "late", "subjects": {"account": everyone}}]})
+        )
+        return original(*args)
 
-    result = _run(config, progress=place_hold)
+    monkeypatch.setattr(executor_module, "_write_back", write_back_then_hold)
+    result = _run(config)
     after = _tickets(world.db)
     changed = sorted(k for k in after if after[k] != before[k])
     done, left = _audited(config)
