@@ -27,13 +27,10 @@ from typing import Any
 from sqlalchemy import (
     Column,
     Connection,
-    Date,
-    DateTime,
     Engine,
     RootTransaction,
     Table,
     and_,
-    bindparam,
     delete,
     func,
     insert,
@@ -45,7 +42,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
-from .anonymize import Anonymizer
 from .audit import AuditLog, ProtectedKeys
 from .config import Config
 from .errors import (
@@ -65,9 +61,8 @@ from .statedb import intents, open_state, runs, take_intent, utcnow
 from .stores import SqlStore, sql_stores
 from .stores.base import ObjectStores
 from .stores.keys import KeyTuple, fetch_keys, fetch_rows, key_after, key_upto, keys_json
-from .stores.mysqlwriteback import update_from_rows
-from .stores.pgwriteback import update_from_json
 from .stores.sqlselect import Selection, SelectionBuilder
+from .stores.writeback import sqlite_functions, write_back
 
 Progress = Callable[[Rule, str, int, int], None]
 
@@ -575,7 +570,7 @@ class Executor:
         columns = [table.c[name] for name in anonymizers]
         width = len(selection.key)
         if dialect == "sqlite":
-            set_based = _with_sqlite_functions(connection, anonymizers, set_based)
+            set_based = sqlite_functions(connection, anonymizers, set_based)
         in_sql = all(expr is not None for expr in set_based.values())
         changed: list[KeyTuple] | None = None
         if in_sql and connection.dialect.update_returning:
@@ -600,12 +595,12 @@ class Executor:
                 arguments = (connection, selection, condition, columns, keys, values)
                 if self._data_thread is not None:
                     return _Prepared(
-                        lambda: _write_back(*arguments),
+                        lambda: write_back(*arguments),
                         lambda written: self._anonymized(
                             connection, selection, in_batch, done_now, keys, written
                         ),
                     )
-                changed = _write_back(*arguments)
+                changed = write_back(*arguments)
         return self._anonymized(connection, selection, in_batch, done_now, keys, changed)
 
     def _anonymized(
@@ -894,70 +889,6 @@ class BatchDone:
     keys: list[KeyTuple]
     child_keys: list[tuple[str, list[KeyTuple]]] = field(default_factory=list)
     audit: _Pending | None = None  # its audit entry, to queue once the batch has committed
-
-
-def _with_sqlite_functions(
-    connection: Connection,
-    anonymizers: dict[str, Anonymizer],
-    set_based: dict[str, ColumnElement[Any] | None],
-) -> dict[str, ColumnElement[Any] | None]:
-    """`set_based`, with each text strategy SQLite cannot compute itself done by ``apply``
-    registered on this connection as a function, so the batch is one UPDATE.
-
-    Text columns only: SQLite hands the function the stored text, which is what ``apply`` gets
-    from a text column anyway (dates would reach it as text rather than as dates).
-    """
-    driver = connection.connection.driver_connection
-    found = dict(set_based)
-    for index, (name, anonymizer) in enumerate(anonymizers.items()):
-        column = anonymizer.column
-        if found[name] is not None or isinstance(column.type, (Date, DateTime)):
-            continue
-        function = f"retention_anonymize_{index}"
-        assert driver is not None
-        driver.create_function(function, 1, anonymizer.apply, deterministic=True)
-        found[name] = getattr(func, function)(column, type_=column.type)
-    return found
-
-
-def _write_back(
-    connection: Connection,
-    selection: Selection,
-    condition: ColumnElement[bool],
-    columns: list[Column[Any]],
-    keys: list[KeyTuple],
-    values: list[list[Any]],
-) -> list[KeyTuple] | None:
-    """Set `columns` of the records `keys` to `values` (one list per column, in key order),
-    each record only where `condition` (the batch's window and the rule's predicate) still holds;
-    the keys it changed, when the database says (else None).
-
-    PostgreSQL and MariaDB get one statement per batch, the values in one JSON document
-    (``UPDATE ... FROM jsonb_array_elements(...) RETURNING``, see stores/pgwriteback.py;
-    ``UPDATE ... JOIN JSON_TABLE``, see stores/mysqlwriteback.py); elsewhere, or for types those
-    cannot carry exactly, it is an executemany of one UPDATE per record. Every value written is
-    ``apply``'s, so every record changed is now done.
-    """
-    key, table = selection.key, selection.table
-    if connection.dialect.name == "postgresql":
-        changed = update_from_json(connection, table, key, columns, condition, keys, values)
-        if changed is not None:
-            return changed
-    if update_from_rows(connection, table, key, columns, condition, keys, values):
-        return None  # no UPDATE ... RETURNING on MariaDB: the caller re-reads what is now done
-    key_names = [f"k_{i}" for i in range(len(key))]
-    value_names = [f"v_{i}" for i in range(len(columns))]
-    names = key_names + value_names
-    data = [[k[i] for k in keys] for i in range(len(key))] + values
-    match = and_(*(c == bindparam(n) for n, c in zip(key_names, key, strict=True)))
-    per_record = (
-        update(selection.table)
-        .where(match, condition)
-        .values({c.name: bindparam(n) for n, c in zip(value_names, columns, strict=True)})
-    )
-    rows = [dict(zip(names, row, strict=True)) for row in zip(*data, strict=True)]
-    connection.execute(per_record, rows)
-    return None
 
 
 def _referencing(store: SqlStore, table_name: str) -> list[tuple[str, str]]:

@@ -102,13 +102,13 @@ def test_pipelined_run_matches_the_plain_loop(
         _populate(each)
     config, plain_config = _config(world), _config(plain)
     before = _tickets(world.db)
-    original, threads = executor_module._write_back, set()
+    original, threads = executor_module.write_back, set()
 
     def write_back(*args: Any) -> Any:
         threads.add(threading.current_thread().name)
         return original(*args)
 
-    monkeypatch.setattr(executor_module, "_write_back", write_back)
+    monkeypatch.setattr(executor_module, "write_back", write_back)
     result = _run(config)
     assert {name.split("_")[0] for name in threads} == {"retention-data"}  # it was pipelined
     assert _run(plain_config).outcomes[0].acted == result.outcomes[0].acted == 17
@@ -140,7 +140,7 @@ def test_a_hold_placed_while_a_batch_is_written_protects_the_next_one(
     config = _config(world)
     before = _tickets(world.db)
     holds_file = world.directory / "holds.yaml"
-    original = executor_module._write_back
+    original = executor_module.write_back
 
     def write_back_then_hold(*args: Any) -> Any:
         everyone = list(range(1, 5))
@@ -149,7 +149,7 @@ def test_a_hold_placed_while_a_batch_is_written_protects_the_next_one(
         )
         return original(*args)
 
-    monkeypatch.setattr(executor_module, "_write_back", write_back_then_hold)
+    monkeypatch.setattr(executor_module, "write_back", write_back_then_hold)
     result = _run(config)
     after = _tickets(world.db)
     changed = sorted(k for k in after if after[k] != before[k])
@@ -168,7 +168,7 @@ def test_a_failed_write_back_rolls_back_its_batch_and_the_next(
     _populate(world)
     config = _config(world)
     before = _tickets(world.db)
-    original = executor_module._write_back
+    original = executor_module.write_back
     calls: list[int] = []
 
     def failing(*args: Any) -> Any:
@@ -177,7 +177,7 @@ def test_a_failed_write_back_rolls_back_its_batch_and_the_next(
             raise OperationalError("UPDATE", {}, Exception("server closed the connection"))
         return original(*args)
 
-    monkeypatch.setattr(executor_module, "_write_back", failing)
+    monkeypatch.setattr(executor_module, "write_back", failing)
     result = _run(config)
     assert result.outcomes[0].status == "failed" and result.status == "complete"
     after = _tickets(world.db)
@@ -187,7 +187,7 @@ def test_a_failed_write_back_rolls_back_its_batch_and_the_next(
     assert changed == {int(k) for keys in done for k in keys}
     assert max(changed) <= 8  # windows of four keys: the first two batches only
 
-    monkeypatch.setattr(executor_module, "_write_back", original)
+    monkeypatch.setattr(executor_module, "write_back", original)
     assert _run(config).outcomes[0].status == "ok"
     done, left = _audited(config)
     audited = Counter(k for keys in done for k in keys)
