@@ -442,7 +442,7 @@ def test_crash_between_data_and_audit_commit(
     lost: list[str] = []
     original = Executor._audit_done
 
-    def crashing(self: Executor, *args: Any, **kwargs: Any) -> None:
+    def crashing(self: Executor, *args: Any, **kwargs: Any) -> bool:
         call = inspect.signature(original).bind(self, *args, **kwargs).arguments
         keys = call["keys"]
         if call["rule_id"] == rule_id and keys:
@@ -450,7 +450,7 @@ def test_crash_between_data_and_audit_commit(
             if len(seen) == crash_at:
                 lost.extend(str(k[0]) for k in keys)
                 raise Crash
-        original(self, *args, **kwargs)
+        return original(self, *args, **kwargs)
 
     seen: list[list[Any]] = []
     monkeypatch.setattr(Executor, "_audit_done", crashing)

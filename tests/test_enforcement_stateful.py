@@ -288,7 +288,7 @@ class CrashingExecutor(Executor):
                 raise SimulatedCrash(f"killed before batch {self.crash_at} committed")
         return intent_id
 
-    def _audit_done(self, intent_id: str, run_id: str, *args: Any, **kwargs: Any) -> None:
+    def _audit_done(self, intent_id: str, run_id: str, *args: Any, **kwargs: Any) -> bool:
         if self.point == "reconcile" and run_id != self.run_id:
             raise SimulatedCrash("killed while reconciling an interrupted run")
         if self.point == "audit write" and run_id == self.run_id:  # not intents it reconciles
@@ -296,7 +296,7 @@ class CrashingExecutor(Executor):
                 self.audited.append(intent_id)
             if len(self.audited) == self.crash_at:
                 raise SimulatedCrash(f"killed while auditing batch {self.crash_at}")
-        super()._audit_done(intent_id, run_id, *args, **kwargs)
+        return super()._audit_done(intent_id, run_id, *args, **kwargs)
 
 
 def on_batch(at: int, action: Callable[[], None]) -> Callable[[Rule, str, int, int], None]:
