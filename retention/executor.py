@@ -588,9 +588,9 @@ class Executor:
             if in_sql:
                 connection.execute(update(table).where(condition).values(**set_based))
             else:
-                appliers = [anonymizers[col.name].apply for col in columns]
                 values = [
-                    [apply(row[width + i]) for row in rows] for i, apply in enumerate(appliers)
+                    anonymizers[col.name].apply_all([row[width + i] for row in rows])
+                    for i, col in enumerate(columns)
                 ]
                 arguments = (connection, selection, condition, columns, keys, values)
                 if self._data_thread is not None:
