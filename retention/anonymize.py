@@ -288,11 +288,13 @@ class Anonymizer:
         assert self._mac is not None
         done = self._python_re.search if self._python_re is not None else None
         out = list(values)
-        due = [
-            i
-            for i, value in enumerate(values)
-            if value is not None and not (done is not None and done(self._text(value)))
-        ]
+        due: list[int] = []
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            text = self._text(value)  # a non-text value fails here, as in apply
+            if done is None or not done(text):
+                due.append(i)
         width, marker = self._hash_hex, HASH_MARKER
         for i, digest in zip(due, self._mac.digests([values[i] for i in due]), strict=True):
             out[i] = marker + digest[:width]

@@ -380,6 +380,8 @@ def test_non_text_value_is_a_type_error() -> None:
     """A text strategy given a non-string value fails loudly instead of hashing its repr."""
     with pytest.raises(TypeError, match="expected text"):
         make("hash").apply(42)
+    with pytest.raises(TypeError, match="expected text"):
+        make("hash").apply_all(["alice", 42])
 
 
 def test_unknown_dialect() -> None:
