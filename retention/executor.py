@@ -341,18 +341,21 @@ class Executor:
             outcome.status, outcome.message = "failed", _first_line(exc)
 
     def _pipelined(self, store: SqlStore, rule: Rule) -> bool:
-        """Whether a batch's write-back runs on the data thread while the main thread prepares
-        the next batch (its window, its rows, their new values) on a second connection.
+        """Whether a batch's write (its `DELETE`, or its anonymized values' write-back) runs on
+        the data thread while the main thread lands the batch before it (its intent and
+        commit: two durable commits, the state DB's and the data DB's) and prepares the next
+        one on a second connection (its window; for anonymize also its rows, locked, and their
+        new values).
 
-        Live anonymize on PostgreSQL only: there the values are computed in Python between two
-        statements, and the two batches' row locks cannot meet (disjoint key windows; no gap
-        locks, unlike InnoDB's next-key locks, which would make the second batch's SELECT ...
-        FOR UPDATE wait for the first one's commit, itself waiting on that SELECT). A prepared
+        Live runs on PostgreSQL only: there two batches' row locks cannot meet (disjoint key
+        windows; no gap locks, unlike InnoDB's next-key locks, which would make the second
+        batch wait for the first one's commit, itself waiting on the second). Only one write
+        is under way at a time, and the batch before it is already written, so a write that
+        waits for a lock held by that batch waits for a commit that is under way. A prepared
         batch is written only once the one before is written and only if the holds file has
         not changed since it was read for it (else it is prepared again): a hold placed while
-        a batch is written protects the next one, as in the plain loop. The batch before gets
-        its intent and commit while this one is written."""
-        return self.live and rule.action == "anonymize" and store.dialect == "postgresql"
+        a batch is written protects the next one, as in the plain loop."""
+        return self.live and store.dialect == "postgresql"
 
     def _land(
         self,
@@ -361,7 +364,7 @@ class Executor:
         rule: Rule,
         outcome: RuleOutcome,
     ) -> None:
-        """Finish a batch whose write-back returned `written`: record its intent, commit it."""
+        """Finish a batch whose write returned `written`: record its intent, commit it."""
         done = landing.finish(written)
         landing.batch.commit()
         self._committed(rule, outcome, done)
@@ -485,23 +488,34 @@ class Executor:
         store: SqlStore,
         selection: Selection,
         in_batch: ColumnElement[bool],
-    ) -> BatchDone:
+    ) -> BatchDone | _Prepared:
+        """Delete the batch's records (cascade children first) and make its commit point; when
+        pipelined, a prepared batch whose `DELETE` runs on the data thread."""
         rule = selection.rule
         condition = and_(in_batch, selection.actionable)
         children: list[tuple[str, list[KeyTuple]]] = []
-        try:
-            self._delete_children(
-                store, connection, selection.dataset, selection.table, condition, children
-            )
-            deleted = self._delete_returning(connection, selection.table, selection.key, condition)
-        except IntegrityError as exc:
-            raise ForeignKeyRefused(
-                self._describe_refusal(store, selection.dataset, exc),
-                rule=rule.id,
-                dataset=selection.dataset,
-            ) from None
-        audit = self._commit_point(rule, selection.dataset, deleted, children)
-        return BatchDone(deleted, children, audit)
+
+        def write() -> list[KeyTuple]:
+            try:
+                self._delete_children(
+                    store, connection, selection.dataset, selection.table, condition, children
+                )
+                return self._delete_returning(connection, selection.table, selection.key, condition)
+            except IntegrityError as exc:
+                raise ForeignKeyRefused(
+                    self._describe_refusal(store, selection.dataset, exc),
+                    rule=rule.id,
+                    dataset=selection.dataset,
+                ) from None
+
+        def finish(deleted: list[KeyTuple] | None) -> BatchDone:
+            assert deleted is not None  # write() always says what it deleted
+            audit = self._commit_point(rule, selection.dataset, deleted, children)
+            return BatchDone(deleted, children, audit)
+
+        if self._data_thread is not None:
+            return _Prepared(write, finish)
+        return finish(write())
 
     def _delete_children(
         self,
@@ -865,9 +879,9 @@ class Executor:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A batch whose rows are locked and new values computed, its transaction open: `write`
-    (on the data thread) writes them back, `finish` (on the main thread, given what `write`
-    returned) makes its commit point."""
+    """A batch ready to be written, its transaction open: `write` (on the data thread) deletes
+    its records or writes their new values back, `finish` (on the main thread, given what
+    `write` returned) makes its commit point."""
 
     write: Callable[[], list[KeyTuple] | None]
     finish: Callable[[list[KeyTuple] | None], BatchDone]

@@ -275,7 +275,9 @@ def test_circuit_breakers_refuse_and_force_overrides(world: Scenario) -> None:
 
 
 def test_hold_added_during_a_run_protects_later_batches(world: Scenario) -> None:
-    """The holds file is re-read before every batch: a hold placed mid-run protects its records."""
+    """The holds file is re-read before every batch: a hold placed while the first batch is
+    deleted protects the records of every later one (on PostgreSQL the next batch is prepared
+    meanwhile, and is prepared again when the file changed)."""
     world.accounts({"id": 1}, {"id": 2})
     world.tickets(
         *(
@@ -286,12 +288,14 @@ def test_hold_added_during_a_run_protects_later_batches(world: Scenario) -> None
     config = world.config([rule()], batch_size=2, limits={"max_fraction": 1.0})
     holds_file = world.directory / "holds.yaml"
 
-    def place_hold(*_: Any) -> None:
-        holds_file.write_text(
-            yaml.safe_dump({"holds": [{"id": "late", "subjects": {"account": [2]}}]})
-        )
+    class PlacingAHold(Executor):
+        def _delete_returning(self, *args: Any) -> list[KeyTuple]:
+            holds_file.write_text(
+                yaml.safe_dump({"holds": [{"id": "late", "subjects": {"account": [2]}}]})
+            )
+            return super()._delete_returning(*args)
 
-    result = Executor(config, now=NOW, live=True, progress=place_hold).run()
+    result = PlacingAHold(config, now=NOW, live=True).run()
     assert result.outcomes[0].acted == 2
     assert sorted(rows(world)) == [3, 4, 5, 6]
 
