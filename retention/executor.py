@@ -39,7 +39,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
 from .audit import AuditLog, ProtectedKeys
@@ -180,8 +179,6 @@ class Executor:
         self.run_id = str(uuid.uuid4())
         self.actions = 0
         self._pending: list[_Pending] = []  # committed batches whose audit entry is not written
-        self._writing: Future[int] | None = None  # the write of a prefix of them, under way
-        self._audit_thread: ThreadPoolExecutor | None = None
         self._data_thread: ThreadPoolExecutor | None = None  # see _pipelined
         self.objects = ObjectStores(config, {})
 
@@ -205,9 +202,6 @@ class Executor:
                 recovered = self.reconcile(stores) if self.live else 0
                 return self._run(stores, rule_ids, datasets, recovered)
         finally:
-            if self._audit_thread is not None:
-                self._audit_thread.shutdown()
-                self._audit_thread = None
             self.audit.close()
             if own_lease and self.lease is not None:
                 self.lease.release()
@@ -370,9 +364,10 @@ class Executor:
         self._committed(rule, outcome, done)
 
     def _committed(self, rule: Rule, outcome: RuleOutcome, done: BatchDone) -> None:
-        """After a batch's commit: queue its audit entry (only now), count what it did."""
+        """After a batch's commit: queue its audit entry (only now: it is written with the next
+        batch's intent or at the flush), count what it did."""
         if done.audit is not None:
-            self._defer_audit(done.audit)
+            self._pending.append(done.audit)
         if done.keys:
             self._count_batch(rule, outcome, done)
 
@@ -649,19 +644,20 @@ class Executor:
         """Inside the open data transaction: fence, then record the intent durably; the audit
         entry to queue once the data commits (None if the batch changed nothing).
 
-        Both happen in one state-DB transaction, committed before the data transaction is, and
-        after the previous batch's audit entry is written (an error writing it is raised here,
-        and this batch's data then rolls back). The keys' audit form (their HMACs) starts being
-        made here, while the batch commits.
+        One state-DB transaction, committed before the data transaction is, also writes the
+        audit entries of the batches committed since the last one (and removes their intents):
+        one durable state-DB commit per batch. If it fails, this batch's data rolls back and
+        those batches keep their intents, for this run's next commit point or the next run.
+        The keys' audit form (their HMACs) starts being made here, while the batch commits.
         """
         if not keys and not any(k for _, k in children):
             return None
         intent_id = str(uuid.uuid4())
         formatted = format_keys(keys)
-        self._settle_audit()  # the previous batch's entry, written while this batch ran
         with self._state_transaction() as connection:
             if self.lease is not None:
                 self.lease.check(connection)
+            self._write_audit(self._pending, connection)
             connection.execute(
                 insert(intents).values(
                     id=intent_id,
@@ -674,6 +670,7 @@ class Executor:
                     children=json.dumps(children, default=str),
                 )
             )
+        self._pending.clear()
         protected = self.audit.protect_later(formatted)
         return _Pending(intent_id, rule.id, rule.action, dataset, keys, children, protected)
 
@@ -688,57 +685,27 @@ class Executor:
             raise
         self.audit.announce()
 
-    def _defer_audit(self, batch: _Pending) -> None:
-        """Queue a committed batch's audit entry and start writing it on the audit thread, in
-        its own state-DB transaction, while the next batch runs. Until it is written its intent
-        is in the state DB, so a crash in between loses nothing."""
-        self._pending.append(batch)
-        self._settle_audit()
-        self._writing = self._submit_audit(list(self._pending))
-
-    def _settle_audit(self) -> None:
-        """Wait for the audit write under way; the batches it wrote leave the queue. If it
-        failed, they stay queued (their intents too) and its error is raised here."""
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            del self._pending[: writing.result()]
-
-    def _submit_audit(self, batches: list[_Pending]) -> Future[int]:
-        """:meth:`_write_audit` on the audit thread; at once where the state DB's connections
-        are bound to their thread (an in-memory SQLite state DB)."""
-        if isinstance(self.state.pool, (SingletonThreadPool, StaticPool)):
-            done: Future[int] = Future()
-            try:
-                done.set_result(self._write_audit(batches))
-            except Exception as exc:  # raised where it is settled, as from the thread
-                done.set_exception(exc)
-            return done
-        if self._audit_thread is None:
-            self._audit_thread = ThreadPoolExecutor(1, thread_name_prefix="retention-audit")
-        return self._audit_thread.submit(self._write_audit, batches)
-
-    def _write_audit(self, batches: list[_Pending]) -> int:
-        """The batches' audit entries, their intents removed, in one state-DB transaction."""
-        with self._state_transaction() as connection:
-            for batch in batches:
-                self._audit_done(
-                    batch.intent_id,
-                    self.run_id,
-                    batch.rule_id,
-                    batch.action,
-                    batch.dataset,
-                    batch.keys,
-                    batch.children,
-                    protected=batch.protected(),
-                    connection=connection,
-                )
-        return len(batches)
+    def _write_audit(self, batches: list[_Pending], connection: Connection) -> None:
+        """The committed batches' audit entries, their intents removed, in `connection`'s
+        state-DB transaction."""
+        for batch in batches:
+            self._audit_done(
+                batch.intent_id,
+                self.run_id,
+                batch.rule_id,
+                batch.action,
+                batch.dataset,
+                batch.keys,
+                batch.children,
+                protected=batch.protected(),
+                connection=connection,
+            )
 
     def flush_audit(self) -> None:
-        """Write every queued audit entry (and drop its intent) before this thread goes on."""
-        self._settle_audit()
+        """Write every queued audit entry (and drop its intent) before the run goes on."""
         if self._pending:
-            self._write_audit(self._pending)
+            with self._state_transaction() as connection:
+                self._write_audit(self._pending, connection)
             self._pending.clear()
 
     def _audit_done(

@@ -390,9 +390,9 @@ def test_a_killed_dry_run_is_marked_interrupted(world: Scenario) -> None:
 def test_audit_entries_follow_the_batches_on_any_state_db(
     world: Scenario, tmp_path: Path, state_url: str
 ) -> None:
-    """Batch entries are written beside the next batch (on a thread of their own where the
-    state DB allows it, at once for an in-memory one, whose connections are per thread): either
-    way every batch is audited, in batch order, the chain verifies and no intent is left."""
+    """A batch's entry is written with the next batch's intent, in one state-DB transaction, and
+    the last one at the end of the rule: on a file and on an in-memory state DB every batch is
+    audited, in batch order, the chain verifies and no intent is left."""
     from retention.statedb import intents, open_state
 
     world.tickets(*old_tickets(10))
