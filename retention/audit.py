@@ -18,7 +18,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import IO, Any, Literal
@@ -137,16 +136,7 @@ class AuditLog:
         self.hmac_key = hmac_key
         self._hmac = KeyHmac(hmac_key) if hmac_key is not None else None
         self._helper: HmacHelper | None = None
-        self._threads = threading.local()  # each thread's entries awaiting its commit
-
-    @property
-    def _unannounced(self) -> list[AuditEntry]:
-        """Entries appended in the calling thread's open transaction, to log once it commits
-        (per thread: the executor writes batch entries on a thread of their own)."""
-        entries: list[AuditEntry] | None = getattr(self._threads, "entries", None)
-        if entries is None:
-            entries = self._threads.entries = []
-        return entries
+        self._unannounced: list[AuditEntry] = []  # appended in a caller's open transaction
 
     def protect(self, keys: Sequence[str]) -> ProtectedKeys:
         """Record keys as the log stores them, per `audit.keys`, with their JSON encoding."""

@@ -21,7 +21,6 @@ import signal
 import struct
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
@@ -91,13 +90,11 @@ class HmacHelper:
 
     :meth:`submit` returns at once with a ticket; :meth:`result` waits for that batch's text.
     One batch is with the helper at a time (a second submit first collects the answer to the
-    first), so neither process can block the other on a full pipe. Thread-safe: the executor
-    submits from its main thread and collects on the thread that writes the audit entries.
+    first), so neither process can block the other on a full pipe.
     """
 
     def __init__(self, key: bytes) -> None:
         self._local = KeyHmac(key)
-        self._lock = threading.Lock()
         self._tickets = 0
         self._keys: dict[int, list[str]] = {}
         self._answers: dict[int, str] = {}
@@ -120,10 +117,6 @@ class HmacHelper:
 
     def submit(self, keys: list[str]) -> int:
         """Hand one batch's keys to the helper; its ticket for :meth:`result`."""
-        with self._lock:
-            return self._submit(keys)
-
-    def _submit(self, keys: list[str]) -> int:
         self._collect()
         ticket = self._tickets
         self._tickets += 1
@@ -139,11 +132,10 @@ class HmacHelper:
 
     def result(self, ticket: int) -> str:
         """The JSON list of the batch's HMACs."""
-        with self._lock:
-            if ticket == self._in_flight:
-                self._collect()
-            keys = self._keys.pop(ticket)
-            answer = self._answers.pop(ticket, None)
+        if ticket == self._in_flight:
+            self._collect()
+        keys = self._keys.pop(ticket)
+        answer = self._answers.pop(ticket, None)
         return answer if answer is not None else self._local.json_list(keys)
 
     def _collect(self) -> None:
@@ -158,8 +150,7 @@ class HmacHelper:
 
     def close(self) -> None:
         """Stop the helper (it exits when its stdin closes)."""
-        with self._lock:
-            process, self._process = self._process, None
+        process, self._process = self._process, None
         if process is None:
             return
         for stream in (process.stdin, process.stdout):
