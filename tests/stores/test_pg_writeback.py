@@ -51,8 +51,11 @@ def _create(engine: Engine, name: str, *columns: Column[Any]) -> Table:
     return Table(name, MetaData(), autoload_with=engine)
 
 
-def _people(engine: Engine, name: str = "people") -> Table:
-    return _create(
+def _people(
+    engine: Engine, rows: list[dict[str, Any]] | None = None, name: str = "people"
+) -> Table:
+    """The people table, holding `rows`."""
+    people = _create(
         engine,
         name,
         Column("id", Integer, primary_key=True, autoincrement=False),
@@ -60,6 +63,10 @@ def _people(engine: Engine, name: str = "people") -> Table:
         Column("email", String(40)),
         Column("notes", Text),
     )
+    if rows:
+        with engine.begin() as connection:
+            connection.execute(insert(people), rows)
+    return people
 
 
 def _rows(engine: Engine, table: Table) -> list[tuple[Any, ...]]:
@@ -90,12 +97,10 @@ def _write(
 
 def test_exactly_the_given_rows_get_exactly_the_given_values(postgres_db: Database) -> None:
     engine = postgres_db.engine
-    people = _people(engine)
-    with engine.begin() as connection:
-        connection.execute(
-            insert(people),
-            [{"id": i, "status": "closed", "email": f"u{i}@x.io", "notes": "n"} for i in range(20)],
-        )
+    people = _people(
+        engine,
+        [{"id": i, "status": "closed", "email": f"u{i}@x.io", "notes": "n"} for i in range(20)],
+    )
     keys = [(i,) for i in range(0, 20, 2)]
     emails = [f"h:{i:x}" for i in range(0, 20, 2)]
     notes = [AWKWARD_FOR_POSTGRES[n % len(AWKWARD_FOR_POSTGRES)] for n in range(len(keys))]
@@ -111,15 +116,13 @@ def test_exactly_the_given_rows_get_exactly_the_given_values(postgres_db: Databa
 
 def test_rows_failing_the_condition_are_untouched(postgres_db: Database) -> None:
     engine = postgres_db.engine
-    people = _people(engine)
-    with engine.begin() as connection:
-        connection.execute(
-            insert(people),
-            [
-                {"id": i, "status": "held" if i % 3 == 0 else "closed", "email": "e", "notes": "n"}
-                for i in range(9)
-            ],
-        )
+    people = _people(
+        engine,
+        [
+            {"id": i, "status": "held" if i % 3 == 0 else "closed", "email": "e", "notes": "n"}
+            for i in range(9)
+        ],
+    )
     keys = [(i,) for i in range(9)]
     changed = _write(
         engine, people, ["email"], keys, [["x"] * 9], condition=people.c.status != "held"
@@ -185,9 +188,7 @@ def test_padded_char_keys_match(postgres_db: Database) -> None:
 
 def test_a_value_too_long_is_refused_not_cut(postgres_db: Database) -> None:
     engine = postgres_db.engine
-    people = _people(engine)
-    with engine.begin() as connection:
-        connection.execute(insert(people), [{"id": 1, "status": "s"}])
+    people = _people(engine, [{"id": 1, "status": "s"}])
     with pytest.raises(DBAPIError, match="too long"):
         _write(engine, people, ["status"], [(1,)], [["x" * 11]])
     assert _rows(engine, people) == [(1, "s", None, None)]
@@ -235,7 +236,7 @@ def test_same_result_as_one_update_per_record(postgres_db: Database, data: list[
         table = (
             Table(name, MetaData(), autoload_with=engine)
             if _exists(engine, name)
-            else _people(engine, name)
+            else _people(engine, name=name)
         )
         with engine.begin() as connection:
             connection.execute(delete(table))
