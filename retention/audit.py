@@ -109,7 +109,7 @@ def entry_hash(fields: dict[str, Any], *, encoded_keys: str | None = None) -> st
 class ProtectedKeys:
     """A batch's record keys as the log stores them (`text`, per ``audit.keys``), and that text
     as a JSON string (`encoded`, how it enters the entry hash). Made once per batch, possibly
-    on another thread, so the chain append only concatenates."""
+    by the HMAC helper process, so the chain append only concatenates."""
 
     count: int
     text: str
