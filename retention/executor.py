@@ -299,7 +299,7 @@ class Executor:
                         else:  # written with the holds read just now
                             assert self._data_thread is not None
                             written_now = self._data_thread.submit(started.write)
-                            landing = _Landing(batch, written_now, started.finish)
+                            landing = _Landing(batch, written_now, started)
                     else:
                         batch.commit()
                         if started is not None:
@@ -359,7 +359,7 @@ class Executor:
         outcome: RuleOutcome,
     ) -> None:
         """Finish a batch whose write returned `written`: record its intent, commit it."""
-        done = landing.finish(written)
+        done = landing.prepared.finish(written)
         landing.batch.commit()
         self._committed(rule, outcome, done)
 
@@ -856,11 +856,12 @@ class _Prepared:
 
 @dataclass(frozen=True)
 class _Landing:
-    """A prepared batch being written on the data thread."""
+    """A prepared batch being written on the data thread: its transaction, and what its
+    write will return."""
 
     batch: RootTransaction
     written: Future[list[KeyTuple] | None]
-    finish: Callable[[list[KeyTuple] | None], BatchDone]
+    prepared: _Prepared
 
 
 @dataclass(frozen=True)
