@@ -20,6 +20,7 @@ from .errors import (
     SafetyError,
     SchemaError,
     StoreError,
+    StoreMisconfigured,
 )
 from .explain import explain
 from .planner import Plan, RulePlan, make_plan
@@ -39,6 +40,7 @@ __all__ = [
     "SafetyError",
     "SchemaError",
     "StoreError",
+    "StoreMisconfigured",
     "explain",
     "load_config",
     "make_plan",

@@ -96,6 +96,11 @@ def parse_now(value: str | None, config: Config) -> dt.datetime:
         raise typer.BadParameter(
             f"{value!r} is not an ISO 8601 timestamp", param_hint="--now"
         ) from None
+    if not 1970 <= parsed.year <= 9000:
+        raise typer.BadParameter(
+            f"{value!r} is outside the years 1970 to 9000 that retention evaluates",
+            param_hint="--now",
+        )
     if parsed.tzinfo is None:
         from .timemath import wall_to_utc
 
@@ -125,7 +130,7 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
     else:
         for problem in problems:
             err.print(
-                f"[bold red]error:[/] {escape(f'{problem.where}: {problem.message}')}",
+                f"[bold red]error:[/] {escape(str(problem))}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -360,7 +365,7 @@ def run(
     if as_json:
         emit_json(result.as_dict())
     else:
-        print_run(result)
+        print_run(result, config.settings.zone())
     raise typer.Exit(result.exit_code)
 
 
@@ -409,10 +414,15 @@ def _run_progress(quiet: bool) -> Iterator[Callable[..., None]]:
         yield tick
 
 
-def print_run(result: Any) -> None:
-    """The run summary table."""
+def print_run(result: Any, zone: ZoneInfo | None = None) -> None:
+    """The run summary table, titled with its mode and the moment it was evaluated at."""
     mode = "LIVE" if result.live else "dry run (nothing changed)"
-    table = Table(title=f"Run {result.run_id} — {mode} — {result.status}", title_justify="left")
+    as_of = ""
+    if result.as_of is not None:
+        as_of = f" as of {result.as_of.astimezone(zone or dt.UTC):%Y-%m-%d %H:%M:%S %Z}"
+    table = Table(
+        title=f"Run {result.run_id} — {mode}{as_of} — {result.status}", title_justify="left"
+    )
     for header in (
         "rule",
         "dataset",
@@ -603,9 +613,17 @@ def demo(
         f"  retention explain --config {config_path} {dataset} {key}{when}",
         "  # the legal holds and what they cover",
         f"  retention holds --config {config_path}{when}",
-        "  # delete and anonymize what is due, audited (then: retention audit show)",
-        f"  retention run --config {config_path}{when} --execute",
     ]
+    if moment > dt.datetime.now(dt.UTC):
+        lines += [
+            "  # what a run as of that moment would do (a live run acts only as of the present)",
+            f"  retention run --config {config_path}{when}",
+        ]
+    else:
+        lines += [
+            "  # delete and anonymize what is due, audited (then: retention audit show)",
+            f"  retention run --config {config_path}{when} --execute",
+        ]
     for line in lines:
         # never wrapped: the commands are for copying
         out.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -108,6 +108,24 @@ class Config:
         self._holds_seen["last"] = (text, holds)
         return holds
 
+    def locate(self, where: str) -> tuple[str | None, int | None]:
+        """The file and line that declare `where`: a dotted settings path
+        (``datasets.tickets.table``) or ``rule ID: field`` (in the rule's pack)."""
+        rule_id, _, rest = where.removeprefix("rule ").partition(": ")
+        if where.startswith("rule ") and rule_id in self.origins:
+            origin = self.origins[rule_id]
+            path: list[str | int] = ["rules", origin.index, *rest.split(".")]
+            line = origin.lines.line_of(path) if origin.lines is not None else origin.line
+            return origin.file, line
+        if self._lines is None:
+            return None, None
+        parts: list[str | int] = []
+        for part in re.split(r"\.(?![^\[]*\])", where):
+            name, *indexes = part.replace("]", "").split("[")
+            parts.append(name)
+            parts += [int(i) for i in indexes if i.isdigit()]
+        return self._lines.file, self._lines.line_of(parts)
+
     def fingerprint(self) -> str:
         """A stable digest of the settings (secrets excluded) and rules, recorded with each run."""
         import hashlib
@@ -180,8 +198,7 @@ def load_holds(path: Path, settings: Settings, rule_ids: set[str]) -> HoldsFile:
 
 
 def _check_holds(data: Any, lines: LineMap, settings: Settings, rule_ids: set[str]) -> HoldsFile:
-    if data is None:
-        data = {}
+    data = _holds_as_written(data, lines)
     try:
         holds = HoldsFile.model_validate(data)
     except ValidationError as exc:
@@ -233,6 +250,78 @@ def _check_holds(data: Any, lines: LineMap, settings: Settings, rule_ids: set[st
     if errors:
         raise ConfigErrors(errors)
     return holds
+
+
+_NO_HOLDS_SAID = "write `holds: []` to say there are no holds"
+
+
+def _holds_as_written(data: Any, lines: LineMap) -> Any:
+    """The holds file's data, refused unless it says what it holds, with every id as written.
+
+    Fail closed: an empty or comment-only file (an editor's truncation, a half-written
+    ConfigMap) is not "no holds" — it would release every hold for the next batch. The file
+    must list its holds (``holds: []`` for none), unless it freezes everything. Hold ids,
+    subject ids, dataset and rule names are taken as the text on the page, so ``0106`` is the
+    id "0106", never a number; a list or mapping where an id belongs is an error.
+    """
+    if data is None:
+        raise lines.error(f"the holds file is empty: {_NO_HOLDS_SAID}", ())
+    if not isinstance(data, dict):
+        raise lines.error(f"the holds file must be a mapping with `holds:`; {_NO_HOLDS_SAID}", ())
+    if "holds" not in data and data.get("freeze") is not True:
+        raise lines.error(f"the holds file does not say what it holds: {_NO_HOLDS_SAID}", ())
+    if "holds" in data and data["holds"] is None:
+        raise lines.error(f"`holds:` is empty: {_NO_HOLDS_SAID}", ("holds",))
+    if not isinstance(data.get("holds"), list):
+        return data  # the model says what is wrong
+    errors: list[ConfigError] = []
+    holds = []
+    for index, hold in enumerate(data["holds"]):
+        where: tuple[str | int, ...] = ("holds", index)
+        if not isinstance(hold, dict):
+            holds.append(hold)
+            continue
+        hold = dict(hold)
+        if "id" in hold:
+            hold["id"] = _written(hold["id"], lines, (*where, "id"), errors)
+        for scope in ("datasets", "rules"):
+            if isinstance(hold.get(scope), list):
+                hold[scope] = [
+                    _written(name, lines, (*where, scope, i), errors)
+                    for i, name in enumerate(hold[scope])
+                ]
+        subjects = hold.get("subjects")
+        if isinstance(subjects, dict):
+            hold["subjects"] = {
+                kind: (
+                    [
+                        _written(value, lines, (*where, "subjects", str(kind), i), errors)
+                        for i, value in enumerate(ids)
+                    ]
+                    if isinstance(ids, list)
+                    else ids
+                )
+                for kind, ids in subjects.items()
+            }
+        holds.append(hold)
+    if errors:
+        raise ConfigErrors(errors)
+    return {**data, "holds": holds}
+
+
+def _written(
+    value: Any, lines: LineMap, path: tuple[str | int, ...], errors: list[ConfigError]
+) -> Any:
+    """A scalar's text as written in the file; an error for a list, a mapping or nothing."""
+    if isinstance(value, (dict, list)):
+        kind = "mapping" if isinstance(value, dict) else "list"
+        errors.append(lines.error(f"an id must be a plain value, not a {kind}", path))
+        return value
+    text = lines.text_of(path)
+    if value is None or not text or not text.strip():
+        errors.append(lines.error("an id cannot be empty", path))
+        return value
+    return text
 
 
 def _known(names: Mapping[str, Any] | Sequence[str] | set[str]) -> str:

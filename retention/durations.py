@@ -25,7 +25,11 @@ from typing import Any
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import CoreSchema, core_schema
 
-__all__ = ["Duration"]
+__all__ = ["MAX_YEARS", "Duration"]
+
+# No retention period this long can be turned into a due date: a clock start plus it, or the
+# present minus it, would leave the calendar (years 1-9999). Longer is refused, not overflowed.
+MAX_YEARS = 1000
 
 _ACCEPTED = (
     "use ISO 8601 such as P30D, P3M, P5Y, PT12H, P1Y6M, P2W or P1DT12H, "
@@ -67,6 +71,11 @@ class Duration:
             value = getattr(self, f.name)
             if type(value) is not int or value < 0:
                 raise ValueError(f"Duration.{f.name} must be a whole number >= 0, got {value!r}")
+        if self.years_at_most > MAX_YEARS:
+            raise ValueError(
+                f"a period of {self} is longer than {MAX_YEARS} years: no due date can be "
+                "computed for it (a record kept for good is one no delete rule reaches)"
+            )
 
     @classmethod
     def parse(cls, text: str) -> Duration:
@@ -138,6 +147,16 @@ class Duration:
             minutes=self.minutes + other.minutes,
             seconds=self.seconds + other.seconds,
         )
+
+    @property
+    def years_at_most(self) -> float:
+        """The longest this period can be, in years (a month counted as 31 days)."""
+        days = (
+            self.days
+            + 31 * self.months
+            + (self.hours + (self.minutes + self.seconds / 60) / 60) / 24
+        )
+        return self.years + days / 365
 
     @property
     def is_zero(self) -> bool:

@@ -6,7 +6,8 @@ needed to fix it, so the CLI can print one clear line and choose an exit code::
     RetentionError
     ├── ConfigError            bad settings, rules or holds (file, line, field)   exit 2
     ├── StoreError             a store is unreachable or its schema does not fit   exit 3
-    │   └── SchemaError        a table or column named in config does not exist    exit 2
+    │   └── StoreMisconfigured the store as configured cannot exist here           exit 2
+    │       └── SchemaError    a table or column named in config does not exist    exit 2
     ├── SafetyError            an action was refused to protect data               exit 4
     │   ├── CircuitBreakerTripped   a rule would act on too much at once
     │   └── ForeignKeyRefused       a delete would orphan rows of another table
@@ -72,10 +73,15 @@ class StoreError(RetentionError):
         super().__init__(f"store {store!r}: {message}" if store else message)
 
 
-class SchemaError(StoreError):
-    """A table or column named in config is missing from the live schema."""
+class StoreMisconfigured(StoreError):
+    """The store cannot exist as configured: an unknown dialect or driver, a driver package that
+    is not installed, a SQLite file that is not there. Bad input, not an outage."""
 
     exit_code = 2
+
+
+class SchemaError(StoreMisconfigured):
+    """A table or column named in config is missing from the live schema."""
 
 
 class SafetyError(RetentionError):

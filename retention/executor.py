@@ -45,11 +45,12 @@ from .audit import AuditLog, ProtectedKeys
 from .config import Config
 from .errors import (
     CircuitBreakerTripped,
+    ConfigError,
     ForeignKeyRefused,
     RetentionError,
     SafetyError,
-    SchemaError,
     StoreError,
+    StoreMisconfigured,
 )
 from .holds import HoldsFile
 from .lease import Lease, default_holder
@@ -103,6 +104,7 @@ class RunResult:
     status: str
     outcomes: tuple[RuleOutcome, ...]
     recovered: int = 0
+    as_of: dt.datetime | None = None  # the moment the rules were evaluated at (--now)
 
     @property
     def exit_code(self) -> int:
@@ -119,6 +121,7 @@ class RunResult:
         return {
             "run_id": self.run_id,
             "mode": "live" if self.live else "dry-run",
+            "as_of": self.as_of.isoformat() if self.as_of else None,
             "status": self.status,
             "recovered_entries": self.recovered,
             "rules": [o.as_dict() for o in self.outcomes],
@@ -143,6 +146,19 @@ class _Pending:
     protected: Callable[[], ProtectedKeys]
 
 
+def refuse_future(now: dt.datetime, present: dt.datetime) -> None:
+    """A live run acts only as of the present or the past: a later moment would destroy
+    records that are not due yet (everything due by 2099 for ``--now 2099-01-01``)."""
+    if now > present:
+        raise ConfigError(
+            f"a live run cannot act as of {now.isoformat()}, later than the present "
+            f"({present.replace(microsecond=0).isoformat()}): records would be changed before "
+            "they are due. Use --now in the future only for plan, explain and dry runs",
+            file="command line",
+            field="--now",
+        )
+
+
 class Stopped(Exception):
     """Raised between batches when the caller asked the run to stop (SIGTERM)."""
 
@@ -162,6 +178,7 @@ class Executor:
         stores: dict[str, SqlStore] | None = None,
         progress: Progress | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         settings = config.settings
         self.config = config
@@ -177,6 +194,7 @@ class Executor:
         self.progress = progress
         self.should_stop = should_stop
         self.run_id = str(uuid.uuid4())
+        self.clock = clock
         self.actions = 0
         self._pending: list[_Pending] = []  # committed batches whose audit entry is not written
         self._data_thread: ThreadPoolExecutor | None = None  # see _pipelined
@@ -186,6 +204,8 @@ class Executor:
 
     def run(self, rule_ids: Sequence[str] = (), datasets: Sequence[str] = ()) -> RunResult:
         """One pass: reconcile interrupted runs, then every selected rule × dataset."""
+        if self.live:
+            refuse_future(self.now, self.clock())
         own_lease = False
         if self.live and self.lease is None:
             self.lease = Lease(self.state)
@@ -244,7 +264,7 @@ class Executor:
         if any(o.status == "refused" for o in outcomes) and status == "complete":
             status = "refused"
         self._finish_run(status, outcomes)
-        return RunResult(self.run_id, self.live, status, tuple(outcomes), recovered)
+        return RunResult(self.run_id, self.live, status, tuple(outcomes), recovered, self.now)
 
     def _enforce(self, store: SqlStore, rule: Rule, dataset: str, outcome: RuleOutcome) -> None:
         builder = SelectionBuilder(self.config, store, self.now)
@@ -324,7 +344,7 @@ class Executor:
                 count=0,
                 detail=str(exc),
             )
-        except SchemaError as exc:
+        except StoreMisconfigured as exc:
             self.flush_audit()
             outcome.status, outcome.message = "invalid", str(exc)
         except StoreError as exc:

@@ -16,6 +16,7 @@ from sqlalchemy import and_, case, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from .config import Config
+from .durations import Duration
 from .errors import ConfigError, RetentionError
 from .holds import Hold, HoldsFile
 from .rules import Rule
@@ -130,12 +131,8 @@ def _explain(
         flags = _flags(store, selection, match)
         start = _clock_start(config, store, dataset, rule, row, subject_row)
         zone = settings.zone()
-        due_at = add_duration(start, rule.delay, zone) if start else None
-        overdue_at = (
-            add_duration(start, rule.delay + rule.within, zone)
-            if start and rule.within is not None
-            else None
-        )
+        due_at = _after(start, rule.delay, zone)
+        overdue_at = _after(start, rule.delay + rule.within, zone) if rule.within else None
         verdicts.append(
             RuleVerdict(
                 rule=rule.id,
@@ -203,12 +200,8 @@ def _explain_object(
                 status=status,
                 clock=str(rule.after),
                 clock_start=v.start,
-                due_at=add_duration(v.start, rule.delay, zone) if v.start else None,
-                overdue_at=(
-                    add_duration(v.start, rule.delay + rule.within, zone)
-                    if v.start and rule.within is not None
-                    else None
-                ),
+                due_at=_after(v.start, rule.delay, zone),
+                overdue_at=_after(v.start, rule.delay + rule.within, zone) if rule.within else None,
             )
         )
     covering = page.held_by(record)
@@ -224,6 +217,17 @@ def _explain_object(
         rules=tuple(verdicts),
         holds=tuple(h.id for h in covering),
     )
+
+
+def _after(start: dt.datetime | None, delay: Duration, zone: ZoneInfo) -> dt.datetime | None:
+    """`start` + `delay`, or None when the clock has not started or the sum is past year 9999
+    (a stored clock far in the future: never due)."""
+    if start is None:
+        return None
+    try:
+        return add_duration(start, delay, zone)
+    except (OverflowError, ValueError):
+        return None
 
 
 def _flags(store: SqlStore, s: Selection, match: ColumnElement[bool]) -> dict[str, bool]:

@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from .settings import Model
 
-HoldSubjectId = int | str
+
+def _subject_id(value: object) -> object:
+    """Ids are text: a whole number given in code becomes its decimal text; nothing else does."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError("a subject id is text or a whole number (a plain value, not a list)")
+    return value
+
+
+# A subject id exactly as written in the holds file ("0106" stays "0106"); stores compare ids
+# by their canonical form, so "0106", "106" and 106 name the same subject.
+HoldSubjectId = Annotated[str, BeforeValidator(_subject_id)]
 
 
 class Hold(Model):
@@ -49,7 +62,7 @@ class HoldsFile(Model):
     """The whole holds file."""
 
     freeze: bool = False
-    holds: list[Hold] = Field(default_factory=list)
+    holds: list[Hold] = Field(default_factory=list)  # a file must say it: `holds: []`
 
     def active(self) -> list[Hold]:
         return [hold for hold in self.holds if hold.active]

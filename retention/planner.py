@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from .config import Config
-from .errors import SchemaError, StoreError
+from .errors import StoreError, StoreMisconfigured
 from .holds import HoldsFile
 from .rules import Rule
 from .stores import SqlStore, sql_stores
@@ -172,14 +172,14 @@ def _plan(
             try:
                 results.append(objects[store_name].plan(rule, dataset, holds, now, samples))
             except StoreError as exc:
-                failed[store_name] = (str(exc), [rule.id], not isinstance(exc, SchemaError))
+                failed[store_name] = (str(exc), [rule.id], not isinstance(exc, StoreMisconfigured))
             continue
         if progress is not None:
             progress(rule, dataset)
         builder = builders.setdefault(store_name, SelectionBuilder(config, store, now))
         try:
             results.append(plan_one(builder.build(rule, dataset, holds), store, samples))
-        except SchemaError as exc:
+        except StoreMisconfigured as exc:
             failed[store_name] = (str(exc), [rule.id], False)
         except StoreError as exc:
             failed[store_name] = (str(exc), [rule.id], True)

@@ -142,6 +142,10 @@ class Rule(Model):
             )
         if self.action != "anonymize" and self.anonymize:
             raise FieldError(f"`anonymize` strategies given on a {self.action} rule", "anonymize")
+        try:
+            self.retain + self.grace + (self.within or Duration())
+        except ValueError as exc:
+            raise FieldError(f"retain + grace + within: {exc}", "retain") from None
         return self
 
     @property

@@ -135,6 +135,7 @@ class Service:
         self._replan = True
         self._reload_error: str | None = None
         self._holds_seen = holds_fingerprint(config.holds_path)
+        self._holds_refused = False
         self._probe_stores: dict[str, SqlStore] = {}
         self._watch_stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="retention-watch", daemon=True)
@@ -217,6 +218,8 @@ class Service:
                 return MAX_SLEEP
             self.metrics.next_run.set(upcoming.timestamp())
             return min(MAX_SLEEP, max(0.0, (upcoming - self.clock.now()).total_seconds()))
+        if not self._holds_usable():
+            return MAX_SLEEP  # the watcher wakes the loop once the file is whole again
         if not self._acquire():
             return self._retry_interval()
         try:
@@ -233,6 +236,23 @@ class Service:
         finally:
             self._release()
         return 0.0
+
+    def _holds_usable(self) -> bool:
+        """Whether the holds file can be read now. Fail closed: with no readable holds file no
+        run starts (due rules stay due, and run once the file is fixed); `/readyz` says why."""
+        try:
+            self.config.load_holds()
+        except ConfigError as exc:
+            if not self._holds_refused:
+                self._holds_refused = True
+                self.log.error(
+                    "runs postponed: the holds file is unusable", errors=str(exc).splitlines()
+                )
+            return False
+        if self._holds_refused:
+            self._holds_refused = False
+            self.log.info("holds file usable again: postponed runs resume")
+        return True
 
     def _between_runs(self) -> None:
         if self._reload:
@@ -258,6 +278,7 @@ class Service:
             state=self.state,
             lease=self.lease,
             should_stop=lambda: self._stopping or self._lease_lost,
+            clock=self.clock.now,
         )
         log = self.log.bind(run_id=executor.run_id)
         counted = [self._audit_head()]
@@ -289,6 +310,9 @@ class Service:
         except LeaseLost as exc:
             status = "lease lost"
             log.error("lease lost", error=str(exc))
+        except ConfigError as exc:  # the holds file became unusable between two batches
+            status = "interrupted"
+            log.error("run stopped: unusable input", error=describe_error(exc))
         except RetentionError as exc:
             log.error("run failed", error=describe_error(exc))
         except SQLAlchemyError as exc:

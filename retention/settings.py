@@ -120,6 +120,12 @@ class DatasetConfig(Model):
             raise FieldError(
                 "a table dataset needs a key (its primary key column or columns)", "key"
             )
+        if self.key is not None:
+            columns = [self.key] if isinstance(self.key, str) else self.key
+            if not columns or not all(column.strip() for column in columns):
+                raise FieldError("the key names no column: give the primary key column(s)", "key")
+            if len(set(columns)) != len(columns):
+                raise FieldError("the key names a column twice", "key")
         return self
 
     @property

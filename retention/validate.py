@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .config import Config
-from .errors import SchemaError, StoreError
+from .errors import SchemaError, StoreError, StoreMisconfigured
 from .stores import SqlStore, sql_stores
 from .stores.base import ObjectStores
 from .stores.sqlselect import SelectionBuilder
@@ -23,12 +23,27 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with one store or dataset."""
+    """One thing wrong with one store or dataset: `where` is the field's dotted path, `file`
+    and `line` where the config (or rule pack) declares it."""
 
     store: str
     where: str
     message: str
     unreachable: bool = False
+    file: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        place = self.file or "<config>"
+        if self.line is not None:
+            place += f":{self.line}"
+        return f"{place}: {self.where}: {self.message}"
+
+
+def _located(config: Config, problem: Problem) -> Problem:
+    """`problem` with the file and line of the field it names."""
+    file, line = config.locate(problem.where)
+    return replace(problem, file=file, line=line)
 
 
 class _Checker:
@@ -51,7 +66,7 @@ class _Checker:
 def check_stores(config: Config, stores: dict[str, SqlStore] | None = None) -> list[Problem]:
     """Check every SQL dataset, subject and rule reference against the live schema."""
     with sql_stores(config.settings, stores) as opened:
-        return _check(config, opened)
+        return [_located(config, problem) for problem in _check(config, opened)]
 
 
 def _check(config: Config, stores: dict[str, SqlStore]) -> list[Problem]:
@@ -59,6 +74,9 @@ def _check(config: Config, stores: dict[str, SqlStore]) -> list[Problem]:
     for name, store in stores.items():
         try:
             store.ping()
+        except StoreMisconfigured as exc:
+            problems.append(Problem(name, f"stores.{name}.url", str(exc)))
+            continue
         except StoreError as exc:
             problems.append(Problem(name, f"stores.{name}", str(exc), unreachable=True))
             continue

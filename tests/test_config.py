@@ -1510,3 +1510,82 @@ def test_cli_secrets_never_in_config_errors(files: Files, runner: CliRunner) -> 
             "stores.old.url",
             "stores.bad.url",
         ]
+
+
+# --- input that no run could read with certainty -------------------------------------------
+
+
+def test_an_empty_key_is_refused(files: Files) -> None:
+    """`key: []` names no primary key: refused with its line, before anything runs."""
+    files.write(
+        "config.yaml",
+        CONFIG.replace("    key: id\n    category: support", "    key: []\n    category: support"),
+    )
+    assert where(files.error()) == (files.path("config.yaml"), 17, "datasets.tickets.key")
+
+
+@pytest.mark.parametrize("period", ["P9999Y", "P100000000D"])
+def test_a_period_with_no_due_date_is_refused_with_its_field(files: Files, period: str) -> None:
+    """A period so long that no due date exists is refused by validate, naming the field."""
+    files.write("rules/pack.yaml", PACK.replace("retain: P30D", f"retain: {period}"))
+    error = files.error()
+    assert where(error) == (files.path("rules/pack.yaml"), 6, "rules[0].retain")
+    assert "longer than 1000 years" in error.message
+
+
+def test_a_sum_of_periods_past_the_limit_is_refused(files: Files) -> None:
+    """retain + grace + within past the limit: refused at the rule, not an overflow in plan."""
+    files.write(
+        "rules/pack.yaml",
+        PACK.replace("retain: P30D", "retain: P600Y\n    grace: P300Y\n    within: P200Y"),
+    )
+    assert "retain + grace + within" in files.error().message
+
+
+def test_validate_names_the_file_and_line_of_a_missing_column(
+    files: Files, runner: CliRunner
+) -> None:
+    """A schema problem names where config declares the field: file, line, field."""
+    make_app_db(files)
+    files.write(
+        "config.yaml",
+        CONFIG.replace(
+            "timestamps: {created: created_at}\n    personal",
+            "timestamps: {created: opened_at}\n    personal",
+        ),
+    )
+    result = runner.invoke(app, ["validate", "--config", str(files.config)])
+    assert result.exit_code == 2
+    assert f"{files.path('config.yaml')}:20: datasets.tickets.timestamps.created:" in result.stderr
+    report = json.loads(runner.invoke(app, ["validate", "--json", "-c", str(files.config)]).stdout)
+    (problem,) = report["problems"]
+    assert (problem["file"], problem["line"]) == (files.path("config.yaml"), 20)
+
+
+def test_a_missing_sqlite_store_file_is_bad_input_and_is_not_created(
+    files: Files, runner: CliRunner
+) -> None:
+    """A store's SQLite file that does not exist is a typo (exit 2), never a new empty file."""
+    for args in (["validate"], ["plan"]):
+        result = runner.invoke(app, [*args, "--config", str(files.config)])
+        assert result.exit_code == 2, (args, result.output)
+        assert "SQLite database file not found" in result.stderr
+    assert not (files.root / "app.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql+pg8000://u@db/app", "pip install 'retention[postgres]'"),
+        ("mysql+mysqldb://u@db/app", "pip install 'retention[mysql]'"),
+        ("nosuchdb://u@db/app", "unknown database dialect or driver 'nosuchdb'"),
+    ],
+)
+def test_a_store_url_this_install_cannot_open_is_bad_input(
+    files: Files, runner: CliRunner, url: str, expected: str
+) -> None:
+    """A missing driver names the extra that installs it; an unknown dialect says so; exit 2."""
+    files.write("config.yaml", CONFIG.replace('url: "sqlite:///app.db"', f'url: "{url}"'))
+    result = runner.invoke(app, ["validate", "--config", str(files.config)])
+    assert result.exit_code == 2, result.output
+    assert expected in result.stderr

@@ -57,7 +57,9 @@ def test_demo_command_twice_is_idempotent_and_names_the_next_commands(tmp_path: 
     assert f"retention explain --config {config} profiles 106 --now 2027-03-15T09:30:00+00:00" in (
         first
     )
-    assert f"retention run --config {config} --now 2027-03-15T09:30:00+00:00 --execute" in first
+    # a future --now is for dry runs only: the demo suggests the run a live one would be
+    assert f"retention run --config {config} --now 2027-03-15T09:30:00+00:00\n" in first
+    assert "--execute" not in first
     for policy in ("24SEVEN", "24sessions", "[24]7", "24SevenOffice", "Com7"):
         assert policy in first
 

@@ -21,11 +21,16 @@ from sqlalchemy import (
     select,
     update,
 )
+from typer.testing import CliRunner
 
 from retention.audit import AuditLog
+from retention.cli import app
+from retention.config import load_config
+from retention.errors import ConfigError
 from retention.executor import Executor, KeyTuple
 from retention.planner import make_plan
 from retention.stores.sqlselect import Selection
+from retention.testing import FixedClock, replace_file
 
 from .conftest import Database
 from .scenario import ACCOUNTS, MESSAGES, TICKETS, TICKETS_DATASET, TS, Scenario, at, rule, utc
@@ -290,8 +295,9 @@ def test_hold_added_during_a_run_protects_later_batches(world: Scenario) -> None
 
     class PlacingAHold(Executor):
         def _delete_returning(self, *args: Any) -> list[KeyTuple]:
-            holds_file.write_text(
-                yaml.safe_dump({"holds": [{"id": "late", "subjects": {"account": [2]}}]})
+            replace_file(
+                holds_file,
+                yaml.safe_dump({"holds": [{"id": "late", "subjects": {"account": [2]}}]}),
             )
             return super()._delete_returning(*args)
 
@@ -416,3 +422,56 @@ def test_audit_entries_follow_the_batches_on_any_state_db(
     ]
     assert left == [] and verification.ok
     assert rows(world) == {}
+
+
+def test_a_live_run_refuses_a_moment_later_than_the_present(world: Scenario) -> None:
+    """`run --execute --now 2099-01-01` would delete everything due by 2099: refused with exit 2
+    before anything changes; the same --now stays free for a dry run."""
+    world.accounts({"id": 1})
+    world.tickets(
+        {"id": 1, "account_id": 1, "created_at": at("2020-01-01")},
+        {"id": 2, "account_id": 1, "created_at": at("2098-12-01")},
+    )
+    path = world.write([rule()])
+    runner = CliRunner()
+    live = runner.invoke(app, ["run", "-c", str(path), "--execute", "--now", "2099-01-01"])
+    assert live.exit_code == 2
+    assert "--now" in live.stderr and "later than the present" in live.stderr
+    assert sorted(rows(world)) == [1, 2]
+    dry = runner.invoke(app, ["run", "-c", str(path), "--now", "2099-01-01", "--json"])
+    assert dry.exit_code == 0
+    assert json.loads(dry.stdout)["rules"][0]["acted"] == 2
+    assert sorted(rows(world)) == [1, 2]
+    with pytest.raises(ConfigError, match="later than the present"):
+        Executor(load_config(path), now=utc("2099-01-01 00:00:00"), live=True).run()
+    assert sorted(rows(world)) == [1, 2]
+
+
+def test_a_live_run_as_of_a_past_moment_shows_it(world: Scenario) -> None:
+    """A past --now can only do less than the present allows: allowed, and the summary and
+    --json say which moment the rules were evaluated at."""
+    world.accounts({"id": 1})
+    world.tickets({"id": 1, "account_id": 1, "created_at": at("2020-01-01")})
+    path = world.write([rule()])
+    result = CliRunner().invoke(
+        app, ["run", "-c", str(path), "--execute", "--now", "2021-01-01T00:00:00+00:00", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["as_of"] == "2021-01-01T00:00:00+00:00" and report["mode"] == "live"
+    assert rows(world) == {}
+    text = CliRunner().invoke(app, ["run", "-c", str(path), "--now", "2021-01-01T00:00:00+00:00"])
+    assert "as of 2021-01-01 00:00:00 UTC" in " ".join(text.stdout.split())
+
+
+def test_the_executor_takes_the_present_from_its_clock(world: Scenario) -> None:
+    """A pinned clock (retention.testing.FixedClock) is the present a live run may not pass."""
+    world.accounts({"id": 1})
+    world.tickets({"id": 1, "account_id": 1, "created_at": at("2020-01-01")})
+    config = world.config([rule()])
+    later = utc("2030-01-01 00:00:00")
+    with pytest.raises(ConfigError):
+        Executor(config, now=later, live=True, clock=FixedClock(NOW)).run()
+    assert (
+        Executor(config, now=later, live=True, clock=FixedClock(later)).run().status == "complete"
+    )

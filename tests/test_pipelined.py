@@ -22,6 +22,7 @@ from retention.audit import AuditLog
 from retention.config import Config
 from retention.executor import Executor, RunResult
 from retention.statedb import intents, open_state
+from retention.testing import replace_file
 
 from .conftest import Database
 from .scenario import MESSAGES, TICKETS, TICKETS_DATASET, Scenario, at, rule, utc
@@ -189,7 +190,7 @@ def test_a_hold_placed_while_a_batch_is_written_protects_the_next_one(
     holds_file = world.directory / "holds.yaml"
     everyone = list(range(1, 5))
     late = yaml.safe_dump({"holds": [{"id": "late", "subjects": {"account": everyone}}]})
-    _on_each_write(monkeypatch, lambda: holds_file.write_text(late))
+    _on_each_write(monkeypatch, lambda: replace_file(holds_file, late))
     result = _run(config)
     changed = _changed(before, _tickets(world.db))
     done, left = _audited(config)

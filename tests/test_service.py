@@ -42,6 +42,7 @@ from retention.schedule import fires, mark_covered, next_fire
 from retention.service import Service
 from retention.statedb import open_state, runs, schedule
 from retention.stores.sql import make_engine
+from retention.testing import FixedClock
 
 from .conftest import Database
 from .scenario import TICKETS, Scenario, at, rule, utc
@@ -123,16 +124,6 @@ def test_sixth_field_is_seconds() -> None:
 # -- the service in-process: catch-up, grouping, replicas -----------------------------------------
 
 
-class PinnedClock:
-    """A clock that says what the test sets."""
-
-    def __init__(self, moment: dt.datetime) -> None:
-        self.moment = moment
-
-    def now(self) -> dt.datetime:
-        return self.moment
-
-
 @pytest.fixture
 def world(sqlite_db: Database, tmp_path: Path) -> Scenario:
     return Scenario(sqlite_db, tmp_path)
@@ -164,7 +155,7 @@ def services() -> Iterator[list[Service]]:
 
 
 def service_for(
-    config: Config, clock: PinnedClock, made: list[Service], holder: str = "a"
+    config: Config, clock: FixedClock, made: list[Service], holder: str = "a"
 ) -> Service:
     service = Service(config, clock=clock, holder=holder)
     made.append(service)
@@ -180,7 +171,7 @@ def test_missed_runs_are_caught_up_once(world: Scenario, services: list[Service]
     state = open_state(config.settings.state_db.get_secret_value())
     mark_covered(state, ["r"], utc("2026-05-20 03:00"), "earlier-run")
     state.dispose()
-    clock = PinnedClock(utc("2026-05-30 12:00"))
+    clock = FixedClock(utc("2026-05-30 12:00"))
     service = service_for(config, clock, services)
     assert service.step() == 0.0
     assert service.step() == 60.0  # nothing due: sleep (capped) towards 2026-05-31 03:00
@@ -202,7 +193,7 @@ def test_rules_due_together_share_one_run(world: Scenario, services: list[Servic
         rule("k", action="keep", retain="P1D"),
     ]
     config = world.config(rules, dry_run=False)
-    clock = PinnedClock(utc("2026-05-30 02:00"))
+    clock = FixedClock(utc("2026-05-30 02:00"))
     service = service_for(config, clock, services)
     assert service.step() == 60.0
     clock.moment = utc("2026-05-30 03:00")
@@ -220,7 +211,7 @@ def test_dry_run_setting_makes_scheduled_runs_dry(world: Scenario, services: lis
     """With `dry_run: true` the service runs dry runs: nothing is deleted."""
     world.tickets(*old_tickets(range(1, 4)))
     config = world.config([rule(schedule="0 3 * * *")], dry_run=True)
-    clock = PinnedClock(utc("2026-05-30 02:59"))
+    clock = FixedClock(utc("2026-05-30 02:59"))
     service = service_for(config, clock, services)
     clock.moment = utc("2026-05-30 03:00")
     service.step()
@@ -233,7 +224,7 @@ def test_a_second_replica_does_not_repeat_a_run(world: Scenario, services: list[
     books again under the lease and finds the run already done."""
     world.tickets(*old_tickets(range(1, 4)))
     config = world.config([rule(schedule="0 3 * * *")], dry_run=False)
-    clock = PinnedClock(utc("2026-05-30 02:59"))
+    clock = FixedClock(utc("2026-05-30 02:59"))
     first = service_for(config, clock, services, "a")
     second = service_for(config, clock, services, "b")
     clock.moment = utc("2026-05-30 03:00:01")
@@ -248,7 +239,7 @@ def test_a_replica_waits_while_another_holds_the_lease(
     """While another holder has the lease, a due replica does not run: it logs that it waits
     and asks to be woken again soon."""
     config = world.config([rule(schedule="0 3 * * *")], dry_run=False)
-    clock = PinnedClock(utc("2026-05-30 02:59"))
+    clock = FixedClock(utc("2026-05-30 02:59"))
     service = service_for(config, clock, services)
     clock.moment = utc("2026-05-30 03:00")
     other = Lease(service.state, holder="other", clock=clock.now)
@@ -271,7 +262,7 @@ def test_fencing_a_taken_over_lease_cannot_commit(world: Scenario) -> None:
     world.tickets(*old_tickets(range(1, 7)))
     config = world.config([rule()], dry_run=False, batch_size=2, audit={"keys": "plain"})
     state = open_state(config.settings.state_db.get_secret_value())
-    clock = PinnedClock(utc("2026-06-01 00:00"))
+    clock = FixedClock(utc("2026-06-01 00:00"))
     ttl = dt.timedelta(seconds=30)
     paused = Lease(state, holder="paused", ttl=ttl, clock=clock.now)
     usurper = Lease(state, holder="usurper", ttl=ttl, clock=clock.now)
@@ -303,7 +294,7 @@ def test_reload_rejects_an_invalid_config_and_keeps_the_old(
     rejected with a log line; the config in force stays, and /readyz says so."""
     path = world.write([rule(schedule="0 3 * * *")], dry_run=False)
     config = load_config(path)
-    service = service_for(config, PinnedClock(utc("2026-05-30 02:00")), services)
+    service = service_for(config, FixedClock(utc("2026-05-30 02:00")), services)
     good = path.read_text()
     path.write_text(good.replace("batch_size", "batch_sise") + "batch_size: -1\n")
     with capture_logs() as logs:
@@ -337,7 +328,7 @@ def test_readyz_names_what_is_not_reachable(world: Scenario, services: list[Serv
         },
     }
     config = world.config([rule()], stores=stores)
-    service = service_for(config, PinnedClock(utc("2026-05-30 02:00")), services)
+    service = service_for(config, FixedClock(utc("2026-05-30 02:00")), services)
     ready, body = service.readiness()
     assert not ready
     assert body["checks"]["stores"]["app"] == {"ok": True}
@@ -624,3 +615,28 @@ def test_two_replicas_on_one_postgres_state_db_never_act_twice(
         assert connection.execute(select(schedule.c.rule)).scalars().all() == ["r"]
     assert all(a.finished_at <= b.started_at for a, b in itertools.pairwise(spans))
     assert AuditLog(postgres_db.engine, keys="plain", hmac_key=None).verify().ok
+
+
+def test_an_unusable_holds_file_postpones_runs_until_it_is_fixed(
+    world: Scenario, services: list[Service]
+) -> None:
+    """Fail closed under `serve`: with the holds file emptied, a due rule does not run (nothing
+    deleted, /readyz false) and stays due; once the file is whole again it runs."""
+    world.tickets(*old_tickets(range(1, 6)))
+    config = world.config([rule(schedule="0 3 * * *")], dry_run=False)
+    assert config.holds_path is not None
+    whole = config.holds_path.read_text()
+    state = open_state(config.settings.state_db.get_secret_value())
+    mark_covered(state, ["r"], utc("2026-05-20 03:00"), "earlier-run")
+    state.dispose()
+    config.holds_path.write_text("# emptied by an editor\n")
+    service = service_for(config, FixedClock(utc("2026-05-30 12:00")), services)
+    assert service.step() > 0
+    assert world.ticket_ids() == [1, 2, 3, 4, 5]
+    ready, body = service.readiness()
+    assert not ready and body["checks"]["holds"]["ok"] is False
+    assert run_rows(config) == []
+    config.holds_path.write_text(whole)
+    assert service.step() == 0.0
+    assert world.ticket_ids() == []
+    assert service.readiness()[0]

@@ -9,14 +9,16 @@ columns read as UTC.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Column, Engine, MetaData, Table, create_engine, event, inspect
 from sqlalchemy import types as sqltypes
-from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import NoSuchModuleError, NoSuchTableError, SQLAlchemyError
 
-from ..errors import SchemaError, StoreError
+from ..errors import SchemaError, StoreError, StoreMisconfigured
 from ..settings import SqlStoreConfig
 from .sqlclock import SQLITE_FUNCTION, ClockColumn, ColumnKind, sqlite_utc_text
 
@@ -30,6 +32,26 @@ def make_engine(url: str, *, connect_timeout: float = 10.0, immediate: bool = Fa
     when it begins, so a read-then-write (the audit chain's head) cannot be overtaken by
     another writer, and puts the file in WAL mode.
     """
+    try:
+        return _make_engine(url, connect_timeout=connect_timeout, immediate=immediate)
+    except NoSuchModuleError:
+        raise StoreMisconfigured(
+            f"unknown database dialect or driver {make_url(url).drivername!r} (tested: "
+            "sqlite, postgresql+psycopg, mysql+pymysql)"
+        ) from None
+    except ImportError as exc:
+        raise StoreMisconfigured(_missing_driver(make_url(url).get_dialect().name, exc)) from None
+
+
+def _missing_driver(dialect: str, exc: ImportError) -> str:
+    """Which package provides the driver, and the extra that installs it."""
+    extra = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}.get(dialect)
+    module = exc.name or "its driver"
+    hint = f": pip install 'retention[{extra}]'" if extra else f": install the {module} package"
+    return f"the {dialect} driver ({module}) is not installed{hint}"
+
+
+def _make_engine(url: str, *, connect_timeout: float, immediate: bool) -> Engine:
     kwargs: dict[str, Any] = {"future": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
@@ -68,6 +90,17 @@ def make_engine(url: str, *, connect_timeout: float = 10.0, immediate: bool = Fa
     return engine
 
 
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite URL's database file when it does not exist (else None)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or parsed.query.get("uri"):
+        return None
+    return None if Path(database).exists() else database
+
+
 class SqlStore:
     """One configured SQL store: a lazily created engine and the tables reflected from it."""
 
@@ -83,12 +116,19 @@ class SqlStore:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            try:
-                self._engine = make_engine(
-                    self.config.url.get_secret_value(),
-                    connect_timeout=self.config.connect_timeout,
+            url = self.config.url.get_secret_value()
+            missing = missing_sqlite_file(url)
+            if missing is not None:
+                raise StoreMisconfigured(
+                    f"SQLite database file not found: {missing} (a store's file is never "
+                    "created: check the path)",
+                    store=self.name,
                 )
-            except (SQLAlchemyError, ImportError, ValueError) as exc:
+            try:
+                self._engine = make_engine(url, connect_timeout=self.config.connect_timeout)
+            except StoreMisconfigured as exc:
+                raise StoreMisconfigured(str(exc), store=self.name) from None
+            except (SQLAlchemyError, ValueError) as exc:
                 raise StoreError(_describe(exc), store=self.name) from None
         return self._engine
 

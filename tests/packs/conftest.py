@@ -26,6 +26,7 @@ from retention.durations import Duration
 from retention.executor import Executor, RunResult
 from retention.explain import Explanation, RuleVerdict, explain
 from retention.planner import RulePlan, make_plan
+from retention.testing import FixedClock
 from retention.timemath import add_duration
 
 UTC = dt.UTC
@@ -130,7 +131,7 @@ class DemoWorld:
 
     def run(self, at: dt.datetime = NOW, rules: tuple[str, ...] = ()) -> RunResult:
         """A live enforcement pass as of `at`."""
-        return Executor(self.config, now=at, live=True).run(rules)
+        return Executor(self.config, now=at, live=True, clock=FixedClock(at)).run(rules)
 
     def timeline(
         self,

@@ -19,6 +19,7 @@ from retention.statedb import intents, legal_holds, open_state
 from retention.stores import SqlStore
 from retention.stores.base import open_object_store
 from retention.stores.s3 import S3Store
+from retention.testing import FixedClock
 
 from ..conftest import Database
 from ..scenario import Scenario, at, utc
@@ -123,7 +124,7 @@ def verify(config: Config) -> bool:
 
 
 def run(config: Config, now: dt.datetime = NOW, *, live: bool = True) -> Any:
-    return Executor(config, now=now, live=live).run()
+    return Executor(config, now=now, live=live, clock=FixedClock(now)).run()
 
 
 def plan_of(config: Config, now: dt.datetime = NOW, **kwargs: Any) -> dict[str, Any]:
