@@ -59,6 +59,7 @@ class S3StoreConfig(Model):
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
     max_concurrency: int = Field(4, ge=1, le=64)
+    max_attempts: int = Field(10, ge=1, le=20)  # per request, with backoff (botocore adaptive)
     mirror_holds: bool = False
 
 

@@ -163,6 +163,17 @@ class _RuleRun:
         self.outcome.planned = self._count()
         if self.outcome.planned and not self._breakers_allow():
             return
+        try:
+            self._walk()
+        except StoreError as exc:
+            # the store went away mid-run: what it did before still gets its audit entries
+            self.broken = self.broken or str(exc)
+        finally:
+            while self.inflight:
+                self._settle(*self.inflight.popleft())
+        self._finish()
+
+    def _walk(self) -> None:
         batch: list[ObjectRecord] = []
         entries = 0
         for page in self.store.pages(self.dataset):
@@ -186,9 +197,6 @@ class _RuleRun:
                 break
         if batch and self.broken is None and self.outcome.status != "stopped":
             self._submit(batch)
-        while self.inflight:
-            self._settle(*self.inflight.popleft())
-        self._finish()
 
     def _count(self) -> int:
         """Records due, unheld and unblocked now (before the store's own protections)."""

@@ -434,7 +434,7 @@ def make_client(settings: S3StoreConfig) -> Any:
         }
     session = boto3.session.Session(region_name=settings.region, **credentials)
     config = BotoConfig(
-        retries={"mode": "adaptive", "max_attempts": 10},
+        retries={"mode": "adaptive", "max_attempts": settings.max_attempts},
         max_pool_connections=settings.max_concurrency + 4,
         connect_timeout=10,
         read_timeout=60,

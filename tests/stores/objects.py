@@ -77,3 +77,70 @@ def object_rule(rule_id: str, dataset: str = "files", **fields: Any) -> dict[str
     }
     base.update(fields)
     return base
+
+
+class DyingEndpoint:
+    """An S3 endpoint in front of a moto server that goes away after `after` DeleteObjects
+    requests have been answered: new connections are refused from then on, like a crashed
+    endpoint. :meth:`revive` brings it back on the same port."""
+
+    def __init__(self, upstream: str, *, after: int | None) -> None:
+        self.upstream = upstream.removeprefix("http://")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: Any = None
+        self.revive(after=after)
+
+    def revive(self, *, after: int | None = None) -> None:
+        """Serve again (after `after` more DeleteObjects it dies again; None: never)."""
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        endpoint = self
+
+        class Forward(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                if endpoint.dead:  # a connection kept alive from before: cut it
+                    self.close_connection = True
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                upstream = http.client.HTTPConnection(endpoint.upstream, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                upstream.close()
+                if self.command == "POST" and "delete" in self.path:
+                    endpoint.deletes += 1
+                    if endpoint.after is not None and endpoint.deletes >= endpoint.after:
+                        threading.Thread(target=endpoint.die, daemon=True).start()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+        self.dead = False
+        self.deletes = 0
+        self.after = after
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Forward)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def die(self) -> None:
+        self.dead = True
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
