@@ -454,11 +454,9 @@ def _audit_log(config: Config) -> Iterator[Any]:
     from .statedb import open_state
 
     settings = config.settings
-    key = settings.hmac_key.get_secret_value().encode() if settings.hmac_key else None
     engine = open_state(settings.state_db.get_secret_value())
-    mode = settings.audit.keys if key is not None or settings.audit.keys != "hmac" else "none"
     try:
-        yield AuditLog(engine, keys=mode, hmac_key=key)
+        yield AuditLog.from_settings(engine, settings)
     finally:
         engine.dispose()
 

@@ -1,7 +1,10 @@
 """The state DB: runs, audit log, intents, leases, schedules, mirrored S3 holds (SQLite default).
 
-Tables are created on first use. The audit table is append-only by convention and by grants
-(deploy/README.md); its hash chain (:mod:`retention.audit`) makes any edit detectable anyway.
+The tables below are the schema at the newest revision of :mod:`retention.migrations`;
+:func:`open_state` brings a state DB there (creating it, or upgrading one an older release
+wrote) before anything uses it, and refuses one a newer release upgraded. The audit table is
+append-only by convention and by grants (deploy/README.md); its hash chain
+(:mod:`retention.audit`) makes any edit detectable anyway.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy import (
     Text,
     delete,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import StoreError
@@ -30,14 +34,18 @@ from .stores.sql import make_engine
 metadata = MetaData()
 
 TS = DateTime(timezone=True)
+# A run's times to the microsecond on MySQL/MariaDB too: its as-of time is checked against the
+# one its audit entry records.
+RUN_TS = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 runs = Table(
     "retention_runs",
     metadata,
     Column("id", String(36), primary_key=True),
-    Column("started_at", TS, nullable=False),
-    Column("finished_at", TS),
-    Column("as_of", TS, nullable=False),
+    Column("started_at", RUN_TS, nullable=False),
+    Column("finished_at", RUN_TS),
+    Column("as_of", RUN_TS, nullable=False),
     Column("mode", String(10), nullable=False),  # live | dry-run
     Column(
         "status", String(16), nullable=False
@@ -61,12 +69,13 @@ audit = Table(
     Column("action", String(40), nullable=False),
     Column("dry_run", Boolean, nullable=False),
     Column("count", Integer, nullable=False),
-    Column("keys", Text, nullable=False),
+    Column("keys", LONG_TEXT, nullable=False),
     Column("outcome", String(40), nullable=False),
-    Column("detail", Text),
+    Column("detail", LONG_TEXT),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Column("seal", String(64)),
+    Column("key_id", String(64)),  # the id of the HMAC key that made `seal` (auditkeys.py)
 )
 
 intents = Table(
@@ -118,10 +127,16 @@ legal_holds = Table(
 
 
 def open_state(url: str) -> Engine:
-    """Connect to the state DB and create its tables if needed."""
+    """Connect to the state DB and bring its schema to this release's revision.
+
+    An empty database is created at the newest revision, one an older release wrote is
+    upgraded; one a newer release upgraded is refused (:class:`StateVersionError`).
+    """
+    from .schema import upgrade
+
     try:
         engine = make_engine(url, immediate=True)
-        metadata.create_all(engine)
+        upgrade(engine)
     except SQLAlchemyError as exc:
         raise StoreError(
             f"cannot open the state DB: {type(exc).__name__}", store="state_db"
