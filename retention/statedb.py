@@ -10,6 +10,8 @@ append-only by convention and by grants (deploy/README.md); its hash chain
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import (
     BigInteger,
@@ -26,9 +28,10 @@ from sqlalchemy import (
     delete,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from .errors import StoreError
+from .errors import StateVersionError, StoreError
 from .stores.sql import make_engine
 
 metadata = MetaData()
@@ -136,8 +139,16 @@ def open_state(url: str) -> Engine:
 
     try:
         engine = make_engine(url, immediate=True)
-        upgrade(engine)
     except SQLAlchemyError as exc:
+        raise StoreError(
+            f"cannot open the state DB: {type(exc).__name__}", store="state_db"
+        ) from None
+    try:
+        upgrade(engine)
+    except BaseException as exc:
+        engine.dispose()
+        if not isinstance(exc, SQLAlchemyError):
+            raise
         raise StoreError(
             f"cannot open the state DB: {type(exc).__name__}", store="state_db"
         ) from None
@@ -161,3 +172,55 @@ def as_utc(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class StateProblem:
+    """One reason the state DB cannot be used: `unreachable` for a server that does not answer
+    (exit 3), else a bad URL, a missing driver or a schema this release cannot use (exit 2)."""
+
+    message: str
+    unreachable: bool = False
+
+
+def check_state(url: str) -> list[StateProblem]:
+    """What stands between `url` and a usable state DB, without changing it: the URL parses,
+    its dialect and driver are installed, the server answers, and the schema is current, can
+    be created or upgraded, and is not newer than this release. Messages never repeat the URL
+    (it may hold a password)."""
+    from .schema import check_revision, revision
+
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+        dialect.import_dbapi()
+    except (ArgumentError, ValueError):
+        return [StateProblem("state_db is not a database URL (value not shown)")]
+    except NoSuchModuleError:
+        return [StateProblem(f"state_db: no SQLAlchemy dialect {parsed.drivername!r} installed")]
+    except ImportError as exc:
+        return [
+            StateProblem(
+                f"state_db: the driver for {parsed.drivername!r} is not installed ({exc.name}); "
+                "install retention[postgres] or retention[mysql]"
+            )
+        ]
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database or "")
+        if not path.exists():
+            if not path.parent.is_dir():
+                return [StateProblem(f"state_db: directory {path.parent} does not exist", True)]
+            return []  # created at the newest revision on first use
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            found = revision(connection)
+    except SQLAlchemyError as exc:
+        return [StateProblem(f"state_db unreachable: {type(exc).__name__}", True)]
+    finally:
+        engine.dispose()
+    try:
+        check_revision(found)
+    except StateVersionError as exc:
+        return [StateProblem(str(exc))]
+    return []  # current, older (upgraded on first use) or none yet (created on first use)
