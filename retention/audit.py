@@ -108,6 +108,7 @@ def _tampered(
 
 
 _HASH_ORDER = tuple(sorted(_HASHED_FIELDS))
+_UNREADABLE = "{} holds a value that is not of its column's type (written behind retention's back)"
 
 
 def entry_hash(fields: dict[str, Any], *, encoded_keys: str | None = None) -> str:
@@ -340,18 +341,24 @@ class AuditLog:
         sealed with a key not held is a key problem, not tampering; the walk goes on, so
         tampering found later still wins. Without any key only the chain is checked."""
         walk = _Walk(self.keyring)
-        for entry in self.entries():
-            problem = walk.step(entry)
-            if problem is not None:
-                return problem
+        try:
+            for entry in self.entries():
+                problem = walk.step(entry)
+                if problem is not None:
+                    return problem
+        except (ValueError, TypeError):  # the driver could not even read a value back
+            return _tampered(walk.count, walk.expected_seq, _UNREADABLE.format("retention_audit"))
         problem = walk.finish()
         if problem is not None:
             return problem
-        head = self._check_run_heads(walk.expected_seq - 1)
+        try:
+            head = self._check_run_heads(walk.expected_seq - 1)
+            with self.engine.connect() as connection:
+                rows = [dict(r) for r in connection.execute(select(runs)).mappings()]
+        except (ValueError, TypeError):
+            return _tampered(walk.count, None, _UNREADABLE.format("retention_runs"))
         if head is not None:
             return _tampered(walk.count, head[0], head[1])
-        with self.engine.connect() as connection:
-            rows = [dict(r) for r in connection.execute(select(runs)).mappings()]
         run = walk.runs.check(rows)
         if run is not None:
             return _tampered(walk.count, run.seq, run.reason, run.run_id)
@@ -366,10 +373,11 @@ class AuditLog:
                 select(runs.c.id, runs.c.counts).where(runs.c.finished_at.is_not(None))
             ).all()
             for run_id, counts in rows:
-                head = json.loads(counts or "{}").get("audit_head")
-                if not head:
-                    continue
-                seq, digest = int(head[0]), head[1]
+                try:
+                    head = json.loads(counts or "{}").get("audit_head")
+                    seq, digest = int(head[0]), head[1]
+                except (ValueError, TypeError, AttributeError, IndexError, KeyError):
+                    continue  # no head recorded (or not readable: the run check names it)
                 if seq == 0:  # the run ended with an empty log
                     continue
                 if seq > last_seq:
@@ -424,6 +432,11 @@ class _Walk:
         return None
 
     def finish(self) -> Verification | None:
+        if self.unnamed and self.runs.marker_seq is None:
+            # only entries an upgrade found may name no key: without its marker, none did
+            return _tampered(
+                self.count, self.unnamed[0][0], "seal names no key (rewritten without the key)"
+            )
         return self._settle_unnamed()
 
     def _check_seal(self, entry: AuditEntry) -> Verification | None:

@@ -787,12 +787,12 @@ class Executor:
         """The run's row and its start entry in the chain, in one state-DB transaction."""
         holder = self.lease.holder if self.lease else default_holder()
         fingerprint = self.config.fingerprint()
-        as_of = self.now.astimezone(dt.UTC)
+        as_of, started_at = self.now.astimezone(dt.UTC), utcnow()
         with self._state_transaction() as connection:
             connection.execute(
                 insert(runs).values(
                     id=self.run_id,
-                    started_at=utcnow(),
+                    started_at=started_at,
                     as_of=as_of,
                     mode=self.mode,
                     status="running",
@@ -806,6 +806,7 @@ class Executor:
                     run_id=self.run_id,
                     mode=self.mode,
                     as_of=as_of,
+                    started_at=started_at,
                     fingerprint=fingerprint,
                     holder=holder,
                 ),
@@ -820,14 +821,21 @@ class Executor:
             "rules": {f"{o.rule}@{o.dataset}": o.acted for o in outcomes},
             "audit_head": [seq, digest],
         }
+        finished_at = utcnow()
         with self._state_transaction() as connection:
             connection.execute(
                 update(runs)
                 .where(runs.c.id == self.run_id)
-                .values(status=status, finished_at=utcnow(), counts=json.dumps(counts))
+                .values(status=status, finished_at=finished_at, counts=json.dumps(counts))
             )
             self.audit.append(
-                **finish_fields(run_id=self.run_id, mode=self.mode, status=status, counts=counts),
+                **finish_fields(
+                    run_id=self.run_id,
+                    mode=self.mode,
+                    status=status,
+                    finished_at=finished_at,
+                    counts=counts,
+                ),
                 connection=connection,
             )
 

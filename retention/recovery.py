@@ -69,10 +69,11 @@ def _interrupt(
     executor: Executor, connection: Connection, run_id: str, mode: str, message: str
 ) -> None:
     """Mark one run interrupted, with its end entry, unless another process did first."""
+    finished_at = utcnow()
     changed = connection.execute(
         update(runs)
         .where(runs.c.id == run_id, runs.c.status == "running")
-        .values(status="interrupted", finished_at=utcnow(), message=message)
+        .values(status="interrupted", finished_at=finished_at, message=message)
     ).rowcount
     if changed != 1:
         return
@@ -82,6 +83,7 @@ def _interrupt(
             run_id=run_id,
             mode=mode,
             status="interrupted",
+            finished_at=finished_at,
             counts=json.loads(counts or "{}"),
             message=message,
         ),

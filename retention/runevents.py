@@ -2,13 +2,13 @@
 
 Every run's life is in the chain: an entry when it starts (action ``run``, outcome
 ``started``) whose hashed ``detail`` carries its mode, as-of time (the evaluation moment: a
-past ``--now`` shows here), config fingerprint and holder; and one when it ends (outcome: its
-final status, ``count``: what it acted on), carrying its status, counts and message, written in
-the same state-DB transaction as the row's update, by the run itself or by recovery marking it
-interrupted. `audit verify` then holds every row of ``retention_runs`` against the chain
-(:class:`RunEvents`): a row without a start entry, a start entry without a row, or a row whose
-mode, as-of time, fingerprint, holder, status or counts differ from the chain fails,
-naming the run.
+past ``--now`` shows here, and first, in ``audit show``), start time, config fingerprint and
+holder; and one when it ends (outcome: its final status, ``count``: what it acted on), carrying
+its status, finish time, counts and message, written in the same state-DB transaction as the
+row's update, by the run itself or by recovery marking it interrupted. `audit verify` then
+holds every row of ``retention_runs`` against the chain (:class:`RunEvents`): a row without a
+start entry, a start entry without a row, or a row any of whose columns differs from what the
+chain says fails, naming the run.
 
 Runs written before this (state DBs of 0.1.0) have no events. The schema upgrade that
 introduced them (revision 0002) appended one entry, the *upgrade marker*, listing each run that
@@ -52,12 +52,19 @@ def instant(value: dt.datetime | str | None) -> str | None:
 
 
 def start_fields(
-    *, run_id: str, mode: str, as_of: dt.datetime, fingerprint: str, holder: str | None
+    *,
+    run_id: str,
+    mode: str,
+    as_of: dt.datetime,
+    started_at: dt.datetime,
+    fingerprint: str,
+    holder: str | None,
 ) -> dict[str, Any]:
     """The arguments of :meth:`AuditLog.append` for a run's start entry."""
     detail = {
         "mode": mode,
         "as_of": instant(as_of),
+        "started_at": instant(started_at),
         "config_fingerprint": fingerprint,
         "holder": holder,
     }
@@ -76,11 +83,17 @@ def finish_fields(
     run_id: str,
     mode: str,
     status: str,
+    finished_at: dt.datetime,
     counts: Mapping[str, Any],
     message: str | None = None,
 ) -> dict[str, Any]:
     """The arguments of :meth:`AuditLog.append` for a run's end (complete, interrupted, …)."""
-    detail = {"status": status, "counts": dict(counts), "message": message}
+    detail = {
+        "status": status,
+        "finished_at": instant(finished_at),
+        "counts": dict(counts),
+        "message": message,
+    }
     acted = counts.get("acted", 0)
     return {
         "run_id": run_id,
@@ -215,6 +228,7 @@ class RunEvents:
             for name, found in (
                 ("mode", row["mode"]),
                 ("as_of", instant(row["as_of"])),
+                ("started_at", instant(row["started_at"])),
                 ("config_fingerprint", row["config_fingerprint"]),
                 ("holder", row["holder"]),
             ):
@@ -227,7 +241,11 @@ class RunEvents:
                     )
         elif run_id in self.legacy:
             status = "running" if end is not None else None
-            if legacy_digest(row, status=status) != self.legacy[run_id]:
+            try:
+                digest = legacy_digest(row, status=status)
+            except (ValueError, TypeError):
+                digest = None
+            if digest != self.legacy[run_id]:
                 return RunProblem(
                     run_id,
                     self.marker_seq,
@@ -248,9 +266,12 @@ class RunEvents:
     def _check_end(
         self, run_id: str, row: Mapping[str, Any], end: tuple[int, dict[str, Any]] | None
     ) -> RunProblem | None:
-        counts = json.loads(row["counts"] or "{}")
+        try:
+            counts = json.loads(row["counts"] or "{}")
+        except ValueError:
+            counts = row["counts"]  # not JSON: differs from whatever the chain says
         if end is None:
-            if row["status"] != "running" or counts:
+            if row["status"] != "running" or counts or row["finished_at"] is not None:
                 return RunProblem(
                     run_id,
                     self.starts[run_id][0],
@@ -261,6 +282,7 @@ class RunEvents:
         seq, data = end
         for name, found in (
             ("status", row["status"]),
+            ("finished_at", instant(row["finished_at"])),
             ("counts", counts),
             ("message", row["message"]),
         ):
