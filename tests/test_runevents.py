@@ -63,7 +63,7 @@ def run_row(log: Log, run_id: str | None = None) -> dict[str, Any]:
     return dict(row)
 
 
-# -- what the run events say ---------------------------------------------------------------------
+# -- what the run events say -----------------------------------------------------------------------
 
 
 def test_run_start_and_end_are_chain_entries(world: Scenario) -> None:
