@@ -24,7 +24,8 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import IO, Any, Literal
 
@@ -312,7 +313,7 @@ class AuditLog:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         key: str | None = None,
-    ) -> Iterator[AuditEntry]:
+    ) -> Generator[AuditEntry]:
         """Entries in chain order, filtered; streamed, not loaded at once."""
         query = select(audit).order_by(audit.c.seq)
         if run_id:
@@ -328,10 +329,13 @@ class AuditLog:
         needle = json.dumps(self.key_digest(key)) if key is not None else None
         with self.engine.connect() as connection:
             result = connection.execution_options(stream_results=True).execute(query)
-            for row in result.mappings():
-                if needle is not None and needle not in row["keys"]:
-                    continue
-                yield AuditEntry(**dict(row))
+            try:
+                for row in result.mappings():
+                    if needle is not None and needle not in row["keys"]:
+                        continue
+                    yield AuditEntry(**dict(row))
+            finally:
+                result.close()  # also when the caller stops early: no cursor left open
 
     def verify(self) -> Verification:
         """Walk the whole chain, then hold the runs against it; report the first entry that
@@ -342,10 +346,12 @@ class AuditLog:
         tampering found later still wins. Without any key only the chain is checked."""
         walk = _Walk(self.keyring)
         try:
-            for entry in self.entries():
-                problem = walk.step(entry)
-                if problem is not None:
-                    return problem
+            # closed on an early return: the server-side cursor behind it must not linger
+            with closing(self.entries()) as entries:
+                for entry in entries:
+                    problem = walk.step(entry)
+                    if problem is not None:
+                        return problem
         except (ValueError, TypeError):  # the driver could not even read a value back
             return _tampered(walk.count, walk.expected_seq, _UNREADABLE.format("retention_audit"))
         problem = walk.finish()

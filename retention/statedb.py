@@ -194,10 +194,10 @@ def check_state(url: str) -> list[StateProblem]:
         parsed = make_url(url)
         dialect = parsed.get_dialect()
         dialect.import_dbapi()
+    except NoSuchModuleError:  # before ArgumentError, which it derives from
+        return [StateProblem(f"state_db: no SQLAlchemy dialect {parsed.drivername!r} installed")]
     except (ArgumentError, ValueError):
         return [StateProblem("state_db is not a database URL (value not shown)")]
-    except NoSuchModuleError:
-        return [StateProblem(f"state_db: no SQLAlchemy dialect {parsed.drivername!r} installed")]
     except ImportError as exc:
         return [
             StateProblem(
