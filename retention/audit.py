@@ -92,7 +92,7 @@ Problem = Literal["tampered", "key"]
 @dataclass(frozen=True)
 class Verification:
     """The result of `audit verify`: `problem` is ``tampered`` (exit 1) or ``key`` (sealed with
-    a key not held here, exit 5); `bad_seq` the entry and `run_id` the run it concerns."""
+    a key not held here, exit 6); `bad_seq` the entry and `run_id` the run it concerns."""
 
     ok: bool
     entries: int

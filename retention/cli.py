@@ -3,7 +3,8 @@
 Exit codes scripts can trust: 0 ok, 1 audit verification failed (tampering) or record not
 found, 2 bad input (config, rules, holds, schema, a state DB newer than this release), 3 a store
 or the state DB unreachable (others still processed), 4 refused for safety (circuit breaker,
-foreign key), 5 an audit seal or checkpoint made with a key not held here (rotated or wrong).
+foreign key), 5 another process holds the lease, 6 an audit seal or checkpoint made with a key
+not held here (rotated or wrong).
 """
 
 from __future__ import annotations
@@ -521,7 +522,7 @@ def audit_verify(
     ] = None,
 ) -> None:
     """Check the whole chain, the runs and the checkpoints; exit 1 and name the first bad
-    entry on any tampering, 5 when a seal or checkpoint is from a key not held here."""
+    entry on any tampering, 6 when a seal or checkpoint is from a key not held here."""
     from .anchors import open_destination
     from .audit import AuditLog
     from .auditkeys import load_public_key
@@ -549,7 +550,7 @@ def audit_verify(
     )
     if report.problem is not None and not log_first:
         data.update(ok=False, bad_seq=report.bad_seq, reason=report.reason, problem=report.problem)
-    code = {None: 0, "tampered": 1, "key": 5}[data["problem"]]
+    code = {None: 0, "tampered": 1, "key": 6}[data["problem"]]
     if as_json:
         emit_json(data)
     elif code == 0:

@@ -12,7 +12,7 @@ needed to fix it, so the CLI can print one clear line and choose an exit code::
     │   ├── CircuitBreakerTripped   a rule would act on too much at once
     │   └── ForeignKeyRefused       a delete would orphan rows of another table
     ├── AuditError             the audit log does not verify                       exit 1
-    └── AuditKeyError          a seal or checkpoint is from a key not held here    exit 5
+    └── AuditKeyError          a seal or checkpoint is from a key not held here    exit 6
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class AuditKeyError(RetentionError):
     `signed_with` is the key id the seal or checkpoint names, `held` the ids of the keys given.
     """
 
-    exit_code = 5
+    exit_code = 6
 
     def __init__(self, message: str, *, signed_with: str | None, held: tuple[str, ...]) -> None:
         self.signed_with = signed_with

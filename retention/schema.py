@@ -24,15 +24,16 @@ from importlib.resources import files
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, column, func, inspect, select, table
+from sqlalchemy import Connection, Engine, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import StateVersionError, StoreError
+from .statedb import schema_version
 
-VERSION_TABLE = "retention_alembic_version"
+VERSION_TABLE = schema_version.name
 HEAD = "0002"
 LOCK_TIMEOUT = 120  # seconds another process's upgrade may take before this one gives up
-_version = table(VERSION_TABLE, column("version_num"))
+_version = schema_version
 
 
 @cache

@@ -113,6 +113,13 @@ schedule = Table(
     Column("updated_at", TS, nullable=False),
 )
 
+# The schema's revision, as Alembic records it (retention.schema; Alembic creates this table).
+schema_version = Table(
+    "retention_alembic_version",
+    metadata,
+    Column("version_num", String(32), primary_key=True),
+)
+
 # S3 legal holds that retention placed to mirror its own holds (mirror_holds: true): only these
 # are ever released by retention. `id` is a digest of store, dataset, key and version id.
 legal_holds = Table(

@@ -4,7 +4,7 @@ A log is built as in test_audit.py (a manual entry and a live run: 8 entries), w
 signing key and a checkpoint directory in its config. Each test writes checkpoints through the
 CLI, then tampers with the state DB (or the checkpoints) and checks the verdict: truncation,
 deletion of everything and rewriting are tampering (exit 1); a checkpoint or seal from a key
-not held is a key problem (exit 5) that names both key ids. S3 destinations run on moto, with
+not held is a key problem (exit 6) that names both key ids. S3 destinations run on moto, with
 Object Lock.
 """
 
@@ -222,20 +222,20 @@ def test_an_empty_checkpoint_destination_is_tampering(world: Scenario, tmp_path:
 
 def test_a_checkpoint_from_another_key_is_a_key_problem(world: Scenario, tmp_path: Path) -> None:
     """Verifying with another signing key than the one a checkpoint was made with is a key
-    problem (exit 5) naming both key ids, not tampering; given the right public key with
+    problem (exit 6) naming both key ids, not tampering; given the right public key with
     --verify-key, it verifies."""
     log = signed_log(world, str(tmp_path / "anchors"))
     checkpoint(log)
     other = {"RETENTION_AUDIT__SIGNING_KEY": private_pem(OTHER)}
     verify = ["audit", "verify", "--config", str(log.config_path)]
     result = CliRunner().invoke(app, [*verify, "--json"], env=other)
-    assert result.exit_code == 5, result.output
+    assert result.exit_code == 6, result.output
     found = json.loads(result.stdout)
     assert found["problem"] == "key"
     assert public_key_id(SIGNING.public_key()) in found["reason"]
     assert public_key_id(OTHER.public_key()) in found["reason"]
     text = CliRunner().invoke(app, verify, env=other)
-    assert text.exit_code == 5 and "audit key problem" in text.output
+    assert text.exit_code == 6 and "audit key problem" in text.output
     assert private_pem(OTHER) not in text.output
     with_public = CliRunner().invoke(app, [*verify, "--verify-key", public_pem(SIGNING)], env=other)
     assert with_public.exit_code == 0, with_public.output
@@ -245,7 +245,7 @@ def test_hmac_sealed_checkpoints_and_seals_survive_a_key_rotation(
     world: Scenario, tmp_path: Path
 ) -> None:
     """Without a signing key checkpoints are sealed with hmac_key. After rotating hmac_key the
-    old entries and checkpoint are a key problem (exit 5, both key ids named) until the old key
+    old entries and checkpoint are a key problem (exit 6, both key ids named) until the old key
     is listed in audit.previous_hmac_keys; then the old and the newly sealed entries verify."""
     where = str(tmp_path / "anchors")
     log = build(world, audit={"keys": "plain", "checkpoints": where})
@@ -256,7 +256,7 @@ def test_hmac_sealed_checkpoints_and_seals_survive_a_key_rotation(
     rotated = {"RETENTION_HMAC_KEY": new_key}
     verify = ["audit", "verify", "--config", str(log.config_path)]
     result = CliRunner().invoke(app, [*verify, "--json"], env=rotated)
-    assert result.exit_code == 5, result.output
+    assert result.exit_code == 6, result.output
     found = json.loads(result.stdout)
     assert hmac_key_id(HMAC_KEY.encode()) in found["reason"]
     assert hmac_key_id(new_key.encode()) in found["reason"]

@@ -332,7 +332,7 @@ def run_row_any(log: Log) -> dict[str, Any]:
 
 def test_key_id_of_an_unknown_key_is_a_key_problem(world: Scenario) -> None:
     """An entry naming a key not held (sealed before a rotation, the old key not configured)
-    is reported as a key problem (exit 5), with both key ids, not as tampering."""
+    is reported as a key problem (exit 6), with both key ids, not as tampering."""
     log = build(world)
     log.sql("UPDATE retention_audit SET key_id = 'hmac:0123456789abcdef' WHERE seq = 3")
     result = log.verify()
@@ -340,6 +340,6 @@ def test_key_id_of_an_unknown_key_is_a_key_problem(world: Scenario) -> None:
     assert result.reason is not None and "hmac:0123456789abcdef" in result.reason
     assert AuditLog(log.audit_log().engine, keys="plain", hmac_key=None).verify().ok
     cli = log.cli("audit", "verify")
-    assert cli.exit_code == 5, cli.output
+    assert cli.exit_code == 6, cli.output
     assert "audit key problem" in cli.output
     assert HMAC_KEY not in cli.output
