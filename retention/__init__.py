@@ -13,12 +13,14 @@ from .config import Config, load_config
 from .durations import Duration
 from .errors import (
     AuditError,
+    AuditKeyError,
     CircuitBreakerTripped,
     ConfigError,
     ForeignKeyRefused,
     RetentionError,
     SafetyError,
     SchemaError,
+    StateVersionError,
     StoreError,
 )
 from .explain import explain
@@ -28,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuditError",
+    "AuditKeyError",
     "CircuitBreakerTripped",
     "Config",
     "ConfigError",
@@ -38,6 +41,7 @@ __all__ = [
     "RulePlan",
     "SafetyError",
     "SchemaError",
+    "StateVersionError",
     "StoreError",
     "explain",
     "load_config",

@@ -73,6 +73,7 @@ class Bucket:
     lock_mode: str
 
     def key(self, name: str) -> str:
+        """The object key of the document called `name`."""
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def put(self, name: str, data: bytes) -> str:

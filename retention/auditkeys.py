@@ -62,6 +62,7 @@ class KeyRing:
 
     @property
     def current_id(self) -> str | None:
+        """The id of the key that seals new entries, or None without one."""
         return hmac_key_id(self.current) if self.current is not None else None
 
     @property

@@ -138,6 +138,7 @@ class Signer:
         return Checkpoint(**{**asdict(checkpoint), "signature": signature})
 
     def unsigned(self, *, seq: int, digest: str, entries: int, at: dt.datetime) -> Checkpoint:
+        """A checkpoint of this head, naming this signer's algorithm and key, to :meth:`sign`."""
         return Checkpoint(
             seq=seq,
             hash=digest,
@@ -170,6 +171,7 @@ class Verifier:
 
     @property
     def ids(self) -> tuple[str, ...]:
+        """The ids of every key held, Ed25519 first."""
         return (*self.public_keys, *self.hmac.ids)
 
     def authentic(self, checkpoint: Checkpoint) -> bool:
@@ -219,10 +221,8 @@ class CheckpointReport:
 
     @property
     def ok(self) -> bool:
+        """No problem found."""
         return self.problem is None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def check(

@@ -781,6 +781,7 @@ class Executor:
 
     @property
     def mode(self) -> str:
+        """``live`` or ``dry-run``, as the run's row and its events record it."""
         return "live" if self.live else "dry-run"
 
     def _start_run(self) -> None:
