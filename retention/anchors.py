@@ -46,20 +46,27 @@ class Directory:
     path: Path
 
     def put(self, name: str, data: bytes) -> str:
-        self.path.mkdir(parents=True, exist_ok=True)
         target = self.path / name
-        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            with os.fdopen(descriptor, "wb") as stream:
+                stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as exc:
+            raise StoreError(f"cannot write checkpoint {target}: {exc.strerror}") from None
         return str(target)
 
     def documents(self) -> Iterator[tuple[str, bytes]]:
         if not self.path.is_dir():
             return
         for path in sorted(self.path.glob(PATTERN)):
-            yield path.name, path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise StoreError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+            yield path.name, data
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,14 @@ from hypothesis import strategies as st
 from retention.audit import AuditLog, Verification
 from retention.config import load_config
 from retention.executor import Executor
-from retention.runevents import RUN_ACTION, STARTED
+from retention.runevents import (
+    MARKER_ACTION,
+    MARKER_OUTCOME,
+    MARKER_RUN_ID,
+    RUN_ACTION,
+    STARTED,
+    marker_detail,
+)
 from retention.stores.sql import make_engine
 
 from .auditlog import HMAC_KEY, NOW, Log, build, ticket
@@ -208,6 +215,28 @@ def test_deleting_everything_is_not_detected_without_checkpoints(world: Scenario
     log.sql("DELETE FROM retention_audit")
     log.sql("DELETE FROM retention_runs")
     assert log.verify() == Verification(True, 0)
+
+
+def test_an_upgrade_marker_cannot_excuse_a_later_run(world: Scenario) -> None:
+    """Without a key, a writer could append a well-chained upgrade marker listing a forged run
+    (with its row): only one marker, before any run event, is accepted, so it fails."""
+    log = build(world, hmac_key=None)
+    row = {**run_row(log), "id": "forged-run"}
+    log.sql(
+        f"INSERT INTO retention_runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+        *row.values(),
+    )
+    appender = log.audit_log()
+    appender.append(
+        run_id=MARKER_RUN_ID,
+        action=MARKER_ACTION,
+        outcome=MARKER_OUTCOME,
+        dry_run=False,
+        count=1,
+        detail=marker_detail([row], 8, log.rows()[-1]["hash"]),
+    )
+    appender.engine.dispose()
+    run_failure(log, "an upgrade marker after run events", MARKER_RUN_ID)
 
 
 # -- any single change -----------------------------------------------------------------------------
