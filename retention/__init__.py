@@ -13,12 +13,14 @@ from .config import Config, load_config
 from .durations import Duration
 from .errors import (
     AuditError,
+    AuditKeyError,
     CircuitBreakerTripped,
     ConfigError,
     ForeignKeyRefused,
     RetentionError,
     SafetyError,
     SchemaError,
+    StateVersionError,
     StoreError,
     StoreMisconfigured,
 )
@@ -29,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuditError",
+    "AuditKeyError",
     "CircuitBreakerTripped",
     "Config",
     "ConfigError",
@@ -39,6 +42,7 @@ __all__ = [
     "RulePlan",
     "SafetyError",
     "SchemaError",
+    "StateVersionError",
     "StoreError",
     "StoreMisconfigured",
     "explain",

@@ -1,10 +1,16 @@
-"""The audit log: one append-only, hash-chained entry per batch, in the state DB.
+"""The audit log: one append-only, hash-chained entry per batch and per run event, in the state DB.
 
 Each entry's ``hash`` is SHA-256 over its canonical JSON and the previous entry's hash, so
 editing, deleting, inserting or reordering any entry breaks the chain at that point. When an
-``hmac_key`` is configured every entry is also sealed with HMAC-SHA256(key, hash): someone who
-can write to the state DB but does not hold the key cannot rebuild a valid chain. Each finished
-run records the chain head, so removing entries from the end is detected too.
+``hmac_key`` is configured every entry is also sealed with HMAC-SHA256(key, hash), and names the
+key by its id (``key_id``, :mod:`retention.auditkeys`): someone who can write to the state DB
+but does not hold the key cannot rebuild a valid chain, and an entry sealed with a key this
+process does not hold (rotated: ``audit.previous_hmac_keys``) is told apart from a forgery.
+
+Runs are in the chain too (:mod:`retention.runevents`): `verify` holds every row of
+``retention_runs`` against its start and end entries. Each finished run records the chain head,
+and checkpoints (:mod:`retention.checkpoints`) anchor it outside the state DB, so removing
+entries from the end is detected too.
 
 Record keys are kept as configured (``audit.keys``): ``plain``, ``hmac`` (HMAC-SHA256 with the
 settings key, so a DPO can check whether a given key was acted on without the log revealing it)
@@ -18,16 +24,20 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import IO, Any, Literal
 
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from .auditkeys import KeyRing, hmac_keys, seal
 from .errors import ConfigError
 from .hmackeys import HmacHelper, KeyHmac
 from .logs import get_logger
+from .runevents import MARKER_ACTION, MARKER_RUN_ID, RunEvents
+from .settings import Settings
 from .statedb import audit, runs
 
 GENESIS = "0" * 64
@@ -68,6 +78,7 @@ class AuditEntry:
     prev_hash: str
     hash: str
     seal: str | None = None
+    key_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -75,17 +86,30 @@ class AuditEntry:
         return data
 
 
+Problem = Literal["tampered", "key"]
+
+
 @dataclass(frozen=True)
 class Verification:
-    """The result of `audit verify`."""
+    """The result of `audit verify`: `problem` is ``tampered`` (exit 1) or ``key`` (sealed with
+    a key not held here, exit 6); `bad_seq` the entry and `run_id` the run it concerns."""
 
     ok: bool
     entries: int
     bad_seq: int | None = None
     reason: str | None = None
+    run_id: str | None = None
+    problem: Problem | None = None
+
+
+def _tampered(
+    entries: int, seq: int | None, reason: str, run_id: str | None = None
+) -> Verification:
+    return Verification(False, entries, seq, reason, run_id, "tampered")
 
 
 _HASH_ORDER = tuple(sorted(_HASHED_FIELDS))
+_UNREADABLE = "{} holds a value that is not of its column's type (written behind retention's back)"
 
 
 def entry_hash(fields: dict[str, Any], *, encoded_keys: str | None = None) -> str:
@@ -124,7 +148,14 @@ def _hex_list(count: int, text: str) -> ProtectedKeys:
 class AuditLog:
     """Appends to and reads the audit table of one state DB."""
 
-    def __init__(self, engine: Engine, *, keys: KeyMode, hmac_key: bytes | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        keys: KeyMode,
+        hmac_key: bytes | None,
+        previous_keys: Sequence[bytes] = (),
+    ) -> None:
         if keys == "hmac" and hmac_key is None:
             raise ConfigError(
                 "audit.keys is hmac but no hmac_key is set: set RETENTION_HMAC_KEY, "
@@ -134,9 +165,21 @@ class AuditLog:
         self.engine = engine
         self.key_mode = keys
         self.hmac_key = hmac_key
+        self.keyring = KeyRing(hmac_key, tuple(previous_keys))
         self._hmac = KeyHmac(hmac_key) if hmac_key is not None else None
         self._helper: HmacHelper | None = None
         self._unannounced: list[AuditEntry] = []  # appended in a caller's open transaction
+
+    @classmethod
+    def from_settings(cls, engine: Engine, settings: Settings) -> AuditLog:
+        """The log as `settings` configure it: key mode, sealing key and previous keys.
+
+        Without an ``hmac_key``, ``audit.keys: hmac`` reads as ``none`` (only reading and
+        verifying are possible then: appending needs the key)."""
+        key = settings.hmac_key.get_secret_value().encode() if settings.hmac_key else None
+        mode = settings.audit.keys if key is not None or settings.audit.keys != "hmac" else "none"
+        previous = hmac_keys([k.get_secret_value() for k in settings.audit.previous_hmac_keys])
+        return cls(engine, keys=mode, hmac_key=key, previous_keys=previous)
 
     def protect(self, keys: Sequence[str]) -> ProtectedKeys:
         """Record keys as the log stores them, per `audit.keys`, with their JSON encoding."""
@@ -248,14 +291,10 @@ class AuditLog:
         seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
         row = {**fields, "seq": seq, "prev_hash": prev}
         row["hash"] = entry_hash(row, encoded_keys=encoded_keys)
-        row["seal"] = self._seal(row["hash"])
+        row["seal"] = seal(self.hmac_key, row["hash"]) if self.hmac_key is not None else None
+        row["key_id"] = self.keyring.current_id
         connection.execute(insert(audit).values(**row))
         return AuditEntry(**row)
-
-    def _seal(self, digest: str) -> str | None:
-        if self.hmac_key is None:
-            return None
-        return hmac.new(self.hmac_key, digest.encode(), hashlib.sha256).hexdigest()
 
     def head(self) -> tuple[int, str]:
         """(last sequence number, its hash), or (0, GENESIS) for an empty log."""
@@ -274,7 +313,7 @@ class AuditLog:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         key: str | None = None,
-    ) -> Iterator[AuditEntry]:
+    ) -> Generator[AuditEntry]:
         """Entries in chain order, filtered; streamed, not loaded at once."""
         query = select(audit).order_by(audit.c.seq)
         if run_id:
@@ -290,52 +329,48 @@ class AuditLog:
         needle = json.dumps(self.key_digest(key)) if key is not None else None
         with self.engine.connect() as connection:
             result = connection.execution_options(stream_results=True).execute(query)
-            for row in result.mappings():
-                if needle is not None and needle not in row["keys"]:
-                    continue
-                yield AuditEntry(**dict(row))
+            try:
+                for row in result.mappings():
+                    if needle is not None and needle not in row["keys"]:
+                        continue
+                    yield AuditEntry(**dict(row))
+            finally:
+                result.close()  # also when the caller stops early: no cursor left open
 
     def verify(self) -> Verification:
-        """Walk the whole chain; report the first entry that was edited, removed, added or moved."""
-        expected_seq, prev = 1, GENESIS
-        count = 0
-        for entry in self.entries():
-            count += 1
-            if entry.seq != expected_seq:
-                missing = "removed" if entry.seq > expected_seq else "duplicated or moved"
-                return Verification(
-                    False, count, expected_seq, f"entry {expected_seq} was {missing}"
-                )
-            if entry.prev_hash != prev:
-                return Verification(
-                    False,
-                    count,
-                    entry.seq,
-                    "entry does not follow the one before it (inserted, removed or reordered)",
-                )
-            fields = asdict(entry)
-            if entry_hash(fields) != entry.hash:
-                return Verification(False, count, entry.seq, "entry was edited (hash mismatch)")
-            if self.hmac_key is not None:
-                if entry.seal is None:
-                    return Verification(
-                        False,
-                        count,
-                        entry.seq,
-                        "entry has lost its seal (removed, or written without the key)",
-                    )
-                if not hmac.compare_digest(entry.seal, self._seal(entry.hash) or ""):
-                    return Verification(
-                        False,
-                        count,
-                        entry.seq,
-                        "seal does not match (rewritten without the key)",
-                    )
-            expected_seq, prev = entry.seq + 1, entry.hash
-        problem = self._check_run_heads(expected_seq - 1)
+        """Walk the whole chain, then hold the runs against it; report the first entry that
+        was edited, removed, added or moved, or the first run whose row disagrees.
+
+        Seals are checked with every key held (the current and the previous ones). An entry
+        sealed with a key not held is a key problem, not tampering; the walk goes on, so
+        tampering found later still wins. Without any key only the chain is checked."""
+        walk = _Walk(self.keyring)
+        try:
+            # closed on an early return: the server-side cursor behind it must not linger
+            with closing(self.entries()) as entries:
+                for entry in entries:
+                    problem = walk.step(entry)
+                    if problem is not None:
+                        return problem
+        except (ValueError, TypeError):  # the driver could not even read a value back
+            return _tampered(walk.count, walk.expected_seq, _UNREADABLE.format("retention_audit"))
+        problem = walk.finish()
         if problem is not None:
-            return Verification(False, count, problem[0], problem[1])
-        return Verification(True, count)
+            return problem
+        try:
+            head = self._check_run_heads(walk.expected_seq - 1)
+            with self.engine.connect() as connection:
+                rows = [dict(r) for r in connection.execute(select(runs)).mappings()]
+        except (ValueError, TypeError):
+            return _tampered(walk.count, None, _UNREADABLE.format("retention_runs"))
+        if head is not None:
+            return _tampered(walk.count, head[0], head[1])
+        run = walk.runs.check(rows)
+        if run is not None:
+            return _tampered(walk.count, run.seq, run.reason, run.run_id)
+        if walk.key_problem is not None:
+            return walk.key_problem
+        return Verification(True, walk.count)
 
     def _check_run_heads(self, last_seq: int) -> tuple[int, str] | None:
         """Each finished run noted the chain head; entries up to it must still be there."""
@@ -344,10 +379,11 @@ class AuditLog:
                 select(runs.c.id, runs.c.counts).where(runs.c.finished_at.is_not(None))
             ).all()
             for run_id, counts in rows:
-                head = json.loads(counts or "{}").get("audit_head")
-                if not head:
-                    continue
-                seq, digest = int(head[0]), head[1]
+                try:
+                    head = json.loads(counts or "{}").get("audit_head")
+                    seq, digest = int(head[0]), head[1]
+                except (ValueError, TypeError, AttributeError, IndexError, KeyError):
+                    continue  # no head recorded (or not readable: the run check names it)
                 if seq == 0:  # the run ended with an empty log
                     continue
                 if seq > last_seq:
@@ -360,6 +396,108 @@ class AuditLog:
                 ).scalar_one_or_none()
                 if found != digest:
                     return seq, f"entry differs from the head recorded by run {run_id}"
+        return None
+
+
+class _Walk:
+    """One pass along the chain: sequence, links, hashes, seals, and the run events seen."""
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring
+        self.expected_seq, self.prev, self.count = 1, GENESIS, 0
+        self.runs = RunEvents()
+        self.key_problem: Verification | None = None
+        # entries sealed before seals named their key: (seq, sealed with a held key?)
+        self.unnamed: list[tuple[int, bool]] = []
+
+    def step(self, entry: AuditEntry) -> Verification | None:
+        self.count += 1
+        count = self.count
+        if entry.seq != self.expected_seq:
+            missing = "removed" if entry.seq > self.expected_seq else "duplicated or moved"
+            return _tampered(count, self.expected_seq, f"entry {self.expected_seq} was {missing}")
+        if entry.prev_hash != self.prev:
+            return _tampered(
+                count,
+                entry.seq,
+                "entry does not follow the one before it (inserted, removed or reordered)",
+            )
+        fields = asdict(entry)
+        if entry_hash(fields) != entry.hash:
+            return _tampered(count, entry.seq, "entry was edited (hash mismatch)")
+        if self.keyring.ids:
+            problem = self._check_seal(entry)
+            if problem is not None:
+                return problem
+        self.runs.see(entry.seq, entry.run_id, entry.action, entry.outcome, entry.detail)
+        if entry.action == MARKER_ACTION and entry.run_id == MARKER_RUN_ID:
+            problem = self._settle_unnamed()
+            if problem is not None:
+                return problem
+        self.expected_seq, self.prev = entry.seq + 1, entry.hash
+        return None
+
+    def finish(self) -> Verification | None:
+        if self.unnamed and self.runs.marker_seq is None:
+            # only entries an upgrade found may name no key: without its marker, none did
+            return _tampered(
+                self.count, self.unnamed[0][0], "seal names no key (rewritten without the key)"
+            )
+        return self._settle_unnamed()
+
+    def _check_seal(self, entry: AuditEntry) -> Verification | None:
+        count, keyring = self.count, self.keyring
+        is_marker = entry.action == MARKER_ACTION and entry.run_id == MARKER_RUN_ID
+        if entry.seal is None:
+            if is_marker and self.runs.marker_seq is None and not self.runs.starts:
+                return None  # written by the schema upgrade, which holds no key
+            return _tampered(
+                count, entry.seq, "entry has lost its seal (removed, or written without the key)"
+            )
+        if entry.key_id is None:
+            if self.runs.marker_seq is None and not self.runs.starts:
+                # sealed before seals named their key: judged once all such entries are seen
+                self.unnamed.append(
+                    (entry.seq, keyring.matching(entry.hash, entry.seal) is not None)
+                )
+                return None
+            return _tampered(count, entry.seq, "seal does not match (rewritten without the key)")
+        key = keyring.key(entry.key_id)
+        if key is None:
+            if self.key_problem is None:
+                self.key_problem = Verification(
+                    False,
+                    count,
+                    entry.seq,
+                    f"entry is sealed with key {entry.key_id}, which is not held here "
+                    f"(held: {', '.join(keyring.ids)}); add it to audit.previous_hmac_keys",
+                    None,
+                    "key",
+                )
+            return None
+        if not hmac.compare_digest(entry.seal, seal(key, entry.hash)):
+            return _tampered(count, entry.seq, "seal does not match (rewritten without the key)")
+        return None
+
+    def _settle_unnamed(self) -> Verification | None:
+        """Entries sealed before seals named their key: if none matches a held key, the log
+        was sealed with another key (a key problem); if some do, the others were forged."""
+        unnamed, self.unnamed = self.unnamed, []
+        bad = [seq for seq, matched in unnamed if not matched]
+        if not bad:
+            return None
+        if len(bad) < len(unnamed):
+            return _tampered(self.count, bad[0], "seal does not match (rewritten without the key)")
+        if self.key_problem is None:
+            self.key_problem = Verification(
+                False,
+                self.count,
+                bad[0],
+                f"entries {bad[0]}–{bad[-1]} were sealed before seals named their key, and "
+                f"with none of the keys held here ({', '.join(self.keyring.ids)})",
+                None,
+                "key",
+            )
         return None
 
 
@@ -384,9 +522,9 @@ def export(entries: Iterator[AuditEntry], stream: IO[str], fmt: Literal["jsonl",
             count += 1
         return count
     writer = csv.writer(stream)
-    writer.writerow([*_HASHED_FIELDS, "hash", "seal"])
+    writer.writerow([*_HASHED_FIELDS, "hash", "seal", "key_id"])
     for entry in entries:
         data = asdict(entry)
-        writer.writerow([data[name] for name in (*_HASHED_FIELDS, "hash", "seal")])
+        writer.writerow([data[name] for name in (*_HASHED_FIELDS, "hash", "seal", "key_id")])
         count += 1
     return count

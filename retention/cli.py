@@ -1,8 +1,10 @@
 """The command line: argument parsing and printing only; the work is done by the library.
 
-Exit codes scripts can trust: 0 ok, 1 audit verification failed or record not found,
-2 bad input (config, rules, holds, schema), 3 a store unreachable (others still processed),
-4 refused for safety (circuit breaker, foreign key).
+Exit codes scripts can trust: 0 ok, 1 audit verification failed (tampering) or record not
+found, 2 bad input (config, rules, holds, schema, a state DB newer than this release), 3 a store
+or the state DB unreachable (others still processed), 4 refused for safety (circuit breaker,
+foreign key), 5 another process holds the lease, 6 an audit seal or checkpoint made with a key
+not held here (rotated or wrong).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .config import Config, config_path_from_env, load_config
 from .errors import ConfigErrors, RetentionError
 from .explain import explain
 from .planner import Plan, hold_coverage, make_plan
-from .validate import check_stores
+from .validate import check_state_db, check_stores
 
 app = typer.Typer(
     name="retention",
@@ -114,10 +116,10 @@ def emit_json(data: Any) -> None:
 
 @app.command()
 def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Parse config, rules and holds; check stores, tables and columns exist."""
+    """Parse config, rules and holds; check the state DB, stores, tables and columns."""
     with handled():
         config = load(config_file)
-        problems = check_stores(config)
+        problems = check_state_db(config) + check_stores(config)
     if as_json:
         emit_json(
             {
@@ -464,27 +466,147 @@ def _audit_log(config: Config) -> Iterator[Any]:
     from .statedb import open_state
 
     settings = config.settings
-    key = settings.hmac_key.get_secret_value().encode() if settings.hmac_key else None
     engine = open_state(settings.state_db.get_secret_value())
-    mode = settings.audit.keys if key is not None or settings.audit.keys != "hmac" else "none"
     try:
-        yield AuditLog(engine, keys=mode, hmac_key=key)
+        yield AuditLog.from_settings(engine, settings)
     finally:
         engine.dispose()
 
 
+def _auditor_settings(config_file: str | None, state_db: str | None) -> Any:
+    """The settings `audit verify` reads its keys from: the config file's, or with
+    ``--state-db`` and no ``--config`` only the environment's (no rules, stores or file)."""
+    from pydantic import ValidationError
+
+    from .errors import ConfigError
+    from .settings import Settings
+
+    if state_db is None or config_file is not None:
+        return load(config_file).settings
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
+        raise ConfigError(f"invalid RETENTION_* environment variables: {fields}") from None
+
+
+def _key_text(value: str) -> str:
+    """A --verify-key: the key itself, or a file holding it."""
+    from pathlib import Path
+
+    path = Path(value)
+    if len(value) < 4096 and "\n" not in value and path.is_file():
+        return path.read_text(encoding="utf-8")
+    return value
+
+
 @audit_app.command("verify")
-def audit_verify(config_file: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Check the whole chain; exit 1 and name the first bad entry on any tampering."""
-    with handled(), _audit_log(load(config_file)) as log:
-        result = log.verify()
+def audit_verify(
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    state_db: Annotated[
+        str | None,
+        typer.Option(
+            "--state-db",
+            help="Verify this state DB (URL); no config file, rules or stores needed.",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoints: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoints",
+            help="Also hold the chain against every checkpoint in PATH or s3://bucket/prefix "
+            "(default: audit.checkpoints).",
+            show_default=False,
+        ),
+    ] = None,
+    verify_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--verify-key",
+            help="An Ed25519 public key checkpoints are signed with (PEM or base64, or a file "
+            "holding it; repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Check the whole chain, the runs and the checkpoints; exit 1 and name the first bad
+    entry on any tampering, 6 when a seal or checkpoint is from a key not held here."""
+    from .anchors import open_destination
+    from .audit import AuditLog
+    from .auditkeys import load_public_key
+    from .checkpoints import CheckpointReport, Verifier, check
+    from .statedb import open_state
+
+    with handled():
+        settings = _auditor_settings(config_file, state_db)
+        extra = [load_public_key(_key_text(k)) for k in verify_key or []]
+        engine = open_state(state_db or settings.state_db.get_secret_value())
+        try:
+            result = AuditLog.from_settings(engine, settings).verify()
+            where = checkpoints or settings.audit.checkpoints
+            report = CheckpointReport(0)
+            if where:
+                verifier = Verifier.from_settings(settings, extra)
+                documents = open_destination(where, settings.audit).documents()
+                report = check(engine, documents, verifier, where)
+        finally:
+            engine.dispose()
+    data = {**result.__dict__, "checkpoints": report.checked}
+    # tampering in the log first, then in the checkpoints, then a key problem in either
+    log_first = result.problem == "tampered" or (
+        result.problem == "key" and report.problem != "tampered"
+    )
+    if report.problem is not None and not log_first:
+        data.update(ok=False, bad_seq=report.bad_seq, reason=report.reason, problem=report.problem)
+    code = {None: 0, "tampered": 1, "key": 6}[data["problem"]]
     if as_json:
-        emit_json(result.__dict__)
-    elif result.ok:
-        out.print(f"[green]ok[/]: {result.entries} entries, chain intact")
+        emit_json(data)
+    elif code == 0:
+        agree = f", {report.checked} checkpoints agree" if report.checked else ""
+        out.print(f"[green]ok[/]: {result.entries} entries, chain intact{agree}")
     else:
-        err.print(f"[bold red]audit log tampered:[/] entry {result.bad_seq}: {result.reason}")
-    raise typer.Exit(0 if result.ok else 1)
+        title = "audit log tampered" if code == 1 else "audit key problem"
+        where_text = f"entry {data['bad_seq']}: " if data["bad_seq"] is not None else ""
+        err.print(
+            f"[bold red]{title}:[/] {escape(where_text + str(data['reason']))}", highlight=False
+        )
+    raise typer.Exit(code)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="A directory or s3://bucket/prefix (default: audit.checkpoints).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write the chain's head, signed, outside the state DB: a new file or object each time."""
+    from .checkpoints import write
+    from .statedb import open_state
+
+    with handled():
+        settings = load(config_file).settings
+        engine = open_state(settings.state_db.get_secret_value())
+        try:
+            checkpoint, location = write(engine, settings, to, now=dt.datetime.now(dt.UTC))
+        finally:
+            engine.dispose()
+    if as_json:
+        emit_json({"location": location, **checkpoint.__dict__})
+        return
+    out.print(
+        f"checkpoint at entry {checkpoint.seq} ({checkpoint.algorithm}, key "
+        f"{checkpoint.key_id}) written to {escape(location)}",
+        highlight=False,
+    )
 
 
 def _parse_when(value: str | None, config: Config, option: str) -> dt.datetime | None:
@@ -529,7 +651,8 @@ def audit_show(
             emit_json([e.as_dict() for e in entries])
             return
         table = Table()
-        for header in ("seq", "at", "run", "rule", "dataset", "action", "mode", "count", "outcome"):
+        headers = ("seq", "at", "run", "rule", "dataset", "action", "mode", "count", "outcome")
+        for header in (*headers, "detail"):
             table.add_column(header)
         for e in entries:
             table.add_row(
@@ -542,8 +665,17 @@ def audit_show(
                 "dry" if e.dry_run else "live",
                 str(e.count),
                 e.outcome,
+                escape(_short(e.detail)),
             )
         out.print(table)
+
+
+def _short(detail: str | None) -> str:
+    """An entry's detail for the table: a run's start shows its as-of time, not its JSON."""
+    if not detail:
+        return ""
+    text = detail.split(": {", 1)[0] if detail.startswith("as of ") else detail
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 @audit_app.command("export")

@@ -6,12 +6,14 @@ needed to fix it, so the CLI can print one clear line and choose an exit code::
     RetentionError
     ├── ConfigError            bad settings, rules or holds (file, line, field)   exit 2
     ├── StoreError             a store is unreachable or its schema does not fit   exit 3
-    │   └── StoreMisconfigured the store as configured cannot exist here           exit 2
-    │       └── SchemaError    a table or column named in config does not exist    exit 2
+    │   ├── StoreMisconfigured the store as configured cannot exist here           exit 2
+    │   │   └── SchemaError    a table or column named in config does not exist    exit 2
+    │   └── StateVersionError  the state DB's schema is newer than this release   exit 2
     ├── SafetyError            an action was refused to protect data               exit 4
     │   ├── CircuitBreakerTripped   a rule would act on too much at once
     │   └── ForeignKeyRefused       a delete would orphan rows of another table
-    └── AuditError             the audit log does not verify                       exit 1
+    ├── AuditError             the audit log does not verify                       exit 1
+    └── AuditKeyError          a seal or checkpoint is from a key not held here    exit 6
 """
 
 from __future__ import annotations
@@ -107,3 +109,30 @@ class AuditError(RetentionError):
     """The audit log failed verification: an entry was edited, removed, added or moved."""
 
     exit_code = 1
+
+
+class AuditKeyError(RetentionError):
+    """A seal or checkpoint was made with a key this process does not hold (another or a
+    rotated key): not evidence of tampering, but nothing it covers could be checked.
+
+    `signed_with` is the key id the seal or checkpoint names, `held` the ids of the keys given.
+    """
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, signed_with: str | None, held: tuple[str, ...]) -> None:
+        self.signed_with = signed_with
+        self.held = held
+        super().__init__(message)
+
+
+class StateVersionError(StoreError):
+    """The state DB's schema is at a revision this release does not know: a newer release
+    upgraded it. Running against it could corrupt it, so nothing is done."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, revision: str, known: str) -> None:
+        self.revision = revision
+        self.known = known
+        super().__init__(message, store="state_db")

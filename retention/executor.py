@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from .audit import AuditLog, ProtectedKeys
+from .auditkeys import hmac_keys
 from .config import Config
 from .errors import (
     CircuitBreakerTripped,
@@ -57,6 +58,7 @@ from .lease import Lease, default_holder
 from .planner import format_keys, rule_targets
 from .recovery import reconcile
 from .rules import Rule
+from .runevents import finish_fields, start_fields
 from .statedb import intents, open_state, runs, take_intent, utcnow
 from .stores import SqlStore, sql_stores
 from .stores.base import ObjectStores
@@ -188,7 +190,10 @@ class Executor:
         self._owns_state = state is None
         self.state = state or open_state(settings.state_db.get_secret_value())
         key = settings.hmac_key.get_secret_value().encode() if settings.hmac_key else None
-        self.audit = AuditLog(self.state, keys=settings.audit.keys, hmac_key=key)
+        previous = hmac_keys([k.get_secret_value() for k in settings.audit.previous_hmac_keys])
+        self.audit = AuditLog(
+            self.state, keys=settings.audit.keys, hmac_key=key, previous_keys=previous
+        )
         self.lease = lease
         self._given_stores = stores
         self.progress = progress
@@ -794,33 +799,65 @@ class Executor:
 
     # -- run bookkeeping ---------------------------------------------------------------------
 
+    @property
+    def mode(self) -> str:
+        """``live`` or ``dry-run``, as the run's row and its events record it."""
+        return "live" if self.live else "dry-run"
+
     def _start_run(self) -> None:
-        with self.state.begin() as connection:
+        """The run's row and its start entry in the chain, in one state-DB transaction."""
+        holder = self.lease.holder if self.lease else default_holder()
+        fingerprint = self.config.fingerprint()
+        as_of, started_at = self.now.astimezone(dt.UTC), utcnow()
+        with self._state_transaction() as connection:
             connection.execute(
                 insert(runs).values(
                     id=self.run_id,
-                    started_at=utcnow(),
-                    as_of=self.now,
-                    mode="live" if self.live else "dry-run",
+                    started_at=started_at,
+                    as_of=as_of,
+                    mode=self.mode,
                     status="running",
-                    config_fingerprint=self.config.fingerprint(),
+                    config_fingerprint=fingerprint,
                     counts="{}",
-                    holder=self.lease.holder if self.lease else default_holder(),
+                    holder=holder,
                 )
+            )
+            self.audit.append(
+                **start_fields(
+                    run_id=self.run_id,
+                    mode=self.mode,
+                    as_of=as_of,
+                    started_at=started_at,
+                    fingerprint=fingerprint,
+                    holder=holder,
+                ),
+                connection=connection,
             )
 
     def _finish_run(self, status: str, outcomes: list[RuleOutcome]) -> None:
+        """The run's final status and counts, on its row and as its end entry, together."""
         seq, digest = self.audit.head()
         counts = {
             "acted": sum(o.acted for o in outcomes),
             "rules": {f"{o.rule}@{o.dataset}": o.acted for o in outcomes},
             "audit_head": [seq, digest],
         }
-        with self.state.begin() as connection:
+        finished_at = utcnow()
+        with self._state_transaction() as connection:
             connection.execute(
                 update(runs)
                 .where(runs.c.id == self.run_id)
-                .values(status=status, finished_at=utcnow(), counts=json.dumps(counts))
+                .values(status=status, finished_at=finished_at, counts=json.dumps(counts))
+            )
+            self.audit.append(
+                **finish_fields(
+                    run_id=self.run_id,
+                    mode=self.mode,
+                    status=status,
+                    finished_at=finished_at,
+                    counts=counts,
+                ),
+                connection=connection,
             )
 
     def _reconcile_lingering(

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import Connection, and_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from .errors import ConfigError
 from .lease import holder_gone
+from .runevents import finish_fields
 from .statedb import intents, runs, utcnow
 from .stores import SqlStore
 from .stores.keys import KeyTuple, key_in, normal_key
@@ -27,34 +28,67 @@ if TYPE_CHECKING:
 
 
 def reconcile(executor: Executor, stores: dict[str, SqlStore]) -> int:
-    """Mark runs left `running` as interrupted and settle their intents; entries written."""
+    """Mark runs left `running` as interrupted and settle their intents; entries written.
+
+    Each run marked interrupted gets its end entry in the chain, in the transaction that
+    updates its row (only if this process is the one that changed it)."""
     written = 0
-    with executor.state.begin() as connection:
-        stopped = {"status": "interrupted", "finished_at": utcnow()}
-        connection.execute(
-            update(runs)
-            .where(runs.c.status == "running", runs.c.mode == "live")
-            .values(**stopped, message="the process stopped before the run finished")
-        )
-        # dry runs take no lease: only those whose process is gone from this host are over
-        dry = connection.execute(
-            select(runs.c.id, runs.c.holder).where(
-                runs.c.status == "running", runs.c.mode == "dry-run"
+    try:
+        with executor.state.begin() as connection:
+            live = connection.execute(
+                select(runs.c.id).where(runs.c.status == "running", runs.c.mode == "live")
+            ).all()
+            for (run_id,) in live:
+                _interrupt(executor, connection, run_id, "live", LIVE_STOPPED)
+            # dry runs take no lease: only those whose process is gone from this host are over
+            dry = connection.execute(
+                select(runs.c.id, runs.c.holder).where(
+                    runs.c.status == "running", runs.c.mode == "dry-run"
+                )
+            ).all()
+            for run_id, holder in dry:
+                if holder and holder_gone(holder):
+                    _interrupt(executor, connection, run_id, "dry-run", DRY_STOPPED)
+            pending = (
+                connection.execute(select(intents).order_by(intents.c.created_at)).mappings().all()
             )
-        ).all()
-        gone = [run_id for run_id, holder in dry if holder and holder_gone(holder)]
-        if gone:
-            connection.execute(
-                update(runs)
-                .where(runs.c.id.in_(gone))
-                .values(**stopped, message="the dry run's process stopped before it finished")
-            )
-        pending = (
-            connection.execute(select(intents).order_by(intents.c.created_at)).mappings().all()
-        )
+    except BaseException:
+        executor.audit.forget()  # the end entries rolled back with the rows
+        raise
+    executor.audit.announce()
     for intent in pending:
         written += _settle(executor, stores, dict(intent))
     return written
+
+
+LIVE_STOPPED = "the process stopped before the run finished"
+DRY_STOPPED = "the dry run's process stopped before it finished"
+
+
+def _interrupt(
+    executor: Executor, connection: Connection, run_id: str, mode: str, message: str
+) -> None:
+    """Mark one run interrupted, with its end entry, unless another process did first."""
+    finished_at = utcnow()
+    changed = connection.execute(
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.status == "running")
+        .values(status="interrupted", finished_at=finished_at, message=message)
+    ).rowcount
+    if changed != 1:
+        return
+    counts = connection.execute(select(runs.c.counts).where(runs.c.id == run_id)).scalar()
+    executor.audit.append(
+        **finish_fields(
+            run_id=run_id,
+            mode=mode,
+            status="interrupted",
+            finished_at=finished_at,
+            counts=json.loads(counts or "{}"),
+            message=message,
+        ),
+        connection=connection,
+    )
 
 
 def _settle(executor: Executor, stores: dict[str, SqlStore], intent: dict[str, Any]) -> int:

@@ -5,7 +5,9 @@ Three threads:
 - The **main loop** sleeps until the next fire time of any rule (:mod:`retention.schedule`), a
   signal, or a change of the holds file. When rules are due it takes the executor lease, reads
   again what has run (another replica may have run it meanwhile), runs every due rule in one
-  :class:`~retention.executor.Executor` run, records them as run, and gives the lease back. A
+  :class:`~retention.executor.Executor` run, records them as run, writes a checkpoint of the
+  audit chain after a live run (``audit.checkpoints``, :mod:`retention.checkpoints`), and gives
+  the lease back. A
   replica that cannot take the lease waits and tries again; the executor fences every batch on
   the lease, so a replica that lost it cannot commit anything more.
 - A **watcher**, once a second: renews the lease while a run holds it, re-reads the holds file
@@ -37,6 +39,7 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .audit import AuditLog
+from .checkpoints import write as write_checkpoint
 from .config import Config, load_config
 from .errors import ConfigError, RetentionError
 from .executor import Executor, RunResult
@@ -325,12 +328,27 @@ class Service:
         self.metrics.run_done(mode, status, seconds, self.clock.now())
         if result is not None:
             self._report(result, log, seconds)
+        if live and status != "lease lost" and config.settings.audit.checkpoints:
+            self._checkpoint(log)
         if status not in ("interrupted", "lease lost"):
             # An interrupted run stays due: the next start (or replica) catches it up.
             mark_covered(self.state, due, now, executor.run_id)
             self._covered.update(dict.fromkeys(due, now))
         self._replan = True
         return result
+
+    def _checkpoint(self, log: Any) -> None:
+        """Anchor the chain outside the state DB after a live run (audit.checkpoints)."""
+        try:
+            checkpoint, location = write_checkpoint(
+                self.state, self.config.settings, None, now=self.clock.now()
+            )
+        except (RetentionError, SQLAlchemyError) as exc:
+            log.error("checkpoint failed", error=describe_error(exc))
+            return
+        log.info(
+            "checkpoint written", seq=checkpoint.seq, key_id=checkpoint.key_id, location=location
+        )
 
     def _report(self, result: RunResult, log: Any, seconds: float) -> None:
         for outcome in result.outcomes:

@@ -142,8 +142,43 @@ class Limits(Model):
     max_actions_per_run: int = Field(1_000_000, ge=1)
 
 
+class CheckpointS3(Model):
+    """How to reach an ``s3://`` checkpoint destination; unset fields take boto3's defaults
+    (``AWS_*`` environment variables, the instance role)."""
+
+    region: str | None = None
+    endpoint_url: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+
+
 class AuditSettings(Model):
+    """The audit log: how record keys are kept, which keys vouch for it, where it is anchored.
+
+    ``previous_hmac_keys``: keys that sealed older entries, kept after a rotation of
+    ``hmac_key`` so those entries still verify (they never seal anything new).
+    ``signing_key``: an Ed25519 private key (PEM, or base64 of its 32 raw bytes) that signs
+    checkpoints; without it checkpoints are sealed with ``hmac_key``. ``checkpoints``: a
+    directory or ``s3://bucket/prefix`` where `retention audit checkpoint` and `retention serve`
+    (after each live run) write them, and where `audit verify` reads them. On a bucket with
+    Object Lock each checkpoint is locked in ``checkpoint_lock_mode`` for
+    ``checkpoint_lock_days``.
+    """
+
     keys: Literal["plain", "hmac", "none"] = "hmac"
+    previous_hmac_keys: list[SecretStr] = Field(default_factory=list)
+    signing_key: SecretStr | None = None
+    checkpoints: str | None = None
+    checkpoint_s3: CheckpointS3 = Field(default_factory=CheckpointS3)
+    checkpoint_lock_days: int = Field(365, ge=1, le=36500)
+    checkpoint_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "COMPLIANCE"
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _destination(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("s3://") and len(value) <= len("s3://"):
+            raise ValueError("an s3:// checkpoint destination needs a bucket: s3://bucket/prefix")
+        return value or None
 
 
 class ServiceSettings(Model):

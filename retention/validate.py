@@ -1,8 +1,11 @@
-"""Live checks: every table and column that config names exists in its store, with a usable type.
+"""Live checks: the state DB is usable, and every table and column that config names exists
+in its store, with a usable type.
 
 `retention validate` runs these after the static checks of :mod:`retention.config`. A missing
 table or column is a :class:`~retention.errors.SchemaError` (bad input, exit 2); a store that
-cannot be reached is a :class:`~retention.errors.StoreError` (exit 3).
+cannot be reached is a :class:`~retention.errors.StoreError` (exit 3). The state DB likewise:
+a bad URL, a missing driver or a schema newer than this release is bad input, a server that
+does not answer is unreachable.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from .config import Config
 from .errors import SchemaError, StoreError, StoreMisconfigured
+from .statedb import check_state
 from .stores import SqlStore, sql_stores
 from .stores.base import ObjectStores
 from .stores.sqlselect import SelectionBuilder
@@ -61,6 +65,14 @@ class _Checker:
 
     def column_kind(self, table: Any, name: str) -> Any:
         return self.store.clock_kind(self.store.column(table, name))
+
+
+def check_state_db(config: Config) -> list[Problem]:
+    """The state DB's problems (:func:`~retention.statedb.check_state`), as validate reports."""
+    return [
+        Problem("state_db", "state_db", p.message, unreachable=p.unreachable)
+        for p in check_state(config.settings.state_db.get_secret_value())
+    ]
 
 
 def check_stores(config: Config, stores: dict[str, SqlStore] | None = None) -> list[Problem]:

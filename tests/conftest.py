@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh database on every dialect, and a way to write a whole configuration.
+"""Shared fixtures: a fresh database on every dialect, a SQLite world for the audit tests, and a
+moto S3 server.
 
 SQLite always runs. PostgreSQL and MariaDB run when ``RETENTION_TEST_POSTGRES_URL`` /
 ``RETENTION_TEST_MARIADB_URL`` are set (``.ci/run`` sets them); each test gets its own schema or
@@ -7,17 +8,24 @@ database, dropped afterwards.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from moto.server import ThreadedMotoServer
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from retention.stores.sql import make_engine
+
+from .scenario import Scenario
+from .stores.objects import free_port
 
 POSTGRES_ENV = "RETENTION_TEST_POSTGRES_URL"
 MARIADB_ENV = "RETENTION_TEST_MARIADB_URL"
@@ -91,3 +99,37 @@ def db(request: pytest.FixtureRequest) -> Database:
     """The same test on SQLite, PostgreSQL and MariaDB."""
     fixture: Database = request.getfixturevalue(f"{request.param}_db")
     return fixture
+
+
+@pytest.fixture
+def fast_path(tmp_path: Path) -> Iterator[Path]:
+    """A directory on tmpfs when there is one: these tests commit often and never need fsync."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    directory = Path(tempfile.mkdtemp(prefix="retention-audit-", dir=shm))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def world(fast_path: Path) -> Iterator[Scenario]:
+    """Accounts and tickets on SQLite in `fast_path`, for the audit tests."""
+    url = f"sqlite:///{fast_path / 'app.db'}"
+    engine = make_engine(url)
+    yield Scenario(Database(url, "sqlite", engine), fast_path)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto S3 server on a free loopback port; boto3 talks to it over real HTTP."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

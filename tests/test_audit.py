@@ -10,18 +10,12 @@ the library and through the CLI (exit code 1). The rest pins how record keys are
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import hashlib
 import hmac
 import io
 import json
-import os
-import shutil
 import sqlite3
-import tempfile
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +23,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, event
-from typer.testing import CliRunner
 
 from retention import audit as audit_module
 from retention.audit import GENESIS, AuditLog, KeyMode, Verification, entry_hash
-from retention.cli import app
-from retention.config import Config, load_config
 from retention.executor import Executor
 from retention.statedb import open_state
-from retention.stores.sql import make_engine
 
+from .auditlog import BASE, HMAC_KEY, NOW, Log, assert_tampered, build, rehash_from, ticket
 from .conftest import Database
-from .scenario import Scenario, at, rule, utc
+from .scenario import Scenario, rule, utc
 
-HMAC_KEY = "test-key-not-secret"
-NOW = utc("2026-01-01 00:00:00")
-# Distinctive ticket ids, so a test can tell whether a record key shows up in the state DB.
-BASE = 48_151_620
 HASHED = (
     "seq",
     "run_id",
@@ -62,181 +49,26 @@ HASHED = (
 )
 
 
-@dataclass
-class Log:
-    """A state DB holding a real audit log, and the config that reads it."""
-
-    config_path: Path
-    config: Config
-    state: Path
-    run_id: str
-
-    def audit_log(self) -> AuditLog:
-        settings = self.config.settings
-        key = settings.hmac_key.get_secret_value().encode() if settings.hmac_key else None
-        engine = open_state(settings.state_db.get_secret_value())
-        return AuditLog(engine, keys=settings.audit.keys, hmac_key=key)
-
-    def verify(self) -> Verification:
-        log = self.audit_log()
-        try:
-            return log.verify()
-        finally:
-            log.engine.dispose()
-
-    def sql(self, statement: str, *params: Any) -> None:
-        """Tamper with the state DB directly, as someone with write access to it could."""
-        with sqlite3.connect(self.state) as connection:
-            connection.execute(statement, params)
-        connection.close()
-
-    def rows(self) -> list[dict[str, Any]]:
-        with sqlite3.connect(self.state) as connection:
-            connection.row_factory = sqlite3.Row
-            found = [
-                dict(r) for r in connection.execute("SELECT * FROM retention_audit ORDER BY seq")
-            ]
-        connection.close()
-        return found
-
-    def last_seq(self) -> int:
-        return int(self.rows()[-1]["seq"])
-
-    def cli(self, *args: str) -> Any:
-        return CliRunner().invoke(app, [*args, "--config", str(self.config_path)])
-
-
-@pytest.fixture
-def fast_path(tmp_path: Path) -> Iterator[Path]:
-    """A directory on tmpfs when there is one: these tests commit often and never need fsync."""
-    shm = Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK)):
-        yield tmp_path
-        return
-    directory = Path(tempfile.mkdtemp(prefix="retention-audit-", dir=shm))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def world(fast_path: Path) -> Iterator[Scenario]:
-    url = f"sqlite:///{fast_path / 'app.db'}"
-    engine = make_engine(url)
-    yield Scenario(Database(url, "sqlite", engine), fast_path)
-    engine.dispose()
-
-
-def ticket(n: int, status: str, account: int) -> dict[str, Any]:
-    return {
-        "id": BASE + n,
-        "account_id": account,
-        "created_at": at("2020-01-01 00:00:00"),
-        "status": status,
-        "email": f"user{n}@example.org",
-        "name": f"User {n}",
-        "ip": "10.1.2.3",
-    }
-
-
-def build(world: Scenario, *, manual: int = 1, **settings: Any) -> Log:
-    """A log of `manual` hand-appended entries followed by a live run's batch entries.
-
-    Keys are plain and entries sealed with HMAC_KEY unless `settings` say otherwise.
-
-    Tickets 1–6 are closed (deleted by rule `purge`, three batches of two), tickets 7–10 are
-    open (anonymized by rule `mask`, two batches of two): with one manual entry, seq 1 is the
-    manual entry, 2–4 deletes, 5–6 anonymizations, and the run records seq 6 as its head.
-    """
-    world.accounts({"id": 1}, {"id": 2})
-    world.tickets(*(ticket(n, "closed" if n <= 6 else "open", 1 + n % 2) for n in range(1, 11)))
-    options: dict[str, Any] = {
-        "hmac_key": HMAC_KEY,
-        "batch_size": 2,
-        "limits": {"max_fraction": 1.0},
-        "audit": {"keys": "plain"},
-    }
-    options.update(settings)
-    path = world.write(
-        [
-            rule("purge", where={"status": "closed"}),
-            rule(
-                "mask", where={"status": "open"}, action="anonymize", anonymize={"email": "redact"}
-            ),
-        ],
-        **options,
-    )
-    config = load_config(path)
-    log = Log(path, config, world.directory / "state.db", "")
-    audit_log = log.audit_log()
-    for n in range(manual):
-        audit_log.append(
-            run_id="manual-run",
-            action="note",
-            outcome="recorded",
-            dry_run=False,
-            count=0,
-            detail=f"manual entry {n + 1}",
-            at=utc("2025-12-31 12:00:00") + dt.timedelta(minutes=n),
-        )
-    audit_log.engine.dispose()
-    result = Executor(config, now=NOW, live=True).run()
-    assert result.status == "complete", result.as_dict()
-    assert [(o.rule, o.acted, o.batches) for o in result.outcomes] == [
-        ("purge", 6, 3),
-        ("mask", 4, 2),
-    ]
-    log.run_id = result.run_id
-    assert log.verify() == Verification(True, manual + 5)
-    return log
-
-
-def assert_tampered(log: Log, seq: int, reason: str) -> None:
-    """`verify()` and `retention audit verify` both fail, naming entry `seq` and `reason`."""
-    result = log.verify()
-    assert not result.ok
-    assert result.bad_seq == seq, result
-    assert result.reason is not None and reason in result.reason, result
-    plain = log.cli("audit", "verify")
-    assert plain.exit_code == 1, plain.output
-    assert f"entry {seq}:" in plain.output
-    assert reason in " ".join(plain.output.split())
-    as_json = log.cli("audit", "verify", "--json")
-    assert as_json.exit_code == 1
-    assert json.loads(as_json.stdout)["bad_seq"] == seq
-
-
-def rehash_from(log: Log, seq: int, *, seal: str | None = "keep") -> None:
-    """Recompute every hash from entry `seq` on, as a forger without the HMAC key would.
-
-    `seal="keep"` leaves the old seals in place (the forger cannot compute new ones); `None`
-    strips them.
-    """
-    rows = log.rows()
-    prev = GENESIS if seq == 1 else rows[seq - 2]["hash"]
-    with sqlite3.connect(log.state) as connection:
-        for row in rows[seq - 1 :]:
-            fields = {**row, "dry_run": bool(row["dry_run"]), "prev_hash": prev}
-            digest = entry_hash(fields)
-            connection.execute(
-                "UPDATE retention_audit SET prev_hash = ?, hash = ?, seal = ? WHERE seq = ?",
-                (prev, digest, row["seal"] if seal == "keep" else seal, row["seq"]),
-            )
-            prev = digest
-    connection.close()
-
-
 # -- an intact log -------------------------------------------------------------------------------
 
 
 def test_intact_log_verifies(world: Scenario) -> None:
     """An untouched log of manual and run entries verifies: ok, every entry counted, exit 0."""
     log = build(world, manual=2)
-    assert log.verify() == Verification(True, 7)
+    assert log.verify() == Verification(True, 9)
     result = log.cli("audit", "verify")
     assert result.exit_code == 0, result.output
-    assert "ok: 7 entries, chain intact" in result.output
+    assert "ok: 9 entries, chain intact" in result.output
     as_json = json.loads(log.cli("audit", "verify", "--json").stdout)
-    assert as_json == {"ok": True, "entries": 7, "bad_seq": None, "reason": None}
+    assert as_json == {
+        "ok": True,
+        "entries": 9,
+        "bad_seq": None,
+        "reason": None,
+        "run_id": None,
+        "problem": None,
+        "checkpoints": 0,
+    }
 
 
 def test_entries_are_chained_and_sealed(world: Scenario) -> None:
@@ -250,7 +82,7 @@ def test_entries_are_chained_and_sealed(world: Scenario) -> None:
         assert row["seal"] == expected
         prev = row["hash"]
     heads = json.loads(_run_counts(log)["counts"])["audit_head"]
-    assert heads == [6, prev]
+    assert heads == [7, log.rows()[6]["hash"]]
 
 
 def test_empty_log_verifies(tmp_path: Path) -> None:
@@ -296,10 +128,10 @@ def test_edited_first_entry_is_detected(world: Scenario) -> None:
 
 
 def test_edited_last_entry_is_detected(world: Scenario) -> None:
-    """The last entry, which nothing follows, is checked by its own hash."""
+    """The last entry (the run's end), which nothing follows, is checked by its own hash."""
     log = build(world)
-    log.sql("UPDATE retention_audit SET keys = '[]', count = 0 WHERE seq = 6")
-    assert_tampered(log, 6, "entry was edited (hash mismatch)")
+    log.sql("UPDATE retention_audit SET count = 0 WHERE seq = 8")
+    assert_tampered(log, 8, "entry was edited (hash mismatch)")
 
 
 # -- removed entries ---------------------------------------------------------------------------
@@ -316,7 +148,7 @@ def test_deleted_and_renumbered_entry_is_detected(world: Scenario) -> None:
     """Closing the gap by renumbering the later entries still breaks the chain there."""
     log = build(world)
     log.sql("DELETE FROM retention_audit WHERE seq = 3")
-    for seq in (4, 5, 6):
+    for seq in (4, 5, 6, 7, 8):
         log.sql("UPDATE retention_audit SET seq = ? WHERE seq = ?", seq - 1, seq)
     assert_tampered(log, 3, "does not follow the one before it")
 
@@ -326,7 +158,7 @@ def test_truncated_tail_is_detected_by_run_head(world: Scenario, keep: int) -> N
     """Deleting the last entries leaves a valid chain, but not the head the run recorded."""
     log = build(world)
     log.sql("DELETE FROM retention_audit WHERE seq > ?", keep)
-    assert_tampered(log, 6, f"entries after {keep} were removed (run {log.run_id} ended at 6)")
+    assert_tampered(log, 7, f"entries after {keep} were removed (run {log.run_id} ended at 7)")
 
 
 def test_truncation_detected_through_earlier_run(world: Scenario) -> None:
@@ -335,11 +167,11 @@ def test_truncation_detected_through_earlier_run(world: Scenario) -> None:
     world.tickets(ticket(11, "closed", 1), ticket(12, "closed", 2), ticket(13, "closed", 1))
     second = Executor(log.config, now=NOW, live=True).run()
     assert second.status == "complete"
-    assert log.last_seq() == 8
+    assert log.last_seq() == 12
     log.sql("DELETE FROM retention_audit WHERE seq > 4")
     result = log.verify()
     assert not result.ok
-    assert result.bad_seq in (6, 8)
+    assert result.bad_seq in (7, 11)
     assert result.reason is not None and "entries after 4 were removed" in result.reason
     cli = log.cli("audit", "verify")
     assert cli.exit_code == 1
@@ -386,14 +218,14 @@ def test_forged_entry_appended_is_detected_by_seal(
     """A forged entry chained correctly onto the head is caught by the HMAC seal."""
     log = build(world, hmac_key=HMAC_KEY)
     head = log.rows()[-1]
-    _forge(log, 7, head["hash"], seal=seal)
-    assert_tampered(log, 7, reason)
+    _forge(log, 9, head["hash"], seal=seal)
+    assert_tampered(log, 9, reason)
 
 
 def test_forged_entry_inserted_in_middle_is_detected_by_chain(world: Scenario) -> None:
     """Without any HMAC key, a forged entry slipped into the middle breaks the entry after it."""
     log = build(world, hmac_key=None)
-    for seq in (6, 5, 4):
+    for seq in (8, 7, 6, 5, 4):
         log.sql("UPDATE retention_audit SET seq = ? WHERE seq = ?", seq + 1, seq)
     forged = _forge(log, 4, log.rows()[2]["hash"], seal=None)
     assert forged["prev_hash"] == log.rows()[2]["hash"]
@@ -403,7 +235,7 @@ def test_forged_entry_inserted_in_middle_is_detected_by_chain(world: Scenario) -
 def test_forged_entry_inserted_in_middle_is_detected_by_seal(world: Scenario) -> None:
     """With an HMAC key the forged entry itself is named: it carries no valid seal."""
     log = build(world, hmac_key=HMAC_KEY)
-    for seq in (6, 5, 4):
+    for seq in (8, 7, 6, 5, 4):
         log.sql("UPDATE retention_audit SET seq = ? WHERE seq = ?", seq + 1, seq)
     _forge(log, 4, log.rows()[2]["hash"], seal=None)
     assert_tampered(log, 4, "entry has lost its seal")
@@ -465,7 +297,7 @@ def test_rehashed_chain_without_key_is_detected_by_run_head(world: Scenario) -> 
     log = build(world, hmac_key=None)
     log.sql("UPDATE retention_audit SET count = 1, keys = ? WHERE seq = 3", json.dumps(["x"]))
     rehash_from(log, 3, seal=None)
-    assert_tampered(log, 6, f"entry differs from the head recorded by run {log.run_id}")
+    assert_tampered(log, 7, f"entry differs from the head recorded by run {log.run_id}")
 
 
 def _run_counts(log: Log) -> dict[str, Any]:
@@ -581,7 +413,7 @@ def test_show_key_under_hmac(world: Scenario) -> None:
     result = log.cli("audit", "show", "--json", "--key", str(BASE + 8))
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)
-    assert [(e["seq"], e["rule"], e["action"]) for e in found] == [(5, "mask", "anonymize")]
+    assert [(e["seq"], e["rule"], e["action"]) for e in found] == [(6, "mask", "anonymize")]
     missing = log.cli("audit", "show", "--json", "--key", str(BASE + 99))
     assert json.loads(missing.stdout) == []
 
@@ -590,7 +422,7 @@ def test_show_key_plain_is_exact(world: Scenario) -> None:
     """Under plain keys `--key` matches a whole key only, never a prefix of one."""
     log = build(world)
     found = json.loads(log.cli("audit", "show", "--json", "--key", str(BASE + 1)).stdout)
-    assert [e["seq"] for e in found] == [2]
+    assert [e["seq"] for e in found] == [3]
     partial = json.loads(log.cli("audit", "show", "--json", "--key", str(BASE)[:-1]).stdout)
     assert partial == []
 
@@ -610,7 +442,7 @@ def filtered(world: Scenario) -> Log:
             ("run-b", "r1", "messages", "2001-02-02 12:00:00"),
             ("run-b", "r2", "tickets", "2001-02-03 00:00:00"),
         ],
-        start=6,
+        start=8,
     ):
         entry = audit_log.append(
             run_id=run_id,
@@ -635,17 +467,17 @@ def _shown(log: Log, *args: str) -> list[int]:
 
 def test_show_all_in_chain_order(filtered: Log) -> None:
     """Without filters `audit show` lists every entry in chain order."""
-    assert _shown(filtered) == list(range(1, 10))
+    assert _shown(filtered) == list(range(1, 12))
 
 
 def test_show_filters(filtered: Log) -> None:
     """--run, --rule and --dataset select exactly the matching entries, and combine with AND."""
-    assert _shown(filtered, "--run", "run-a") == [6, 7]
-    assert _shown(filtered, "--run", filtered.run_id) == [1, 2, 3, 4, 5]
-    assert _shown(filtered, "--rule", "r1") == [6, 8]
-    assert _shown(filtered, "--rule", "purge") == [1, 2, 3]
-    assert _shown(filtered, "--dataset", "messages") == [7, 8]
-    assert _shown(filtered, "--run", "run-b", "--dataset", "tickets") == [9]
+    assert _shown(filtered, "--run", "run-a") == [8, 9]
+    assert _shown(filtered, "--run", filtered.run_id) == [1, 2, 3, 4, 5, 6, 7]
+    assert _shown(filtered, "--rule", "r1") == [8, 10]
+    assert _shown(filtered, "--rule", "purge") == [2, 3, 4]
+    assert _shown(filtered, "--dataset", "messages") == [9, 10]
+    assert _shown(filtered, "--run", "run-b", "--dataset", "tickets") == [11]
     assert _shown(filtered, "--rule", "nope") == []
 
 
@@ -659,14 +491,14 @@ def test_show_since_until(filtered: Log) -> None:
     def window(since: str, until: str = "2001-03-01") -> list[int]:
         return _shown(filtered, "--since", since, "--until", until)
 
-    assert window("2001-02-02") == [7, 8, 9]
-    assert window("2001-01-01", "2001-02-02") == [6]
-    assert window("2001-02-02", "2001-02-03") == [7, 8]
-    assert window("2001-02-02T12:00:00") == [8, 9]
-    assert window("2001-02-02T13:00:00+01:00") == [8, 9]
-    assert window("2001-02-02T12:00:00.000001") == [9]
-    assert window("2001-02-01", "2001-02-02T12:00:00") == [6, 7]
-    assert _shown(filtered, "--until", "2001-03-01") == [6, 7, 8, 9]
+    assert window("2001-02-02") == [9, 10, 11]
+    assert window("2001-01-01", "2001-02-02") == [8]
+    assert window("2001-02-02", "2001-02-03") == [9, 10]
+    assert window("2001-02-02T12:00:00") == [10, 11]
+    assert window("2001-02-02T13:00:00+01:00") == [10, 11]
+    assert window("2001-02-02T12:00:00.000001") == [11]
+    assert window("2001-02-01", "2001-02-02T12:00:00") == [8, 9]
+    assert _shown(filtered, "--until", "2001-03-01") == [8, 9, 10, 11]
 
 
 def test_show_table(filtered: Log) -> None:
@@ -714,12 +546,12 @@ def test_export_csv(world: Scenario, tmp_path: Path) -> None:
     target = tmp_path / "audit.csv"
     result = log.cli("audit", "export", "--format", "csv", "--output", str(target))
     assert result.exit_code == 0, result.output
-    assert "exported 6 entries" in result.output
+    assert "exported 8 entries" in result.output
     with target.open(newline="", encoding="utf-8") as stream:
         parsed = list(csv.DictReader(stream))
     rows = log.rows()
-    assert len(parsed) == len(rows) == 6
-    assert set(parsed[0]) == {*HASHED, "hash", "seal"}
+    assert len(parsed) == len(rows) == 8
+    assert set(parsed[0]) == {*HASHED, "hash", "seal", "key_id"}
     for exported, row in zip(parsed, rows, strict=True):
         assert int(exported["seq"]) == row["seq"]
         assert exported["hash"] == row["hash"]
@@ -802,17 +634,23 @@ def test_concurrent_appends_keep_a_valid_chain(state_url: str) -> None:
     _check_concurrent(state_url, {"writer-a": 60, "writer-b": 60})
 
 
-def _interleave(engine: Engine, other: AuditLog) -> list[int]:
-    """Make `other` append one entry just before `engine` next inserts into the audit table.
+def _interleave(engine: Engine, other: AuditLog, *, skip: int = 0) -> list[int]:
+    """Make `other` append one entry just before `engine` next inserts into the audit table
+    (after letting `skip` of its inserts pass).
 
     This is the interleaving two writers produce when the second reads the chain head before
     the first commits: the second's INSERT then races for the same sequence number.
     """
     done: list[int] = []
+    passed: list[str] = []
 
     @event.listens_for(engine, "before_cursor_execute")
     def _race(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("INSERT INTO retention_audit") and not done:
+        if not statement.startswith("INSERT INTO retention_audit") or done:
+            return
+        if len(passed) < skip:
+            passed.append(statement)
+        else:
             done.append(
                 other.append(run_id="other-writer", action="note", outcome="x", dry_run=True).seq
             )
@@ -862,12 +700,13 @@ def test_batch_audit_survives_a_concurrent_writer(world: Scenario, postgres_db: 
     )
     url = postgres_db.url
     state, other = open_state(url), open_state(url)
-    raced = _interleave(state, AuditLog(other, keys="plain", hmac_key=None))
+    # the run's start entry goes first; the race is on its first batch's entry
+    raced = _interleave(state, AuditLog(other, keys="plain", hmac_key=None), skip=1)
     result = Executor(config, now=NOW, live=True, state=state).run()
-    assert raced == [1]
+    assert raced == [2]
     assert [(o.status, o.acted) for o in result.outcomes] == [("ok", 4)], result.as_dict()
     log = AuditLog(state, keys="plain", hmac_key=None)
-    assert log.verify() == Verification(True, 3)
+    assert log.verify() == Verification(True, 5)
     audited = [k for e in log.entries(run_id=result.run_id) for k in json.loads(e.keys)]
     assert audited == [str(BASE + n) for n in range(1, 5)]
     state.dispose()

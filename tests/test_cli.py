@@ -171,5 +171,9 @@ def test_run_logs_one_event_per_audit_entry_on_stderr(world: Scenario) -> None:
     assert json.loads(out)["totals"]["acted"] == 2
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     audits = [e for e in events if e["event"] == "audit"]
-    assert [(e["rule"], e["outcome"], e["count"]) for e in audits] == [("r", "done", 2)]
+    assert [(e["rule"], e["outcome"], e["count"]) for e in audits] == [
+        (None, "started", 0),
+        ("r", "done", 2),
+        (None, "complete", 2),
+    ]
     assert all("keys" not in e for e in audits)

@@ -35,6 +35,7 @@ from typer.testing import CliRunner
 
 from retention.cli import app
 from retention.executor import Executor
+from retention.runevents import RUN_ACTION
 from retention.stores.sql import make_engine
 
 from .conftest import Database
@@ -481,7 +482,10 @@ def test_crash_between_data_and_audit_commit(
     fresh = Executor(config, now=utc("2026-01-01"), live=True)
     result = fresh.run()
     assert result.status == "complete"
-    recovered = [e for e in _entries(state) if e["seq"] > len(before)][: result.recovered]
+    after = [e for e in _entries(state) if e["seq"] > len(before)]
+    ends = [e for e in after if e["action"] == RUN_ACTION and e["run_id"] == crashed.run_id]
+    assert [e["outcome"] for e in ends] == ["interrupted"]  # recovery wrote the run's end
+    recovered = [e for e in after if e["action"] != RUN_ACTION][: result.recovered]
     assert result.recovered == (2 if rule_id == "purge" else 1)
     assert {e["run_id"] for e in recovered} == {crashed.run_id}
     assert all("after an interruption" in (e["detail"] or "") for e in recovered)

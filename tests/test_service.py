@@ -35,11 +35,13 @@ from sqlalchemy import Engine, insert, select
 from structlog.testing import capture_logs
 
 from retention.audit import AuditLog
+from retention.checkpoints import parse
 from retention.config import Config, load_config
 from retention.executor import Executor
 from retention.lease import Lease, LeaseLost
 from retention.schedule import fires, mark_covered, next_fire
 from retention.service import Service
+from retention.statedb import audit as audit_table
 from retention.statedb import open_state, runs, schedule
 from retention.stores.sql import make_engine
 from retention.testing import FixedClock
@@ -217,6 +219,33 @@ def test_dry_run_setting_makes_scheduled_runs_dry(world: Scenario, services: lis
     service.step()
     assert [r["mode"] for r in run_rows(config)] == ["dry-run"]
     assert world.ticket_ids() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["live", "dry"])
+def test_a_live_run_writes_a_checkpoint(
+    world: Scenario, services: list[Service], tmp_path: Path, dry_run: bool
+) -> None:
+    """With `audit.checkpoints` set, the service writes a checkpoint of the chain after each
+    live run (at the run's end entry), and none after a dry run."""
+    world.tickets(*old_tickets(range(1, 4)))
+    where = tmp_path / "anchors"
+    audit = {"keys": "plain", "checkpoints": str(where)}
+    config = world.config([rule(schedule="0 3 * * *")], dry_run=dry_run, audit=audit)
+    clock = FixedClock(utc("2026-05-30 02:59"))
+    service = service_for(config, clock, services)
+    clock.moment = utc("2026-05-30 03:00")
+    service.step()
+    written = sorted(where.glob("checkpoint-*.json")) if where.exists() else []
+    if dry_run:
+        assert written == []
+        return
+    (path,) = written
+    found = parse(path.read_bytes())
+    with service.state.connect() as connection:
+        head = connection.execute(
+            select(audit_table.c.seq).order_by(audit_table.c.seq.desc())
+        ).first()
+    assert head is not None and found.seq == head[0] and found.algorithm == "hmac-sha256"
 
 
 def test_a_second_replica_does_not_repeat_a_run(world: Scenario, services: list[Service]) -> None:

@@ -20,6 +20,7 @@ from retention.errors import ConfigErrors
 from retention.executor import Executor
 from retention.explain import explain
 from retention.planner import hold_coverage, make_plan
+from retention.runevents import RUN_ACTION
 from retention.statedb import open_state
 from retention.stores.base import open_object_store
 
@@ -79,9 +80,11 @@ def files(root: Path) -> list[str]:
 
 
 def entries(config: Config) -> list[Any]:
+    """The batch entries in chain order (the runs' start and end events left out)."""
     engine = open_state(config.settings.state_db.get_secret_value())
     try:
-        return list(AuditLog(engine, keys="plain", hmac_key=None).entries())
+        found = AuditLog(engine, keys="plain", hmac_key=None).entries()
+        return [e for e in found if e.action != RUN_ACTION]
     finally:
         engine.dispose()
 

@@ -17,6 +17,7 @@ from retention.cli import app
 from retention.config import Config
 from retention.executor import Executor
 from retention.planner import make_plan
+from retention.runevents import RUN_ACTION
 from retention.statedb import intents, legal_holds, open_state, runs
 from retention.stores import SqlStore
 from retention.stores.base import open_object_store
@@ -106,9 +107,11 @@ def versions_in(client: Any, bucket: str) -> list[tuple[str, bool]]:
 
 
 def entries(config: Config) -> list[Any]:
+    """The batch entries in chain order (the runs' start and end events left out)."""
     engine = open_state(config.settings.state_db.get_secret_value())
     try:
-        return list(AuditLog(engine, keys="plain", hmac_key=None).entries())
+        found = AuditLog(engine, keys="plain", hmac_key=None).entries()
+        return [e for e in found if e.action != RUN_ACTION]
     finally:
         engine.dispose()
 
