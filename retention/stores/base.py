@@ -10,12 +10,13 @@ bucket and a directory obey exactly the same rules as a table.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ..ids import canonical_id
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -88,15 +89,6 @@ class RunContext(Protocol):
     actions: int
     progress: Callable[[Rule, str, int, int], None] | None
     should_stop: Callable[[], bool]
-
-
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-
-
-def canonical_id(value: object) -> str:
-    """A subject id as compared everywhere: ``"0042"``, ``42`` and ``"42"`` are the same id."""
-    text = str(value).strip()
-    return str(int(text)) if _INTEGER.fullmatch(text) else text
 
 
 class ObjectStore(ABC):
@@ -184,7 +176,7 @@ class ObjectStore(ABC):
         scoped = hold.scoped_subjects()
         if scoped is None:
             return sum(len(page) for page in self.pages(dataset))
-        ids = {canonical_id(i) for i in scoped.get(kind, [])} if kind else set()
+        ids = hold.subject_ids(kind) if kind else frozenset()
         return sum(
             1
             for page in self.pages(dataset)
@@ -246,6 +238,5 @@ __all__ = [
     "ObjectStores",
     "RunContext",
     "Version",
-    "canonical_id",
     "open_object_store",
 ]

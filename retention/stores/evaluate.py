@@ -19,8 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import StoreError
+from ..ids import canonical_id
 from ..timemath import IntervalSet, due_clock_set
-from .base import ObjectRecord, canonical_id
+from .base import ObjectRecord
 from .sqlclock import parse_stored
 from .template import subject_type
 
@@ -162,7 +163,7 @@ class Evaluator:
         subject_type = self.subject_type
         if subject_type is None:
             return lambda record: False
-        ids = {canonical_id(i) for i in scoped.get(subject_type, [])}
+        ids = hold.subject_ids(subject_type)
         return lambda record: record.subject is not None and canonical_id(record.subject) in ids
 
 
