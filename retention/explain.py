@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, select
+from sqlalchemy import False_, and_, case, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from .config import Config
@@ -21,6 +21,7 @@ from .holds import Hold, HoldsFile
 from .rules import Rule
 from .stores import SqlStore, sql_stores
 from .stores.sqlclock import parse_stored
+from .stores.sqlids import id_matches
 from .stores.sqlselect import Selection, SelectionBuilder
 from .timemath import add_duration
 
@@ -123,7 +124,7 @@ def _explain(
     if row is None:
         raise RecordNotFound(f"no record with key {key!r} in dataset {dataset!r}")
     subject_row = _subject_row(config, store, dataset, row)
-    covering = _covering_holds(config, dataset, row, holds)
+    covering = _covering_holds(store, builder, dataset, table, match, holds)
     verdicts = []
     for rule in config.rules_for(dataset):
         selection = builder.build(rule, dataset, holds)
@@ -332,14 +333,12 @@ def _subject_row(config: Config, store: SqlStore, dataset: str, row: Any) -> dic
         return None
     subject = config.settings.subjects[ds.subject.type]
     table = store.table(subject.table)
+    key = store.column(table, subject.key)
+    matches = id_matches(key, [row[ds.subject.column]], store.dialect)  # '0005' is account 5
+    if isinstance(matches, False_):
+        return None
     with store.engine.connect() as connection:
-        found = (
-            connection.execute(
-                select(table).where(store.column(table, subject.key) == row[ds.subject.column])
-            )
-            .mappings()
-            .first()
-        )
+        found = connection.execute(select(table).where(matches)).mappings().first()
     return dict(found) if found else None
 
 
@@ -372,20 +371,29 @@ def _clock_start(
     return max(known) if len(known) == len(values) else None
 
 
-def _covering_holds(config: Config, dataset: str, row: Any, holds: HoldsFile) -> list[Hold]:
-    ds = config.settings.datasets[dataset]
-    covering = []
-    for hold in holds.active():
-        if not hold.covers_dataset(dataset):
-            continue
-        scoped = hold.scoped_subjects()
-        if scoped is None:
-            covering.append(hold)
-            continue
-        if ds.subject is None:
-            continue
-        link = row[ds.subject.column]
-        ids = {str(i) for i in scoped.get(ds.subject.type, [])}
-        if link is not None and str(link) in ids:
-            covering.append(hold)
-    return covering
+def _covering_holds(
+    store: SqlStore,
+    builder: SelectionBuilder,
+    dataset: str,
+    table: Any,
+    match: ColumnElement[bool],
+    holds: HoldsFile,
+) -> list[Hold]:
+    """The active holds whose scope covers the record `match` selects, decided by the same SQL
+    predicate (:meth:`SelectionBuilder.covered_by`) a plan counts and a run repeats."""
+    candidates = [h for h in holds.active() if h.covers_dataset(dataset)]
+    if not candidates:
+        return []
+    query = (
+        select(
+            *(
+                case((builder.covered_by(hold, dataset, table), 1), else_=0).label(f"h{index}")
+                for index, hold in enumerate(candidates)
+            )
+        )
+        .select_from(table)
+        .where(match)
+    )
+    with store.engine.connect() as connection:
+        row = connection.execute(query).one()
+    return [hold for hold, covered in zip(candidates, row, strict=True) if covered]

@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import False_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import StoreError
@@ -23,6 +23,7 @@ from ..ids import canonical_id
 from ..timemath import IntervalSet, due_clock_set
 from .base import ObjectRecord
 from .sqlclock import parse_stored
+from .sqlids import id_matches
 from .template import subject_type
 
 if TYPE_CHECKING:
@@ -64,22 +65,16 @@ class SubjectClocks:
         self.zones = {
             event: store.clock_column(column, zone).zone for event, column in self.columns.items()
         }
-        try:
-            self._type: Any = self.key.type.python_type
-        except NotImplementedError:
-            self._type = str
 
     def lookup(self, ids: Iterable[str]) -> dict[str, Events]:
-        """Events of the subjects `ids` (one query), by canonical id; unknown ids are absent."""
-        typed = []
-        for raw in set(ids):
-            try:
-                typed.append(self._type(raw))
-            except (TypeError, ValueError):
-                continue  # "abc" for an integer key: no such subject
-        if not typed:
-            return {}
-        query = select(self.key, *self.columns.values()).where(self.key.in_(typed))
+        """Events of the subjects `ids` (one query), by canonical id; unknown ids are absent.
+
+        Ids are compared in canonical form, as holds are: ``customers/0005/`` is account 5.
+        """
+        matches = id_matches(self.key, set(ids), self.store.dialect)
+        if isinstance(matches, False_):
+            return {}  # "abc" for an integer key: no such subject
+        query = select(self.key, *self.columns.values()).where(matches)
         try:
             with self.store.engine.connect() as connection:
                 rows = connection.execute(query).all()

@@ -4,7 +4,8 @@ Tables are reflected from the live schema, and every table or column name that c
 config is checked against it before it reaches a statement; SQLAlchemy quotes identifiers.
 Engines are prepared so timestamps compare exactly: SQLite gets the ``retention_utc`` function
 (see :mod:`retention.stores.sqlclock`), MySQL/MariaDB sessions run in UTC so ``TIMESTAMP``
-columns read as UTC.
+columns read as UTC. SQLite also gets ``retention_id``, the canonical form of a subject id
+(:mod:`retention.stores.sqlids`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 from ..errors import SchemaError, StoreError
 from ..settings import SqlStoreConfig
 from .sqlclock import SQLITE_FUNCTION, ClockColumn, ColumnKind, sqlite_utc_text
+from .sqlids import SQLITE_ID_FUNCTION, sqlite_canonical_id
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -44,6 +46,9 @@ def make_engine(url: str, *, connect_timeout: float = 10.0, immediate: bool = Fa
         def _sqlite_setup(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.create_function(
                 SQLITE_FUNCTION, 2, sqlite_utc_text, deterministic=True
+            )
+            dbapi_connection.create_function(
+                SQLITE_ID_FUNCTION, 1, sqlite_canonical_id, deterministic=True
             )
             dbapi_connection.execute("PRAGMA foreign_keys = ON")
             if immediate:

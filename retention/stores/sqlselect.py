@@ -9,7 +9,6 @@ anonymize; when a delete and an anonymize are both due, the delete applies.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +24,7 @@ from ..rules import Rule
 from ..timemath import due_clock_set
 from .sql import SqlStore
 from .sqlclock import ClockColumn, clock_in
+from .sqlids import id_matches, in_values
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,12 @@ class SelectionBuilder:
         )
 
     def covered_by(self, hold: Hold, dataset: str, table: Table) -> ColumnElement[bool]:
-        """Records of `dataset` in the subject scope of `hold` (other scopes: the caller's)."""
+        """Records of `dataset` in the subject scope of `hold` (other scopes: the caller's).
+
+        Ids are compared in canonical form (:mod:`retention.stores.sqlids`): a hold on ``5``
+        covers ``'0005'`` and ``' 5'`` in a text column; with an integer column the integers
+        are compared directly, on its index.
+        """
         scoped = hold.scoped_subjects()
         if scoped is None:
             return true()
@@ -189,7 +194,7 @@ class SelectionBuilder:
         if ds.subject is None or not ids:
             return false()
         link = self.store.column(table, ds.subject.column)
-        return and_(link.is_not(None), in_values(link, _coerce(link, ids)))
+        return id_matches(link, ids, self.store.dialect)
 
     def blocked(self, rule: Rule, dataset: str, table: Table) -> ColumnElement[bool]:
         """Records a keep rule still protects (its minimum retention has not run out)."""
@@ -274,30 +279,3 @@ class SelectionBuilder:
             self.store.column(table, ds.subject.column),
             ZoneInfo(subject.timezone) if subject.timezone else self.zone,
         )
-
-
-def in_values(column: Column[Any], values: Sequence[Any]) -> ColumnElement[bool]:
-    """``column IN (...)`` with one bound parameter per value.
-
-    SQLAlchemy's default "expanding" IN cannot be used with executemany, and the executor
-    repeats these predicates in its per-row UPDATEs.
-    """
-    if len(values) == 1:
-        single: ColumnElement[bool] = column == literal(values[0], column.type)
-        return single
-    return column.in_([literal(value, column.type) for value in values])
-
-
-def _coerce(column: Column[Any], ids: Sequence[Any]) -> list[Any]:
-    """Hold ids typed like the column they are compared with (YAML may say 4411 or "4411")."""
-    try:
-        python_type = column.type.python_type
-    except NotImplementedError:
-        return list(ids)
-    out = []
-    for value in ids:
-        try:
-            out.append(python_type(value))
-        except (TypeError, ValueError):
-            out.append(value)
-    return out
