@@ -75,9 +75,11 @@ def _prefixes(
         return [None]
     if subject_type is None:
         return []
-    ids = sorted({str(i) for h in holds for i in (h.scoped_subjects() or {}).get(subject_type, [])})
+    ids = sorted({i for h in holds for i in h.subject_ids(subject_type)})
     template = store.template(dataset)
-    return [template.prefix_for(i) for i in ids]
+    # every spelling of every id (0005 for 5), without listing a key twice
+    prefixes = sorted({p for i in ids for p in template.prefixes_for(i)})
+    return [p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes)]
 
 
 def _row_id(store: str, dataset: str, key: str, version: str | None) -> str:

@@ -449,6 +449,37 @@ def test_mirror_holds_on_and_off(
     assert actions == ["legal hold on", "legal hold on", "legal hold off"]  # a batch per page
 
 
+def test_mirror_holds_reach_every_spelling_of_a_held_id(
+    world: Scenario, moto_endpoint: str, locked_bucket: str, client: Any
+) -> None:
+    """A hold on account 5 puts the S3 legal hold on `customers/0005/` and `customers/+5/`
+    too (the same account, as the plan and the run judge it), not on `customers/50/`."""
+    bucket = locked_bucket
+    keys = ["customers/5/a", "customers/0005/b", "customers/+5/c", "customers/50/d"]
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    holds = {"holds": [{"id": "case-5", "subjects": {"account": ["5"]}}]}
+    config = configure(
+        world,
+        moto_endpoint,
+        bucket,
+        [object_rule("age", retain="P10Y")],
+        holds=holds,
+        store={"mirror_holds": True},
+    )
+    run(config, LATER)
+    status = {
+        key: client.head_object(Bucket=bucket, Key=key).get("ObjectLockLegalHoldStatus", "OFF")
+        for key in keys
+    }
+    assert status == {
+        "customers/5/a": "ON",
+        "customers/0005/b": "ON",
+        "customers/+5/c": "ON",
+        "customers/50/d": "OFF",
+    }
+
+
 def test_mirror_holds_needs_object_lock(
     world: Scenario, moto_endpoint: str, bucket: str, client: Any
 ) -> None:
