@@ -14,7 +14,9 @@ against those bounds. What a stored value means depends on the column:
   the bound go through :func:`sqlite_utc_text`, a registered function that parses and normalises.
 
 Every comparison is two-valued where it can be: a NULL or unreadable clock is never "before" a
-bound, so a record whose clock has not started is never due.
+bound, so a record whose clock has not started is never due. An unreadable one (SQLite text that
+is no timestamp, such as ``'yesterday'`` or ``'2026-13-45'``) is also *reported*:
+:meth:`ClockColumn.unreadable` selects it, for the plan's ``unreadable`` count.
 """
 
 from __future__ import annotations
@@ -65,9 +67,11 @@ class ClockColumn:
             false(),
         )
         # One index range (`< high`), decided row by row: older rows by their ISO date prefix,
-        # the few near the bound by parsing. (An OR of two ranges would make SQLite collect
-        # every matching rowid in memory: a MULTI-INDEX OR.)
-        near = case((expr < low, expr.op("GLOB")(_ISO_GLOB)), else_=exact)
+        # if readable at all ('2020-13-45' is not), the few near the bound by parsing. (An OR
+        # of two ranges would make SQLite collect every matching rowid in memory: a MULTI-INDEX
+        # OR.)
+        old = and_(expr.op("GLOB")(_ISO_GLOB), self._readable())
+        near = case((expr < low, old), else_=exact)
         return and_(expr.is_not(None), expr < high, near)
 
     def gt(self, bound: dt.datetime) -> ColumnElement[bool]:
@@ -77,14 +81,56 @@ class ClockColumn:
     def known(self) -> ColumnElement[bool]:
         """The clock has started (the value is not NULL and, on SQLite, readable)."""
         if self.kind == "sqlite_text":
-            normalised: ColumnElement[Any] = getattr(func, SQLITE_FUNCTION)(
-                self.expr, self.zone.key
-            )
-            return normalised.is_not(None)
+            return and_(self.expr.is_not(None), self._readable())
         return self.expr.is_not(None)
 
     def unknown(self) -> ColumnElement[bool]:
         return not_(self.known())
+
+    def unreadable(self) -> ColumnElement[bool]:
+        """A value is there but is not a timestamp (SQLite text such as ``'2026-13-45'``): the
+        clock counts as not started, and the record is reported. Typed columns cannot be."""
+        if self.kind != "sqlite_text":
+            return false()
+        return and_(self.expr.is_not(None), not_(self._readable()))
+
+    def _readable(self) -> ColumnElement[bool]:
+        """SQLite: a non-NULL value :func:`parse_stored` reads. The usual shapes are checked
+        in C (:func:`_plainly_readable`); only the others are parsed, by ``retention_utc``."""
+        parsed: ColumnElement[Any] = getattr(func, SQLITE_FUNCTION)(self.expr, self.zone.key)
+        return case((_plainly_readable(self.expr), true()), else_=parsed.is_not(None))
+
+
+# What may follow ``YYYY-MM-DD HH:MM:SS`` in a value read without parsing it in Python: nothing,
+# or a fraction of 3 or 6 digits, then nothing, ``Z`` or an offset of less than a day.
+_FRACTIONS = ("", ".[0-9][0-9][0-9]", ".[0-9][0-9][0-9][0-9][0-9][0-9]")
+_OFFSETS = ("", "Z", "[+-][01][0-9]:[0-5][0-9]", "[+-]2[0-3]:[0-5][0-9]")
+_TAILS = tuple(fraction + offset for fraction in _FRACTIONS for offset in _OFFSETS)
+
+
+def _plainly_readable(expr: ColumnElement[Any]) -> ColumnElement[bool]:
+    """SQLite text that certainly is a timestamp :func:`parse_stored` reads, checked with
+    SQLite's own date functions (no Python call per row): ``YYYY-MM-DD``, or
+    ``YYYY-MM-DD[ T]HH:MM:SS`` with an optional fraction and offset, a real date and time
+    (SQLite normalises ``2026-02-31`` to March, so a value that changes is not one), in years
+    0002-9998 (outside them a zone can move the instant off the calendar). False does not mean
+    unreadable: such values are parsed."""
+
+    def text(value: str) -> ColumnElement[str]:
+        return literal(value, String)
+
+    date_only = and_(func.length(expr) == 10, func.date(expr, text("+0 days")) == expr)
+    head = func.substr(expr, 1, 19)
+    same_moment = func.datetime(head, text("+0 days")) == (
+        func.substr(expr, 1, 10) + text(" ") + func.substr(expr, 12, 8)
+    )
+    tail = func.substr(expr, 20)
+    with_time = and_(
+        func.substr(expr, 11, 1).in_([text(" "), text("T")]),
+        same_moment,
+        or_(*(tail.op("GLOB")(text(pattern)) for pattern in _TAILS)),
+    )
+    return and_(expr >= text("0002"), expr < text("9999"), or_(date_only, with_time))
 
 
 def clock_in(
