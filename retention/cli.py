@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
@@ -219,6 +219,7 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
         "to act",
         "overdue",
         "not yet due",
+        "unreadable",
     )
     for header in headers:
         table.add_column(
@@ -238,6 +239,7 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
             f"[bold]{row.actionable}[/]" if row.actionable else "0",
             f"[red]{row.overdue}[/]" if row.overdue else "0",
             str(row.pending),
+            f"[yellow]{row.unreadable}[/]" if row.unreadable else _dim(0),
         )
     out.print(table)
     for row in result.rules:
@@ -246,12 +248,28 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
             out.print(f"{row.rule} on {row.dataset}: {'; '.join(notes)}", highlight=False)
     if result.holds_in_force:
         out.print(f"holds in force: {', '.join(result.holds_in_force)}", highlight=False)
+    warn_unreadable(result.rules)
     for skipped in result.skipped:
         err.print(
             f"[yellow]skipped[/] {len(skipped.rules)} rule(s) on store {skipped.store}: "
             f"{skipped.message}",
             highlight=False,
         )
+
+
+def warn_unreadable(rows: Iterable[Any]) -> None:
+    """One warning line when records are never acted on because their clock is unreadable."""
+    found = [row for row in rows if row.unreadable]
+    if not found:
+        return
+    total = sum(row.unreadable for row in found)
+    where = ", ".join(f"{row.rule} on {row.dataset}: {row.unreadable}" for row in found)
+    err.print(
+        f"[yellow]warning:[/] {total} records have an unreadable clock (a value that is no "
+        f"timestamp): never acted on until it is fixed ({escape(where)})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _dim(value: int) -> str:
@@ -421,6 +439,7 @@ def print_run(result: Any) -> None:
         "done" if result.live else "would act",
         "cascaded",
         "batches",
+        "unreadable",
         "status",
     ):
         table.add_column(header)
@@ -434,6 +453,7 @@ def print_run(result: Any) -> None:
             str(o.acted),
             str(sum(o.cascaded.values())) if o.cascaded else "0",
             str(o.batches),
+            f"[yellow]{o.unreadable}[/]" if o.unreadable else "0",
             status if o.status == "ok" else f"[red]{status}[/]",
         )
     out.print(table)
@@ -442,6 +462,7 @@ def print_run(result: Any) -> None:
     lingering = sum(o.lingering for o in result.outcomes)
     if lingering:
         err.print(f"[yellow]warning:[/] {lingering} records still due and unheld after the run")
+    warn_unreadable(result.outcomes)
 
 
 audit_app = typer.Typer(help="Inspect and verify the hash-chained audit log.", no_args_is_help=True)

@@ -73,6 +73,10 @@ class Explanation:
         }
 
 
+# the status of a rule whose clock is there but is no timestamp ('yesterday', a tag "soon")
+UNREADABLE = "unreadable clock"
+
+
 class RecordNotFound(RetentionError):
     exit_code = 1
 
@@ -120,7 +124,7 @@ def _explain(
         )
     match = and_(*(col == _typed(col, part) for col, part in zip(key_columns, parts, strict=True)))
     with store.engine.connect() as connection:
-        row = connection.execute(select(table).where(match)).mappings().first()
+        row = connection.execute(store.readable_row(table).where(match)).mappings().first()
     if row is None:
         raise RecordNotFound(f"no record with key {key!r} in dataset {dataset!r}")
     subject_row = _subject_row(config, store, dataset, row)
@@ -192,6 +196,7 @@ def _explain_object(
             "done": False,
             "actionable": acts,
             "overdue": acts and v.overdue,
+            "unreadable": v.unreadable,
         }
         status = _status(rule, flags, v.start)
         if v.free and rule.destructive and protected is not None:
@@ -237,6 +242,7 @@ def _flags(store: SqlStore, s: Selection, match: ColumnElement[bool]) -> dict[st
         "done": s.done,
         "actionable": s.actionable,
         "overdue": and_(s.actionable, s.overdue),
+        "unreadable": s.unreadable_pending,
     }
     query = (
         select(*(case((expr, 1), else_=0).label(name) for name, expr in named.items()))
@@ -251,6 +257,8 @@ def _flags(store: SqlStore, s: Selection, match: ColumnElement[bool]) -> dict[st
 def _status(rule: Rule, flags: dict[str, bool], start: dt.datetime | None) -> str:
     if not flags["scope"]:
         return "not covered (where filter)"
+    if flags["unreadable"]:  # a clock it needs holds no timestamp: never acted on
+        return UNREADABLE
     if start is None and not flags["due"]:
         return "clock not started"
     if not flags["due"]:
@@ -294,7 +302,9 @@ def _verdict(
         return f"held by {reason}: rule {held[0].rule} would otherwise act"
     blocked = [v for v in verdicts if v.status == "blocked by a keep rule"]
     keeps = [
-        v for v in verdicts if v.action == "keep" and v.status in ("keeping", "clock not started")
+        v
+        for v in verdicts
+        if v.action == "keep" and v.status in ("keeping", "clock not started", UNREADABLE)
     ]
     if blocked:
         until = max((v.due_at for v in keeps if v.due_at), default=None)
@@ -312,6 +322,12 @@ def _verdict(
         return f"will be {verb} on {_day(when)} by rule {first.rule}"
     if any(v.status == "already anonymized" for v in verdicts):
         return "already anonymized; nothing left to do"
+    unreadable = [v.rule for v in verdicts if v.status == UNREADABLE]
+    if unreadable:
+        return (
+            f"unreadable clock: rule {unreadable[0]} never acts on this record until the "
+            "timestamp it needs is fixed"
+        )
     return "no rule will act on this record yet (its clocks have not started)"
 
 
@@ -338,7 +354,7 @@ def _subject_row(config: Config, store: SqlStore, dataset: str, row: Any) -> dic
     if isinstance(matches, False_):
         return None
     with store.engine.connect() as connection:
-        found = connection.execute(select(table).where(matches)).mappings().first()
+        found = connection.execute(store.readable_row(table).where(matches)).mappings().first()
     return dict(found) if found else None
 
 

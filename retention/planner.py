@@ -2,8 +2,9 @@
 
 For every rule × dataset the planner asks the store one set-based COUNT per question: how many
 records the rule covers, how many are due, held, blocked by a keep rule, superseded by a delete,
-already anonymized, to be acted on, overdue. A store that cannot be reached is reported and its
-rules skipped; the others are still planned.
+already anonymized, to be acted on, overdue, and how many are never acted on because a clock they
+need holds a value that is no timestamp (``unreadable``). A store that cannot be reached is
+reported and its rules skipped; the others are still planned.
 """
 
 from __future__ import annotations
@@ -45,10 +46,13 @@ class RulePlan:
     actionable: int = 0
     overdue: int = 0
     samples: tuple[str, ...] = ()
+    # of the pending ones: a clock the rule needs holds a value that is no timestamp
+    unreadable: int = 0
 
     @property
     def pending(self) -> int:
-        """Covered by the rule but not yet due (or whose clock has not started)."""
+        """Covered by the rule but not yet due (or whose clock has not started, or is
+        unreadable: those are also counted in :attr:`unreadable`)."""
         return self.in_scope - self.due
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,6 +70,7 @@ class RulePlan:
             "to_act": self.actionable,
             "overdue": self.overdue,
             "not_yet_due": self.pending,
+            "unreadable": self.unreadable,
             "sample_keys": list(self.samples),
         }
 
@@ -108,6 +113,7 @@ class Plan:
                     ("blocked", "blocked"),
                     ("to_act", "actionable"),
                     ("overdue", "overdue"),
+                    ("unreadable", "unreadable"),
                 )
             },
         }
@@ -213,7 +219,18 @@ def plan_one(selection: Selection, store: SqlStore, samples: int = SAMPLE_KEYS) 
 
         in_scope = count(s.scope)
         due = count(s.scope, s.due) if in_scope else 0
-        base = RulePlan(s.rule.id, s.dataset, store.name, s.rule.action, in_scope=in_scope, due=due)
+        unreadable = 0
+        if in_scope > due and not isinstance(s.unreadable, False_):
+            unreadable = count(s.unreadable_pending)
+        base = RulePlan(
+            s.rule.id,
+            s.dataset,
+            store.name,
+            s.rule.action,
+            in_scope=in_scope,
+            due=due,
+            unreadable=unreadable,
+        )
         if s.rule.action == "keep" or not due:
             return base
         free, unblocked = not_(s.held), not_(s.blocked)

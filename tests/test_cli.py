@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from retention.cli import app
 
 from .conftest import Database
-from .scenario import Scenario, at, rule
+from .scenario import Scenario, at, rule, unreadable_clocks
 
 runner = CliRunner()
 
@@ -173,3 +173,21 @@ def test_run_logs_one_event_per_audit_entry_on_stderr(world: Scenario) -> None:
     audits = [e for e in events if e["event"] == "audit"]
     assert [(e["rule"], e["outcome"], e["count"]) for e in audits] == [("r", "done", 2)]
     assert all("keys" not in e for e in audits)
+
+
+def test_unreadable_clocks_are_a_warning_in_plan_and_run(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """`plan` and `run` print one warning line naming the rules whose records have an
+    unreadable clock, with an `unreadable` column; --json has the counts; exit codes stay 0."""
+    world = unreadable_clocks(Scenario(sqlite_db, tmp_path))
+    path = world.write([rule("age")])
+    code, out, err = invoke("plan", "-c", str(path), "--now", "2026-06-01T00:00:00")
+    assert code == 0 and "unreadable" in out
+    assert "warning: 2 records have an unreadable clock" in err and "age on tickets: 2" in err
+    code, out, _ = invoke("plan", "-c", str(path), "--now", "2026-06-01T00:00:00", "--json")
+    assert code == 0 and json.loads(out)["rules"][0]["unreadable"] == 2
+    code, out, err = invoke("run", "-c", str(path), "--now", "2026-06-01T00:00:00")
+    assert code == 0 and "warning: 2 records have an unreadable clock" in err
+    code, out, _ = invoke("run", "-c", str(path), "--now", "2026-06-01T00:00:00", "--json")
+    assert code == 0 and json.loads(out)["totals"]["unreadable"] == 2

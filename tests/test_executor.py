@@ -28,7 +28,18 @@ from retention.planner import make_plan
 from retention.stores.sqlselect import Selection
 
 from .conftest import Database
-from .scenario import ACCOUNTS, MESSAGES, TICKETS, TICKETS_DATASET, TS, Scenario, at, rule, utc
+from .scenario import (
+    ACCOUNTS,
+    MESSAGES,
+    TICKETS,
+    TICKETS_DATASET,
+    TS,
+    Scenario,
+    at,
+    rule,
+    unreadable_clocks,
+    utc,
+)
 
 NOW = utc("2026-06-01 00:00:00")
 
@@ -416,3 +427,19 @@ def test_audit_entries_follow_the_batches_on_any_state_db(
     ]
     assert left == [] and verification.ok
     assert rows(world) == {}
+
+
+def test_a_live_run_counts_unreadable_clocks_and_leaves_them(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """A live run never touches a record whose clock text is no timestamp, and says how many
+    there were (RuleOutcome.unreadable, per rule and in the totals of run --json)."""
+    world = unreadable_clocks(Scenario(sqlite_db, tmp_path))
+    config = world.config([rule("age"), rule("closed", after="subject.closed")])
+    result = run(config)
+    age, closed = result.outcomes
+    assert (age.acted, age.unreadable) == (1, 2)
+    assert (closed.acted, closed.unreadable) == (2, 1)  # 2 and 3 by their closed account
+    assert result.as_dict()["totals"]["unreadable"] == 3
+    assert [r["unreadable"] for r in result.as_dict()["rules"]] == [2, 1]
+    assert world.ticket_ids() == [4, 5]

@@ -47,9 +47,10 @@ class ObjectRecord:
     """One record of an object dataset, as listed.
 
     `created` is the ``record.created`` clock (LastModified / mtime, or the dataset's `tag`),
-    None when it cannot be read (then the record's clock has not started). `problem` is a reason
-    found while listing why the record must never be deleted (a symlink); `versions` are what a
-    delete removes on S3 (every version and delete marker of a versioned key).
+    None when it cannot be read (then the record's clock has not started); `clock_unreadable`
+    says a tag was there but held no timestamp (the plan reports such records). `problem` is a
+    reason found while listing why the record must never be deleted (a symlink); `versions` are
+    what a delete removes on S3 (every version and delete marker of a versioned key).
     """
 
     key: str
@@ -58,6 +59,7 @@ class ObjectRecord:
     subject: str | None
     versions: tuple[Version, ...] = (Version(None),)
     problem: str | None = None
+    clock_unreadable: bool = False
 
     @property
     def entries(self) -> int:

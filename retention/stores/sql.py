@@ -13,9 +13,21 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Engine, MetaData, Table, create_engine, event, inspect
+from sqlalchemy import (
+    Column,
+    Engine,
+    MetaData,
+    Select,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    select,
+    type_coerce,
+)
 from sqlalchemy import types as sqltypes
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import SchemaError, StoreError
 from ..settings import SqlStoreConfig
@@ -135,6 +147,20 @@ class SqlStore:
                 store=self.name,
             )
         return table.c[name]
+
+    def as_stored(self, column: Column[Any]) -> ColumnElement[Any]:
+        """`column`, to read its value as stored (for :func:`.sqlclock.parse_stored`): on
+        SQLite a date or timestamp column is read as its text, since SQLAlchemy's converter
+        raises on text that is no timestamp (``'yesterday'``), which must count as unreadable."""
+        if self.dialect == "sqlite" and isinstance(
+            column.type, (sqltypes.Date, sqltypes.DateTime, sqltypes.Time)
+        ):
+            return type_coerce(column, sqltypes.String()).label(column.name)
+        return column
+
+    def readable_row(self, table: Table) -> Select[Any]:
+        """``SELECT`` every column of `table`, each read :meth:`as_stored`."""
+        return select(*(self.as_stored(column) for column in table.columns))
 
     def clock_kind(self, column: Column[Any]) -> ColumnKind:
         """How values of a timestamp column are to be read."""

@@ -221,9 +221,12 @@ def parse_stored(value: object, zone: ZoneInfo) -> dt.datetime | None:
             return None
     else:
         return None
-    if parsed.tzinfo is None:
-        return wall_to_utc(parsed, zone)
-    return parsed.astimezone(UTC)
+    try:
+        if parsed.tzinfo is None:
+            return wall_to_utc(parsed, zone)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # off the calendar once in UTC (year 1, year 9999)
+        return None
 
 
 def sqlite_utc_text(value: object, zone_name: str) -> str | None:

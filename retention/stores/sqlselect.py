@@ -9,7 +9,7 @@ anonymize; when a delete and an anonymize are both due, the delete applies.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,6 +42,13 @@ class Selection:
     blocked: ColumnElement[bool]
     superseded: ColumnElement[bool]
     done: ColumnElement[bool]
+    # a clock the rule needs is there but is not a timestamp (SQLite text): never due, reported
+    unreadable: ColumnElement[bool] = field(default_factory=false)
+
+    @property
+    def unreadable_pending(self) -> ColumnElement[bool]:
+        """Covered, not due, and a clock it needs is unreadable: what the plan reports."""
+        return and_(self.scope, not_(self.due), self.unreadable)
 
     @property
     def due_in_scope(self) -> ColumnElement[bool]:
@@ -105,6 +112,7 @@ class SelectionBuilder:
             blocked=blocked,
             superseded=superseded,
             done=done,
+            unreadable=self.unreadable(rule, dataset, table),
         )
 
     def _deletes(
@@ -257,6 +265,33 @@ class SelectionBuilder:
             return ClockColumn(value, clock.kind, clock.zone)
 
         return clock_in(rule.after, instants, column)
+
+    def unreadable(self, rule: Rule, dataset: str, table: Table) -> ColumnElement[bool]:
+        """Records with a clock `rule` needs that holds a value but not a timestamp (SQLite
+        text such as ``'yesterday'``; typed columns cannot): its clock counts as not started,
+        so the record is never acted on, and it is counted so that somebody fixes it."""
+        ds = self.settings.datasets[dataset]
+        record_zone = ZoneInfo(ds.timezone) if ds.timezone else self.zone
+        conditions: list[ColumnElement[bool]] = []
+        for ref in rule.after.refs:
+            if ref.source == "record":
+                column = self.store.column(table, ds.timestamps[ref.name])
+                conditions.append(self.store.clock_column(column, record_zone).unreadable())
+        events = [ref.name for ref in rule.after.refs if ref.source == "subject"]
+        if events:
+            subject_table, subject_key, link, subject_zone = self._subject(dataset, table)
+            unreadable = [
+                self.store.clock_column(
+                    self.store.column(subject_table, self._event(dataset, event)), subject_zone
+                ).unreadable()
+                for event in events
+            ]
+            unreadable = [u for u in unreadable if not isinstance(u, False_)]
+            if unreadable:
+                in_subjects = select(subject_key).where(or_(*unreadable))
+                conditions.append(and_(link.is_not(None), link.in_(in_subjects)))
+        conditions = [c for c in conditions if not isinstance(c, False_)]
+        return or_(*conditions) if conditions else false()
 
     def _event(self, dataset: str, event: str) -> str:
         ds = self.settings.datasets[dataset]

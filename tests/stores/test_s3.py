@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, insert, select, text
 
 from retention.audit import AuditLog
 from retention.config import Config
 from retention.executor import Executor
+from retention.explain import explain
 from retention.planner import make_plan
 from retention.statedb import intents, legal_holds, open_state
 from retention.stores import SqlStore
@@ -196,6 +197,35 @@ def test_record_created_from_an_object_tag_or_metadata(
     )
     meta = configure(world, moto_endpoint, bucket, rules, dataset={"tag": "metadata:created"})
     assert plan_of(meta, soon)["age"].samples == ("customers/2/meta",)
+
+
+def test_an_unreadable_tag_or_subject_event_is_counted_and_never_acted_on(
+    world: Scenario, moto_endpoint: str, bucket: str, client: Any
+) -> None:
+    """An object whose `tag:` clock holds no timestamp ("soon"), or whose account was closed
+    'soon' (text in the SQLite subject table), is never deleted and is counted as
+    `unreadable` in the plan, in the run's outcome and by `explain`."""
+    world.accounts({"id": 1, "closed_at": at("2020-01-01")}, {"id": 2})
+    with world.db.engine.begin() as connection:
+        connection.execute(text("UPDATE accounts SET closed_at = 'soon' WHERE id = 2"))
+    client.put_object(Bucket=bucket, Key="customers/1/old", Body=b"x", Tagging="created=2020-01-01")
+    client.put_object(Bucket=bucket, Key="customers/1/bad", Body=b"x", Tagging="created=soon")
+    client.put_object(Bucket=bucket, Key="customers/2/new", Body=b"x", Tagging="created=2020-01-01")
+    rules = [
+        object_rule("age", retain="P30D"),
+        object_rule("closed", after="subject.closed", retain="P0D"),
+    ]
+    config = configure(world, moto_endpoint, bucket, rules, dataset={"tag": "created"})
+    plan = plan_of(config)
+    assert (plan["age"].due, plan["age"].unreadable) == (2, 1)
+    assert (plan["closed"].due, plan["closed"].unreadable) == (2, 1)
+    assert make_plan(config, NOW).as_dict()["totals"]["unreadable"] == 2
+    found = explain(config, "files", "customers/1/bad", NOW)
+    assert [v.status for v in found.rules] == ["unreadable clock", "due"]
+    result = run(config, live=False)
+    assert [(o.rule, o.unreadable) for o in result.outcomes] == [("age", 1), ("closed", 1)]
+    Executor(config, now=NOW, live=True).run(["age"])
+    assert keys_in(client, bucket) == ["customers/1/bad"]
 
 
 # -- rules, holds, runs ----------------------------------------------------------------------
