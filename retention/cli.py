@@ -24,7 +24,7 @@ from .config import Config, config_path_from_env, load_config
 from .errors import ConfigErrors, RetentionError
 from .explain import explain
 from .planner import Plan, hold_coverage, make_plan
-from .validate import check_stores
+from .validate import check_hold_ids, check_stores
 
 app = typer.Typer(
     name="retention",
@@ -113,6 +113,7 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
     with handled():
         config = load(config_file)
         problems = check_stores(config)
+        warnings = check_hold_ids(config)
     if as_json:
         emit_json(
             {
@@ -120,6 +121,7 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
                 "rules": len(config.rules),
                 "datasets": len(config.settings.datasets),
                 "problems": [p.__dict__ for p in problems],
+                "warnings": [w.as_dict() for w in warnings],
             }
         )
     else:
@@ -136,6 +138,7 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
                 f"{len(config.settings.stores)} stores",
                 highlight=False,
             )
+        warn(warnings)
     if any(not p.unreachable for p in problems):
         raise typer.Exit(2)
     if problems:
@@ -249,12 +252,19 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
     if result.holds_in_force:
         out.print(f"holds in force: {', '.join(result.holds_in_force)}", highlight=False)
     warn_unreadable(result.rules)
+    warn(result.warnings)
     for skipped in result.skipped:
         err.print(
             f"[yellow]skipped[/] {len(skipped.rules)} rule(s) on store {skipped.store}: "
             f"{skipped.message}",
             highlight=False,
         )
+
+
+def warn(warnings: Iterable[object]) -> None:
+    """One `warning:` line on stderr per warning (hold ids that match no subject)."""
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
 
 
 def warn_unreadable(rows: Iterable[Any]) -> None:
@@ -343,6 +353,7 @@ def holds(
             row.reason or "",
         )
     out.print(table)
+    warn(report.warnings)
     for skipped in report.skipped:
         err.print(f"[yellow]not counted[/] on store {skipped}", highlight=False)
     if report.skipped:

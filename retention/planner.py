@@ -4,7 +4,8 @@ For every rule × dataset the planner asks the store one set-based COUNT per que
 records the rule covers, how many are due, held, blocked by a keep rule, superseded by a delete,
 already anonymized, to be acted on, overdue, and how many are never acted on because a clock they
 need holds a value that is no timestamp (``unreadable``). A store that cannot be reached is
-reported and its rules skipped; the others are still planned.
+reported and its rules skipped; the others are still planned. Hold ids that match no subject
+are reported as warnings (:mod:`retention.holdcheck`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from .config import Config
 from .errors import SchemaError, StoreError
+from .holdcheck import HoldWarning, unmatched_hold_ids
 from .holds import HoldsFile
 from .rules import Rule
 from .stores import SqlStore, sql_stores
@@ -94,12 +96,14 @@ class Plan:
     rules: tuple[RulePlan, ...]
     skipped: tuple[Skipped, ...] = ()
     holds_in_force: tuple[str, ...] = field(default=())
+    warnings: tuple[HoldWarning, ...] = ()  # hold ids that match no subject
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "now": self.now.isoformat(),
             "freeze": self.freeze,
             "holds_in_force": list(self.holds_in_force),
+            "warnings": [w.as_dict() for w in self.warnings],
             "rules": [r.as_dict() for r in self.rules],
             "skipped": [
                 {"store": s.store, "message": s.message, "rules": list(s.rules)}
@@ -204,6 +208,7 @@ def _plan(
             for store, (message, rules, unreachable) in failed.items()
         ),
         holds_in_force=tuple(h.id for h in holds.active()),
+        warnings=tuple(unmatched_hold_ids(config, holds, stores)),
     )
 
 
@@ -310,12 +315,14 @@ class HoldsReport:
     freeze: bool
     holds: tuple[HoldRow, ...]
     skipped: tuple[str, ...] = ()
+    warnings: tuple[HoldWarning, ...] = ()  # hold ids that match no subject
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "freeze": self.freeze,
             "holds": [h.as_dict() for h in self.holds],
             "skipped": list(self.skipped),
+            "warnings": [w.as_dict() for w in self.warnings],
         }
 
 
@@ -380,7 +387,8 @@ def _hold_coverage(
                 review_overdue=hold.review_overdue(today),
             )
         )
-    return HoldsReport(holds.freeze, tuple(rows), tuple(skipped.values()))
+    warnings = tuple(unmatched_hold_ids(config, holds, stores))
+    return HoldsReport(holds.freeze, tuple(rows), tuple(skipped.values()), warnings)
 
 
 def _describe_scope(hold: Any) -> str:

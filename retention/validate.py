@@ -2,7 +2,8 @@
 
 `retention validate` runs these after the static checks of :mod:`retention.config`. A missing
 table or column is a :class:`~retention.errors.SchemaError` (bad input, exit 2); a store that
-cannot be reached is a :class:`~retention.errors.StoreError` (exit 3).
+cannot be reached is a :class:`~retention.errors.StoreError` (exit 3). Hold ids that match no
+subject are warnings (:func:`check_hold_ids`), which change no exit code.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from .config import Config
 from .errors import SchemaError, StoreError
+from .holdcheck import HoldWarning, unmatched_hold_ids
 from .stores import SqlStore, sql_stores
 from .stores.base import ObjectStores
 from .stores.sqlselect import SelectionBuilder
@@ -52,6 +54,13 @@ def check_stores(config: Config, stores: dict[str, SqlStore] | None = None) -> l
     """Check every SQL dataset, subject and rule reference against the live schema."""
     with sql_stores(config.settings, stores) as opened:
         return _check(config, opened)
+
+
+def check_hold_ids(config: Config, stores: dict[str, SqlStore] | None = None) -> list[HoldWarning]:
+    """Warnings for the ids of active holds that no subject has (likely typos); not problems:
+    `validate` still exits 0 on them."""
+    with sql_stores(config.settings, stores) as opened:
+        return unmatched_hold_ids(config, config.load_holds(), opened)
 
 
 def _check(config: Config, stores: dict[str, SqlStore]) -> list[Problem]:

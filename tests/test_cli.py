@@ -191,3 +191,20 @@ def test_unreadable_clocks_are_a_warning_in_plan_and_run(
     assert code == 0 and "warning: 2 records have an unreadable clock" in err
     code, out, _ = invoke("run", "-c", str(path), "--now", "2026-06-01T00:00:00", "--json")
     assert code == 0 and json.loads(out)["totals"]["unreadable"] == 2
+
+
+def test_a_hold_id_that_matches_no_subject_is_a_warning(world: Scenario) -> None:
+    """validate, plan and holds warn about a hold id no account has, on stderr and in --json
+    ("warnings"), naming the hold, the subject type and the id; the exit code stays 0."""
+    path = world.write(
+        [rule()], holds={"holds": [{"id": "case-9", "subjects": {"account": [2, 4412]}}]}
+    )
+    expected = {"hold": "case-9", "subject_type": "account", "id": "4412"}
+    for command in ("validate", "plan", "holds"):
+        code, out, err = invoke(command, "-c", str(path))
+        assert code == 0 and out, command
+        assert "warning: hold case-9: account '4412' matches no account" in err, command
+        code, out, _ = invoke(command, "-c", str(path), "--json")
+        assert code == 0, command
+        (warning,) = json.loads(out)["warnings"]
+        assert {k: warning[k] for k in expected} == expected, command
