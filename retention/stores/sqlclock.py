@@ -70,7 +70,12 @@ class ClockColumn:
         # if readable at all ('2020-13-45' is not), the few near the bound by parsing. (An OR
         # of two ranges would make SQLite collect every matching rowid in memory: a MULTI-INDEX
         # OR.)
-        old = and_(expr.op("GLOB")(_ISO_GLOB), self._readable())
+        parsed = getattr(func, SQLITE_FUNCTION)(expr, self.zone.key).is_not(None)
+        old = case(
+            (_plainly_readable(expr), true()),
+            (expr.op("GLOB")(_ISO_GLOB), parsed),
+            else_=false(),
+        )
         near = case((expr < low, old), else_=exact)
         return and_(expr.is_not(None), expr < high, near)
 
@@ -101,36 +106,51 @@ class ClockColumn:
         return case((_plainly_readable(self.expr), true()), else_=parsed.is_not(None))
 
 
-# What may follow ``YYYY-MM-DD HH:MM:SS`` in a value read without parsing it in Python: nothing,
-# or a fraction of 3 or 6 digits, then nothing, ``Z`` or an offset of less than a day.
-_FRACTIONS = ("", ".[0-9][0-9][0-9]", ".[0-9][0-9][0-9][0-9][0-9][0-9]")
-_OFFSETS = ("", "Z", "[+-][01][0-9]:[0-5][0-9]", "[+-]2[0-3]:[0-5][0-9]")
-_TAILS = tuple(fraction + offset for fraction in _FRACTIONS for offset in _OFFSETS)
+# The shapes read without calling Python, by length (each length is one shape): a date, or a date
+# and time with an optional fraction of 3 or 6 digits, then nothing, ``Z`` or an offset.
+_D = "[0-9]"
+_DATE = f"{_D * 4}-{_D * 2}-{_D * 2}"
+_TIME = f"{_DATE}[ T]{_D * 2}:{_D * 2}:{_D * 2}"
+_PLAIN_SHAPES = {10: _DATE} | {
+    19 + len(fraction) + len(offset): _TIME + pattern + zone
+    for fraction, pattern in (("", ""), (".123", "." + _D * 3), (".123456", "." + _D * 6))
+    for offset, zone in (("", ""), ("Z", "Z"), ("+01:00", f"[+-]{_D * 2}:{_D * 2}"))
+}
 
 
 def _plainly_readable(expr: ColumnElement[Any]) -> ColumnElement[bool]:
-    """SQLite text that certainly is a timestamp :func:`parse_stored` reads, checked with
-    SQLite's own date functions (no Python call per row): ``YYYY-MM-DD``, or
-    ``YYYY-MM-DD[ T]HH:MM:SS`` with an optional fraction and offset, a real date and time
-    (SQLite normalises ``2026-02-31`` to March, so a value that changes is not one), in years
-    0002-9998 (outside them a zone can move the instant off the calendar). False does not mean
-    unreadable: such values are parsed."""
+    """SQLite text that certainly is a timestamp :func:`parse_stored` reads, checked in C (no
+    Python call per row): one of the usual shapes (:data:`_PLAIN_SHAPES`, one GLOB by length),
+    fields SQLite's `julianday` accepts (months 1-12, minutes and seconds below 60, offsets up
+    to 14 hours), a day the month has and an hour below 24 (SQLite would take 31 February and
+    24:00), in years 0002-9998 (outside them a zone can move the instant off the calendar).
+    False does not mean unreadable: such values are parsed."""
 
     def text(value: str) -> ColumnElement[str]:
         return literal(value, String)
 
-    date_only = and_(func.length(expr) == 10, func.date(expr, text("+0 days")) == expr)
-    head = func.substr(expr, 1, 19)
-    same_moment = func.datetime(head, text("+0 days")) == (
-        func.substr(expr, 1, 10) + text(" ") + func.substr(expr, 12, 8)
+    def part(start: int, length: int) -> ColumnElement[str]:
+        return func.substr(expr, start, length, type_=String)
+
+    shape = case(
+        {length: expr.op("GLOB")(text(pattern)) for length, pattern in _PLAIN_SHAPES.items()},
+        value=func.length(expr),
+        else_=false(),
     )
-    tail = func.substr(expr, 20)
-    with_time = and_(
-        func.substr(expr, 11, 1).in_([text(" "), text("T")]),
-        same_moment,
-        or_(*(tail.op("GLOB")(text(pattern)) for pattern in _TAILS)),
+    day, month = part(9, 2), part(6, 2)
+    long_months = [text(m) for m in ("01", "03", "05", "07", "08", "10", "12")]
+    real_day = or_(
+        day < text("29"),
+        and_(month != text("02"), or_(day < text("31"), month.in_(long_months))),
+    )  # 29 February is left to Python (leap years)
+    return and_(
+        expr >= text("0002"),
+        expr < text("9999"),
+        shape,
+        real_day,
+        part(12, 2) < text("24"),
+        func.julianday(expr).is_not(None),
     )
-    return and_(expr >= text("0002"), expr < text("9999"), or_(date_only, with_time))
 
 
 def clock_in(
