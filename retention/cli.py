@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
@@ -26,7 +26,7 @@ from .config import Config, config_path_from_env, load_config
 from .errors import ConfigErrors, RetentionError
 from .explain import explain
 from .planner import Plan, hold_coverage, make_plan
-from .validate import check_state_db, check_stores
+from .validate import check_hold_ids, check_state_db, check_stores
 
 app = typer.Typer(
     name="retention",
@@ -120,6 +120,7 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
     with handled():
         config = load(config_file)
         problems = check_state_db(config) + check_stores(config)
+        warnings = check_hold_ids(config)
     if as_json:
         emit_json(
             {
@@ -127,6 +128,7 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
                 "rules": len(config.rules),
                 "datasets": len(config.settings.datasets),
                 "problems": [p.__dict__ for p in problems],
+                "warnings": [w.as_dict() for w in warnings],
             }
         )
     else:
@@ -143,6 +145,7 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
                 f"{len(config.settings.stores)} stores",
                 highlight=False,
             )
+        warn(warnings)
     if any(not p.unreachable for p in problems):
         raise typer.Exit(2)
     if problems:
@@ -226,6 +229,7 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
         "to act",
         "overdue",
         "not yet due",
+        "unreadable",
     )
     for header in headers:
         table.add_column(
@@ -245,6 +249,7 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
             f"[bold]{row.actionable}[/]" if row.actionable else "0",
             f"[red]{row.overdue}[/]" if row.overdue else "0",
             str(row.pending),
+            f"[yellow]{row.unreadable}[/]" if row.unreadable else _dim(0),
         )
     out.print(table)
     for row in result.rules:
@@ -253,12 +258,35 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
             out.print(f"{row.rule} on {row.dataset}: {'; '.join(notes)}", highlight=False)
     if result.holds_in_force:
         out.print(f"holds in force: {', '.join(result.holds_in_force)}", highlight=False)
+    warn_unreadable(result.rules)
+    warn(result.warnings)
     for skipped in result.skipped:
         err.print(
             f"[yellow]skipped[/] {len(skipped.rules)} rule(s) on store {skipped.store}: "
             f"{skipped.message}",
             highlight=False,
         )
+
+
+def warn(warnings: Iterable[object]) -> None:
+    """One `warning:` line on stderr per warning (hold ids that match no subject)."""
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
+
+
+def warn_unreadable(rows: Iterable[Any]) -> None:
+    """One warning line when records are never acted on because their clock is unreadable."""
+    found = [row for row in rows if row.unreadable]
+    if not found:
+        return
+    total = sum(row.unreadable for row in found)
+    where = ", ".join(f"{row.rule} on {row.dataset}: {row.unreadable}" for row in found)
+    err.print(
+        f"[yellow]warning:[/] {total} records have an unreadable clock (a value that is no "
+        f"timestamp): never acted on until it is fixed ({escape(where)})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _dim(value: int) -> str:
@@ -332,6 +360,7 @@ def holds(
             row.reason or "",
         )
     out.print(table)
+    warn(report.warnings)
     for skipped in report.skipped:
         err.print(f"[yellow]not counted[/] on store {skipped}", highlight=False)
     if report.skipped:
@@ -433,6 +462,7 @@ def print_run(result: Any, zone: ZoneInfo | None = None) -> None:
         "done" if result.live else "would act",
         "cascaded",
         "batches",
+        "unreadable",
         "status",
     ):
         table.add_column(header)
@@ -446,6 +476,7 @@ def print_run(result: Any, zone: ZoneInfo | None = None) -> None:
             str(o.acted),
             str(sum(o.cascaded.values())) if o.cascaded else "0",
             str(o.batches),
+            f"[yellow]{o.unreadable}[/]" if o.unreadable else "0",
             status if o.status == "ok" else f"[red]{status}[/]",
         )
     out.print(table)
@@ -454,6 +485,7 @@ def print_run(result: Any, zone: ZoneInfo | None = None) -> None:
     lingering = sum(o.lingering for o in result.outcomes)
     if lingering:
         err.print(f"[yellow]warning:[/] {lingering} records still due and unheld after the run")
+    warn_unreadable(result.outcomes)
 
 
 audit_app = typer.Typer(help="Inspect and verify the hash-chained audit log.", no_args_is_help=True)

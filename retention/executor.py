@@ -28,6 +28,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
+    False_,
     RootTransaction,
     Table,
     and_,
@@ -83,6 +84,8 @@ class RuleOutcome:
     status: str = "ok"  # ok | refused | failed | skipped | stopped
     message: str | None = None
     lingering: int = 0
+    # covered, never acted on: a clock the rule needs holds a value that is no timestamp
+    unreadable: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +99,7 @@ class RuleOutcome:
             "status": self.status,
             "message": self.message,
             "lingering": self.lingering,
+            "unreadable": self.unreadable,
         }
 
 
@@ -131,6 +135,7 @@ class RunResult:
                 "acted": sum(o.acted for o in self.outcomes),
                 "cascaded": sum(sum(o.cascaded.values()) for o in self.outcomes),
                 "lingering": sum(o.lingering for o in self.outcomes),
+                "unreadable": sum(o.unreadable for o in self.outcomes),
             },
         }
 
@@ -277,6 +282,10 @@ class Executor:
             holds = self._holds()
             selection = builder.build(rule, dataset, holds)
             outcome.planned = self._count(store, selection.actionable, selection.table)
+            if not isinstance(selection.unreadable, False_):
+                outcome.unreadable = self._count(
+                    store, selection.unreadable_pending, selection.table
+                )
             if outcome.planned and not self._breakers_allow(store, selection, outcome):
                 return
             last: KeyTuple | None = None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, select
+from sqlalchemy import False_, and_, case, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from .config import Config
@@ -22,6 +22,7 @@ from .holds import Hold, HoldsFile
 from .rules import Rule
 from .stores import SqlStore, sql_stores
 from .stores.sqlclock import parse_stored
+from .stores.sqlids import id_matches
 from .stores.sqlselect import Selection, SelectionBuilder
 from .timemath import add_duration
 
@@ -73,6 +74,10 @@ class Explanation:
         }
 
 
+# the status of a rule whose clock is there but is no timestamp ('yesterday', a tag "soon")
+UNREADABLE = "unreadable clock"
+
+
 class RecordNotFound(RetentionError):
     exit_code = 1
 
@@ -120,11 +125,11 @@ def _explain(
         )
     match = and_(*(col == _typed(col, part) for col, part in zip(key_columns, parts, strict=True)))
     with store.engine.connect() as connection:
-        row = connection.execute(select(table).where(match)).mappings().first()
+        row = connection.execute(store.readable_row(table).where(match)).mappings().first()
     if row is None:
         raise RecordNotFound(f"no record with key {key!r} in dataset {dataset!r}")
     subject_row = _subject_row(config, store, dataset, row)
-    covering = _covering_holds(config, dataset, row, holds)
+    covering = _covering_holds(store, builder, dataset, table, match, holds)
     verdicts = []
     for rule in config.rules_for(dataset):
         selection = builder.build(rule, dataset, holds)
@@ -188,6 +193,7 @@ def _explain_object(
             "done": False,
             "actionable": acts,
             "overdue": acts and v.overdue,
+            "unreadable": v.unreadable,
         }
         status = _status(rule, flags, v.start)
         if v.free and rule.destructive and protected is not None:
@@ -240,6 +246,7 @@ def _flags(store: SqlStore, s: Selection, match: ColumnElement[bool]) -> dict[st
         "done": s.done,
         "actionable": s.actionable,
         "overdue": and_(s.actionable, s.overdue),
+        "unreadable": s.unreadable_pending,
     }
     query = (
         select(*(case((expr, 1), else_=0).label(name) for name, expr in named.items()))
@@ -254,6 +261,8 @@ def _flags(store: SqlStore, s: Selection, match: ColumnElement[bool]) -> dict[st
 def _status(rule: Rule, flags: dict[str, bool], start: dt.datetime | None) -> str:
     if not flags["scope"]:
         return "not covered (where filter)"
+    if flags["unreadable"]:  # a clock it needs holds no timestamp: never acted on
+        return UNREADABLE
     if start is None and not flags["due"]:
         return "clock not started"
     if not flags["due"]:
@@ -297,7 +306,9 @@ def _verdict(
         return f"held by {reason}: rule {held[0].rule} would otherwise act"
     blocked = [v for v in verdicts if v.status == "blocked by a keep rule"]
     keeps = [
-        v for v in verdicts if v.action == "keep" and v.status in ("keeping", "clock not started")
+        v
+        for v in verdicts
+        if v.action == "keep" and v.status in ("keeping", "clock not started", UNREADABLE)
     ]
     if blocked:
         until = max((v.due_at for v in keeps if v.due_at), default=None)
@@ -315,6 +326,12 @@ def _verdict(
         return f"will be {verb} on {_day(when)} by rule {first.rule}"
     if any(v.status == "already anonymized" for v in verdicts):
         return "already anonymized; nothing left to do"
+    unreadable = [v.rule for v in verdicts if v.status == UNREADABLE]
+    if unreadable:
+        return (
+            f"unreadable clock: rule {unreadable[0]} never acts on this record until the "
+            "timestamp it needs is fixed"
+        )
     return "no rule will act on this record yet (its clocks have not started)"
 
 
@@ -336,14 +353,12 @@ def _subject_row(config: Config, store: SqlStore, dataset: str, row: Any) -> dic
         return None
     subject = config.settings.subjects[ds.subject.type]
     table = store.table(subject.table)
+    key = store.column(table, subject.key)
+    matches = id_matches(key, [row[ds.subject.column]], store.dialect)  # '0005' is account 5
+    if isinstance(matches, False_):
+        return None
     with store.engine.connect() as connection:
-        found = (
-            connection.execute(
-                select(table).where(store.column(table, subject.key) == row[ds.subject.column])
-            )
-            .mappings()
-            .first()
-        )
+        found = connection.execute(store.readable_row(table).where(matches)).mappings().first()
     return dict(found) if found else None
 
 
@@ -376,20 +391,29 @@ def _clock_start(
     return max(known) if len(known) == len(values) else None
 
 
-def _covering_holds(config: Config, dataset: str, row: Any, holds: HoldsFile) -> list[Hold]:
-    ds = config.settings.datasets[dataset]
-    covering = []
-    for hold in holds.active():
-        if not hold.covers_dataset(dataset):
-            continue
-        scoped = hold.scoped_subjects()
-        if scoped is None:
-            covering.append(hold)
-            continue
-        if ds.subject is None:
-            continue
-        link = row[ds.subject.column]
-        ids = {str(i) for i in scoped.get(ds.subject.type, [])}
-        if link is not None and str(link) in ids:
-            covering.append(hold)
-    return covering
+def _covering_holds(
+    store: SqlStore,
+    builder: SelectionBuilder,
+    dataset: str,
+    table: Any,
+    match: ColumnElement[bool],
+    holds: HoldsFile,
+) -> list[Hold]:
+    """The active holds whose scope covers the record `match` selects, decided by the same SQL
+    predicate (:meth:`SelectionBuilder.covered_by`) a plan counts and a run repeats."""
+    candidates = [h for h in holds.active() if h.covers_dataset(dataset)]
+    if not candidates:
+        return []
+    query = (
+        select(
+            *(
+                case((builder.covered_by(hold, dataset, table), 1), else_=0).label(f"h{index}")
+                for index, hold in enumerate(candidates)
+            )
+        )
+        .select_from(table)
+        .where(match)
+    )
+    with store.engine.connect() as connection:
+        row = connection.execute(query).one()
+    return [hold for hold, covered in zip(candidates, row, strict=True) if covered]

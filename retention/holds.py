@@ -2,7 +2,9 @@
 
 An active hold suspends every destructive action on the records it covers. A hold covers the
 records that match all of its given scopes (subjects, datasets, rules); a hold with no scope at
-all covers everything. ``freeze: true`` stops every destructive action anywhere.
+all covers everything. ``freeze: true`` stops every destructive action anywhere. Subject ids
+are compared in their canonical form (:mod:`retention.ids`): a hold on ``5`` covers the records
+of ``"0005"`` and ``" 5"``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field
 
+from .ids import canonical_ids
 from .settings import Model
 
 
@@ -46,6 +49,11 @@ class Hold(Model):
     def scoped_subjects(self) -> dict[str, list[HoldSubjectId]] | None:
         """The subject scope, or None when the hold covers every subject."""
         return self.subjects or None
+
+    def subject_ids(self, subject_type: str) -> frozenset[str]:
+        """The canonical ids (:func:`~retention.ids.canonical_id`) this hold names for one
+        subject type; empty when it names none of that type."""
+        return canonical_ids((self.subjects or {}).get(subject_type, []))
 
     def covers_dataset(self, dataset: str) -> bool:
         return not self.datasets or dataset in self.datasets

@@ -9,6 +9,9 @@ Where each number comes from:
 - ``retention_due_records`` / ``_overdue_records`` / ``_held_records`` {rule, dataset}: from a
   plan (:func:`~retention.planner.make_plan`) at start, after every run, after a config reload
   and after the holds file changes; ``retention_plan_timestamp_seconds`` says when.
+- ``retention_unreadable_clock_records`` {rule, dataset}: from the same plan, every rule (keep
+  rules too): records never acted on because a clock the rule needs holds a value that is no
+  timestamp (SQLite text such as ``'yesterday'``, an S3 tag that does not parse).
 - ``retention_lingering_records`` {rule, dataset}: the reconciliation after a live run
   (:attr:`~retention.executor.RuleOutcome.lingering`), for the rules that run acted on.
 - ``retention_runs_total`` {mode, status}, ``retention_run_duration_seconds`` {mode},
@@ -67,6 +70,12 @@ class Metrics:
         )
         self.held = Gauge(
             "retention_held_records", "Due records kept by a hold (plan).", _RULE, registry=registry
+        )
+        self.unreadable = Gauge(
+            "retention_unreadable_clock_records",
+            "Records never acted on because a clock the rule needs is unreadable (plan).",
+            _RULE,
+            registry=registry,
         )
         self.lingering = Gauge(
             "retention_lingering_records",
@@ -144,10 +153,11 @@ class Metrics:
             counter.labels(rule or "", dataset or "").inc(count)
 
     def show_plan(self, plan: Plan) -> None:
-        """Replace the due, overdue and held gauges with the numbers of `plan`."""
-        for gauge in (self.due, self.overdue, self.held):
+        """Replace the due, overdue, held and unreadable gauges with the numbers of `plan`."""
+        for gauge in (self.due, self.overdue, self.held, self.unreadable):
             gauge.clear()
         for row in plan.rules:
+            self.unreadable.labels(row.rule, row.dataset).set(row.unreadable)
             if row.action == "keep":
                 continue
             self.due.labels(row.rule, row.dataset).set(row.due)

@@ -2,8 +2,10 @@
 
 For every rule × dataset the planner asks the store one set-based COUNT per question: how many
 records the rule covers, how many are due, held, blocked by a keep rule, superseded by a delete,
-already anonymized, to be acted on, overdue. A store that cannot be reached is reported and its
-rules skipped; the others are still planned.
+already anonymized, to be acted on, overdue, and how many are never acted on because a clock they
+need holds a value that is no timestamp (``unreadable``). A store that cannot be reached is
+reported and its rules skipped; the others are still planned. Hold ids that match no subject
+are reported as warnings (:mod:`retention.holdcheck`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from .config import Config
 from .errors import StoreError, StoreMisconfigured
+from .holdcheck import HoldWarning, unmatched_hold_ids
 from .holds import HoldsFile
 from .rules import Rule
 from .stores import SqlStore, sql_stores
@@ -45,10 +48,13 @@ class RulePlan:
     actionable: int = 0
     overdue: int = 0
     samples: tuple[str, ...] = ()
+    # of the pending ones: a clock the rule needs holds a value that is no timestamp
+    unreadable: int = 0
 
     @property
     def pending(self) -> int:
-        """Covered by the rule but not yet due (or whose clock has not started)."""
+        """Covered by the rule but not yet due (or whose clock has not started, or is
+        unreadable: those are also counted in :attr:`unreadable`)."""
         return self.in_scope - self.due
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,6 +72,7 @@ class RulePlan:
             "to_act": self.actionable,
             "overdue": self.overdue,
             "not_yet_due": self.pending,
+            "unreadable": self.unreadable,
             "sample_keys": list(self.samples),
         }
 
@@ -89,12 +96,14 @@ class Plan:
     rules: tuple[RulePlan, ...]
     skipped: tuple[Skipped, ...] = ()
     holds_in_force: tuple[str, ...] = field(default=())
+    warnings: tuple[HoldWarning, ...] = ()  # hold ids that match no subject
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "now": self.now.isoformat(),
             "freeze": self.freeze,
             "holds_in_force": list(self.holds_in_force),
+            "warnings": [w.as_dict() for w in self.warnings],
             "rules": [r.as_dict() for r in self.rules],
             "skipped": [
                 {"store": s.store, "message": s.message, "rules": list(s.rules)}
@@ -108,6 +117,7 @@ class Plan:
                     ("blocked", "blocked"),
                     ("to_act", "actionable"),
                     ("overdue", "overdue"),
+                    ("unreadable", "unreadable"),
                 )
             },
         }
@@ -198,6 +208,7 @@ def _plan(
             for store, (message, rules, unreachable) in failed.items()
         ),
         holds_in_force=tuple(h.id for h in holds.active()),
+        warnings=tuple(unmatched_hold_ids(config, holds, stores)),
     )
 
 
@@ -213,7 +224,18 @@ def plan_one(selection: Selection, store: SqlStore, samples: int = SAMPLE_KEYS) 
 
         in_scope = count(s.scope)
         due = count(s.scope, s.due) if in_scope else 0
-        base = RulePlan(s.rule.id, s.dataset, store.name, s.rule.action, in_scope=in_scope, due=due)
+        unreadable = 0
+        if in_scope > due and not isinstance(s.unreadable, False_):
+            unreadable = count(s.unreadable_pending)
+        base = RulePlan(
+            s.rule.id,
+            s.dataset,
+            store.name,
+            s.rule.action,
+            in_scope=in_scope,
+            due=due,
+            unreadable=unreadable,
+        )
         if s.rule.action == "keep" or not due:
             return base
         free, unblocked = not_(s.held), not_(s.blocked)
@@ -293,12 +315,14 @@ class HoldsReport:
     freeze: bool
     holds: tuple[HoldRow, ...]
     skipped: tuple[str, ...] = ()
+    warnings: tuple[HoldWarning, ...] = ()  # hold ids that match no subject
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "freeze": self.freeze,
             "holds": [h.as_dict() for h in self.holds],
             "skipped": list(self.skipped),
+            "warnings": [w.as_dict() for w in self.warnings],
         }
 
 
@@ -363,7 +387,8 @@ def _hold_coverage(
                 review_overdue=hold.review_overdue(today),
             )
         )
-    return HoldsReport(holds.freeze, tuple(rows), tuple(skipped.values()))
+    warnings = tuple(unmatched_hold_ids(config, holds, stores))
+    return HoldsReport(holds.freeze, tuple(rows), tuple(skipped.values()), warnings)
 
 
 def _describe_scope(hold: Any) -> str:

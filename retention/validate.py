@@ -5,7 +5,8 @@ in its store, with a usable type.
 table or column is a :class:`~retention.errors.SchemaError` (bad input, exit 2); a store that
 cannot be reached is a :class:`~retention.errors.StoreError` (exit 3). The state DB likewise:
 a bad URL, a missing driver or a schema newer than this release is bad input, a server that
-does not answer is unreachable.
+does not answer is unreachable. Hold ids that match no subject are warnings
+(:func:`check_hold_ids`), which change no exit code.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from .config import Config
 from .errors import SchemaError, StoreError, StoreMisconfigured
+from .holdcheck import HoldWarning, unmatched_hold_ids
 from .statedb import check_state
 from .stores import SqlStore, sql_stores
 from .stores.base import ObjectStores
@@ -79,6 +81,13 @@ def check_stores(config: Config, stores: dict[str, SqlStore] | None = None) -> l
     """Check every SQL dataset, subject and rule reference against the live schema."""
     with sql_stores(config.settings, stores) as opened:
         return [_located(config, problem) for problem in _check(config, opened)]
+
+
+def check_hold_ids(config: Config, stores: dict[str, SqlStore] | None = None) -> list[HoldWarning]:
+    """Warnings for the ids of active holds that no subject has (likely typos); not problems:
+    `validate` still exits 0 on them."""
+    with sql_stores(config.settings, stores) as opened:
+        return unmatched_hold_ids(config, config.load_holds(), opened)
 
 
 def _check(config: Config, stores: dict[str, SqlStore]) -> list[Problem]:

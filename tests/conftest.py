@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,16 +48,8 @@ def _server_url(env: str) -> str:
     return url
 
 
-@pytest.fixture
-def sqlite_db(tmp_path: Path) -> Iterator[Database]:
-    url = f"sqlite:///{tmp_path / 'app.db'}"
-    engine = make_engine(url)
-    yield Database(url, "sqlite", engine)
-    engine.dispose()
-
-
-@pytest.fixture
-def postgres_db() -> Iterator[Database]:
+@contextmanager
+def _postgres() -> Iterator[Database]:
     base = _server_url(POSTGRES_ENV)
     schema = f"t_{uuid.uuid4().hex[:10]}"
     admin = create_engine(base)
@@ -65,15 +58,17 @@ def postgres_db() -> Iterator[Database]:
     url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
     rendered = url.render_as_string(hide_password=False)
     engine = make_engine(rendered)
-    yield Database(rendered, "postgresql", engine)
-    engine.dispose()
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    try:
+        yield Database(rendered, "postgresql", engine)
+    finally:
+        engine.dispose()
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
-@pytest.fixture
-def mariadb_db() -> Iterator[Database]:
+@contextmanager
+def _mariadb() -> Iterator[Database]:
     base = _server_url(MARIADB_ENV)
     name = f"t_{uuid.uuid4().hex[:10]}"
     admin = create_engine(base)
@@ -81,20 +76,51 @@ def mariadb_db() -> Iterator[Database]:
         connection.execute(text(f"CREATE DATABASE `{name}`"))
     rendered = make_url(base).set(database=name).render_as_string(hide_password=False)
     engine = make_engine(rendered)
-    yield Database(rendered, "mysql", engine)
-    engine.dispose()
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP DATABASE `{name}`"))
-    admin.dispose()
+    try:
+        yield Database(rendered, "mysql", engine)
+    finally:
+        engine.dispose()
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP DATABASE `{name}`"))
+        admin.dispose()
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("mariadb", marks=pytest.mark.mariadb),
-    ]
-)
+@contextmanager
+def _sqlite(directory: Path) -> Iterator[Database]:
+    url = f"sqlite:///{directory / 'app.db'}"
+    engine = make_engine(url)
+    try:
+        yield Database(url, "sqlite", engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    with _sqlite(tmp_path) as database:
+        yield database
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[Database]:
+    with _postgres() as database:
+        yield database
+
+
+@pytest.fixture
+def mariadb_db() -> Iterator[Database]:
+    with _mariadb() as database:
+        yield database
+
+
+DIALECTS = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+]
+
+
+@pytest.fixture(params=DIALECTS)
 def db(request: pytest.FixtureRequest) -> Database:
     """The same test on SQLite, PostgreSQL and MariaDB."""
     fixture: Database = request.getfixturevalue(f"{request.param}_db")
@@ -133,3 +159,17 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module", params=DIALECTS)
+def module_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
+    """One database per module on SQLite, PostgreSQL and MariaDB: for property tests that
+    reuse one small world across many examples."""
+    if request.param == "sqlite":
+        opened = _sqlite(tmp_path_factory.mktemp("module-db"))
+    else:
+        opened = _postgres() if request.param == "postgres" else _mariadb()
+    with opened as database:
+        yield database

@@ -24,7 +24,10 @@ from sqlalchemy import (
     Table,
     delete,
     insert,
+    literal,
     select,
+    type_coerce,
+    update,
 )
 from sqlalchemy.dialects import mysql
 
@@ -189,3 +192,34 @@ def rule(rule_id: str = "r", **fields: Any) -> dict[str, Any]:
     }
     base.update(fields)
     return base
+
+
+def unreadable_clocks(world: Scenario) -> Scenario:
+    """Tickets and an account whose clock text is no timestamp (SQLite keeps timestamps as
+    text): ticket 1 due, 2 'yesterday', 3 '2020-13-45', 4 recent with its account closed
+    'soon', 5 never started."""
+    world.accounts(
+        {"id": 1, "closed_at": at("2020-01-01")},
+        {"id": 2, "closed_at": at("2020-01-01")},
+        {"id": 3},
+    )
+    world.tickets(
+        {"id": 1, "account_id": 1, "created_at": at("2020-01-01")},
+        {"id": 2, "account_id": 1, "created_at": at("2020-01-01")},
+        {"id": 3, "account_id": 1, "created_at": at("2020-01-01")},
+        {"id": 4, "account_id": 2, "created_at": at("2026-05-30")},
+        {"id": 5, "account_id": 3, "created_at": None},
+    )
+    with world.db.engine.begin() as connection:
+        for table, key, value in (
+            (TICKETS, 2, "yesterday"),
+            (TICKETS, 3, "2020-13-45"),
+            (ACCOUNTS, 2, "soon"),
+        ):
+            column = table.c.created_at if table is TICKETS else table.c.closed_at
+            connection.execute(
+                update(table)
+                .where(table.c.id == key)
+                .values({column.name: type_coerce(literal(value), String())})
+            )
+    return world

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from retention.cli import app
 
 from .conftest import Database
-from .scenario import Scenario, at, rule
+from .scenario import Scenario, at, rule, unreadable_clocks
 
 runner = CliRunner()
 
@@ -177,3 +177,38 @@ def test_run_logs_one_event_per_audit_entry_on_stderr(world: Scenario) -> None:
         (None, "complete", 2),
     ]
     assert all("keys" not in e for e in audits)
+
+
+def test_unreadable_clocks_are_a_warning_in_plan_and_run(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """`plan` and `run` print one warning line naming the rules whose records have an
+    unreadable clock, with an `unreadable` column; --json has the counts; exit codes stay 0."""
+    world = unreadable_clocks(Scenario(sqlite_db, tmp_path))
+    path = world.write([rule("age")])
+    code, out, err = invoke("plan", "-c", str(path), "--now", "2026-06-01T00:00:00")
+    assert code == 0 and "unreadable" in out
+    assert "warning: 2 records have an unreadable clock" in err and "age on tickets: 2" in err
+    code, out, _ = invoke("plan", "-c", str(path), "--now", "2026-06-01T00:00:00", "--json")
+    assert code == 0 and json.loads(out)["rules"][0]["unreadable"] == 2
+    code, out, err = invoke("run", "-c", str(path), "--now", "2026-06-01T00:00:00")
+    assert code == 0 and "warning: 2 records have an unreadable clock" in err
+    code, out, _ = invoke("run", "-c", str(path), "--now", "2026-06-01T00:00:00", "--json")
+    assert code == 0 and json.loads(out)["totals"]["unreadable"] == 2
+
+
+def test_a_hold_id_that_matches_no_subject_is_a_warning(world: Scenario) -> None:
+    """validate, plan and holds warn about a hold id no account has, on stderr and in --json
+    ("warnings"), naming the hold, the subject type and the id; the exit code stays 0."""
+    path = world.write(
+        [rule()], holds={"holds": [{"id": "case-9", "subjects": {"account": [2, 4412]}}]}
+    )
+    expected = {"hold": "case-9", "subject_type": "account", "id": "4412"}
+    for command in ("validate", "plan", "holds"):
+        code, out, err = invoke(command, "-c", str(path))
+        assert code == 0 and out, command
+        assert "warning: hold case-9: account '4412' matches no account" in err, command
+        code, out, _ = invoke(command, "-c", str(path), "--json")
+        assert code == 0, command
+        (warning,) = json.loads(out)["warnings"]
+        assert {k: warning[k] for k in expected} == expected, command

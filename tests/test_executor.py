@@ -34,7 +34,18 @@ from retention.stores.sqlselect import Selection
 from retention.testing import FixedClock, replace_file
 
 from .conftest import Database
-from .scenario import ACCOUNTS, MESSAGES, TICKETS, TICKETS_DATASET, TS, Scenario, at, rule, utc
+from .scenario import (
+    ACCOUNTS,
+    MESSAGES,
+    TICKETS,
+    TICKETS_DATASET,
+    TS,
+    Scenario,
+    at,
+    rule,
+    unreadable_clocks,
+    utc,
+)
 
 NOW = utc("2026-06-01 00:00:00")
 
@@ -478,3 +489,19 @@ def test_the_executor_takes_the_present_from_its_clock(world: Scenario) -> None:
     assert (
         Executor(config, now=later, live=True, clock=FixedClock(later)).run().status == "complete"
     )
+
+
+def test_a_live_run_counts_unreadable_clocks_and_leaves_them(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """A live run never touches a record whose clock text is no timestamp, and says how many
+    there were (RuleOutcome.unreadable, per rule and in the totals of run --json)."""
+    world = unreadable_clocks(Scenario(sqlite_db, tmp_path))
+    config = world.config([rule("age"), rule("closed", after="subject.closed")])
+    result = run(config)
+    age, closed = result.outcomes
+    assert (age.acted, age.unreadable) == (1, 2)
+    assert (closed.acted, closed.unreadable) == (2, 1)  # 2 and 3 by their closed account
+    assert result.as_dict()["totals"]["unreadable"] == 3
+    assert [r["unreadable"] for r in result.as_dict()["rules"]] == [2, 1]
+    assert world.ticket_ids() == [4, 5]

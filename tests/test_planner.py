@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from retention.explain import explain
+from retention.planner import make_plan
+
 from .conftest import Database
-from .scenario import Scenario, at, rule, utc
+from .scenario import Scenario, at, rule, unreadable_clocks, utc
 
 
 @pytest.fixture
@@ -248,3 +251,44 @@ def _tickets() -> dict[str, object]:
     from .scenario import TICKETS_DATASET
 
     return dict(TICKETS_DATASET)
+
+
+# -- unreadable clocks ---------------------------------------------------------------------------
+
+
+def test_unreadable_clocks_are_counted_and_never_due(sqlite_db: Database, tmp_path: Path) -> None:
+    """A record whose clock holds text that is no timestamp ('yesterday', '2020-13-45', an
+    account closed 'soon') is never due and is counted as `unreadable` per rule, in the plan's
+    rows, totals and --json; an {earliest: [...]} clock counts it only when no other clock
+    makes it due. Before, such records were silently 'not yet due' ('2020-13-45' even due)."""
+    world = unreadable_clocks(Scenario(sqlite_db, tmp_path))
+    config = world.config(
+        [
+            rule("age", retain="P30D"),
+            rule("closed", after="subject.closed", retain="P30D"),
+            rule("either", after={"earliest": ["record.created", "subject.closed"]}),
+            rule("statutory", action="keep", retain="P1Y"),
+        ]
+    )
+    result = make_plan(config, utc("2026-06-01"))
+    plan = {row.rule: row for row in result.rules}
+    assert (plan["age"].due, plan["age"].unreadable, plan["age"].samples) == (1, 2, ("1",))
+    assert (plan["closed"].due, plan["closed"].unreadable) == (3, 1)  # ticket 4
+    # 2 and 3 are due by their closed account; 4 waits on 'soon' and its own recent date
+    assert (plan["either"].due, plan["either"].unreadable) == (3, 1)
+    assert plan["statutory"].unreadable == 2
+    data = result.as_dict()
+    assert data["totals"]["unreadable"] == 6
+    assert [r["unreadable"] for r in data["rules"]] == [2, 1, 1, 2]
+
+
+def test_explain_says_unreadable_clock(sqlite_db: Database, tmp_path: Path) -> None:
+    """`explain` names an unreadable clock as such, not as a clock that has not started."""
+    world = unreadable_clocks(Scenario(sqlite_db, tmp_path))
+    config = world.config([rule("age", retain="P30D")])
+    found = explain(config, "tickets", "2", utc("2026-06-01"))
+    assert [v.status for v in found.rules] == ["unreadable clock"]
+    assert found.verdict.startswith("unreadable clock: rule age never acts")
+    assert [v.status for v in explain(config, "tickets", "5", utc("2026-06-01")).rules] == [
+        "clock not started"
+    ]

@@ -373,7 +373,11 @@ def model_rules(draw: st.DrawFn, rule_id: str) -> ModelRule:
 @st.composite
 def model_holds(draw: st.DrawFn, hold_id: str, rule_ids: Sequence[str]) -> ModelHold:
     subject_ids = st.lists(
-        st.integers(1, 5).flatmap(lambda i: st.sampled_from([i, str(i)])), min_size=1, max_size=3
+        st.integers(1, 5).flatmap(
+            lambda i: st.sampled_from([i, str(i), f"{i:04d}", f" {i}", f"+{i}"])
+        ),
+        min_size=1,
+        max_size=3,
     )
     subjects = draw(st.none() | st.just({}) | st.builds(lambda ids: {"account": ids}, subject_ids))
     datasets = draw(

@@ -10,12 +10,13 @@ bucket and a directory obey exactly the same rules as a table.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ..ids import canonical_id
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -46,9 +47,10 @@ class ObjectRecord:
     """One record of an object dataset, as listed.
 
     `created` is the ``record.created`` clock (LastModified / mtime, or the dataset's `tag`),
-    None when it cannot be read (then the record's clock has not started). `problem` is a reason
-    found while listing why the record must never be deleted (a symlink); `versions` are what a
-    delete removes on S3 (every version and delete marker of a versioned key).
+    None when it cannot be read (then the record's clock has not started); `clock_unreadable`
+    says a tag was there but held no timestamp (the plan reports such records). `problem` is a
+    reason found while listing why the record must never be deleted (a symlink); `versions` are
+    what a delete removes on S3 (every version and delete marker of a versioned key).
     """
 
     key: str
@@ -57,6 +59,7 @@ class ObjectRecord:
     subject: str | None
     versions: tuple[Version, ...] = (Version(None),)
     problem: str | None = None
+    clock_unreadable: bool = False
 
     @property
     def entries(self) -> int:
@@ -88,15 +91,6 @@ class RunContext(Protocol):
     actions: int
     progress: Callable[[Rule, str, int, int], None] | None
     should_stop: Callable[[], bool]
-
-
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-
-
-def canonical_id(value: object) -> str:
-    """A subject id as compared everywhere: ``"0042"``, ``42`` and ``"42"`` are the same id."""
-    text = str(value).strip()
-    return str(int(text)) if _INTEGER.fullmatch(text) else text
 
 
 class ObjectStore(ABC):
@@ -184,7 +178,7 @@ class ObjectStore(ABC):
         scoped = hold.scoped_subjects()
         if scoped is None:
             return sum(len(page) for page in self.pages(dataset))
-        ids = {canonical_id(i) for i in scoped.get(kind, [])} if kind else set()
+        ids = hold.subject_ids(kind) if kind else frozenset()
         return sum(
             1
             for page in self.pages(dataset)
@@ -246,6 +240,5 @@ __all__ = [
     "ObjectStores",
     "RunContext",
     "Version",
-    "canonical_id",
     "open_object_store",
 ]

@@ -12,16 +12,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import False_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import StoreError
+from ..ids import canonical_id
 from ..timemath import IntervalSet, due_clock_set
-from .base import ObjectRecord, canonical_id
+from .base import ObjectRecord
 from .sqlclock import parse_stored
+from .sqlids import id_matches
 from .template import subject_type
 
 if TYPE_CHECKING:
@@ -34,6 +36,15 @@ Events = dict[str, dt.datetime | None]
 
 
 @dataclass(frozen=True)
+class SubjectEvents:
+    """One subject's lifecycle events: when each happened (None: not yet, or unreadable), and
+    the ones whose stored value is there but is no timestamp."""
+
+    at: Events
+    unreadable: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What one rule says about one record (scope is the whole dataset: objects have no `where`)."""
 
@@ -42,6 +53,8 @@ class Verdict:
     overdue: bool
     held: bool
     blocked: bool
+    # not due because a clock it needs is there but is no timestamp (a tag such as "soon")
+    unreadable: bool = False
 
     @property
     def free(self) -> bool:
@@ -63,22 +76,17 @@ class SubjectClocks:
         self.zones = {
             event: store.clock_column(column, zone).zone for event, column in self.columns.items()
         }
-        try:
-            self._type: Any = self.key.type.python_type
-        except NotImplementedError:
-            self._type = str
 
-    def lookup(self, ids: Iterable[str]) -> dict[str, Events]:
-        """Events of the subjects `ids` (one query), by canonical id; unknown ids are absent."""
-        typed = []
-        for raw in set(ids):
-            try:
-                typed.append(self._type(raw))
-            except (TypeError, ValueError):
-                continue  # "abc" for an integer key: no such subject
-        if not typed:
-            return {}
-        query = select(self.key, *self.columns.values()).where(self.key.in_(typed))
+    def lookup(self, ids: Iterable[str]) -> dict[str, SubjectEvents]:
+        """Events of the subjects `ids` (one query), by canonical id; unknown ids are absent.
+
+        Ids are compared in canonical form, as holds are: ``customers/0005/`` is account 5.
+        """
+        matches = id_matches(self.key, set(ids), self.store.dialect)
+        if isinstance(matches, False_):
+            return {}  # "abc" for an integer key: no such subject
+        events = (self.store.as_stored(column) for column in self.columns.values())
+        query = select(self.key, *events).where(matches)
         try:
             with self.store.engine.connect() as connection:
                 rows = connection.execute(query).all()
@@ -87,12 +95,18 @@ class SubjectClocks:
                 f"reading subjects from {self.table.name}: {type(exc).__name__}",
                 store=self.store.name,
             ) from None
-        found: dict[str, Events] = {}
+        found: dict[str, SubjectEvents] = {}
         for row in rows:
-            found[canonical_id(row[0])] = {
+            at = {
                 event: parse_stored(row[index + 1], self.zones[event])
                 for index, event in enumerate(self.columns)
             }
+            unreadable = frozenset(
+                event
+                for index, event in enumerate(self.columns)
+                if row[index + 1] is not None and at[event] is None
+            )
+            found[canonical_id(row[0])] = SubjectEvents(at, unreadable)
         return found
 
 
@@ -130,7 +144,7 @@ class Evaluator:
 
     def page(self, records: Sequence[ObjectRecord], holds: HoldsFile) -> Page:
         """The verdicts for one listing page (one subject query for the whole page)."""
-        events: dict[str, Events] = {}
+        events: dict[str, SubjectEvents] = {}
         if self.subjects is not None:
             events = self.subjects.lookup(r.subject for r in records if r.subject is not None)
         return Page(self, events, holds)
@@ -150,6 +164,15 @@ class Evaluator:
             return min(known, default=None)
         return max(known) if len(known) == len(values) else None
 
+    def unreadable(self, rule: Rule, record: ObjectRecord, events: SubjectEvents | None) -> bool:
+        """Whether a clock `rule` needs is there for `record` but is no timestamp."""
+        return any(
+            record.clock_unreadable
+            if ref.source == "record"
+            else events is not None and ref.name in events.unreadable
+            for ref in rule.after.refs
+        )
+
     def covers(self, hold: Hold, record: ObjectRecord) -> bool:
         """Whether `hold`'s subject scope includes `record` (its other scopes: the caller's)."""
         return self.covered(hold)(record)
@@ -162,14 +185,14 @@ class Evaluator:
         subject_type = self.subject_type
         if subject_type is None:
             return lambda record: False
-        ids = {canonical_id(i) for i in scoped.get(subject_type, [])}
+        ids = hold.subject_ids(subject_type)
         return lambda record: record.subject is not None and canonical_id(record.subject) in ids
 
 
 class Page:
     """Verdicts of every rule for the records of one listing page."""
 
-    def __init__(self, evaluator: Evaluator, events: dict[str, Events], holds: HoldsFile):
+    def __init__(self, evaluator: Evaluator, events: dict[str, SubjectEvents], holds: HoldsFile):
         self.evaluator = evaluator
         self.events = events
         self.holds = holds
@@ -181,7 +204,8 @@ class Page:
 
     def verdict(self, rule: Rule, record: ObjectRecord) -> Verdict:
         e = self.evaluator
-        events = self.events.get(canonical_id(record.subject)) if record.subject else None
+        subject = self.events.get(canonical_id(record.subject)) if record.subject else None
+        events = subject.at if subject is not None else None
         start = e.start(rule, record, events)
         due = start is not None and start in e._due[rule.id]
         overdue = start is not None and rule.id in e._overdue and start in e._overdue[rule.id]
@@ -195,7 +219,8 @@ class Page:
                 if keep_start is None or keep_start not in e._due[keep.id]:
                     blocked = True
                     break
-        return Verdict(start, due, bool(overdue), held, blocked)
+        unreadable = not due and e.unreadable(rule, record, subject)
+        return Verdict(start, due, bool(overdue), held, blocked, unreadable)
 
     def held_by(self, record: ObjectRecord) -> list[Hold]:
         """The active holds that cover `record` (any rule), for `explain`."""
@@ -205,4 +230,4 @@ class Page:
         ]
 
 
-__all__ = ["Evaluator", "Page", "SubjectClocks", "Verdict"]
+__all__ = ["Evaluator", "Page", "SubjectClocks", "SubjectEvents", "Verdict"]

@@ -69,6 +69,7 @@ class _Counts:
     refused: int = 0
     actionable: int = 0
     overdue: int = 0
+    unreadable: int = 0
     samples: list[str] = field(default_factory=list)
 
 
@@ -88,6 +89,7 @@ def plan_dataset(
                 verdict = view.verdict(rule, record)
                 c.in_scope += 1
                 if not verdict.due:
+                    c.unreadable += verdict.unreadable
                     continue
                 c.due += 1
                 if not rule.destructive:
@@ -125,6 +127,7 @@ def plan_dataset(
             blocked=c.blocked,
             actionable=c.actionable,
             overdue=c.overdue,
+            unreadable=c.unreadable,
             samples=tuple(c.samples),
             mode=mode if rule.destructive else "",
             locked=c.locked,
@@ -199,14 +202,18 @@ class _RuleRun:
             self._submit(batch)
 
     def _count(self) -> int:
-        """Records due, unheld and unblocked now (before the store's own protections)."""
-        planned = total = 0
+        """Records due, unheld and unblocked now (before the store's own protections); also
+        counts those never acted on because their clock is unreadable."""
+        planned = total = unreadable = 0
         holds = self.ctx.config.load_holds()
         for page in self.store.pages(self.dataset):
             view = self.evaluator.page(page, holds)
             total += len(page)
-            planned += sum(1 for r in page if view.verdict(self.rule, r).free)
+            verdicts = [view.verdict(self.rule, r) for r in page]
+            planned += sum(1 for v in verdicts if v.free)
+            unreadable += sum(1 for v in verdicts if v.unreadable)
         self.total = total
+        self.outcome.unreadable = unreadable
         return planned
 
     def _breakers_allow(self) -> bool:

@@ -246,6 +246,7 @@ class S3Store(ObjectStore):
                 start,
                 record.subject,
                 versions=record.versions,
+                clock_unreadable=start is None,
             )
 
         return self.map(created, page)

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, insert, select
 
 from ..errors import StoreError
+from ..ids import canonical_id
 from ..statedb import legal_holds, utcnow
-from .base import ObjectRecord, canonical_id
+from .base import ObjectRecord
 
 if TYPE_CHECKING:
     from ..executor import RuleOutcome
@@ -55,16 +56,13 @@ def mirror_holds(store: S3Store, ctx: RunContext, dataset: str, outcome: RuleOut
 
 
 def _covering(holds: list[Hold], subject_type: str | None, record: ObjectRecord) -> list[str]:
-    found = []
-    for hold in holds:
-        scoped = hold.scoped_subjects()
-        if scoped is None:
-            found.append(hold.id)
-        elif subject_type is not None and record.subject is not None:
-            ids = {canonical_id(i) for i in scoped.get(subject_type, [])}
-            if canonical_id(record.subject) in ids:
-                found.append(hold.id)
-    return found
+    subject = canonical_id(record.subject) if record.subject is not None else None
+    return [
+        hold.id
+        for hold in holds
+        if hold.scoped_subjects() is None
+        or (subject_type is not None and subject in hold.subject_ids(subject_type))
+    ]
 
 
 def _prefixes(
@@ -77,9 +75,11 @@ def _prefixes(
         return [None]
     if subject_type is None:
         return []
-    ids = sorted({str(i) for h in holds for i in (h.scoped_subjects() or {}).get(subject_type, [])})
+    ids = sorted({i for h in holds for i in h.subject_ids(subject_type)})
     template = store.template(dataset)
-    return [template.prefix_for(i) for i in ids]
+    # every spelling of every id (0005 for 5), without listing a key twice
+    prefixes = sorted({p for i in ids for p in template.prefixes_for(i)})
+    return [p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes)]
 
 
 def _row_id(store: str, dataset: str, key: str, version: str | None) -> str:

@@ -4,7 +4,8 @@ Tables are reflected from the live schema, and every table or column name that c
 config is checked against it before it reaches a statement; SQLAlchemy quotes identifiers.
 Engines are prepared so timestamps compare exactly: SQLite gets the ``retention_utc`` function
 (see :mod:`retention.stores.sqlclock`), MySQL/MariaDB sessions run in UTC so ``TIMESTAMP``
-columns read as UTC.
+columns read as UTC. SQLite also gets ``retention_id``, the canonical form of a subject id
+(:mod:`retention.stores.sqlids`).
 """
 
 from __future__ import annotations
@@ -13,14 +14,27 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Engine, MetaData, Table, create_engine, event, inspect
+from sqlalchemy import (
+    Column,
+    Engine,
+    MetaData,
+    Select,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    select,
+    type_coerce,
+)
 from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchModuleError, NoSuchTableError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import SchemaError, StoreError, StoreMisconfigured
 from ..settings import SqlStoreConfig
 from .sqlclock import SQLITE_FUNCTION, ClockColumn, ColumnKind, sqlite_utc_text
+from .sqlids import SQLITE_ID_FUNCTION, sqlite_canonical_id
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -66,6 +80,9 @@ def _make_engine(url: str, *, connect_timeout: float, immediate: bool) -> Engine
         def _sqlite_setup(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.create_function(
                 SQLITE_FUNCTION, 2, sqlite_utc_text, deterministic=True
+            )
+            dbapi_connection.create_function(
+                SQLITE_ID_FUNCTION, 1, sqlite_canonical_id, deterministic=True
             )
             dbapi_connection.execute("PRAGMA foreign_keys = ON")
             if immediate:
@@ -170,6 +187,20 @@ class SqlStore:
                 store=self.name,
             )
         return table.c[name]
+
+    def as_stored(self, column: Column[Any]) -> ColumnElement[Any]:
+        """`column`, to read its value as stored (for :func:`.sqlclock.parse_stored`): on
+        SQLite a date or timestamp column is read as its text, since SQLAlchemy's converter
+        raises on text that is no timestamp (``'yesterday'``), which must count as unreadable."""
+        if self.dialect == "sqlite" and isinstance(
+            column.type, (sqltypes.Date, sqltypes.DateTime, sqltypes.Time)
+        ):
+            return type_coerce(column, sqltypes.String()).label(column.name)
+        return column
+
+    def readable_row(self, table: Table) -> Select[Any]:
+        """``SELECT`` every column of `table`, each read :meth:`as_stored`."""
+        return select(*(self.as_stored(column) for column in table.columns))
 
     def clock_kind(self, column: Column[Any]) -> ColumnKind:
         """How values of a timestamp column are to be read."""

@@ -14,7 +14,9 @@ against those bounds. What a stored value means depends on the column:
   the bound go through :func:`sqlite_utc_text`, a registered function that parses and normalises.
 
 Every comparison is two-valued where it can be: a NULL or unreadable clock is never "before" a
-bound, so a record whose clock has not started is never due.
+bound, so a record whose clock has not started is never due. An unreadable one (SQLite text that
+is no timestamp, such as ``'yesterday'`` or ``'2026-13-45'``) is also *reported*:
+:meth:`ClockColumn.unreadable` selects it, for the plan's ``unreadable`` count.
 """
 
 from __future__ import annotations
@@ -65,9 +67,16 @@ class ClockColumn:
             false(),
         )
         # One index range (`< high`), decided row by row: older rows by their ISO date prefix,
-        # the few near the bound by parsing. (An OR of two ranges would make SQLite collect
-        # every matching rowid in memory: a MULTI-INDEX OR.)
-        near = case((expr < low, expr.op("GLOB")(_ISO_GLOB)), else_=exact)
+        # if readable at all ('2020-13-45' is not), the few near the bound by parsing. (An OR
+        # of two ranges would make SQLite collect every matching rowid in memory: a MULTI-INDEX
+        # OR.)
+        parsed = getattr(func, SQLITE_FUNCTION)(expr, self.zone.key).is_not(None)
+        old = case(
+            (_plainly_readable(expr), true()),
+            (expr.op("GLOB")(_ISO_GLOB), parsed),
+            else_=false(),
+        )
+        near = case((expr < low, old), else_=exact)
         return and_(expr.is_not(None), expr < high, near)
 
     def gt(self, bound: dt.datetime) -> ColumnElement[bool]:
@@ -77,14 +86,71 @@ class ClockColumn:
     def known(self) -> ColumnElement[bool]:
         """The clock has started (the value is not NULL and, on SQLite, readable)."""
         if self.kind == "sqlite_text":
-            normalised: ColumnElement[Any] = getattr(func, SQLITE_FUNCTION)(
-                self.expr, self.zone.key
-            )
-            return normalised.is_not(None)
+            return and_(self.expr.is_not(None), self._readable())
         return self.expr.is_not(None)
 
     def unknown(self) -> ColumnElement[bool]:
         return not_(self.known())
+
+    def unreadable(self) -> ColumnElement[bool]:
+        """A value is there but is not a timestamp (SQLite text such as ``'2026-13-45'``): the
+        clock counts as not started, and the record is reported. Typed columns cannot be."""
+        if self.kind != "sqlite_text":
+            return false()
+        return and_(self.expr.is_not(None), not_(self._readable()))
+
+    def _readable(self) -> ColumnElement[bool]:
+        """SQLite: a non-NULL value :func:`parse_stored` reads. The usual shapes are checked
+        in C (:func:`_plainly_readable`); only the others are parsed, by ``retention_utc``."""
+        parsed: ColumnElement[Any] = getattr(func, SQLITE_FUNCTION)(self.expr, self.zone.key)
+        return case((_plainly_readable(self.expr), true()), else_=parsed.is_not(None))
+
+
+# The shapes read without calling Python, by length (each length is one shape): a date, or a date
+# and time with an optional fraction of 3 or 6 digits, then nothing, ``Z`` or an offset.
+_D = "[0-9]"
+_DATE = f"{_D * 4}-{_D * 2}-{_D * 2}"
+_TIME = f"{_DATE}[ T]{_D * 2}:{_D * 2}:{_D * 2}"
+_PLAIN_SHAPES = {10: _DATE} | {
+    19 + len(fraction) + len(offset): _TIME + pattern + zone
+    for fraction, pattern in (("", ""), (".123", "." + _D * 3), (".123456", "." + _D * 6))
+    for offset, zone in (("", ""), ("Z", "Z"), ("+01:00", f"[+-]{_D * 2}:{_D * 2}"))
+}
+
+
+def _plainly_readable(expr: ColumnElement[Any]) -> ColumnElement[bool]:
+    """SQLite text that certainly is a timestamp :func:`parse_stored` reads, checked in C (no
+    Python call per row): one of the usual shapes (:data:`_PLAIN_SHAPES`, one GLOB by length),
+    fields SQLite's `julianday` accepts (months 1-12, minutes and seconds below 60, offsets up
+    to 14 hours), a day the month has and an hour below 24 (SQLite would take 31 February and
+    24:00), in years 0002-9998 (outside them a zone can move the instant off the calendar).
+    False does not mean unreadable: such values are parsed."""
+
+    def text(value: str) -> ColumnElement[str]:
+        return literal(value, String)
+
+    def part(start: int, length: int) -> ColumnElement[str]:
+        return func.substr(expr, start, length, type_=String)
+
+    shape = case(
+        {length: expr.op("GLOB")(text(pattern)) for length, pattern in _PLAIN_SHAPES.items()},
+        value=func.length(expr),
+        else_=false(),
+    )
+    day, month = part(9, 2), part(6, 2)
+    long_months = [text(m) for m in ("01", "03", "05", "07", "08", "10", "12")]
+    real_day = or_(
+        day < text("29"),
+        and_(month != text("02"), or_(day < text("31"), month.in_(long_months))),
+    )  # 29 February is left to Python (leap years)
+    return and_(
+        expr >= text("0002"),
+        expr < text("9999"),
+        shape,
+        real_day,
+        part(12, 2) < text("24"),
+        func.julianday(expr).is_not(None),
+    )
 
 
 def clock_in(
@@ -175,9 +241,12 @@ def parse_stored(value: object, zone: ZoneInfo) -> dt.datetime | None:
             return None
     else:
         return None
-    if parsed.tzinfo is None:
-        return wall_to_utc(parsed, zone)
-    return parsed.astimezone(UTC)
+    try:
+        if parsed.tzinfo is None:
+            return wall_to_utc(parsed, zone)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # off the calendar once in UTC (year 1, year 9999)
+        return None
 
 
 def sqlite_utc_text(value: object, zone_name: str) -> str | None:

@@ -9,8 +9,7 @@ anonymize; when a delete and an anonymize are both due, the delete applies.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,6 +24,7 @@ from ..rules import Rule
 from ..timemath import due_clock_set
 from .sql import SqlStore
 from .sqlclock import ClockColumn, clock_in
+from .sqlids import id_matches, in_values
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,13 @@ class Selection:
     blocked: ColumnElement[bool]
     superseded: ColumnElement[bool]
     done: ColumnElement[bool]
+    # a clock the rule needs is there but is not a timestamp (SQLite text): never due, reported
+    unreadable: ColumnElement[bool] = field(default_factory=false)
+
+    @property
+    def unreadable_pending(self) -> ColumnElement[bool]:
+        """Covered, not due, and a clock it needs is unreadable: what the plan reports."""
+        return and_(self.scope, not_(self.due), self.unreadable)
 
     @property
     def due_in_scope(self) -> ColumnElement[bool]:
@@ -105,6 +112,7 @@ class SelectionBuilder:
             blocked=blocked,
             superseded=superseded,
             done=done,
+            unreadable=self.unreadable(rule, dataset, table),
         )
 
     def _deletes(
@@ -180,7 +188,12 @@ class SelectionBuilder:
         )
 
     def covered_by(self, hold: Hold, dataset: str, table: Table) -> ColumnElement[bool]:
-        """Records of `dataset` in the subject scope of `hold` (other scopes: the caller's)."""
+        """Records of `dataset` in the subject scope of `hold` (other scopes: the caller's).
+
+        Ids are compared in canonical form (:mod:`retention.stores.sqlids`): a hold on ``5``
+        covers ``'0005'`` and ``' 5'`` in a text column; with an integer column the integers
+        are compared directly, on its index.
+        """
         scoped = hold.scoped_subjects()
         if scoped is None:
             return true()
@@ -189,7 +202,7 @@ class SelectionBuilder:
         if ds.subject is None or not ids:
             return false()
         link = self.store.column(table, ds.subject.column)
-        return and_(link.is_not(None), in_values(link, _coerce(link, ids)))
+        return id_matches(link, ids, self.store.dialect)
 
     def blocked(self, rule: Rule, dataset: str, table: Table) -> ColumnElement[bool]:
         """Records a keep rule still protects (its minimum retention has not run out)."""
@@ -253,6 +266,33 @@ class SelectionBuilder:
 
         return clock_in(rule.after, instants, column)
 
+    def unreadable(self, rule: Rule, dataset: str, table: Table) -> ColumnElement[bool]:
+        """Records with a clock `rule` needs that holds a value but not a timestamp (SQLite
+        text such as ``'yesterday'``; typed columns cannot): its clock counts as not started,
+        so the record is never acted on, and it is counted so that somebody fixes it."""
+        ds = self.settings.datasets[dataset]
+        record_zone = ZoneInfo(ds.timezone) if ds.timezone else self.zone
+        conditions: list[ColumnElement[bool]] = []
+        for ref in rule.after.refs:
+            if ref.source == "record":
+                column = self.store.column(table, ds.timestamps[ref.name])
+                conditions.append(self.store.clock_column(column, record_zone).unreadable())
+        events = [ref.name for ref in rule.after.refs if ref.source == "subject"]
+        if events:
+            subject_table, subject_key, link, subject_zone = self._subject(dataset, table)
+            unreadable = [
+                self.store.clock_column(
+                    self.store.column(subject_table, self._event(dataset, event)), subject_zone
+                ).unreadable()
+                for event in events
+            ]
+            unreadable = [u for u in unreadable if not isinstance(u, False_)]
+            if unreadable:
+                in_subjects = select(subject_key).where(or_(*unreadable))
+                conditions.append(and_(link.is_not(None), link.in_(in_subjects)))
+        conditions = [c for c in conditions if not isinstance(c, False_)]
+        return or_(*conditions) if conditions else false()
+
     def _event(self, dataset: str, event: str) -> str:
         ds = self.settings.datasets[dataset]
         assert ds.subject is not None
@@ -274,30 +314,3 @@ class SelectionBuilder:
             self.store.column(table, ds.subject.column),
             ZoneInfo(subject.timezone) if subject.timezone else self.zone,
         )
-
-
-def in_values(column: Column[Any], values: Sequence[Any]) -> ColumnElement[bool]:
-    """``column IN (...)`` with one bound parameter per value.
-
-    SQLAlchemy's default "expanding" IN cannot be used with executemany, and the executor
-    repeats these predicates in its per-row UPDATEs.
-    """
-    if len(values) == 1:
-        single: ColumnElement[bool] = column == literal(values[0], column.type)
-        return single
-    return column.in_([literal(value, column.type) for value in values])
-
-
-def _coerce(column: Column[Any], ids: Sequence[Any]) -> list[Any]:
-    """Hold ids typed like the column they are compared with (YAML may say 4411 or "4411")."""
-    try:
-        python_type = column.type.python_type
-    except NotImplementedError:
-        return list(ids)
-    out = []
-    for value in ids:
-        try:
-            out.append(python_type(value))
-        except (TypeError, ValueError):
-            out.append(value)
-    return out

@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..ids import canonical_id, integer_id
+
 TemplateKind = Literal["prefix", "glob"]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOUBLE_STAR = "**"
@@ -117,6 +119,24 @@ class KeyTemplate:
         if self.kind == "glob" and "/" in text:
             return text.rsplit("/", 1)[0] + "/"
         return text if self.kind == "prefix" else ""
+
+    def prefixes_for(self, subject_id: object) -> list[str]:
+        """Listing prefixes that together reach the keys of one subject however they spell its
+        id (:func:`~retention.ids.canonical_id`: ``5`` is also ``0005``, ``+5``, `` 5``): the
+        canonical id itself, and the characters other spellings begin with (a space; for an
+        integer ``0``, ``+`` and ``-``). Control characters are left out: S3 cannot list by
+        them. Disjoint: no prefix extends another. Listed keys still have to be matched."""
+        marker = "\0"
+        text = self.prefix_for(marker)
+        if marker not in text:
+            return [text]
+        head = text.split(marker, 1)[0]
+        canonical = canonical_id(subject_id)
+        starts = {canonical, " "}
+        if integer_id(canonical) is not None:
+            starts |= {"0", "+", "-"}
+        prefixes = sorted(head + start for start in starts)
+        return [p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes)]
 
     def may_contain(self, parts: tuple[str, ...]) -> bool:
         """Whether files of a glob dataset can lie below the directory `parts` (relative)."""

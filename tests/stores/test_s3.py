@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, insert, select, text
 from typer.testing import CliRunner
 
 from retention.audit import AuditLog
 from retention.cli import app
 from retention.config import Config
 from retention.executor import Executor
+from retention.explain import explain
 from retention.planner import make_plan
 from retention.runevents import RUN_ACTION
 from retention.statedb import intents, legal_holds, open_state, runs
@@ -202,6 +203,35 @@ def test_record_created_from_an_object_tag_or_metadata(
     )
     meta = configure(world, moto_endpoint, bucket, rules, dataset={"tag": "metadata:created"})
     assert plan_of(meta, soon)["age"].samples == ("customers/2/meta",)
+
+
+def test_an_unreadable_tag_or_subject_event_is_counted_and_never_acted_on(
+    world: Scenario, moto_endpoint: str, bucket: str, client: Any
+) -> None:
+    """An object whose `tag:` clock holds no timestamp ("soon"), or whose account was closed
+    'soon' (text in the SQLite subject table), is never deleted and is counted as
+    `unreadable` in the plan, in the run's outcome and by `explain`."""
+    world.accounts({"id": 1, "closed_at": at("2020-01-01")}, {"id": 2})
+    with world.db.engine.begin() as connection:
+        connection.execute(text("UPDATE accounts SET closed_at = 'soon' WHERE id = 2"))
+    client.put_object(Bucket=bucket, Key="customers/1/old", Body=b"x", Tagging="created=2020-01-01")
+    client.put_object(Bucket=bucket, Key="customers/1/bad", Body=b"x", Tagging="created=soon")
+    client.put_object(Bucket=bucket, Key="customers/2/new", Body=b"x", Tagging="created=2020-01-01")
+    rules = [
+        object_rule("age", retain="P30D"),
+        object_rule("closed", after="subject.closed", retain="P0D"),
+    ]
+    config = configure(world, moto_endpoint, bucket, rules, dataset={"tag": "created"})
+    plan = plan_of(config)
+    assert (plan["age"].due, plan["age"].unreadable) == (2, 1)
+    assert (plan["closed"].due, plan["closed"].unreadable) == (2, 1)
+    assert make_plan(config, NOW).as_dict()["totals"]["unreadable"] == 2
+    found = explain(config, "files", "customers/1/bad", NOW)
+    assert [v.status for v in found.rules] == ["unreadable clock", "due"]
+    result = run(config, live=False)
+    assert [(o.rule, o.unreadable) for o in result.outcomes] == [("age", 1), ("closed", 1)]
+    Executor(config, now=NOW, live=True).run(["age"])
+    assert keys_in(client, bucket) == ["customers/1/bad"]
 
 
 # -- rules, holds, runs ----------------------------------------------------------------------
@@ -453,6 +483,37 @@ def test_mirror_holds_on_and_off(
     assert status("customers/2/theirs") == "ON"
     actions = [e.action for e in entries(on) if e.action.startswith("legal hold")]
     assert actions == ["legal hold on", "legal hold on", "legal hold off"]  # a batch per page
+
+
+def test_mirror_holds_reach_every_spelling_of_a_held_id(
+    world: Scenario, moto_endpoint: str, locked_bucket: str, client: Any
+) -> None:
+    """A hold on account 5 puts the S3 legal hold on `customers/0005/` and `customers/+5/`
+    too (the same account, as the plan and the run judge it), not on `customers/50/`."""
+    bucket = locked_bucket
+    keys = ["customers/5/a", "customers/0005/b", "customers/+5/c", "customers/50/d"]
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    holds = {"holds": [{"id": "case-5", "subjects": {"account": ["5"]}}]}
+    config = configure(
+        world,
+        moto_endpoint,
+        bucket,
+        [object_rule("age", retain="P10Y")],
+        holds=holds,
+        store={"mirror_holds": True},
+    )
+    run(config, LATER)
+    status = {
+        key: client.head_object(Bucket=bucket, Key=key).get("ObjectLockLegalHoldStatus", "OFF")
+        for key in keys
+    }
+    assert status == {
+        "customers/5/a": "ON",
+        "customers/0005/b": "ON",
+        "customers/+5/c": "ON",
+        "customers/50/d": "OFF",
+    }
 
 
 def test_mirror_holds_needs_object_lock(

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, insert, text
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    delete,
+    insert,
+    select,
+    text,
+)
 
 from retention.config import load_config
 from retention.planner import make_plan
+from retention.stores.sql import make_engine
+from retention.stores.sqlclock import ClockColumn, parse_stored
 
 from ..conftest import Database
 from ..scenario import Scenario, rule, utc
@@ -115,3 +134,100 @@ def test_mariadb_timestamp_column_reads_as_utc(mariadb_db: Database, tmp_path: P
             ],
         )
     assert due_ids(world, utc("2026-01-02 10:00:00"), timezone="Europe/Berlin") == [1]
+
+
+# -- unreadable text is never due ----------------------------------------------------------------
+
+TEXTS = MetaData()
+VALUES = Table(
+    "clock_texts",
+    TEXTS,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("value", String(60)),
+)
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+EDGE_TEXTS = [
+    "2020-13-45",
+    "2020-02-31 00:00:00",
+    "2021-02-29",
+    "2024-02-29",
+    "2020-01-01 24:00:00",
+    "2020-01-01 23:60:00",
+    "2020-01-01 garbage",
+    "2020-01-01T10:00:00+24:00",
+    "2020-01-01T10:00:00.1234567",
+    "2020-01-01T10:00:00.5",
+    "2020-01-01T10:00:00+0530",
+    "0001-01-01 00:00:00",
+    "0000-01-01",
+    "yesterday",
+    "",
+    " 2020-01-01",
+    "2020-01-01 10:00:00z",
+    "2020-01-01T",
+    "2020-01-01  10:00:00",
+    "2020-04-31 00:00:00",
+    "2020-01-31 00:00:00.123Z",
+    "2020-12-31T23:59:59.999999+14:59",
+    "2020-01-01 10:00:00-00:00",
+    "2020-01-01 24:00:00.000000",
+]
+
+
+@st.composite
+def stamp_texts(draw: st.DrawFn) -> str:
+    """Timestamps as writers spell them, sometimes with one character changed."""
+    moment = draw(st.datetimes(dt.datetime(2015, 1, 1), dt.datetime(2035, 12, 31)))
+    value = moment.strftime("%Y-%m-%d")
+    if draw(st.booleans()):
+        value += draw(st.sampled_from([" ", "T"])) + moment.strftime("%H:%M:%S")
+        value += draw(st.sampled_from(["", ".123", ".123456", ".5", ".1234567"]))
+        value += draw(st.sampled_from(["", "Z", "+02:00", "-11:30", "+23:59", "+24:00", "+0100"]))
+    if draw(st.booleans()):
+        index = draw(st.integers(0, len(value) - 1))
+        value = value[:index] + draw(st.sampled_from("0123456789 -:T.+Zx")) + value[index + 1 :]
+    return value
+
+
+@pytest.fixture(scope="module")
+def texts_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('clock-texts') / 'texts.db'}")
+    TEXTS.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(st.one_of(stamp_texts(), st.sampled_from(EDGE_TEXTS), st.text(max_size=25))),
+    zone=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]),
+    bound=st.datetimes(dt.datetime(2015, 1, 1), dt.datetime(2040, 1, 1)),
+)
+def test_sqlite_text_is_due_only_when_python_reads_it(
+    texts_engine: Engine, values: list[str], zone: str, bound: dt.datetime
+) -> None:
+    """A SQLite text clock is known exactly when :func:`parse_stored` reads it, unreadable
+    exactly when it is there but does not parse, and (when it starts with an ISO date) at or
+    before a bound exactly when the instant it names is. Before, text with a valid-looking
+    date prefix far enough in the past ('2020-13-45', '2020-02-31 00:00:00', '2020-01-01
+    garbage') was due, and a live run deleted it."""
+    clock = ClockColumn(VALUES.c.value, "sqlite_text", ZoneInfo(zone))
+    instant = bound.replace(tzinfo=dt.UTC)
+    with texts_engine.begin() as connection:
+        connection.execute(delete(VALUES))
+        if values:
+            connection.execute(
+                insert(VALUES), [{"id": i, "value": v} for i, v in enumerate(values)]
+            )
+        query = select(VALUES.c.value, clock.known(), clock.unreadable(), clock.le(instant))
+        for value, known, unreadable, due in connection.execute(query.order_by(VALUES.c.id)):
+            try:
+                parsed = parse_stored(value, ZoneInfo(zone))
+            except (ValueError, OverflowError):
+                parsed = None
+            assert (bool(known), bool(unreadable)) == (parsed is not None, parsed is None), value
+            python_due = parsed is not None and parsed <= instant
+            if ISO_DATE.match(value):
+                assert bool(due) == python_due, value
+            else:  # no ISO date first (' 2020-01-01', '20200101'): never due, the safe side
+                assert not due, value

@@ -54,3 +54,18 @@ def test_bad_templates_say_what_is_wrong(text: str, kind: str, message: str) -> 
     """Templates that could escape the root or cannot be read are refused with a reason."""
     with pytest.raises(ValueError, match=message):
         KeyTemplate.parse(text, kind)  # type: ignore[arg-type]
+
+
+def test_prefixes_for_reach_every_spelling_of_an_id() -> None:
+    """The listing prefixes of one subject reach the keys that spell its id otherwise
+    (`customers/0005/`, `customers/+5/`, `customers/ 5/`), none of them twice."""
+    template = KeyTemplate.parse("customers/{account}/", "prefix")
+    assert template.prefixes_for("0005") == [
+        "customers/ ",
+        "customers/+",
+        "customers/-",
+        "customers/0",
+        "customers/5",
+    ]
+    assert template.prefixes_for("abc") == ["customers/ ", "customers/abc"]
+    assert KeyTemplate.parse("all/", "prefix").prefixes_for("5") == ["all/"]
