@@ -157,7 +157,7 @@ def open_destination(where: str | None, settings: AuditSettings) -> Destination:
         raise ConfigError(
             "an s3:// checkpoint destination needs a bucket", field="audit.checkpoints"
         )
-    from .stores.s3 import make_client
+    from .stores.objects.s3 import make_client
 
     s3 = settings.checkpoint_s3
     try:

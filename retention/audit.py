@@ -38,7 +38,7 @@ from .hmackeys import HmacHelper, KeyHmac
 from .logs import get_logger
 from .runevents import MARKER_ACTION, MARKER_RUN_ID, RunEvents
 from .settings import Settings
-from .statedb import audit, runs
+from .statetables import audit, runs
 
 GENESIS = "0" * 64
 # Batches with at least this many keys are hashed by the HMAC helper process (hmackeys.py).

@@ -41,7 +41,7 @@ from .auditkeys import (
 )
 from .errors import AuditKeyError, ConfigError
 from .settings import Settings
-from .statedb import audit
+from .statetables import audit
 
 FORMAT = "retention-checkpoint/1"
 Algorithm = Literal["ed25519", "hmac-sha256"]

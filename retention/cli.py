@@ -25,7 +25,8 @@ from rich.table import Table
 from .config import Config, config_path_from_env, load_config
 from .errors import ConfigErrors, RetentionError
 from .explain import explain
-from .planner import Plan, hold_coverage, make_plan
+from .holdsreport import hold_coverage
+from .planner import Plan, make_plan
 from .validate import check_hold_ids, check_state_db, check_stores
 
 app = typer.Typer(
@@ -253,7 +254,7 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
         )
     out.print(table)
     for row in result.rules:
-        notes = getattr(row, "notes", ())  # object stores: delete mode, object lock, symlinks
+        notes = row.notes  # object stores: how deletes are done, what their protections keep
         if notes and row.due:
             out.print(f"{row.rule} on {row.dataset}: {'; '.join(notes)}", highlight=False)
     if result.holds_in_force:

@@ -23,12 +23,15 @@ from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
 from .catalog import pack_path, pack_reference
+from .datasets import Dataset, applies
+from .datasets import resolve as resolve_datasets
 from .errors import ConfigError, ConfigErrors
 from .holds import NO_HOLDS, HoldsFile
+from .kinds import capabilities
 from .rules import Rule, RulePack, apply_override
-from .settings import DatasetConfig, FieldError, Settings, SqlStoreConfig, check_zone
-from .stores.template import check_object_dataset
-from .stores.template import subject_type as dataset_subject_type
+from .settings import DatasetConfig, FieldError, Settings, check_zone, sqlite_relative_to
+from .templates import check_object_dataset
+from .templates import subject_type as dataset_subject_type
 from .yamlfile import LineMap, dotted, load_yaml, parse_yaml, read_text
 
 CONFIG_ENV = "RETENTION_CONFIG"
@@ -68,6 +71,9 @@ class Config:
     _holds_seen: dict[str, tuple[str, HoldsFile]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _datasets: dict[str, dict[str, Dataset]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -77,17 +83,18 @@ class Config:
 
     def datasets_for(self, rule: Rule) -> list[str]:
         """The datasets a rule applies to, in config order."""
-        target = rule.applies_to
-        return [
-            name
-            for name, ds in self.settings.datasets.items()
-            if name == target.dataset
-            or (target.category is not None and ds.category == target.category)
-        ]
+        return [name for name, ds in self.settings.datasets.items() if applies(rule, name, ds)]
 
     def rules_for(self, dataset: str) -> list[Rule]:
         """The rules that apply to one dataset, in declaration order."""
-        return [rule for rule in self.rules if dataset in self.datasets_for(rule)]
+        return list(self.datasets[dataset].rules)
+
+    @property
+    def datasets(self) -> Mapping[str, Dataset]:
+        """Every dataset, resolved once (:mod:`retention.datasets`), in config order."""
+        if "all" not in self._datasets:
+            self._datasets["all"] = resolve_datasets(self.settings, self.rules)
+        return self._datasets["all"]
 
     def load_holds(self) -> HoldsFile:
         """Read the holds file now (it is re-read before every batch).
@@ -352,27 +359,10 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     if settings.holds:
         changes["holds"] = resolve(settings.holds)
     changes["state_db"] = type(settings.state_db)(
-        _resolve_sqlite(settings.state_db.get_secret_value(), base)
+        sqlite_relative_to(settings.state_db.get_secret_value(), base)
     )
-    stores = {}
-    for name, store in settings.stores.items():
-        if isinstance(store, SqlStoreConfig):
-            url = _resolve_sqlite(store.url.get_secret_value(), base)
-            store = store.model_copy(update={"url": type(store.url)(url)})
-        elif store.kind == "filesystem":
-            store = store.model_copy(update={"root": resolve(store.root)})
-        stores[name] = store
-    changes["stores"] = stores
+    changes["stores"] = {name: store.relative_to(base) for name, store in settings.stores.items()}
     return settings.model_copy(update=changes)
-
-
-def _resolve_sqlite(url: str, base: Path) -> str:
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/"):
-        rest = url[len(prefix) :]
-        if rest and not rest.startswith(":memory:"):
-            return prefix + str(base / rest)
-    return url
 
 
 def _check_settings(settings: Settings, lines: LineMap) -> list[ConfigError]:
@@ -386,7 +376,7 @@ def _check_settings(settings: Settings, lines: LineMap) -> list[ConfigError]:
                     ("subjects", name, "store"),
                 )
             )
-        elif stores[subject.store].kind != "sql":
+        elif not capabilities(stores[subject.store].kind).subject_tables:
             errors.append(
                 lines.error(
                     "subjects are read from a table: use a sql store", ("subjects", name, "store")
@@ -414,7 +404,8 @@ def _check_dataset(
                 f"unknown store {ds.store!r} (known: {_known(settings.stores)})", (*where, "store")
             )
         ]
-    expected = {"sql": "table", "s3": "prefix", "filesystem": "glob"}[store.kind]
+    can = capabilities(store.kind)
+    expected = can.locator
     if getattr(ds, expected) is None:
         given = next(n for n in ("table", "prefix", "glob") if getattr(ds, n) is not None)
         errors.append(
@@ -433,7 +424,7 @@ def _check_dataset(
                     (*where, "subject", "type"),
                 )
             )
-        elif store.kind == "sql" and subject.store != ds.store:
+        elif can.subject_link == "column" and subject.store != ds.store:
             errors.append(
                 lines.error(
                     f"subject type {ds.subject.type!r} lives in store {subject.store!r}; a SQL "
@@ -448,8 +439,8 @@ def _check_dataset(
             errors.append(lines.error(f"unknown dataset {cascade.dataset!r}", path))
         elif child.store != ds.store:
             errors.append(lines.error("a cascade child must live in the same store", path))
-    if store.kind != "sql":
-        for message, at in check_object_dataset(ds, store.kind, settings.subjects):
+    if can.subject_link == "template":
+        for message, at in check_object_dataset(ds, can, settings.subjects):
             errors.append(lines.error(message, (*where, *at)))
     if ds.timezone is not None:
         try:
@@ -579,13 +570,15 @@ def _check_rules(config: Config) -> list[ConfigError]:
                 if rule.after.combine != "one":
                     at = ("after", rule.after.combine, position)
                 kind = settings.stores[ds.store].kind if ds.store in settings.stores else "sql"
+                can = capabilities(kind)
                 subject_name = dataset_subject_type(ds, kind)
                 if ref.source == "record":
-                    if ref.name not in ds.timestamps and not _object_clock(ds, settings, ref.name):
+                    object_clock = can.record_clocks == "created" and ref.name == "created"
+                    if ref.name not in ds.timestamps and not object_clock:
                         err(
                             f"dataset {name!r} declares no timestamp {ref.name!r} "
                             f"(declared: {_known(ds.timestamps)})"
-                            if kind == "sql"
+                            if can.record_clocks == "declared"
                             else f"dataset {name!r} is an object store: its objects have only "
                             "record.created (LastModified or mtime)",
                             *at,
@@ -609,12 +602,13 @@ def _check_rules(config: Config) -> list[ConfigError]:
                         personal,
                     )
             store = settings.stores.get(ds.store)
-            if rule.action == "anonymize" and store is not None and store.kind != "sql":
+            able = capabilities(store.kind) if store is not None else None
+            if able is not None and rule.destructive and rule.action not in able.actions:
                 err(
                     f"dataset {name!r} is an object store; objects can be deleted, not anonymized",
                     "action",
                 )
-            if rule.where and store is not None and store.kind != "sql":
+            if rule.where and able is not None and not able.where:
                 err(
                     f"dataset {name!r} is an object store: objects have no fields for `where` "
                     "to filter on; apply the rule to SQL datasets only, or disable it with "
@@ -622,12 +616,6 @@ def _check_rules(config: Config) -> list[ConfigError]:
                     "where",
                 )
     return errors
-
-
-def _object_clock(ds: DatasetConfig, settings: Settings, name: str) -> bool:
-    """Object stores always know `record.created` (LastModified / mtime)."""
-    store = settings.stores.get(ds.store)
-    return store is not None and store.kind != "sql" and name == "created"
 
 
 def _env_json_error(exc: SettingsError) -> ConfigError:

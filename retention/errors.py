@@ -6,6 +6,8 @@ needed to fix it, so the CLI can print one clear line and choose an exit code::
     RetentionError
     ├── ConfigError            bad settings, rules or holds (file, line, field)   exit 2
     ├── StoreError             a store is unreachable or its schema does not fit   exit 3
+    │   ├── StoreFailed        a statement failed in the store                     exit 3
+    │   ├── StateDBError       the state DB cannot be read or written              exit 3
     │   ├── StoreMisconfigured the store as configured cannot exist here           exit 2
     │   │   └── SchemaError    a table or column named in config does not exist    exit 2
     │   └── StateVersionError  the state DB's schema is newer than this release   exit 2
@@ -13,7 +15,14 @@ needed to fix it, so the CLI can print one clear line and choose an exit code::
     │   ├── CircuitBreakerTripped   a rule would act on too much at once
     │   └── ForeignKeyRefused       a delete would orphan rows of another table
     ├── AuditError             the audit log does not verify                       exit 1
-    └── AuditKeyError          a seal or checkpoint is from a key not held here    exit 6
+    ├── AuditKeyError          a seal or checkpoint is from a key not held here    exit 6
+    ├── RecordNotFound         `explain` found no record with that key              exit 1
+    └── LeaseError             the executor lease is another process's             exit 5
+        ├── LeaseUnavailable   another process holds it: this one must not act
+        └── LeaseLost          it was taken over mid-run: stop acting at once
+
+Run and rule statuses are in :mod:`retention.outcomes`; :func:`exit_code_for` maps a rule's
+status to the exit code of the error behind it, so exit codes live here only.
 """
 
 from __future__ import annotations
@@ -73,6 +82,19 @@ class StoreError(RetentionError):
     def __init__(self, message: str, *, store: str | None = None) -> None:
         self.store = store
         super().__init__(f"store {store!r}: {message}" if store else message)
+
+
+class StoreFailed(StoreError):
+    """A statement failed in a store that could be reached (a constraint, a lock timeout): that
+    rule stops, the others go on."""
+
+
+class StateDBError(StoreError):
+    """The state DB could not be read or written (read-only, locked, gone). Nothing can be
+    audited, so the run stops; the next run settles what this one left."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, store="state_db")
 
 
 class StoreMisconfigured(StoreError):
@@ -136,3 +158,46 @@ class StateVersionError(StoreError):
         self.revision = revision
         self.known = known
         super().__init__(message, store="state_db")
+
+
+class RecordNotFound(RetentionError):
+    """`explain` was given a key that no record of the dataset has."""
+
+    exit_code = 1
+
+
+class LeaseError(RetentionError):
+    """The executor lease of the state DB belongs to another process."""
+
+    exit_code = 5
+
+
+class LeaseUnavailable(LeaseError):
+    """Another process holds the lease; this one must not act."""
+
+
+class LeaseLost(LeaseError):
+    """The lease was taken over while this process worked: it must stop acting at once."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (a driver's own, under `orig`; never a URL)."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# The exit code of a rule that ended with each status (anything else: 0).
+_STATUS_EXITS: dict[str, type[RetentionError]] = {
+    "refused": SafetyError,
+    "invalid": StoreMisconfigured,
+    "unreachable": StoreError,
+    "failed": StoreError,
+}
+
+
+def exit_code_for(statuses: set[str]) -> int:
+    """A run's exit code from its rules' statuses: the most serious error behind them."""
+    for status in ("refused", "invalid", "unreachable", "failed"):
+        if status in statuses:
+            return _STATUS_EXITS[status].exit_code
+    return 0

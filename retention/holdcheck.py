@@ -3,7 +3,7 @@
 A hold on ``account: [4412]`` when the customer in dispute is 4411 protects nothing of theirs,
 silently. Every id an active hold names is looked up in its subject type's table
 (``subjects.<type>.table``, ``key`` column) with the canonical comparison the holds themselves
-use (:mod:`retention.stores.sqlids`: ``"0042"`` finds 42); an id no row has is a
+use (``"0042"`` finds 42); an id no row has is a
 :class:`HoldWarning`. A warning, not an error: the subject may be gone already (its records
 still held), and the exit code stays what it was. Ids of subject types that only appear in
 object keys are still checked against the subject table only: listing buckets to look for them
@@ -13,19 +13,14 @@ cannot be reached is skipped here; `validate` and `plan` report it on their own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import False_, select
-from sqlalchemy.exc import SQLAlchemyError
-
 from .config import Config
+from .datasets import SubjectType
 from .errors import StoreError
 from .holds import Hold, HoldsFile, HoldSubjectId
-from .ids import canonical_id, canonical_ids, integer_id
-from .settings import SubjectConfig
-from .stores import SqlStore
-from .stores.sqlids import id_kind, id_matches, in_values
+from .ids import canonical_id, integer_id
+from .stores import Stores
 
 
 @dataclass(frozen=True)
@@ -49,9 +44,7 @@ class HoldWarning:
         }
 
 
-def unmatched_hold_ids(
-    config: Config, holds: HoldsFile, stores: dict[str, SqlStore]
-) -> list[HoldWarning]:
+def unmatched_hold_ids(config: Config, holds: HoldsFile, stores: Stores) -> list[HoldWarning]:
     """The ids named by active holds that no row of their subject table has, in holds-file
     order (one query or two per subject type, not one per id)."""
     wanted: dict[str, list[tuple[Hold, HoldSubjectId]]] = {}
@@ -59,53 +52,30 @@ def unmatched_hold_ids(
         for subject_type, ids in (hold.scoped_subjects() or {}).items():
             wanted.setdefault(subject_type, []).extend((hold, value) for value in ids)
     warnings: list[HoldWarning] = []
-    for subject_type, named in wanted.items():
-        subject = config.settings.subjects.get(subject_type)
-        store = stores.get(subject.store) if subject is not None else None
-        if subject is None or store is None:
+    for name, named in wanted.items():
+        config_of = config.settings.subjects.get(name)
+        if config_of is None:
             continue
+        zone = config.settings.zone()
+        subject = SubjectType(name, config_of, zone)
         try:
-            found, integers = _known_ids(store, subject, [value for _, value in named])
-        except (StoreError, SQLAlchemyError):
+            found, integers = stores.subjects(subject).known_subjects(
+                subject, [str(value) for _, value in named]
+            )
+        except StoreError:
             continue
         for hold, value in named:
             if canonical_id(value) not in found:
-                warnings.append(_warning(hold, subject_type, subject, value, integers))
+                warnings.append(_warning(hold, subject, value, integers))
     return warnings
 
 
-def _known_ids(
-    store: SqlStore, subject: SubjectConfig, ids: Iterable[HoldSubjectId]
-) -> tuple[set[str], bool]:
-    """Which of `ids` (canonical) the subject table has, and whether its key is an integer."""
-    ids = list(ids)
-    table = store.table(subject.table)
-    key = store.column(table, subject.key)
-    kind = id_kind(key)
-    found: set[str] = set()
-    with store.engine.connect() as connection:
-        rest = ids
-        if kind == "text":
-            # first the ids as written and in canonical form, on the key's index; the canonical
-            # comparison (a scan) only for those not found so
-            exact = sorted({str(value) for value in ids} | canonical_ids(ids))
-            query = select(key).where(in_values(key, exact)).distinct()
-            found |= {canonical_id(row[0]) for row in connection.execute(query)}
-            rest = [value for value in ids if canonical_id(value) not in found]
-        matches = id_matches(key, rest, store.dialect) if rest else None
-        if matches is not None and not isinstance(matches, False_):
-            query = select(key).where(matches).distinct()
-            found |= {canonical_id(row[0]) for row in connection.execute(query)}
-    return found, kind == "integer"
-
-
-def _warning(
-    hold: Hold, subject_type: str, subject: SubjectConfig, value: HoldSubjectId, integers: bool
-) -> HoldWarning:
-    written = str(value)
-    why = f"no row of {subject.table} has {subject.key} {canonical_id(value)!r}"
+def _warning(hold: Hold, subject: SubjectType, value: HoldSubjectId, integers: bool) -> HoldWarning:
+    written, subject_type = str(value), subject.name
+    table, key = subject.config.table, subject.config.key
+    why = f"no row of {table} has {key} {canonical_id(value)!r}"
     if integers and integer_id(value) is None:
-        why = f"it is not an integer, and {subject.table}.{subject.key} holds integers"
+        why = f"it is not an integer, and {table}.{key} holds integers"
     message = (
         f"hold {hold.id}: {subject_type} {written!r} matches no {subject_type} ({why}); "
         "a typo holds nothing"

@@ -16,22 +16,11 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .errors import RetentionError
-from .statedb import as_utc, leases
+from .errors import LeaseLost, LeaseUnavailable
+from .statedb import as_utc
+from .statetables import leases
 
 LEASE_NAME = "executor"
-
-
-class LeaseUnavailable(RetentionError):
-    """Another process holds the lease; this one must not act."""
-
-    exit_code = 5
-
-
-class LeaseLost(RetentionError):
-    """The lease was taken over while this process worked: it must stop acting at once."""
-
-    exit_code = 5
 
 
 def default_holder() -> str:

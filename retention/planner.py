@@ -11,22 +11,17 @@ are reported as warnings (:mod:`retention.holdcheck`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
-
-from sqlalchemy import False_, and_, case, func, not_, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql.elements import ColumnElement
 
 from .config import Config
 from .errors import StoreError, StoreMisconfigured
 from .holdcheck import HoldWarning, unmatched_hold_ids
 from .holds import HoldsFile
 from .rules import Rule
-from .stores import SqlStore, sql_stores
-from .stores.base import ObjectStores
-from .stores.sqlselect import Selection, SelectionBuilder
+from .stores import Stores
+from .stores.base import Counts, Store, Target
 
 SAMPLE_KEYS = 5
 
@@ -50,6 +45,32 @@ class RulePlan:
     samples: tuple[str, ...] = ()
     # of the pending ones: a clock the rule needs holds a value that is no timestamp
     unreadable: int = 0
+    vetoed: int = 0  # kept by the store's own protections (an Object Lock, a symlink)
+    notes: tuple[str, ...] = ()  # what a reader needs beyond the counts (how objects go)
+    extra: Mapping[str, int | str] = field(default_factory=dict)  # the store's own numbers
+
+    @classmethod
+    def of(cls, target: Target, counts: Counts) -> RulePlan:
+        """The plan row of `target` from its store's counts."""
+        return cls(
+            rule=target.rule.id,
+            dataset=target.dataset.name,
+            store=target.dataset.store,
+            action=target.rule.action,
+            in_scope=counts.in_scope,
+            due=counts.due,
+            held=counts.held,
+            blocked=counts.blocked,
+            superseded=counts.superseded,
+            done=counts.done,
+            actionable=counts.actionable,
+            overdue=counts.overdue,
+            samples=counts.samples,
+            unreadable=counts.unreadable,
+            vetoed=counts.vetoed,
+            notes=counts.notes,
+            extra=counts.extra,
+        )
 
     @property
     def pending(self) -> int:
@@ -74,6 +95,7 @@ class RulePlan:
             "not_yet_due": self.pending,
             "unreadable": self.unreadable,
             "sample_keys": list(self.samples),
+            **self.extra,
         }
 
 
@@ -139,6 +161,16 @@ def rule_targets(
     return pairs
 
 
+def targets(
+    config: Config, now: dt.datetime, rule_ids: Iterable[str] = (), datasets: Iterable[str] = ()
+) -> list[Target]:
+    """Every rule × dataset as a Target evaluated as of `now`, in config order, filtered."""
+    resolved = config.datasets
+    return [
+        Target(rule, resolved[name], now) for rule, name in rule_targets(config, rule_ids, datasets)
+    ]
+
+
 def make_plan(
     config: Config,
     now: dt.datetime,
@@ -147,58 +179,28 @@ def make_plan(
     datasets: Iterable[str] = (),
     samples: int = SAMPLE_KEYS,
     holds: HoldsFile | None = None,
-    stores: dict[str, SqlStore] | None = None,
+    stores: Mapping[str, Store] | None = None,
     progress: Callable[[Rule, str], None] | None = None,
 ) -> Plan:
     """Plan every selected rule × dataset as of `now` (an aware datetime)."""
     holds = config.load_holds() if holds is None else holds
-    with sql_stores(config.settings, stores) as opened, ObjectStores(config, opened) as objects:
-        return _plan(config, now, holds, opened, rule_ids, datasets, samples, progress, objects)
-
-
-def _plan(
-    config: Config,
-    now: dt.datetime,
-    holds: HoldsFile,
-    stores: dict[str, SqlStore],
-    rule_ids: Iterable[str],
-    datasets: Iterable[str],
-    samples: int,
-    progress: Callable[[Rule, str], None] | None,
-    objects: ObjectStores,
-) -> Plan:
     results: list[RulePlan] = []
     failed: dict[str, tuple[str, list[str], bool]] = {}
-    builders: dict[str, SelectionBuilder] = {}
-    for rule, dataset in rule_targets(config, rule_ids, datasets):
-        store_name = config.settings.datasets[dataset].store
-        if store_name in failed:
-            failed[store_name][1].append(rule.id)
-            continue
-        store = stores.get(store_name)
-        if store is None:
+    with Stores(config.settings, stores) as opened:
+        for target in targets(config, now, rule_ids, datasets):
+            name = target.dataset.store
+            if name in failed:
+                failed[name][1].append(target.rule.id)
+                continue
             if progress is not None:
-                progress(rule, dataset)
+                progress(target.rule, target.dataset.name)
             try:
-                results.append(objects[store_name].plan(rule, dataset, holds, now, samples))
+                (counts,) = opened[name].plan([target], holds, samples)
             except StoreError as exc:
-                failed[store_name] = (str(exc), [rule.id], not isinstance(exc, StoreMisconfigured))
-            continue
-        if progress is not None:
-            progress(rule, dataset)
-        builder = builders.setdefault(store_name, SelectionBuilder(config, store, now))
-        try:
-            results.append(plan_one(builder.build(rule, dataset, holds), store, samples))
-        except StoreMisconfigured as exc:
-            failed[store_name] = (str(exc), [rule.id], False)
-        except StoreError as exc:
-            failed[store_name] = (str(exc), [rule.id], True)
-        except SQLAlchemyError as exc:
-            failed[store_name] = (
-                StoreError(_first_line(exc), store=store_name).args[0],
-                [rule.id],
-                True,
-            )
+                failed[name] = (str(exc), [target.rule.id], not isinstance(exc, StoreMisconfigured))
+                continue
+            results.append(RulePlan.of(target, counts))
+        warnings = tuple(unmatched_hold_ids(config, holds, opened))
     return Plan(
         now=now,
         freeze=holds.freeze,
@@ -208,195 +210,8 @@ def _plan(
             for store, (message, rules, unreachable) in failed.items()
         ),
         holds_in_force=tuple(h.id for h in holds.active()),
-        warnings=tuple(unmatched_hold_ids(config, holds, stores)),
+        warnings=warnings,
     )
 
 
-def plan_one(selection: Selection, store: SqlStore, samples: int = SAMPLE_KEYS) -> RulePlan:
-    """Count one rule on one dataset: the records it covers, those due, then every other
-    question about the due ones (held, blocked, ..., overdue) in one pass of conditional sums."""
-    s = selection
-    with store.engine.connect() as connection:
-
-        def count(*conditions: ColumnElement[bool]) -> int:
-            query = select(func.count()).select_from(s.table).where(and_(*conditions))
-            return int(connection.execute(query).scalar_one())
-
-        in_scope = count(s.scope)
-        due = count(s.scope, s.due) if in_scope else 0
-        unreadable = 0
-        if in_scope > due and not isinstance(s.unreadable, False_):
-            unreadable = count(s.unreadable_pending)
-        base = RulePlan(
-            s.rule.id,
-            s.dataset,
-            store.name,
-            s.rule.action,
-            in_scope=in_scope,
-            due=due,
-            unreadable=unreadable,
-        )
-        if s.rule.action == "keep" or not due:
-            return base
-        free, unblocked = not_(s.held), not_(s.blocked)
-        questions = {
-            "held": (s.held,),
-            "blocked": (free, s.blocked),
-            "superseded": (free, unblocked, s.superseded),
-            "done": (free, unblocked, not_(s.superseded), s.done),
-            "actionable": (free, unblocked, not_(s.superseded), not_(s.done)),
-            "overdue": (free, unblocked, not_(s.superseded), not_(s.done), s.overdue),
-        }
-        asked = {
-            name: func.coalesce(func.sum(case((and_(*conditions), 1), else_=0)), 0)
-            for name, conditions in questions.items()
-            if not any(isinstance(c, False_) for c in conditions)
-        }
-        query = select(*asked.values()).select_from(s.table).where(s.scope, s.due)
-        counts = dict.fromkeys(questions, 0)
-        counts.update(zip(asked, map(int, connection.execute(query).one()), strict=True))
-        keys: tuple[str, ...] = ()
-        if counts["actionable"] and samples:
-            query = select(*s.key).where(s.actionable).order_by(*s.key).limit(samples)
-            keys = tuple(format_key(row) for row in connection.execute(query))
-    return replace(
-        base,
-        held=counts["held"],
-        blocked=counts["blocked"],
-        superseded=counts["superseded"],
-        done=counts["done"],
-        actionable=counts["actionable"],
-        overdue=counts["overdue"],
-        samples=keys,
-    )
-
-
-def format_key(row: Iterable[Any]) -> str:
-    """A record key as text: `42`, or `7/3` for a composite key."""
-    return "/".join(str(part) for part in row)
-
-
-def format_keys(rows: Sequence[Sequence[Any]]) -> list[str]:
-    """:func:`format_key` of each key of one table (all of one width), once per audited record."""
-    if rows and len(rows[0]) == 1:
-        return [str(row[0]) for row in rows]
-    return [format_key(row) for row in rows]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-@dataclass(frozen=True)
-class HoldRow:
-    id: str
-    active: bool
-    scope: str
-    records: int
-    reason: str | None
-    review_by: dt.date | None
-    review_overdue: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "active": self.active,
-            "scope": self.scope,
-            "records_covered": self.records,
-            "reason": self.reason,
-            "review_by": self.review_by.isoformat() if self.review_by else None,
-            "review_overdue": self.review_overdue,
-        }
-
-
-@dataclass(frozen=True)
-class HoldsReport:
-    freeze: bool
-    holds: tuple[HoldRow, ...]
-    skipped: tuple[str, ...] = ()
-    warnings: tuple[HoldWarning, ...] = ()  # hold ids that match no subject
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "freeze": self.freeze,
-            "holds": [h.as_dict() for h in self.holds],
-            "skipped": list(self.skipped),
-            "warnings": [w.as_dict() for w in self.warnings],
-        }
-
-
-def hold_coverage(
-    config: Config,
-    *,
-    today: dt.date,
-    holds: HoldsFile | None = None,
-    stores: dict[str, SqlStore] | None = None,
-) -> HoldsReport:
-    """Each hold (active or released) and how many records it covers now (or would, if active)."""
-    holds = config.load_holds() if holds is None else holds
-    with sql_stores(config.settings, stores) as opened, ObjectStores(config, opened) as objects:
-        return _hold_coverage(config, today, holds, opened, objects)
-
-
-def _hold_coverage(
-    config: Config,
-    today: dt.date,
-    holds: HoldsFile,
-    stores: dict[str, SqlStore],
-    objects: ObjectStores,
-) -> HoldsReport:
-    epoch = dt.datetime.combine(today, dt.time(), tzinfo=dt.UTC)
-    rows: list[HoldRow] = []
-    skipped: dict[str, str] = {}
-    for hold in holds.holds:
-        total = 0
-        for dataset, ds in config.settings.datasets.items():
-            store = stores.get(ds.store)
-            if not hold.covers_dataset(dataset) or ds.store in skipped:
-                continue
-            if store is None:
-                try:
-                    total += objects[ds.store].count_covered(dataset, hold)
-                except StoreError as exc:
-                    skipped[ds.store] = f"{ds.store}: {exc}"
-                continue
-            try:
-                builder = SelectionBuilder(config, store, epoch)
-                assert ds.table is not None
-                table = store.table(ds.table)
-                condition = builder.covered_by(hold, dataset, table)
-                if isinstance(condition, False_):
-                    continue
-                with store.engine.connect() as connection:
-                    total += int(
-                        connection.execute(
-                            select(func.count()).select_from(table).where(condition)
-                        ).scalar_one()
-                    )
-            except (StoreError, SQLAlchemyError) as exc:
-                skipped[ds.store] = f"{ds.store}: {_first_line(exc)}"
-        rows.append(
-            HoldRow(
-                id=hold.id,
-                active=hold.active,
-                scope=_describe_scope(hold),
-                records=total,
-                reason=hold.reason,
-                review_by=hold.review_by,
-                review_overdue=hold.review_overdue(today),
-            )
-        )
-    warnings = tuple(unmatched_hold_ids(config, holds, stores))
-    return HoldsReport(holds.freeze, tuple(rows), tuple(skipped.values()), warnings)
-
-
-def _describe_scope(hold: Any) -> str:
-    parts = []
-    for subject_type, ids in (hold.scoped_subjects() or {}).items():
-        parts.append(f"{subject_type} {', '.join(str(i) for i in ids)}")
-    if hold.datasets:
-        parts.append("datasets " + ", ".join(hold.datasets))
-    if hold.rules:
-        parts.append("rules " + ", ".join(hold.rules))
-    return "; ".join(parts) or "everything"
+__all__ = ["SAMPLE_KEYS", "Plan", "RulePlan", "Skipped", "make_plan", "rule_targets", "targets"]

@@ -26,7 +26,8 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .config import Config
-from .statedb import as_utc, schedule, utcnow
+from .statedb import as_utc, utcnow
+from .statetables import schedule
 from .timemath import latest_wall_at_or_before, wall_to_utc
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import StateVersionError, StoreError
-from .statedb import schema_version
+from .statetables import schema_version
 
 VERSION_TABLE = schema_version.name
 HEAD = "0002"

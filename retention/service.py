@@ -41,18 +41,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from .audit import AuditLog
 from .checkpoints import write as write_checkpoint
 from .config import Config, load_config
-from .errors import ConfigError, RetentionError
+from .errors import ConfigError, LeaseLost, RetentionError
 from .executor import Executor, RunResult
 from .health import Endpoints, HealthServer
 from .holds import HoldsFile, holds_fingerprint
-from .lease import Lease, LeaseLost
+from .kinds import capabilities
+from .lease import Lease
 from .logs import configure, describe_error, get_logger
 from .metrics import CONTENT_TYPE, Metrics
 from .planner import make_plan, rule_targets
 from .rules import Rule
 from .schedule import due_rules, mark_covered, next_due, read_covered, register, rule_schedules
-from .statedb import audit, open_state
-from .stores import SqlStore, open_sql_stores
+from .statedb import open_state
+from .statetables import audit
+from .stores import Stores
 
 MAX_SLEEP = 60.0  # read the clock again at least this often (suspend, clock steps)
 WATCH_INTERVAL = 1.0
@@ -139,7 +141,7 @@ class Service:
         self._reload_error: str | None = None
         self._holds_seen = holds_fingerprint(config.holds_path)
         self._holds_refused = False
-        self._probe_stores: dict[str, SqlStore] = {}
+        self._probe_stores: Stores | None = None
         self._watch_stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="retention-watch", daemon=True)
 
@@ -183,9 +185,9 @@ class Service:
         if self._watcher.is_alive():
             self._watcher.join(timeout=5)
         self._release()
-        for store in self._probe_stores.values():
-            store.dispose()
-        self._probe_stores = {}
+        if self._probe_stores is not None:
+            self._probe_stores.close()
+        self._probe_stores = None
         self.log.info("service stopped", signalled=self._stop_requested is not None)
         if self._owns_state:
             self.state.dispose()
@@ -519,9 +521,9 @@ class Service:
         register(self.state, schedules, now)
         self._covered = read_covered(self.state, schedules, now)
         self._holds_seen = holds_fingerprint(new.holds_path)
-        for store in self._probe_stores.values():
-            store.dispose()
-        self._probe_stores = {}
+        if self._probe_stores is not None:
+            self._probe_stores.close()
+        self._probe_stores = None
         self._declare_metrics()
         self._load_holds()
         self._replan = True
@@ -573,16 +575,15 @@ class Service:
         }
         if self._reload_error:
             checks["config"]["last_reload"] = f"rejected, old config in force: {self._reload_error}"
-        if not self._probe_stores:
-            self._probe_stores = open_sql_stores(config.settings)
+        if self._probe_stores is None:
+            self._probe_stores = Stores(config.settings)
         stores: dict[str, Any] = {}
         for name, store_config in config.settings.stores.items():
-            store = self._probe_stores.get(name)
-            stores[name] = (
-                _check(store.ping)
-                if store is not None
-                else {"ok": True, "note": f"{store_config.kind} stores are not probed"}
-            )
+            if not capabilities(store_config.kind).probed_when_ready:
+                stores[name] = {"ok": True, "note": f"{store_config.kind} stores are not probed"}
+                continue
+            problems = self._probe_stores[name].check([])
+            stores[name] = {"ok": False, "error": problems[0].message} if problems else {"ok": True}
         checks["stores"] = stores
         ready = all(c["ok"] for c in (checks["state_db"], checks["holds"], *stores.values()))
         return ready, {"ready": ready, "checks": checks}

@@ -9,6 +9,7 @@ Secrets (URLs that may hold passwords, the HMAC key) are ``SecretStr``: they nev
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -50,6 +51,11 @@ class SqlStoreConfig(Model):
     def _parsable_url(cls, value: SecretStr) -> SecretStr:
         return check_database_url(value)
 
+    def relative_to(self, base: Path) -> SqlStoreConfig:
+        """A relative SQLite path in the URL, made relative to `base` (the config's folder)."""
+        url = sqlite_relative_to(self.url.get_secret_value(), base)
+        return self.model_copy(update={"url": SecretStr(url)})
+
 
 class S3StoreConfig(Model):
     kind: Literal["s3"]
@@ -62,10 +68,18 @@ class S3StoreConfig(Model):
     max_attempts: int = Field(10, ge=1, le=20)  # per request, with backoff (botocore adaptive)
     mirror_holds: bool = False
 
+    def relative_to(self, base: Path) -> S3StoreConfig:
+        return self
+
 
 class FilesystemStoreConfig(Model):
     kind: Literal["filesystem"]
     root: str
+
+    def relative_to(self, base: Path) -> FilesystemStoreConfig:
+        """A relative root, made relative to `base` (the config's folder)."""
+        root = Path(self.root).expanduser()
+        return self.model_copy(update={"root": str(root if root.is_absolute() else base / root)})
 
 
 StoreConfig = Annotated[
@@ -288,6 +302,16 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         """The configured time zone."""
         return ZoneInfo(self.timezone)
+
+
+def sqlite_relative_to(url: str, base: Path) -> str:
+    """A SQLite URL whose relative file path is made relative to `base`; other URLs as given."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        rest = url[len(prefix) :]
+        if rest and not rest.startswith(":memory:"):
+            return prefix + str(base / rest)
+    return url
 
 
 def check_zone(name: str) -> ZoneInfo:

@@ -14,126 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
     Connection,
-    DateTime,
     Engine,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
     delete,
 )
-from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from .errors import StateVersionError, StoreError
-from .stores.sql import make_engine
+from .errors import StateVersionError, StoreError, first_line
 
-metadata = MetaData()
-
-TS = DateTime(timezone=True)
-# A run's times to the microsecond on MySQL/MariaDB too: its as-of time is checked against the
-# one its audit entry records.
-RUN_TS = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
-
-runs = Table(
-    "retention_runs",
-    metadata,
-    Column("id", String(36), primary_key=True),
-    Column("started_at", RUN_TS, nullable=False),
-    Column("finished_at", RUN_TS),
-    Column("as_of", RUN_TS, nullable=False),
-    Column("mode", String(10), nullable=False),  # live | dry-run
-    Column(
-        "status", String(16), nullable=False
-    ),  # running | complete | interrupted | failed | refused
-    Column("config_fingerprint", String(64), nullable=False),
-    Column("counts", Text, nullable=False, default="{}"),
-    Column("holder", String(200)),
-    Column("message", Text),
+# the tables, defined once; imported here for the modules that use them with open_state
+from .statetables import (
+    intents,
 )
-
-audit = Table(
-    "retention_audit",
-    metadata,
-    Column(
-        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
-    ),
-    Column("run_id", String(36), nullable=False, index=True),
-    Column("at", String(40), nullable=False),
-    Column("rule", String(200)),
-    Column("dataset", String(200)),
-    Column("action", String(40), nullable=False),
-    Column("dry_run", Boolean, nullable=False),
-    Column("count", Integer, nullable=False),
-    Column("keys", LONG_TEXT, nullable=False),
-    Column("outcome", String(40), nullable=False),
-    Column("detail", LONG_TEXT),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
-    Column("seal", String(64)),
-    Column("key_id", String(64)),  # the id of the HMAC key that made `seal` (auditkeys.py)
-)
-
-intents = Table(
-    "retention_intents",
-    metadata,
-    Column("id", String(36), primary_key=True),
-    Column("run_id", String(36), nullable=False),
-    Column("created_at", TS, nullable=False),
-    Column("rule", String(200), nullable=False),
-    Column("dataset", String(200), nullable=False),
-    Column("action", String(40), nullable=False),
-    Column("keys", Text, nullable=False),  # JSON list of key tuples, needed to check the outcome
-    Column("children", Text, nullable=False, default="[]"),
-)
-
-leases = Table(
-    "retention_leases",
-    metadata,
-    Column("name", String(100), primary_key=True),
-    Column("holder", String(200), nullable=False),
-    Column("epoch", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
-    Column("expires_at", TS, nullable=False),
-)
-
-schedule = Table(
-    "retention_schedule",
-    metadata,
-    Column("rule", String(200), primary_key=True),
-    # every fire time of the rule at or before this instant has been run (retention.schedule)
-    Column("covered_until", TS, nullable=False),
-    Column("run_id", String(36)),
-    Column("updated_at", TS, nullable=False),
-)
-
-# The schema's revision, as Alembic records it (retention.schema; Alembic creates this table).
-schema_version = Table(
-    "retention_alembic_version",
-    metadata,
-    Column("version_num", String(32), primary_key=True),
-)
-
-# S3 legal holds that retention placed to mirror its own holds (mirror_holds: true): only these
-# are ever released by retention. `id` is a digest of store, dataset, key and version id.
-legal_holds = Table(
-    "retention_legal_holds",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("store", String(200), nullable=False),
-    Column("dataset", String(200), nullable=False, index=True),
-    Column("key", Text, nullable=False),
-    Column("version_id", String(1024)),
-    Column("holds", Text, nullable=False),  # JSON list of the hold ids it mirrors
-    Column("placed_at", TS, nullable=False),
-    Column("run_id", String(36), nullable=False),
-)
+from .stores.sql.engine import make_engine
 
 
 def open_state(url: str) -> Engine:
@@ -148,7 +42,8 @@ def open_state(url: str) -> Engine:
         engine = make_engine(url, immediate=True)
     except SQLAlchemyError as exc:
         raise StoreError(
-            f"cannot open the state DB: {type(exc).__name__}", store="state_db"
+            f"cannot open the state DB: {type(exc).__name__}: {first_line(exc)}",
+            store="state_db",
         ) from None
     try:
         upgrade(engine)
@@ -157,7 +52,8 @@ def open_state(url: str) -> Engine:
         if not isinstance(exc, SQLAlchemyError):
             raise
         raise StoreError(
-            f"cannot open the state DB: {type(exc).__name__}", store="state_db"
+            f"cannot open the state DB: {type(exc).__name__}: {first_line(exc)}",
+            store="state_db",
         ) from None
     return engine
 

@@ -1,5 +1,8 @@
 """Helpers for testing code that uses `retention`, shipped with the package (like structlog's).
 
+A fixed clock (:class:`FixedClock`), faults at named points of a run (:class:`CrashAt`,
+:class:`OnPoint`), an object store in memory (:class:`MemoryTree`), stores opened once for many
+runs (:func:`open_stores`), and an atomic file replace for holds files (:func:`replace_file`).
 Our own tests use them too, instead of reaching into private names.
 """
 
@@ -8,7 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
+
+from .datasets import Dataset
+from .settings import Settings
+from .stores import Stores
+from .stores.base import Intent, Store, StoredIntent
+from .stores.objects.records import PAGE_SIZE, DeleteResult, ObjectRecord
+from .stores.objects.store import ObjectStore
 
 
 class FixedClock:
@@ -52,4 +64,155 @@ def replace_file(path: Path, text: str) -> None:
         raise
 
 
-__all__ = ["FixedClock", "replace_file"]
+# -- stores opened once, for tests that plan and run many times --------------------------------
+
+
+def open_stores(settings: Settings) -> dict[str, Store]:
+    """Every store of `settings`, opened once: pass it as ``stores=`` to plan, run and explain
+    again and again (object stores read their subjects through the same SQL stores); close
+    them with :func:`close_stores`."""
+    opened = Stores(settings)
+    return {name: opened[name] for name in settings.stores}
+
+
+def close_stores(stores: dict[str, Store]) -> None:
+    """Close what :func:`open_stores` opened."""
+    for store in stores.values():
+        store.close()
+
+
+# -- faults at named points of a run -------------------------------------------------------
+
+
+class SimulatedCrash(BaseException):
+    """The process dying at a chosen point: not an Exception, so nothing catches it but the
+    test (like SIGKILL, it leaves intents and open transactions behind)."""
+
+
+class Probe:
+    """Passes every point; subclass or combine to act at some (``Executor(probe=...)``).
+
+    Points (:class:`retention.stores.base.Probe`): ``window``, ``write``, ``intent``, ``audit``,
+    ``settle``.
+    """
+
+    def reached(self, point: str, intent: Intent | StoredIntent | None = None) -> None:
+        pass
+
+
+class OnPoint(Probe):
+    """Calls `action` the `nth` time `point` is reached (every time from then on with
+    ``every=True``)."""
+
+    def __init__(
+        self, point: str, action: Callable[[], None], nth: int = 1, *, every: bool = False
+    ) -> None:
+        self.point, self.action, self.nth, self.every = point, action, nth, every
+        self.count = 0
+
+    def reached(self, point: str, intent: Intent | StoredIntent | None = None) -> None:
+        if point != self.point:
+            return
+        self.count += 1
+        if self.count == self.nth or (self.every and self.count > self.nth):
+            self.action()
+
+
+class CrashAt(OnPoint):
+    """Dies (:class:`SimulatedCrash`) the `nth` time `point` is reached: ``CrashAt("intent", 3)``
+    is a kill after batch 3's intent is durable and before its change is final."""
+
+    def __init__(self, point: str, nth: int = 1) -> None:
+        super().__init__(point, self._crash, nth)
+
+    def _crash(self) -> None:
+        raise SimulatedCrash(f"killed at {self.point} #{self.nth}")
+
+
+class Probes(Probe):
+    """Several probes, each told of every point, in order."""
+
+    def __init__(self, *probes: Probe) -> None:
+        self.probes = probes
+
+    def reached(self, point: str, intent: Intent | StoredIntent | None = None) -> None:
+        for probe in self.probes:
+            probe.reached(point, intent)
+
+
+__all__ = [
+    "CrashAt",
+    "FixedClock",
+    "MemoryTree",
+    "OnPoint",
+    "Probe",
+    "Probes",
+    "SimulatedCrash",
+    "close_stores",
+    "open_stores",
+    "replace_file",
+]
+
+
+# -- an object store in memory ---------------------------------------------------------------
+
+
+class MemoryTree(ObjectStore):
+    """A file tree kept in memory, for tests of rules on object datasets without a disk or a
+    bucket: configure the store as ``{kind: filesystem, root: ...}`` (the root is never read)
+    and pass ``stores={"name": MemoryTree("name", ...)}`` to plan, run or explain.
+
+    :meth:`put` adds a file with its modification time; :attr:`files` is what is there;
+    keys in :attr:`failing` fail to delete (an I/O error), as a real disk sometimes does.
+    """
+
+    kind = "filesystem"
+
+    def __init__(self, name: str, settings: Settings | None = None) -> None:
+        super().__init__(name, None, settings)
+        self.files: dict[str, dt.datetime] = {}
+        self.failing: set[str] = set()
+
+    def put(self, key: str, modified: dt.datetime) -> None:
+        self.files[key] = modified
+
+    def pages(self, dataset: Dataset, prefix: str | None = None) -> Iterator[list[ObjectRecord]]:
+        assert dataset.template is not None
+        template = dataset.template
+        page: list[ObjectRecord] = []
+        for key in sorted(self.files):
+            if template.match(key) is None:
+                continue
+            modified = self.files[key]
+            page.append(ObjectRecord(key, modified, modified, template.subject_of(key)))
+            if len(page) == PAGE_SIZE:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def mode(self, dataset: Dataset) -> str:
+        return "files in memory: removed"
+
+    def delete(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> DeleteResult:
+        deleted, failed = [], {}
+        for record in records:
+            if record.key in self.failing:
+                failed[record.key] = "EIO: input/output error"
+            elif self.files.get(record.key) == record.modified:
+                del self.files[record.key]
+                deleted.append(record.key)
+        return DeleteResult(deleted=tuple(deleted), failed=failed)
+
+    def absent(self, dataset: Dataset, entries: Sequence[Sequence[Any]]) -> list[str]:
+        return [str(entry[0]) for entry in entries if entry[0] not in self.files]
+
+    def head(self, dataset: Dataset, key: str) -> ObjectRecord | None:
+        assert dataset.template is not None
+        if key not in self.files or dataset.template.match(key) is None:
+            return None
+        modified = self.files[key]
+        return ObjectRecord(key, modified, modified, dataset.template.subject_of(key))
+
+    def reach(self, dataset: Dataset | None = None) -> list[str]:
+        return []

@@ -37,7 +37,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TypeAlias
 from zoneinfo import ZoneInfo
 
@@ -49,6 +49,7 @@ __all__ = [
     "add_duration",
     "due_clock_set",
     "latest_wall_at_or_before",
+    "parse_stored",
     "wall_to_utc",
 ]
 
@@ -284,3 +285,29 @@ def _require_aware(t: datetime, name: str) -> datetime:
     if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware UTC datetime, got naive {t!r}")
     return t.astimezone(UTC)
+
+
+def parse_stored(value: object, zone: ZoneInfo) -> datetime | None:
+    """A stored timestamp (text, date or datetime) as an aware UTC instant, or None if unreadable.
+
+    Naive values are wall time in `zone`; an ambiguous or skipped wall time is resolved like
+    :func:`retention.timemath.wall_to_utc` (the later instant / the transition).
+    """
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime.combine(value, time())
+    elif isinstance(value, (str, bytes)):
+        text = value.decode() if isinstance(value, bytes) else value
+        try:
+            parsed = datetime.fromisoformat(text.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    try:
+        if parsed.tzinfo is None:
+            return wall_to_utc(parsed, zone)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # off the calendar once in UTC (year 1, year 9999)
+        return None

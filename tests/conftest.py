@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from retention.stores.sql import make_engine
 
 from .scenario import Scenario
-from .stores.objects import free_port
+from .stores.objectworld import free_port
 
 POSTGRES_ENV = "RETENTION_TEST_POSTGRES_URL"
 MARIADB_ENV = "RETENTION_TEST_MARIADB_URL"

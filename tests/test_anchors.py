@@ -10,7 +10,7 @@ from retention.anchors import Bucket, Directory, open_destination
 from retention.errors import ConfigError, StoreError
 from retention.settings import AuditSettings
 
-from .stores.objects import s3_client
+from .stores.objectworld import s3_client
 
 
 def test_a_directory_never_overwrites_and_lists_only_checkpoints(tmp_path: Path) -> None:

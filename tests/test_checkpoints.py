@@ -28,7 +28,7 @@ from retention.executor import Executor
 
 from .auditlog import HMAC_KEY, NOW, Log, build, rehash_from, ticket
 from .scenario import Scenario
-from .stores.objects import s3_client
+from .stores.objectworld import s3_client
 
 
 def private_pem(key: Ed25519PrivateKey) -> str:

@@ -13,7 +13,6 @@ kernel has accepted, so durability costs (fsync) would only slow the test down.
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,9 @@ from typer.testing import CliRunner
 from retention.cli import app
 from retention.executor import Executor
 from retention.runevents import RUN_ACTION
+from retention.stores.base import Intent, StoredIntent
 from retention.stores.sql import make_engine
+from retention.testing import Probe, SimulatedCrash
 
 from .conftest import Database
 from .scenario import SUBJECTS, TICKETS_DATASET, Scenario, at, rule, utc
@@ -387,10 +388,6 @@ def test_killed_run_is_finished_exactly_once(
 # -- the window between data commit and audit commit --------------------------------------------
 
 
-class Crash(BaseException):
-    """The process dying: nothing in the engine catches it."""
-
-
 MESSAGES_DATASET: dict[str, Any] = {
     "store": "app",
     "table": "messages",
@@ -441,24 +438,21 @@ def test_crash_between_data_and_audit_commit(
     state = tmp_path / "state.db"
 
     lost: list[str] = []
-    original = Executor._audit_done
+    seen: list[Sequence[str]] = []
 
-    def crashing(self: Executor, *args: Any, **kwargs: Any) -> bool:
-        call = inspect.signature(original).bind(self, *args, **kwargs).arguments
-        keys = call["keys"]
-        if call["rule_id"] == rule_id and keys:
-            seen.append(keys)
-            if len(seen) == crash_at:
-                lost.extend(str(k[0]) for k in keys)
-                raise Crash
-        return original(self, *args, **kwargs)
+    class Crashing(Probe):
+        """Dies while writing the audit entry of the rule's `crash_at`-th batch."""
 
-    seen: list[list[Any]] = []
-    monkeypatch.setattr(Executor, "_audit_done", crashing)
-    crashed = Executor(config, now=utc("2026-01-01"), live=True)
-    with pytest.raises(Crash):
+        def reached(self, point: str, intent: Intent | StoredIntent | None = None) -> None:
+            if point == "audit" and isinstance(intent, Intent) and intent.rule == rule_id:
+                seen.append(intent.keys)
+                if len(seen) == crash_at:
+                    lost.extend(intent.keys)
+                    raise SimulatedCrash
+
+    crashed = Executor(config, now=utc("2026-01-01"), live=True, probe=Crashing())
+    with pytest.raises(SimulatedCrash):
         crashed.run()
-    monkeypatch.setattr(Executor, "_audit_done", original)
 
     assert len(lost) == 3
     with sqlite3.connect(state) as connection:
@@ -537,31 +531,29 @@ def test_a_batch_another_run_settled_is_not_audited_twice(
         [rule("purge")], batch_size=3, limits={"max_fraction": 1.0}, audit={"keys": "plain"}
     )
     state = tmp_path / "state.db"
-    original = Executor._audit_done
-    stalled: list[dict[str, Any]] = []
+    stalled: list[str] = []
 
-    def stalling(self: Executor, *args: Any, **kwargs: Any) -> bool:
-        call = inspect.signature(original).bind(self, *args, **kwargs).arguments
-        if call["keys"] and len(stalled) == 0 and call["keys"][0] == (4,):
-            stalled.append(call)
-            raise Crash  # the stall: this run writes nothing more for now
-        return original(self, *args, **kwargs)
+    class Stalling(Probe):
+        """The run stalls (writes nothing more for now) as it audits the batch from key 4."""
 
-    monkeypatch.setattr(Executor, "_audit_done", stalling)
-    first = Executor(config, now=utc("2026-01-01"), live=True)
-    with pytest.raises(Crash):
+        def reached(self, point: str, intent: Intent | StoredIntent | None = None) -> None:
+            first_key = intent.keys[0] if isinstance(intent, Intent) else None
+            if point == "audit" and first_key == "4" and not stalled:
+                stalled.append(first_key)
+                raise SimulatedCrash
+
+    first = Executor(config, now=utc("2026-01-01"), live=True, probe=Stalling())
+    with pytest.raises(SimulatedCrash):
         first.run()
-    monkeypatch.setattr(Executor, "_audit_done", original)
 
     second = Executor(config, now=utc("2026-01-01"), live=True)
     assert second.run().recovered == 1  # it settled the stalled batch
-    late = stalled[0]
-    del late["self"], late["connection"]  # it would open a new state transaction
-    wrote = first._audit_done(**late)  # the first run wakes up and writes its entry
+    before = len(_entries(state))
+    first.ledger.flush()  # the first run wakes up and writes what it still had queued
 
     audited = Counter(k for e in _entries(state) for k in json.loads(e["keys"]))
     assert audited == Counter({str(i): 1 for i in range(1, 7)})
-    assert wrote is False
+    assert len(_entries(state)) == before
 
 
 def _entries(state: Path) -> list[dict[str, Any]]:

@@ -42,6 +42,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from retention import statetables
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
@@ -1119,10 +1121,10 @@ _APP_DENIED = [
 def _state_probes() -> tuple[list[sa.Executable], list[sa.Executable]]:
     """What the daemon does in its state DB, and what it must not be able to do.
 
-    Built on the package's own table definitions (retention.statedb), so a table the grants
-    do not cover fails here rather than in production.
+    Built on the package's own table definitions (retention.statetables), so a table the
+    grants do not cover fails here rather than in production.
     """
-    statedb = pytest.importorskip("retention.statedb", reason="the state DB module is not there")
+    statedb = statetables
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     audit, runs, leases, intents = statedb.audit, statedb.runs, statedb.leases, statedb.intents
     for grants in SQL.glob("*/state-grants.sql"):
@@ -1191,11 +1193,9 @@ def _state_probes() -> tuple[list[sa.Executable], list[sa.Executable]]:
 
 def _check_state_grants(owner: sa.engine.Engine, role: sa.engine.Engine, grants: Path) -> None:
     allowed, denied = _state_probes()
-    from retention import statedb
-
-    statedb.metadata.create_all(owner)
+    statetables.metadata.create_all(owner)
     _run_script(owner, _statements(grants, role.url.username))
-    statedb.metadata.create_all(role)  # at start the daemon finds its tables: creates nothing
+    statetables.metadata.create_all(role)  # at start the daemon finds its tables: creates nothing
     for statement in allowed:
         _probe(role, statement, allowed=True)
     for statement in denied:

@@ -55,9 +55,11 @@ from retention.executor import Executor, RunResult
 from retention.planner import make_plan
 from retention.rules import Rule
 from retention.runevents import RUN_ACTION
-from retention.statedb import intents, open_state, runs
-from retention.stores import SqlStore, open_sql_stores
+from retention.statedb import open_state
+from retention.statetables import intents, runs
+from retention.stores.base import Store
 from retention.stores.sql import make_engine
+from retention.testing import CrashAt, SimulatedCrash, close_stores, open_stores
 from retention.timemath import UTC, add_duration
 
 from .conftest import Database
@@ -265,39 +267,11 @@ class Step:
     not_anonymized_from_mid_run: dict[int, Row] = field(default_factory=dict)
 
 
-class SimulatedCrash(Exception):
-    """The test's stand-in for the process being killed mid-run."""
-
-
-class CrashingExecutor(Executor):
-    """Dies around batch `crash_at`: after its intent is recorded but before its data commits
-    ("before data commit"), or while its audit entry is written after the data committed
-    ("audit write", whenever the executor writes it: at once or with the next batch); or
-    while reconciling the intents an earlier crash left ("reconcile")."""
-
-    def __init__(self, *args: Any, crash_at: int, point: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.crash_at, self.point = crash_at, point
-        self.committing = 0
-        self.audited: list[str] = []
-
-    def _commit_point(self, *args: Any, **kwargs: Any) -> str:
-        intent_id: str = super()._commit_point(*args, **kwargs)
-        if self.point == "before data commit":
-            self.committing += 1
-            if self.committing == self.crash_at:
-                raise SimulatedCrash(f"killed before batch {self.crash_at} committed")
-        return intent_id
-
-    def _audit_done(self, intent_id: str, run_id: str, *args: Any, **kwargs: Any) -> bool:
-        if self.point == "reconcile" and run_id != self.run_id:
-            raise SimulatedCrash("killed while reconciling an interrupted run")
-        if self.point == "audit write" and run_id == self.run_id:  # not intents it reconciles
-            if intent_id not in self.audited:
-                self.audited.append(intent_id)
-            if len(self.audited) == self.crash_at:
-                raise SimulatedCrash(f"killed while auditing batch {self.crash_at}")
-        return super()._audit_done(intent_id, run_id, *args, **kwargs)
+CRASH_POINTS = {
+    "before data commit": "intent",  # its intent is durable, its data not committed
+    "audit write": "audit",  # its data committed, its audit entry being written
+    "reconcile": "settle",  # settling the intents an earlier crash left
+}
 
 
 def on_batch(at: int, action: Callable[[], None]) -> Callable[[Rule, str, int, int], None]:
@@ -370,7 +344,7 @@ class EnforcementMachine(RuleBasedStateMachine):
         self.scenario = Scenario(self.db, self.directory)
         self.state = open_state(f"sqlite:///{self.directory / 'state.db'}")
         self.config: Config | None = None
-        self.stores: dict[str, SqlStore] = {}
+        self.stores: dict[str, Store] = {}
         self.now = START
         self.holds = Holds()
         self.next_ticket = 1
@@ -381,8 +355,7 @@ class EnforcementMachine(RuleBasedStateMachine):
         self.step: Step | None = None
 
     def teardown(self) -> None:
-        for store in self.stores.values():
-            store.dispose()
+        close_stores(self.stores)
         self.state.dispose()
         self.db.engine.dispose()
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -405,7 +378,7 @@ class EnforcementMachine(RuleBasedStateMachine):
             audit={"keys": "plain"},
             limits={"max_fraction": 1.0},
         )
-        self.stores = open_sql_stores(self.config.settings)
+        self.stores = open_stores(self.config.settings)
         created = (START - dt.timedelta(days=400)).replace(tzinfo=None)
         self.scenario.accounts(*({"id": i, "created_at": created} for i in ACCOUNT_IDS))
         self.insert_tickets(specs)
@@ -569,7 +542,8 @@ class EnforcementMachine(RuleBasedStateMachine):
         if point == "after data commit":  # before its audit entry, which is deferred
             executor = self._executor(live=True, progress=on_batch(crash_at, die))
         else:
-            executor = self._executor(CrashingExecutor, live=True, crash_at=crash_at, point=point)
+            nth = 1 if point == "reconcile" else crash_at
+            executor = self._executor(live=True, probe=CrashAt(CRASH_POINTS[point], nth))
         try:
             step.result = executor.run()
             step.complete = True  # fewer batches than crash_at: a complete run

@@ -11,7 +11,6 @@ import pytest
 import yaml
 from sqlalchemy import (
     Column,
-    Connection,
     Integer,
     MetaData,
     String,
@@ -27,11 +26,10 @@ from retention.audit import AuditLog
 from retention.cli import app
 from retention.config import load_config
 from retention.errors import ConfigError
-from retention.executor import Executor, KeyTuple
+from retention.executor import Executor
 from retention.planner import make_plan
 from retention.runevents import RUN_ACTION
-from retention.stores.sqlselect import Selection
-from retention.testing import FixedClock, replace_file
+from retention.testing import FixedClock, OnPoint, replace_file
 
 from .conftest import Database
 from .scenario import (
@@ -307,15 +305,12 @@ def test_hold_added_during_a_run_protects_later_batches(world: Scenario) -> None
     config = world.config([rule()], batch_size=2, limits={"max_fraction": 1.0})
     holds_file = world.directory / "holds.yaml"
 
-    class PlacingAHold(Executor):
-        def _delete_returning(self, *args: Any) -> list[KeyTuple]:
-            replace_file(
-                holds_file,
-                yaml.safe_dump({"holds": [{"id": "late", "subjects": {"account": [2]}}]}),
-            )
-            return super()._delete_returning(*args)
+    def place_a_hold() -> None:
+        held = {"holds": [{"id": "late", "subjects": {"account": [2]}}]}
+        replace_file(holds_file, yaml.safe_dump(held))
 
-    result = PlacingAHold(config, now=NOW, live=True).run()
+    placing = OnPoint("write", place_a_hold)  # while the first batch's DELETE is sent
+    result = Executor(config, now=NOW, live=True, probe=placing).run()
     assert result.outcomes[0].acted == 2
     assert sorted(rows(world)) == [3, 4, 5, 6]
 
@@ -332,18 +327,12 @@ def test_record_reactivated_between_select_and_delete_is_kept(world: Scenario) -
     )
     config = world.config([rule(after="subject.closed")], audit={"keys": "plain"})
 
-    class Reopening(Executor):
-        def _window_end(
-            self, connection: Connection, selection: Selection, last: KeyTuple | None
-        ) -> Any:
-            keys = super()._window_end(connection, selection, last)
-            with world.db.engine.begin() as connection:
-                connection.execute(
-                    update(ACCOUNTS).where(ACCOUNTS.c.id == 2).values(closed_at=None)
-                )
-            return keys
+    def reopen() -> None:
+        with world.db.engine.begin() as connection:
+            connection.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == 2).values(closed_at=None))
 
-    result = Reopening(config, now=NOW, live=True).run()
+    reopening = OnPoint("window", reopen, every=True)  # after each window's records are chosen
+    result = Executor(config, now=NOW, live=True, probe=reopening).run()
     assert result.outcomes[0].acted == 1
     assert list(rows(world)) == [2]
     assert [json.loads(e.keys) for e in audit_entries(config)] == [["1"]]
@@ -387,7 +376,8 @@ def test_a_killed_dry_run_is_marked_interrupted(world: Scenario) -> None:
     """A dry run whose process is gone from this host is marked interrupted by the next run."""
     import socket
 
-    from retention.statedb import open_state, runs
+    from retention.statedb import open_state
+    from retention.statetables import runs
 
     world.tickets(*old_tickets(1))
     config = world.config([rule()])
@@ -413,7 +403,8 @@ def test_audit_entries_follow_the_batches_on_any_state_db(
     """A batch's entry is written with the next batch's intent, in one state-DB transaction, and
     the last one at the end of the rule: on a file and on an in-memory state DB every batch is
     audited, in batch order, the chain verifies and no intent is left."""
-    from retention.statedb import intents, open_state
+    from retention.statedb import open_state
+    from retention.statetables import intents
 
     world.tickets(*old_tickets(10))
     config = world.config([rule()], batch_size=3, audit={"keys": "plain"})

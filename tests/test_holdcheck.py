@@ -7,8 +7,9 @@ from pathlib import Path
 from sqlalchemy import Column, MetaData, String, Table, insert
 
 from retention.holdcheck import unmatched_hold_ids
-from retention.planner import hold_coverage, make_plan
-from retention.stores import open_sql_stores
+from retention.holdsreport import hold_coverage
+from retention.planner import make_plan
+from retention.stores import Stores
 from retention.validate import check_hold_ids
 
 from .conftest import Database
@@ -31,12 +32,8 @@ def test_unknown_hold_ids_are_warned_about(db: Database, tmp_path: Path) -> None
         ]
     }
     config = world.config([rule()], holds=holds)
-    stores = open_sql_stores(config.settings)
-    try:
+    with Stores(config.settings) as stores:
         warnings = unmatched_hold_ids(config, config.load_holds(), stores)
-    finally:
-        for store in stores.values():
-            store.dispose()
     assert [(w.hold, w.subject_type, w.id) for w in warnings] == [
         ("case-1", "account", "4412"),
         ("case-2", "account", "abc"),

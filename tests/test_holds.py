@@ -14,7 +14,7 @@ from retention.cli import app
 from retention.config import load_config
 from retention.errors import ConfigError
 from retention.executor import Executor
-from retention.planner import hold_coverage
+from retention.holdsreport import hold_coverage
 
 from .conftest import Database
 from .scenario import TICKETS, Scenario, at, rule, utc

@@ -66,3 +66,18 @@ def test_config_naming_an_unknown_pack_lists_the_shipped_ones(tmp_path: Path) ->
     (error,) = caught.value.errors
     assert (error.file, error.line, error.field) == (str(path), 3, "rules[0]")
     assert "no shipped rule pack 'acme' (shipped: 247, 24sessions" in error.message
+
+
+def test_every_module_is_held_to_the_import_contracts() -> None:
+    """The contract "nothing imports cli or service" names its sources one by one: a new
+    top-level module must join it, or nothing would stop it importing the CLI."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (guard,) = [c for c in contracts["contracts"] if c["name"] == "Nothing imports cli or service"]
+    modules = {
+        f"retention.{path.stem}" if path.suffix else f"retention.{path.name}"
+        for path in (ROOT / "retention").iterdir()
+        if (path.suffix == ".py" and path.stem not in ("__init__", "__main__"))
+        or (path.is_dir() and (path / "__init__.py").exists())
+    }
+    expected = modules - {"retention.cli", "retention.service"}
+    assert set(guard["source_modules"]) == expected

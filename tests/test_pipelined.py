@@ -1,7 +1,7 @@
 """Live runs on PostgreSQL, pipelined: a batch's write (its DELETE, or its anonymized values'
 write-back) runs on the data thread while the batch before it gets its intent and commit and
-the next one is prepared on a second connection (``Executor._pipelined``). Whatever the overlap,
-a run must change, audit and protect exactly what the plain loop does."""
+the next one is prepared on a second connection (:mod:`retention.stores.sql.batches`). Whatever
+the overlap, a run must change, audit and protect exactly what the plain loop does."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from retention import executor as executor_module
 from retention.audit import AuditLog
 from retention.config import Config
 from retention.executor import Executor, RunResult
-from retention.statedb import intents, open_state
-from retention.testing import replace_file
+from retention.statedb import open_state
+from retention.statetables import intents
+from retention.testing import OnPoint, replace_file
 
 from .conftest import Database
 from .scenario import MESSAGES, TICKETS, TICKETS_DATASET, Scenario, at, rule, utc
@@ -75,18 +75,10 @@ def _config(world: Scenario, action: str = "anonymize", **settings: Any) -> Conf
     return world.config(rules, holds=holds, batch_size=4, audit={"keys": "plain"}, **settings)
 
 
-def _on_each_write(monkeypatch: pytest.MonkeyPatch, before_write: Callable[[], None]) -> None:
-    """Call `before_write` on the data thread before each batch's write (delete or write-back)."""
-
-    class Hooked(executor_module._Prepared):
-        def __init__(self, write: Callable[[], Any], finish: Callable[[Any], Any]) -> None:
-            def hooked_write() -> Any:
-                before_write()
-                return write()
-
-            super().__init__(hooked_write, finish)
-
-    monkeypatch.setattr(executor_module, "_Prepared", Hooked)
+def _on_each_write(before_write: Callable[[], None]) -> OnPoint:
+    """A probe calling `before_write` just before each batch's write (delete or write-back) is
+    sent: on the data thread when the run is pipelined."""
+    return OnPoint("write", before_write, every=True)
 
 
 def _run(config: Config, **kwargs: Any) -> RunResult:
@@ -150,10 +142,9 @@ def test_pipelined_run_matches_the_plain_loop(
     config, plain_config = _config(world, action), _config(plain, action)
     before = _tickets(world.db)
     threads: set[str] = set()
-    _on_each_write(monkeypatch, lambda: threads.add(threading.current_thread().name))
-    result = _run(config)
+    on_thread = _on_each_write(lambda: threads.add(threading.current_thread().name))
+    result = _run(config, probe=on_thread)
     assert {name.split("_")[0] for name in threads} == {"retention-data"}  # it was pipelined
-    monkeypatch.undo()
     assert _run(plain_config).outcomes[0].acted == result.outcomes[0].acted == 17
 
     after = _tickets(world.db)
@@ -190,8 +181,7 @@ def test_a_hold_placed_while_a_batch_is_written_protects_the_next_one(
     holds_file = world.directory / "holds.yaml"
     everyone = list(range(1, 5))
     late = yaml.safe_dump({"holds": [{"id": "late", "subjects": {"account": everyone}}]})
-    _on_each_write(monkeypatch, lambda: replace_file(holds_file, late))
-    result = _run(config)
+    result = _run(config, probe=_on_each_write(lambda: replace_file(holds_file, late)))
     changed = _changed(before, _tickets(world.db))
     done, left = _audited(config)
     assert result.outcomes[0].batches == 1 and left == 0
@@ -216,8 +206,7 @@ def test_a_failed_write_rolls_back_its_batch_and_the_next(
         if len(calls) == 3:
             raise OperationalError("UPDATE", {}, Exception("server closed the connection"))
 
-    _on_each_write(monkeypatch, third_fails)
-    result = _run(config)
+    result = _run(config, probe=_on_each_write(third_fails))
     assert result.outcomes[0].status == "failed" and result.status == "complete"
     changed = _changed(before, _tickets(world.db))
     done, left = _audited(config)
@@ -225,7 +214,6 @@ def test_a_failed_write_rolls_back_its_batch_and_the_next(
     assert changed == {int(k) for keys in done for k in keys}
     assert max(changed) <= 8  # windows of four keys: the first two batches only
 
-    monkeypatch.undo()
     assert _run(config).outcomes[0].status == "ok"
     done, left = _audited(config)
     audited = Counter(k for keys in done for k in keys)

@@ -26,9 +26,8 @@ from retention.config import Config
 from retention.durations import Duration
 from retention.holds import HoldsFile
 from retention.planner import RulePlan, make_plan
-from retention.stores import open_sql_stores
-from retention.stores.sql import make_engine
-from retention.stores.sqlselect import SelectionBuilder
+from retention.stores.sql import SqlStore, make_engine
+from retention.testing import close_stores, open_stores
 from retention.timemath import UTC, add_duration, wall_to_utc
 
 from .conftest import Database
@@ -477,24 +476,24 @@ def planner_result(
     config: Config, holds: HoldsFile, now: dt.datetime
 ) -> tuple[dict[str, RulePlan], dict[str, list[int]]]:
     """The planner's RulePlans, and the actionable keys selected with each rule's Selection."""
-    stores = open_sql_stores(config.settings)
+    stores = open_stores(config.settings)
     try:
         plan = make_plan(config, now, holds=holds, stores=stores)
         assert not plan.skipped, plan.skipped
         store = stores["app"]
-        builder = SelectionBuilder(config, store, now)
+        assert isinstance(store, SqlStore)
+        builder = store.builder(now)
         keys = {}
         with store.engine.connect() as connection:
             for r in config.rules:
                 if r.action == "keep":
                     continue
-                selection = builder.build(r, "tickets", holds)
+                selection = builder.build(r, config.datasets["tickets"], holds)
                 query = select(*selection.key).where(selection.actionable).order_by(*selection.key)
                 keys[r.id] = [row[0] for row in connection.execute(query)]
         return {p.rule: p for p in plan.rules}, keys
     finally:
-        for store in stores.values():
-            store.dispose()
+        close_stores(stores)
 
 
 COUNTS = ("in_scope", "due", "held", "blocked", "superseded", "done", "actionable", "overdue")

@@ -22,7 +22,8 @@ from retention.errors import StateVersionError
 from retention.executor import Executor
 from retention.runevents import MARKER_ACTION, MARKER_RUN_ID, RUN_ACTION
 from retention.schema import HEAD, VERSION_TABLE, known_revisions, revision, upgrade
-from retention.statedb import audit, open_state, runs
+from retention.statedb import open_state
+from retention.statetables import audit, runs
 from retention.stores.sql import make_engine
 
 from .conftest import Database

@@ -1,37 +1,68 @@
-"""Stores: where data lives. One module per backend; :func:`sql_stores` builds them from config."""
+"""Stores: where data lives. One backend module per kind, found in :data:`retention.kinds.KINDS`.
+
+:class:`Stores` opens the configured stores on first use and closes them together; it also wires
+object stores to the store that holds their subjects' lifecycle tables (a bucket reads "account
+closed" from the accounts table), so no backend imports another.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import Any, cast
 
-from ..settings import Settings, SqlStoreConfig
-from .sql import SqlStore
-
-
-def open_sql_stores(settings: Settings) -> dict[str, SqlStore]:
-    """A :class:`SqlStore` for every `sql` store in the settings (engines are created lazily)."""
-    return {
-        name: SqlStore(name, config)
-        for name, config in settings.stores.items()
-        if isinstance(config, SqlStoreConfig)
-    }
+from ..datasets import SubjectType
+from ..errors import StoreError
+from ..kinds import KINDS
+from ..settings import Settings
+from .base import Store, SubjectSource
 
 
-@contextmanager
-def sql_stores(
-    settings: Settings, given: dict[str, SqlStore] | None = None
-) -> Iterator[dict[str, SqlStore]]:
-    """`given` stores as they are, or new ones that are closed on exit."""
-    if given is not None:
-        yield given
-        return
-    stores = open_sql_stores(settings)
-    try:
-        yield stores
-    finally:
-        for store in stores.values():
-            store.dispose()
+def store_class(kind: str) -> Any:
+    """The backend class for stores of `kind` (imported only when a store of it is used)."""
+    module, _, name = KINDS[kind].backend.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["SqlStore", "open_sql_stores", "sql_stores"]
+class Stores:
+    """The stores of one configuration, opened on first use and closed together.
+
+    `given` stores (tests, the service's probes) are used as they are and left open.
+    """
+
+    def __init__(self, settings: Settings, given: Mapping[str, Store] | None = None) -> None:
+        self.settings = settings
+        self._given = dict(given or {})
+        self._open: dict[str, Store] = {}
+
+    def __getitem__(self, name: str) -> Store:
+        if name in self._given:
+            return self._given[name]
+        if name not in self._open:
+            config = self.settings.stores[name]
+            self._open[name] = store_class(config.kind)(name, config, self.settings, self.subjects)
+        return self._open[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.settings.stores)
+
+    def subjects(self, subject: SubjectType) -> SubjectSource:
+        """The store holding `subject`'s lifecycle table."""
+        store = self[subject.store]
+        if not store.capabilities.subject_tables:
+            raise StoreError(f"subject store {subject.store!r} holds no tables")
+        return cast(SubjectSource, store)
+
+    def __enter__(self) -> Stores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for store in self._open.values():
+            store.close()
+        self._open.clear()
+
+
+__all__ = ["Stores", "store_class"]

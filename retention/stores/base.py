@@ -1,244 +1,341 @@
-"""The protocol every object store implements (S3 buckets, file trees), and its value objects.
+"""The one protocol every store implements, and the values that cross it.
 
-An object store lists the records of a dataset page by page, deletes batches of them, and says
-which ones it must not delete whatever the rules say (an S3 Object Lock, a symlink). Everything
-else is shared and decided in Python by :mod:`retention.stores.evaluate` (clocks, rules, holds,
-precedence) and :mod:`retention.stores.objectrun` (plan counts, batches, intents, audit), so a
-bucket and a directory obey exactly the same rules as a table.
+The engine (planner, executor, ledger, recovery, explain, validate) talks to SQL databases,
+buckets and file trees only through :class:`Store`. A store evaluates rules where the data is —
+a SQL store in one set-based statement per question, an object store over its listing — and
+re-checks every record at the moment of action; the engine decides nothing about individual
+records. What differs between kinds of store is data (:class:`~retention.kinds.Capabilities`),
+not ``if kind == ...``.
+
+Crash safety is the engine's, written once: a live store hands each batch to the
+:class:`CommitPoint` before the change is final (``intend``: fenced, durable) and after
+(``done``: audited). Recovery gives an interrupted batch's intent back to its store to
+:meth:`Store.settle`, which judges from the data what really happened.
+
+A store never imports the engine, the audit log, the lease or the state DB; the engine passes
+in what a store needs from them (:class:`Enforcement`, :class:`LegalHoldBook`,
+:class:`SubjectSource`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
-from ..ids import canonical_id
+from ..datasets import Dataset, SubjectType
+from ..holds import Hold, HoldsFile
+from ..kinds import Capabilities
+from ..rules import Rule
 
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
+Ticket = str  # an intent's id, from CommitPoint.intend
 
-    from ..audit import AuditLog
-    from ..config import Config
-    from ..executor import RuleOutcome
-    from ..holds import Hold, HoldsFile
-    from ..lease import Lease
-    from ..planner import RulePlan
-    from ..rules import Rule
-    from .sql import SqlStore
 
-# S3's DeleteObjects takes at most this many keys; listings come in pages of this size.
-PAGE_SIZE = 1000
+class Stopped(Exception):
+    """Raised by a store's enforcement, after its last batch is settled, when the run was asked
+    to stop (SIGTERM) before the rule was done."""
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """One rule on one dataset, evaluated as of `now`: the unit of planning and enforcing."""
+
+    rule: Rule
+    dataset: Dataset
+    now: dt.datetime
+
+    def __repr__(self) -> str:
+        return f"Target({self.rule.id!r} on {self.dataset.name!r})"
 
 
 @dataclass(frozen=True)
-class Version:
-    """One S3 object version or delete marker; `id` None on an unversioned bucket."""
+class Counts:
+    """What a rule covers on one dataset and what a run would do with it (a plan row's numbers).
 
-    id: str | None
-    marker: bool = False
-
-
-@dataclass(frozen=True)
-class ObjectRecord:
-    """One record of an object dataset, as listed.
-
-    `created` is the ``record.created`` clock (LastModified / mtime, or the dataset's `tag`),
-    None when it cannot be read (then the record's clock has not started); `clock_unreadable`
-    says a tag was there but held no timestamp (the plan reports such records). `problem` is a
-    reason found while listing why the record must never be deleted (a symlink); `versions` are
-    what a delete removes on S3 (every version and delete marker of a versioned key).
+    `notes` are lines a reader of the plan needs beyond the counts (how a delete is carried
+    out, what the store's own protections keep); `extra` are the store's own numbers for
+    ``--json`` (``blocked_by_object_lock``).
     """
 
-    key: str
-    modified: dt.datetime
-    created: dt.datetime | None
-    subject: str | None
-    versions: tuple[Version, ...] = (Version(None),)
-    problem: str | None = None
-    clock_unreadable: bool = False
-
-    @property
-    def entries(self) -> int:
-        """How many things a delete removes (keys × versions)."""
-        return len(self.versions)
+    in_scope: int = 0
+    due: int = 0
+    held: int = 0
+    blocked: int = 0
+    superseded: int = 0
+    done: int = 0
+    actionable: int = 0
+    overdue: int = 0
+    unreadable: int = 0  # not due: a clock the rule needs holds a value that is no timestamp
+    vetoed: int = 0  # due and free, but kept by the store's own protections (Object Lock)
+    samples: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    extra: Mapping[str, int | str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class DeleteResult:
-    """What one delete batch did, key by key."""
+class Tally:
+    """Counted just before a rule acts: what it would act on, what it never can (unreadable
+    clocks), and the dataset's size when asked (for ``limits.max_fraction``)."""
 
-    deleted: tuple[str, ...] = ()
-    locked: dict[str, str] = field(default_factory=dict)  # key -> why (object lock)
-    refused: dict[str, str] = field(default_factory=dict)  # key -> why (symlink, outside root)
-    failed: dict[str, str] = field(default_factory=dict)  # key -> error code and message
+    actionable: int
+    unreadable: int = 0
+    size: int | None = None
 
 
-class RunContext(Protocol):
-    """What an object store needs from the run it acts in (the executor provides it)."""
+@dataclass(frozen=True)
+class Problem:
+    """One thing `validate` found wrong with a store or dataset, at a dotted config path."""
 
-    config: Config
-    now: dt.datetime
-    live: bool
-    force: bool
+    where: str
+    message: str
+    unreachable: bool = False
+
+
+@dataclass(frozen=True)
+class Note:
+    """One audit entry a batch produces.
+
+    `keys` None means the keys of the batch's intent (already being put in their audit form);
+    `dataset` and `action` default to the batch's (a cascade child names its own).
+    """
+
+    outcome: str  # done | would delete | blocked by object lock | refused | failed | ...
+    keys: Sequence[str] | None = None
+    detail: str | None = None
+    dataset: str | None = None
+    action: str | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one batch did (or, in a dry run, would do).
+
+    `acted` records were changed (would be); `children` counts cascaded rows per child dataset;
+    `kept` counts records the store's own vetoes kept, by label; `failed` counts records the
+    store could not act on (they are left for the next run); `notes` are its audit entries —
+    already written through the commit point when `audited`; `remarks` are lines for the run's
+    summary (a directory that could not be read).
+    """
+
+    acted: int = 0
+    notes: tuple[Note, ...] = ()
+    audited: bool = False
+    children: Mapping[str, int] = field(default_factory=dict)
+    kept: Mapping[str, int] = field(default_factory=dict)
+    failed: Mapping[str, int] = field(default_factory=dict)  # reason (an error code) -> records
+    remarks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What a live batch is about to change, recorded durably before the change is final.
+
+    `keys` are the records' keys in their audit text form (``42``, ``7/3``, an object key);
+    `payload` is the store's own JSON to settle the batch after a crash (key tuples, object
+    versions); `children` the cascaded rows, likewise.
+    """
+
+    rule: str
+    dataset: str
+    action: str
+    keys: Sequence[str]
+    payload: str
+    children: str = "[]"
+
+
+@dataclass(frozen=True)
+class StoredIntent:
+    """An intent found in the state DB: a batch whose outcome was not audited."""
+
+    id: str
     run_id: str
-    audit: AuditLog
-    state: Engine
-    lease: Lease | None
-    actions: int
-    progress: Callable[[Rule, str, int, int], None] | None
+    rule: str
+    dataset: str
+    action: str
+    payload: str
+    children: str
+
+
+@dataclass(frozen=True)
+class Flags:
+    """What one rule says about one record (the same predicates a plan counts and a run uses)."""
+
+    scope: bool = True
+    due: bool = False
+    held: bool = False
+    blocked: bool = False
+    superseded: bool = False
+    done: bool = False
+    actionable: bool = False
+    overdue: bool = False
+    unreadable: bool = False
+
+
+@dataclass(frozen=True)
+class RuleView:
+    """One rule's verdict on one record: its flags, when its clock started, and the store's
+    own veto if one keeps the record whatever the rule says."""
+
+    rule: Rule
+    flags: Flags
+    start: dt.datetime | None
+    veto: str | None = None
+
+
+@dataclass(frozen=True)
+class Description:
+    """One record as `explain` shows it: every rule's view, and the holds that cover it."""
+
+    rules: tuple[RuleView, ...]
+    holds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SubjectEvents:
+    """One subject's lifecycle events: when each happened (None: not yet, or unreadable), and
+    the ones whose stored value is there but is no timestamp."""
+
+    at: Mapping[str, dt.datetime | None]
+    unreadable: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PlacedHold:
+    """An S3 legal hold retention placed to mirror its own holds."""
+
+    id: str
+    key: str
+    version: str | None
+    holds: tuple[str, ...] = ()
+
+
+class CommitPoint(Protocol):
+    """The engine's crash-safety commit point, written once for every store."""
+
+    def intend(self, intent: Intent) -> Ticket:
+        """Record `intent` durably, fenced on the lease, before the change is made final
+        (inside the open data transaction; before an object store's delete request). Raises
+        if the lease was lost or the state DB fails: the change must then not be made."""
+
+    def done(self, ticket: Ticket, result: BatchResult) -> None:
+        """The change is final: audit `result` (the intent is removed with its entries)."""
+
+
+class Probe(Protocol):
+    """Named points of a run where tests inject faults (:mod:`retention.testing`); a no-op in
+    production. Points: ``window`` (a SQL batch's records are chosen), ``write`` (just before a
+    batch's change is sent), ``intent`` (its intent is durable, its change not yet final),
+    ``audit`` (a batch's audit entry is being written), ``settle`` (an interrupted batch is being
+    settled). `intent` is the batch's, where there is one."""
+
+    def reached(self, point: str, intent: Intent | StoredIntent | None = None) -> None: ...
+
+
+class LegalHoldBook(Protocol):
+    """Where the S3 legal holds retention placed are recorded (in the state DB), so that only
+    those are ever released, and their placing and release audited."""
+
+    def placed(self, store: str, dataset: str) -> list[PlacedHold]: ...
+
+    def which_placed(self, ids: Sequence[str]) -> set[str]: ...
+
+    def record(self, store: str, dataset: str, holds: Sequence[PlacedHold]) -> None: ...
+
+    def forget(self, ids: Sequence[str]) -> None: ...
+
+    def note(self, dataset: str, action: str, keys: Sequence[str], detail: str) -> None: ...
+
+
+class SubjectSource(Protocol):
+    """A store that holds subject types' lifecycle tables (what object stores read events from,
+    and where hold ids are looked up)."""
+
+    def subject_events(
+        self, subject: SubjectType, ids: Iterable[str], events: Sequence[str]
+    ) -> dict[str, SubjectEvents]:
+        """The events of the subjects `ids` (canonical ids), by canonical id; unknown ids are
+        absent."""
+
+    def known_subjects(self, subject: SubjectType, ids: Sequence[str]) -> tuple[set[str], bool]:
+        """Which of `ids` (canonical) the subject table has, and whether its key is an integer."""
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """What a store needs from the run it acts in."""
+
+    holds: Callable[[], HoldsFile]  # re-read before every batch; raises ConfigError if unusable
+    commit: CommitPoint | None  # None: a dry run (same path, stops before the change)
     should_stop: Callable[[], bool]
+    batch_size: int
+    probe: Probe
+    legal_holds: LegalHoldBook | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.commit is not None
 
 
-class ObjectStore(ABC):
-    """One configured S3 bucket or file tree."""
+class Store(Protocol):
+    """One configured store. Implementations: :mod:`retention.stores.sql`,
+    :mod:`retention.stores.objects` (S3, file trees)."""
 
-    kind: str
     name: str
-    # what the store's own protections are called: "locked" (S3 Object Lock) or "refused"
-    protection: str = "refused"
-    # delete batches in flight at once
-    concurrency: int = 1
+    capabilities: Capabilities
 
-    def __init__(self, name: str, config: Config, sql: dict[str, SqlStore]) -> None:
-        self.name = name
-        self.config = config
-        self.sql = sql
-        self._plans: dict[tuple[Any, ...], dict[str, RulePlan]] = {}
-        # directories (or prefixes) the listing could not read: reported, never fatal
-        self.unreadable: set[str] = set()
+    def check(self, datasets: Sequence[Dataset]) -> list[Problem]:
+        """Reach the store and check what config says of `datasets` against it (`validate`)."""
 
-    # -- what each backend provides ------------------------------------------------------
+    def plan(self, targets: Sequence[Target], holds: HoldsFile, samples: int) -> list[Counts]:
+        """The counts of each target (in order), changing nothing. Raises StoreError."""
 
-    @abstractmethod
-    def pages(self, dataset: str, prefix: str | None = None) -> Iterator[list[ObjectRecord]]:
-        """The dataset's records, one listing page at a time (never the whole listing)."""
+    def tally(self, target: Target, holds: HoldsFile, *, size: bool) -> Tally:
+        """What `target` would act on now (circuit breakers, lingering after a run)."""
 
-    @abstractmethod
-    def mode(self, dataset: str) -> str:
-        """How a delete is carried out here, for the plan (``versioned: ...``)."""
+    def enforce(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
+        """Act on `target` batch by batch, re-checking every record at the moment of action;
+        in a dry run (no commit point) only say what would be done. Raises StoreError (and
+        ForeignKeyRefused) when it cannot go on; batches already yielded are final."""
 
-    def protected(self, records: Sequence[ObjectRecord], now: dt.datetime) -> dict[str, str]:
-        """Records the store must not delete now whatever the rules say: key -> reason."""
-        return {r.key: r.problem for r in records if r.problem is not None}
+    def settle(self, intent: StoredIntent, dataset: Dataset, rule: Rule | None) -> BatchResult:
+        """What an interrupted batch of `dataset` really changed, judged from the data
+        (recovery); `rule` None when the rule is no longer configured."""
 
-    @abstractmethod
-    def delete(self, dataset: str, records: Sequence[ObjectRecord]) -> DeleteResult:
-        """Delete one batch; every key ends up deleted, locked, refused or failed."""
+    def describe(
+        self, dataset: Dataset, key: str, holds: HoldsFile, now: dt.datetime
+    ) -> Description:
+        """Every rule's view of one record (`explain`); RecordNotFound when it is not there."""
 
-    @abstractmethod
-    def absent(self, dataset: str, entries: Sequence[Sequence[Any]]) -> list[str]:
-        """Keys (of intent entries ``[key, version]``) that no longer exist: they were deleted."""
+    def covered(self, dataset: Dataset, hold: Hold) -> int:
+        """How many records of `dataset` the subject scope of `hold` covers (`holds`)."""
 
-    @abstractmethod
-    def describe(self, dataset: str, key: str) -> ObjectRecord | None:
-        """One record by key, or None when it does not exist (for `explain`)."""
-
-    @abstractmethod
-    def check(self, dataset: str | None = None) -> list[str]:
-        """Problems found reaching the store (or one dataset), for `validate`."""
-
-    def submit(self, dataset: str, records: Sequence[ObjectRecord]) -> Future[DeleteResult]:
-        """Start deleting one batch; by default at once, in this thread."""
-        future: Future[DeleteResult] = Future()
-        try:
-            future.set_result(self.delete(dataset, records))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
-
-    def dispose(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections and threads."""
-
-    def sync_holds(self, ctx: RunContext, dataset: str, outcome: RuleOutcome) -> None:  # noqa: B027
-        """Mirror retention holds onto the store, once per dataset and run (S3 only)."""
-
-    # -- shared behaviour ------------------------------------------------------------------
-
-    def plan(
-        self, rule: Rule, dataset: str, holds: HoldsFile, now: dt.datetime, samples: int
-    ) -> RulePlan:
-        """The plan of `rule` on `dataset`; every rule of the dataset is counted in one listing."""
-        from .objectrun import plan_dataset
-
-        cache_key = (dataset, now, samples, id(holds))
-        if cache_key not in self._plans:
-            self._plans = {cache_key: plan_dataset(self, dataset, holds, now, samples)}
-        return self._plans[cache_key][rule.id]
-
-    def count_covered(self, dataset: str, hold: Hold) -> int:
-        """How many records of `dataset` the subject scope of `hold` covers (`retention holds`)."""
-        from .template import subject_type
-
-        ds = self.config.settings.datasets[dataset]
-        kind = subject_type(ds, self.kind)
-        scoped = hold.scoped_subjects()
-        if scoped is None:
-            return sum(len(page) for page in self.pages(dataset))
-        ids = hold.subject_ids(kind) if kind else frozenset()
-        return sum(
-            1
-            for page in self.pages(dataset)
-            for record in page
-            if record.subject is not None and canonical_id(record.subject) in ids
-        )
-
-    def enforce(self, ctx: RunContext, rule: Rule, dataset: str, outcome: RuleOutcome) -> None:
-        """Apply `rule` to `dataset` page by page (a dry run stops before deleting)."""
-        from .objectrun import enforce_rule
-
-        enforce_rule(self, ctx, rule, dataset, outcome)
-
-
-def open_object_store(name: str, config: Config, sql: dict[str, SqlStore]) -> ObjectStore:
-    """The object store `name` from config (backends are imported only when used)."""
-    store = config.settings.stores[name]
-    if store.kind == "s3":
-        from .s3 import S3Store
-
-        return S3Store(name, config, sql)
-    if store.kind == "filesystem":
-        from .filesystem import FilesystemStore
-
-        return FilesystemStore(name, config, sql)
-    raise ValueError(f"store {name!r} is a {store.kind} store, not an object store")
-
-
-class ObjectStores:
-    """Object stores opened on first use and disposed together (a context manager)."""
-
-    def __init__(self, config: Config, sql: dict[str, SqlStore]) -> None:
-        self.config = config
-        self.sql = sql
-        self._open: dict[str, ObjectStore] = {}
-
-    def __getitem__(self, name: str) -> ObjectStore:
-        if name not in self._open:
-            self._open[name] = open_object_store(name, self.config, self.sql)
-        return self._open[name]
-
-    def __enter__(self) -> ObjectStores:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.dispose()
-
-    def dispose(self) -> None:
-        for store in self._open.values():
-            store.dispose()
-        self._open.clear()
 
 
 __all__ = [
-    "PAGE_SIZE",
-    "DeleteResult",
-    "ObjectRecord",
-    "ObjectStore",
-    "ObjectStores",
-    "RunContext",
-    "Version",
-    "open_object_store",
+    "BatchResult",
+    "Capabilities",
+    "CommitPoint",
+    "Counts",
+    "Description",
+    "Enforcement",
+    "Flags",
+    "Intent",
+    "LegalHoldBook",
+    "Note",
+    "PlacedHold",
+    "Probe",
+    "Problem",
+    "RuleView",
+    "Stopped",
+    "Store",
+    "StoredIntent",
+    "SubjectEvents",
+    "SubjectSource",
+    "Tally",
+    "Target",
+    "Ticket",
 ]

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib as b
 
-from retention.stores.mysqlwriteback import update_from_rows
+from retention.stores.sql.mysqlwriteback import update_from_rows
 
 KEY = b.HMAC_KEY.encode()
 SET_BASED = text(

@@ -30,7 +30,7 @@ from retention.stores.sql import make_engine
 
 from ..conftest import Database
 from ..scenario import TS, Scenario, at, utc
-from .objects import s3_client, s3_store, seed
+from .objectworld import s3_client, s3_store, seed
 
 NOW = utc("2026-06-01 00:00:00")
 OLD = utc("2020-01-01 00:00:00")

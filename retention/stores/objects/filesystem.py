@@ -17,18 +17,17 @@ import datetime as dt
 import errno
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import StoreError
-from ..settings import FilesystemStoreConfig
-from .base import PAGE_SIZE, DeleteResult, ObjectRecord, ObjectStore
-from .template import KeyTemplate
-
-if TYPE_CHECKING:
-    from ..config import Config
-    from .sql import SqlStore
+from ...datasets import Dataset, SubjectType
+from ...errors import StoreError
+from ...settings import FilesystemStoreConfig, Settings
+from ...templates import KeyTemplate
+from ..base import SubjectSource
+from .records import PAGE_SIZE, DeleteResult, ObjectRecord
+from .store import ObjectStore
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -42,13 +41,16 @@ class FilesystemStore(ObjectStore):
     """A directory tree."""
 
     kind = "filesystem"
-    protection = "refused"
 
-    def __init__(self, name: str, config: Config, sql: dict[str, SqlStore]) -> None:
-        super().__init__(name, config, sql)
-        store = config.settings.stores[name]
-        assert isinstance(store, FilesystemStoreConfig)
-        self.configured_root = Path(store.root)
+    def __init__(
+        self,
+        name: str,
+        config: FilesystemStoreConfig,
+        settings: Settings | None = None,
+        subject_sources: Callable[[SubjectType], SubjectSource] | None = None,
+    ) -> None:
+        super().__init__(name, config, settings, subject_sources)
+        self.configured_root = Path(config.root)
         self._root: Path | None = None
 
     @property
@@ -66,17 +68,16 @@ class FilesystemStore(ObjectStore):
             self._root = root
         return self._root
 
-    def template(self, dataset: str) -> KeyTemplate:
-        glob = self.config.settings.datasets[dataset].glob
-        assert glob is not None
-        return KeyTemplate.parse(glob, "glob")
+    def template(self, dataset: Dataset) -> KeyTemplate:
+        assert dataset.template is not None
+        return dataset.template
 
-    def mode(self, dataset: str) -> str:
+    def mode(self, dataset: Dataset) -> str:
         return "files: unlinked, never through a symlink; emptied directories removed"
 
     # -- listing -----------------------------------------------------------------------------
 
-    def pages(self, dataset: str, prefix: str | None = None) -> Iterator[list[ObjectRecord]]:
+    def pages(self, dataset: Dataset, prefix: str | None = None) -> Iterator[list[ObjectRecord]]:
         template = self.template(dataset)
         page: list[ObjectRecord] = []
         for record in self._walk(template):
@@ -127,7 +128,7 @@ class FilesystemStore(ObjectStore):
 
     # -- deleting ----------------------------------------------------------------------------
 
-    def delete(self, dataset: str, records: Sequence[ObjectRecord]) -> DeleteResult:
+    def delete(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> DeleteResult:
         deleted: list[str] = []
         refused: dict[str, str] = {}
         failed: dict[str, str] = {}
@@ -153,7 +154,7 @@ class FilesystemStore(ObjectStore):
                 refused[record.key] = outcome
         base = [p for p in self.template(dataset).literal_prefix.split("/") if p]
         self._remove_empty(emptied, len(base))
-        return DeleteResult(deleted=tuple(deleted), refused=refused, failed=failed)
+        return DeleteResult(deleted=tuple(deleted), vetoed=refused, failed=failed)
 
     def _unlink(self, parts: tuple[str, ...], record: ObjectRecord) -> str | None:
         """'deleted', None (gone or changed: nothing to do now), or why it is refused."""
@@ -188,7 +189,7 @@ class FilesystemStore(ObjectStore):
 
     # -- recovery, explain, validate -------------------------------------------------------
 
-    def absent(self, dataset: str, entries: Sequence[Sequence[Any]]) -> list[str]:
+    def absent(self, dataset: Dataset, entries: Sequence[Sequence[Any]]) -> list[str]:
         gone = []
         for entry in entries:
             key = str(entry[0])
@@ -200,7 +201,7 @@ class FilesystemStore(ObjectStore):
                 continue
         return gone
 
-    def describe(self, dataset: str, key: str) -> ObjectRecord | None:
+    def head(self, dataset: Dataset, key: str) -> ObjectRecord | None:
         template = self.template(dataset)
         if template.match(key) is None:
             return None
@@ -216,7 +217,7 @@ class FilesystemStore(ObjectStore):
         modified = _instant(info.st_mtime_ns)
         return ObjectRecord(key, modified, modified, template.subject_of(key), problem=problem)
 
-    def check(self, dataset: str | None = None) -> list[str]:
+    def reach(self, dataset: Dataset | None = None) -> list[str]:
         try:
             root = self.root
         except StoreError as exc:

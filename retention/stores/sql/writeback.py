@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy import Column, Connection, Date, DateTime, and_, bindparam, func, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..anonymize import Anonymizer
+from ...anonymize import Anonymizer
 from .keys import KeyTuple
 from .mysqlwriteback import update_from_rows
 from .pgwriteback import update_from_json
-from .sqlselect import Selection
+from .select import Selection
 
 
 def sqlite_functions(

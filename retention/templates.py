@@ -29,7 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..ids import canonical_id, integer_id
+from .ids import canonical_id, integer_id
+from .kinds import Capabilities, capabilities
 
 TemplateKind = Literal["prefix", "glob"]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -227,13 +228,13 @@ def _translate(text: str, *, glob: bool) -> tuple[str, str | None, str]:
 
 
 def check_object_dataset(
-    ds: Any, store_kind: str, subject_types: Mapping[str, Any]
+    ds: Any, can: Capabilities, subject_types: Mapping[str, Any]
 ) -> list[tuple[str, tuple[str, ...]]]:
-    """Problems of an s3 / filesystem dataset as (message, field path inside the dataset)."""
+    """Problems of an object dataset (a prefix or glob) as (message, field path in the dataset)."""
     problems: list[tuple[str, tuple[str, ...]]] = []
-    field: TemplateKind = "prefix" if store_kind == "s3" else "glob"
+    field = can.locator
     text = getattr(ds, field)
-    if text is not None:
+    if text is not None and field != "table":
         try:
             template = KeyTemplate.parse(text, field)
         except ValueError as exc:
@@ -264,7 +265,7 @@ def check_object_dataset(
         if getattr(ds, name):
             problems.append((f"not used on an object dataset: {what}; remove `{name}`", (name,)))
     if ds.tag is not None:
-        if store_kind != "s3":
+        if not can.tag_clock:
             problems.append(
                 ("`tag` reads an S3 object tag or metadata key; files have only mtime", ("tag",))
             )
@@ -273,21 +274,21 @@ def check_object_dataset(
     return problems
 
 
-def template_of(ds: Any, store_kind: str) -> KeyTemplate | None:
-    """The parsed template of an object dataset (None for a SQL one)."""
-    if store_kind == "s3" and ds.prefix is not None:
-        return KeyTemplate.parse(ds.prefix, "prefix")
-    if store_kind == "filesystem" and ds.glob is not None:
-        return KeyTemplate.parse(ds.glob, "glob")
-    return None
+def template_of(ds: Any, kind: str) -> KeyTemplate | None:
+    """The parsed template of an object dataset (None for a table)."""
+    locator = capabilities(kind).locator
+    if locator == "table":
+        return None
+    text = getattr(ds, locator)
+    return KeyTemplate.parse(text, locator) if text is not None else None
 
 
-def subject_type(ds: Any, store_kind: str) -> str | None:
+def subject_type(ds: Any, kind: str) -> str | None:
     """The subject type of a dataset: its `subject` link, or its template's placeholder."""
     if ds.subject is not None:
         return str(ds.subject.type)
     try:
-        template = template_of(ds, store_kind)
+        template = template_of(ds, kind)
     except ValueError:
         return None
     return template.subject if template is not None else None

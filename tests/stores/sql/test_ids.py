@@ -19,12 +19,13 @@ from retention.cli import app
 from retention.config import Config
 from retention.executor import Executor
 from retention.explain import explain
+from retention.holdsreport import hold_coverage
 from retention.ids import canonical_id
-from retention.planner import hold_coverage, make_plan
-from retention.stores.sqlids import canonical_sql, id_matches
+from retention.planner import make_plan
+from retention.stores.sql.ids import canonical_sql, id_matches
 
-from ..conftest import Database
-from ..scenario import TICKETS_DATASET, TS, Scenario, at, rule, utc
+from ...conftest import Database
+from ...scenario import TICKETS_DATASET, TS, Scenario, at, rule, utc
 
 NOW = utc("2026-06-01 00:00:00")
 SPELLINGS = {1: "5", 2: "0005", 3: " 5", 4: "+5", 5: "6", 6: "05 ", 7: "abc", 8: None}

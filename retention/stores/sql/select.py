@@ -11,20 +11,19 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Column, False_, Table, and_, exists, false, literal, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..anonymize import Anonymizer
-from ..config import Config
-from ..errors import SchemaError
-from ..holds import Hold, HoldsFile
-from ..rules import Rule
-from ..timemath import due_clock_set
-from .sql import SqlStore
-from .sqlclock import ClockColumn, clock_in
-from .sqlids import id_matches, in_values
+from ...anonymize import Anonymizer
+from ...datasets import Dataset, SubjectType
+from ...errors import SchemaError
+from ...holds import Hold, HoldsFile
+from ...rules import Rule
+from ...timemath import due_clock_set
+from .clock import ClockColumn, clock_in
+from .ids import id_matches, in_values
+from .schema import Schema
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class Selection:
     """The SQL predicates of one rule on one dataset, evaluated as of `now`."""
 
     rule: Rule
-    dataset: str
+    dataset: Dataset
     table: Table
     key: tuple[Column[Any], ...]
     scope: ColumnElement[bool]
@@ -70,16 +69,14 @@ class Selection:
 class SelectionBuilder:
     """Builds :class:`Selection` objects for the datasets of one SQL store."""
 
-    def __init__(self, config: Config, store: SqlStore, now: dt.datetime) -> None:
-        self.config = config
-        self.settings = config.settings
+    def __init__(self, store: Schema, now: dt.datetime, hmac_key: bytes | None = None) -> None:
         self.store = store
         self.now = now
-        self.zone = self.settings.zone()
+        self.hmac_key = hmac_key
 
-    def build(self, rule: Rule, dataset: str, holds: HoldsFile) -> Selection:
+    def build(self, rule: Rule, dataset: Dataset, holds: HoldsFile) -> Selection:
         """The predicates of `rule` on `dataset` given the holds in force."""
-        ds = self.settings.datasets[dataset]
+        ds = dataset.config
         assert ds.table is not None
         table = self.store.table(ds.table)
         key = tuple(self.store.column(table, name) for name in ds.key_columns)
@@ -89,9 +86,7 @@ class SelectionBuilder:
             if rule.within is not None
             else false()
         )
-        delete_rules = [
-            r for r in self.config.rules_for(dataset) if r.action == "delete" and r.id != rule.id
-        ]
+        delete_rules = dataset.deletes_besides(rule)
         superseded: ColumnElement[bool] = false()
         done: ColumnElement[bool] = false()
         if rule.action == "anonymize":
@@ -116,7 +111,7 @@ class SelectionBuilder:
         )
 
     def _deletes(
-        self, rule: Rule, dataset: str, table: Table, holds: HoldsFile
+        self, rule: Rule, dataset: Dataset, table: Table, holds: HoldsFile
     ) -> ColumnElement[bool]:
         """Records the delete `rule` really deletes now: due, and neither held nor blocked,
         directly or through a cascade child. Only such a delete supersedes an anonymize."""
@@ -129,7 +124,7 @@ class SelectionBuilder:
         )
 
     def protection(
-        self, rule: Rule, dataset: str, table: Table, holds: HoldsFile
+        self, rule: Rule, dataset: Dataset, table: Table, holds: HoldsFile
     ) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
         """(held, blocked) for records of `dataset`, including through cascade children.
 
@@ -140,16 +135,15 @@ class SelectionBuilder:
         blocked = self.blocked(rule, dataset, table)
         if rule.action != "delete":
             return held, blocked
-        ds = self.settings.datasets[dataset]
-        for cascade in ds.cascade:
-            child = self.settings.datasets[cascade.dataset]
-            assert child.table is not None
-            child_table = self.store.table(child.table)
+        for cascade in dataset.cascade:
+            child = cascade.dataset
+            assert child.config.table is not None
+            child_table = self.store.table(child.config.table)
             if child_table is table:
                 child_table = child_table.alias("child")  # type: ignore[assignment]
             link = self.store.column(child_table, cascade.column)
-            (parent_key,) = (self.store.column(table, name) for name in ds.key_columns)
-            child_held, child_blocked = self.protection(rule, cascade.dataset, child_table, holds)
+            (parent_key,) = (self.store.column(table, name) for name in dataset.key_columns)
+            child_held, child_blocked = self.protection(rule, child, child_table, holds)
             for condition, target in ((child_held, "held"), (child_blocked, "blocked")):
                 if isinstance(condition, False_):
                     continue
@@ -178,46 +172,44 @@ class SelectionBuilder:
             conditions.append(or_(false(), *options))  # `in: []` matches nothing
         return and_(true(), *conditions)
 
-    def held(self, rule: Rule, dataset: str, table: Table, holds: HoldsFile) -> ColumnElement[bool]:
+    def held(
+        self, rule: Rule, dataset: Dataset, table: Table, holds: HoldsFile
+    ) -> ColumnElement[bool]:
         """Records covered by an active hold for this rule × dataset (or a freeze)."""
         if holds.freeze:
             return true()
-        return or_(
-            false(),
-            *(self.covered_by(hold, dataset, table) for hold in holds.applicable(dataset, rule.id)),
-        )
+        applicable = holds.applicable(dataset.name, rule.id)
+        return or_(false(), *(self.covered_by(hold, dataset, table) for hold in applicable))
 
-    def covered_by(self, hold: Hold, dataset: str, table: Table) -> ColumnElement[bool]:
+    def covered_by(self, hold: Hold, dataset: Dataset, table: Table) -> ColumnElement[bool]:
         """Records of `dataset` in the subject scope of `hold` (other scopes: the caller's).
 
-        Ids are compared in canonical form (:mod:`retention.stores.sqlids`): a hold on ``5``
-        covers ``'0005'`` and ``' 5'`` in a text column; with an integer column the integers
-        are compared directly, on its index.
+        Ids are compared in canonical form (:mod:`.ids`): a hold on ``5`` covers ``'0005'``
+        and ``' 5'`` in a text column; with an integer column the integers are compared
+        directly, on its index.
         """
         scoped = hold.scoped_subjects()
         if scoped is None:
             return true()
-        ds = self.settings.datasets[dataset]
-        ids = scoped.get(ds.subject.type, []) if ds.subject is not None else []
-        if ds.subject is None or not ids:
+        subject, column = dataset.subject, dataset.subject_column
+        ids = scoped.get(subject.name, []) if subject is not None else []
+        if column is None or not ids:
             return false()
-        link = self.store.column(table, ds.subject.column)
-        return id_matches(link, ids, self.store.dialect)
+        return id_matches(self.store.column(table, column), ids, self.store.dialect)
 
-    def blocked(self, rule: Rule, dataset: str, table: Table) -> ColumnElement[bool]:
+    def blocked(self, rule: Rule, dataset: Dataset, table: Table) -> ColumnElement[bool]:
         """Records a keep rule still protects (its minimum retention has not run out)."""
         if rule.action == "keep":
             return false()
-        keeps = [r for r in self.config.rules_for(dataset) if r.action == "keep"]
         return or_(
             false(),
             *(
                 and_(self.scope(keep, table), not_(self._clock(keep, dataset, table, keep.delay)))
-                for keep in keeps
+                for keep in dataset.keeps
             ),
         )
 
-    def done(self, rule: Rule, dataset: str, table: Table) -> ColumnElement[bool]:
+    def done(self, rule: Rule, dataset: Dataset, table: Table) -> ColumnElement[bool]:
         """Records whose personal columns already hold their anonymized form."""
         return and_(
             *(
@@ -226,63 +218,54 @@ class SelectionBuilder:
             )
         )
 
-    def anonymizer(self, personal: str, rule: Rule, dataset: str, table: Table) -> Anonymizer:
+    def anonymizer(self, personal: str, rule: Rule, dataset: Dataset, table: Table) -> Anonymizer:
         """The anonymizer for one personal field of one rule on one dataset."""
-        ds = self.settings.datasets[dataset]
-        column = self.store.column(table, ds.personal[personal])
-        key = self.settings.hmac_key
-        return Anonymizer(
-            rule.anonymize[personal],
-            column,
-            hmac_key=key.get_secret_value().encode() if key is not None else None,
-        )
+        column = self.store.column(table, dataset.config.personal[personal])
+        return Anonymizer(rule.anonymize[personal], column, hmac_key=self.hmac_key)
 
-    def _clock(self, rule: Rule, dataset: str, table: Table, delay: Any) -> ColumnElement[bool]:
+    def _clock(self, rule: Rule, dataset: Dataset, table: Table, delay: Any) -> ColumnElement[bool]:
         """SQL for "this record's clock for `rule` started at least `delay` ago"."""
-        instants = due_clock_set(delay, self.now, self.zone)
-        ds = self.settings.datasets[dataset]
-        record_zone = ZoneInfo(ds.timezone) if ds.timezone else self.zone
+        instants = due_clock_set(delay, self.now, dataset.calendar)
         refs = rule.after.refs
         if all(ref.source == "subject" for ref in refs):
-            subject_table, subject_key, link, subject_zone = self._subject(dataset, table)
+            subject_table, subject_key, link, subject = self._subject(dataset, table)
             inner = clock_in(
                 rule.after,
                 instants,
                 lambda ref: self.store.clock_column(
-                    self.store.column(subject_table, self._event(dataset, ref.name)), subject_zone
+                    self.store.column(subject_table, subject.event_column(ref.name)),
+                    subject.zone,
                 ),
             )
             return and_(link.is_not(None), link.in_(select(subject_key).where(inner)))
 
         def column(ref: Any) -> ClockColumn:
             if ref.source == "record":
-                name = ds.timestamps[ref.name]
-                return self.store.clock_column(self.store.column(table, name), record_zone)
-            subject_table, subject_key, link, subject_zone = self._subject(dataset, table)
-            event_column = self.store.column(subject_table, self._event(dataset, ref.name))
+                name = dataset.config.timestamps[ref.name]
+                return self.store.clock_column(self.store.column(table, name), dataset.zone)
+            subject_table, subject_key, link, subject = self._subject(dataset, table)
+            event_column = self.store.column(subject_table, subject.event_column(ref.name))
             value = select(event_column).where(subject_key == link).scalar_subquery()
-            clock = self.store.clock_column(event_column, subject_zone)
+            clock = self.store.clock_column(event_column, subject.zone)
             return ClockColumn(value, clock.kind, clock.zone)
 
         return clock_in(rule.after, instants, column)
 
-    def unreadable(self, rule: Rule, dataset: str, table: Table) -> ColumnElement[bool]:
+    def unreadable(self, rule: Rule, dataset: Dataset, table: Table) -> ColumnElement[bool]:
         """Records with a clock `rule` needs that holds a value but not a timestamp (SQLite
         text such as ``'yesterday'``; typed columns cannot): its clock counts as not started,
         so the record is never acted on, and it is counted so that somebody fixes it."""
-        ds = self.settings.datasets[dataset]
-        record_zone = ZoneInfo(ds.timezone) if ds.timezone else self.zone
         conditions: list[ColumnElement[bool]] = []
         for ref in rule.after.refs:
             if ref.source == "record":
-                column = self.store.column(table, ds.timestamps[ref.name])
-                conditions.append(self.store.clock_column(column, record_zone).unreadable())
+                column = self.store.column(table, dataset.config.timestamps[ref.name])
+                conditions.append(self.store.clock_column(column, dataset.zone).unreadable())
         events = [ref.name for ref in rule.after.refs if ref.source == "subject"]
         if events:
-            subject_table, subject_key, link, subject_zone = self._subject(dataset, table)
+            subject_table, subject_key, link, subject = self._subject(dataset, table)
             unreadable = [
                 self.store.clock_column(
-                    self.store.column(subject_table, self._event(dataset, event)), subject_zone
+                    self.store.column(subject_table, subject.event_column(event)), subject.zone
                 ).unreadable()
                 for event in events
             ]
@@ -293,24 +276,18 @@ class SelectionBuilder:
         conditions = [c for c in conditions if not isinstance(c, False_)]
         return or_(*conditions) if conditions else false()
 
-    def _event(self, dataset: str, event: str) -> str:
-        ds = self.settings.datasets[dataset]
-        assert ds.subject is not None
-        return self.settings.subjects[ds.subject.type].events[event]
-
     def _subject(
-        self, dataset: str, table: Table
-    ) -> tuple[Table, Column[Any], Column[Any], ZoneInfo]:
-        ds = self.settings.datasets[dataset]
-        if ds.subject is None:
-            raise SchemaError(f"dataset {dataset!r} has no subject", store=self.store.name)
-        subject = self.settings.subjects[ds.subject.type]
-        subject_table = self.store.table(subject.table)
+        self, dataset: Dataset, table: Table
+    ) -> tuple[Table, Column[Any], Column[Any], SubjectType]:
+        subject, column = dataset.subject, dataset.subject_column
+        if subject is None or column is None:
+            raise SchemaError(f"dataset {dataset.name!r} has no subject", store=self.store.name)
+        subject_table = self.store.table(subject.config.table)
         if subject_table is table:
             subject_table = subject_table.alias("subject")  # type: ignore[assignment]
         return (
             subject_table,
-            self.store.column(subject_table, subject.key),
-            self.store.column(table, ds.subject.column),
-            ZoneInfo(subject.timezone) if subject.timezone else self.zone,
+            self.store.column(subject_table, subject.config.key),
+            self.store.column(table, column),
+            subject,
         )

@@ -25,24 +25,20 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
-from zoneinfo import ZoneInfo
+from typing import Any, TypeVar
 
 import boto3  # type: ignore[import-untyped]
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from ..errors import StoreError
-from ..settings import S3StoreConfig
-from .base import PAGE_SIZE, DeleteResult, ObjectRecord, ObjectStore, Version
-from .sqlclock import parse_stored
-from .template import KeyTemplate
-
-if TYPE_CHECKING:
-    from ..config import Config
-    from ..executor import RuleOutcome
-    from .base import RunContext
-    from .sql import SqlStore
+from ...datasets import Dataset, SubjectType
+from ...errors import StoreError
+from ...settings import S3StoreConfig, Settings
+from ...templates import KeyTemplate
+from ...timemath import parse_stored
+from ..base import Enforcement, SubjectSource
+from .records import PAGE_SIZE, DeleteResult, ObjectRecord, Version
+from .store import ObjectStore
 
 T = TypeVar("T")
 _TRANSIENT = {"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout"}
@@ -54,27 +50,30 @@ class S3Store(ObjectStore):
     """One bucket."""
 
     kind = "s3"
-    protection = "locked"
 
-    def __init__(self, name: str, config: Config, sql: dict[str, SqlStore]) -> None:
-        super().__init__(name, config, sql)
-        store = config.settings.stores[name]
-        assert isinstance(store, S3StoreConfig)
-        self.settings = store
+    def __init__(
+        self,
+        name: str,
+        config: S3StoreConfig,
+        settings: Settings | None = None,
+        subject_sources: Callable[[SubjectType], SubjectSource] | None = None,
+    ) -> None:
+        super().__init__(name, config, settings, subject_sources)
+        store = config
         self.bucket = store.bucket
         self.concurrency = store.max_concurrency
         self._client: Any = None
         self._pool: ThreadPoolExecutor | None = None
         self._versioned: bool | None = None
         self._locked: bool | None = None
-        self.synced: set[tuple[str, str]] = set()  # (run id, dataset) whose holds are mirrored
+        self.synced: set[str] = set()  # datasets whose holds are mirrored (a store lives one run)
 
     # -- connection --------------------------------------------------------------------------
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = make_client(self.settings)
+            self._client = make_client(self.config)
         return self._client
 
     @property
@@ -133,7 +132,7 @@ class S3Store(ObjectStore):
                 self._locked = False
         return self._locked
 
-    def mode(self, dataset: str) -> str:
+    def mode(self, dataset: Dataset) -> str:
         if self.locked:
             return (
                 "versioned bucket with Object Lock: every version and delete marker is deleted; "
@@ -143,14 +142,13 @@ class S3Store(ObjectStore):
             return "versioned bucket: every version and delete marker of a key is deleted"
         return "unversioned bucket: one DeleteObjects entry per key"
 
-    def template(self, dataset: str) -> KeyTemplate:
-        prefix = self.config.settings.datasets[dataset].prefix
-        assert prefix is not None
-        return KeyTemplate.parse(prefix, "prefix")
+    def template(self, dataset: Dataset) -> KeyTemplate:
+        assert dataset.template is not None
+        return dataset.template
 
     # -- listing -----------------------------------------------------------------------------
 
-    def pages(self, dataset: str, prefix: str | None = None) -> Iterator[list[ObjectRecord]]:
+    def pages(self, dataset: Dataset, prefix: str | None = None) -> Iterator[list[ObjectRecord]]:
         template = self.template(dataset)
         listing_prefix = template.literal_prefix if prefix is None else prefix
         raw = self._version_pages if self.versioned else self._object_pages
@@ -224,12 +222,12 @@ class S3Store(ObjectStore):
             )
         return page
 
-    def _with_tags(self, dataset: str, page: list[ObjectRecord]) -> list[ObjectRecord]:
+    def _with_tags(self, dataset: Dataset, page: list[ObjectRecord]) -> list[ObjectRecord]:
         """`record.created` from the dataset's tag or metadata key, where it names one."""
-        ds = self.config.settings.datasets[dataset]
+        ds = dataset.config
         if ds.tag is None:
             return page
-        zone = ZoneInfo(ds.timezone) if ds.timezone else self.config.settings.zone()
+        zone = dataset.zone
         tag = ds.tag
 
         def created(record: ObjectRecord) -> ObjectRecord:
@@ -309,10 +307,10 @@ class S3Store(ObjectStore):
 
     # -- deleting ----------------------------------------------------------------------------
 
-    def submit(self, dataset: str, records: Sequence[ObjectRecord]) -> Future[DeleteResult]:
+    def submit(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> Future[DeleteResult]:
         return self.pool.submit(self.delete, dataset, records)
 
-    def delete(self, dataset: str, records: Sequence[ObjectRecord]) -> DeleteResult:
+    def delete(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> DeleteResult:
         entries = [(r.key, v.id) for r in records for v in r.versions]
         problems: dict[str, str] = {}
         for start in range(0, len(entries), PAGE_SIZE):
@@ -321,7 +319,7 @@ class S3Store(ObjectStore):
         locked = {k: p for k, p in problems.items() if self._is_lock(p)}
         failed = {k: p for k, p in problems.items() if k not in locked}
         deleted = tuple(r.key for r in records if r.key not in problems)
-        return DeleteResult(deleted=deleted, locked=locked, failed=failed)
+        return DeleteResult(deleted=deleted, vetoed=locked, failed=failed)
 
     def _delete_chunk(self, chunk: list[tuple[str, str | None]]) -> dict[str, str]:
         """One DeleteObjects request (retrying transient per-key errors); key -> error."""
@@ -357,7 +355,7 @@ class S3Store(ObjectStore):
 
     # -- recovery, explain, validate -------------------------------------------------------
 
-    def absent(self, dataset: str, entries: Sequence[Sequence[Any]]) -> list[str]:
+    def absent(self, dataset: Dataset, entries: Sequence[Sequence[Any]]) -> list[str]:
 
         def gone(entry: Sequence[Any]) -> bool:
             params: dict[str, Any] = {"Bucket": self.bucket, "Key": entry[0]}
@@ -374,7 +372,7 @@ class S3Store(ObjectStore):
         present = {k for k, g in zip(keys, results, strict=True) if not g}
         return [k for k in dict.fromkeys(keys) if k not in present]
 
-    def describe(self, dataset: str, key: str) -> ObjectRecord | None:
+    def head(self, dataset: Dataset, key: str) -> ObjectRecord | None:
         template = self.template(dataset)
         if template.match(key) is None:
             return None
@@ -389,7 +387,7 @@ class S3Store(ObjectStore):
         record = ObjectRecord(key, modified, modified, template.subject_of(key))
         return self._with_tags(dataset, [record])[0]
 
-    def check(self, dataset: str | None = None) -> list[str]:
+    def reach(self, dataset: Dataset | None = None) -> list[str]:
         try:
             if dataset is None:
                 try:
@@ -403,7 +401,7 @@ class S3Store(ObjectStore):
                     return [f"bucket {self.bucket!r}: {_client_error(exc)}"]
                 except BotoCoreError as exc:
                     return [f"bucket {self.bucket!r} cannot be reached: {exc}"]
-                if self.settings.mirror_holds and not self.locked:
+                if self.config.mirror_holds and not self.locked:
                     return [
                         f"mirror_holds needs Object Lock on bucket {self.bucket!r} "
                         "(S3 legal holds exist only there)"
@@ -415,13 +413,14 @@ class S3Store(ObjectStore):
             return [str(exc)]
         return []
 
-    def sync_holds(self, ctx: RunContext, dataset: str, outcome: RuleOutcome) -> None:
-        if not self.settings.mirror_holds or (ctx.run_id, dataset) in self.synced:
-            return
-        self.synced.add((ctx.run_id, dataset))
+    def sync_holds(self, dataset: Dataset, run: Enforcement) -> list[str]:
+        """With ``mirror_holds``, once per dataset and run (:mod:`.s3holds`); remarks."""
+        if not self.config.mirror_holds or dataset.name in self.synced:
+            return []
+        self.synced.add(dataset.name)
         from .s3holds import mirror_holds
 
-        mirror_holds(self, ctx, dataset, outcome)
+        return mirror_holds(self, dataset, run)
 
 
 def make_client(settings: S3StoreConfig) -> Any:

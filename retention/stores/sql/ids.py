@@ -28,7 +28,7 @@ from sqlalchemy import String, and_, case, false, func, literal, type_coerce
 from sqlalchemy import types as sqltypes
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..ids import WHITESPACE, canonical_id, canonical_ids, integer_id
+from ...ids import WHITESPACE, canonical_id, canonical_ids, integer_id
 
 SQLITE_ID_FUNCTION = "retention_id"
 IdKind = Literal["integer", "text", "other"]

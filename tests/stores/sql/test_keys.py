@@ -28,9 +28,9 @@ from sqlalchemy import (
     select,
 )
 
-from retention.stores.keys import fetch_keys, fetch_rows, keys_json
+from retention.stores.sql.keys import fetch_keys, fetch_rows, keys_json
 
-from ..conftest import Database
+from ...conftest import Database
 
 KEY_TYPES: list[tuple[str, Any, list[Any]]] = [
     ("integer", Integer, [3, 1, 2**31 - 1]),

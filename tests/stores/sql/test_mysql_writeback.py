@@ -33,10 +33,10 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
-from retention.stores import mysqlwriteback
-from retention.stores.mysqlwriteback import update_from_rows
+from retention.stores.sql import mysqlwriteback
+from retention.stores.sql.mysqlwriteback import update_from_rows
 
-from ..conftest import Database
+from ...conftest import Database
 from .texts import AWKWARD
 
 

@@ -31,8 +31,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import String, and_, case, false, func, literal, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..rules import Clock, ClockRef
-from ..timemath import UTC, IntervalSet, latest_wall_at_or_before, wall_to_utc
+from ...rules import Clock, ClockRef
+from ...timemath import UTC, IntervalSet, latest_wall_at_or_before, parse_stored
 
 ColumnKind = Literal["aware", "naive", "date", "sqlite_text"]
 SQLITE_FUNCTION = "retention_utc"
@@ -221,32 +221,6 @@ def utc_text(instant: dt.datetime) -> str:
 @lru_cache(maxsize=64)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
-
-
-def parse_stored(value: object, zone: ZoneInfo) -> dt.datetime | None:
-    """A stored timestamp (text, date or datetime) as an aware UTC instant, or None if unreadable.
-
-    Naive values are wall time in `zone`; an ambiguous or skipped wall time is resolved like
-    :func:`retention.timemath.wall_to_utc` (the later instant / the transition).
-    """
-    if isinstance(value, dt.datetime):
-        parsed = value
-    elif isinstance(value, dt.date):
-        parsed = dt.datetime.combine(value, dt.time())
-    elif isinstance(value, (str, bytes)):
-        text = value.decode() if isinstance(value, bytes) else value
-        try:
-            parsed = dt.datetime.fromisoformat(text.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    try:
-        if parsed.tzinfo is None:
-            return wall_to_utc(parsed, zone)
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):  # off the calendar once in UTC (year 1, year 9999)
-        return None
 
 
 def sqlite_utc_text(value: object, zone_name: str) -> str | None:

@@ -19,14 +19,16 @@ from retention.config import Config
 from retention.errors import ConfigErrors
 from retention.executor import Executor
 from retention.explain import explain
-from retention.planner import hold_coverage, make_plan
+from retention.holdsreport import hold_coverage
+from retention.planner import make_plan
 from retention.runevents import RUN_ACTION
 from retention.statedb import open_state
-from retention.stores.base import open_object_store
+from retention.stores import Stores
+from retention.stores.objects.filesystem import FilesystemStore
 
-from ..conftest import Database
-from ..scenario import Scenario, at, utc
-from .objects import object_rule
+from ...conftest import Database
+from ...scenario import Scenario, at, utc
+from ..objectworld import object_rule
 
 NOW = utc("2026-06-01 00:00:00")
 OLD = utc("2020-01-01 00:00:00").timestamp()
@@ -184,7 +186,7 @@ def test_a_symlink_is_refused_and_its_target_survives(
     (root / "uploads/2").symlink_to(outside / "dir")
     config = configure(world, root, [object_rule("age")])
     plan = plan_of(config)["age"]
-    assert (plan.in_scope, plan.refused, plan.actionable) == (2, 1, 1)
+    assert (plan.in_scope, plan.vetoed, plan.actionable) == (2, 1, 1)
     result = run(config)
     assert result.outcomes[0].acted == 1 and "1 refused" in (result.outcomes[0].message or "")
     assert secret.read_text() == "not ours" and (outside / "dir/inner.txt").exists()
@@ -200,15 +202,18 @@ def test_a_directory_swapped_for_a_symlink_after_listing_is_refused(
     directory outside the root: the delete is refused and the file outside survives."""
     touch(root, "uploads/1/a")
     config = configure(world, root, [object_rule("age")])
-    store = open_object_store("disk", config, {})
-    (page,) = list(store.pages("files"))
-    outside = tmp_path / "elsewhere"
-    outside.mkdir()
-    victim = touch(outside, "a")
-    shutil.rmtree(root / "uploads/1")
-    (root / "uploads/1").symlink_to(outside)
-    result = store.delete("files", page)
-    assert result.deleted == () and "symlink" in result.refused["uploads/1/a"]
+    files = config.datasets["files"]
+    with Stores(config.settings) as opened:
+        store = opened["disk"]
+        assert isinstance(store, FilesystemStore)
+        (page,) = list(store.pages(files))
+        outside = tmp_path / "elsewhere"
+        outside.mkdir()
+        victim = touch(outside, "a")
+        shutil.rmtree(root / "uploads/1")
+        (root / "uploads/1").symlink_to(outside)
+        result = store.delete(files, page)
+    assert result.deleted == () and "symlink" in result.vetoed["uploads/1/a"]
     assert victim.exists()
 
 

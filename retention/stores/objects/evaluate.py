@@ -10,38 +10,18 @@ one query per listing page for the subjects on that page.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import False_, select
-from sqlalchemy.exc import SQLAlchemyError
+from ...datasets import Dataset
+from ...holds import Hold, HoldsFile
+from ...ids import canonical_id
+from ...rules import Rule
+from ...timemath import IntervalSet, due_clock_set
+from ..base import SubjectEvents, SubjectSource
+from .records import ObjectRecord
 
-from ..errors import StoreError
-from ..ids import canonical_id
-from ..timemath import IntervalSet, due_clock_set
-from .base import ObjectRecord
-from .sqlclock import parse_stored
-from .sqlids import id_matches
-from .template import subject_type
-
-if TYPE_CHECKING:
-    from ..config import Config
-    from ..holds import Hold, HoldsFile
-    from ..rules import Rule
-    from .sql import SqlStore
-
-Events = dict[str, dt.datetime | None]
-
-
-@dataclass(frozen=True)
-class SubjectEvents:
-    """One subject's lifecycle events: when each happened (None: not yet, or unreadable), and
-    the ones whose stored value is there but is no timestamp."""
-
-    at: Events
-    unreadable: frozenset[str] = frozenset()
+Events = Mapping[str, dt.datetime | None]
 
 
 @dataclass(frozen=True)
@@ -62,67 +42,18 @@ class Verdict:
         return self.due and not self.held and not self.blocked
 
 
-class SubjectClocks:
-    """Lifecycle events of the subjects of one type, read from their table in a SQL store."""
-
-    def __init__(self, config: Config, type_name: str, store: SqlStore, events: Sequence[str]):
-        settings = config.settings
-        subject = settings.subjects[type_name]
-        self.store = store
-        self.table = store.table(subject.table)
-        self.key = store.column(self.table, subject.key)
-        zone = ZoneInfo(subject.timezone) if subject.timezone else settings.zone()
-        self.columns = {event: store.column(self.table, subject.events[event]) for event in events}
-        self.zones = {
-            event: store.clock_column(column, zone).zone for event, column in self.columns.items()
-        }
-
-    def lookup(self, ids: Iterable[str]) -> dict[str, SubjectEvents]:
-        """Events of the subjects `ids` (one query), by canonical id; unknown ids are absent.
-
-        Ids are compared in canonical form, as holds are: ``customers/0005/`` is account 5.
-        """
-        matches = id_matches(self.key, set(ids), self.store.dialect)
-        if isinstance(matches, False_):
-            return {}  # "abc" for an integer key: no such subject
-        events = (self.store.as_stored(column) for column in self.columns.values())
-        query = select(self.key, *events).where(matches)
-        try:
-            with self.store.engine.connect() as connection:
-                rows = connection.execute(query).all()
-        except SQLAlchemyError as exc:
-            raise StoreError(
-                f"reading subjects from {self.table.name}: {type(exc).__name__}",
-                store=self.store.name,
-            ) from None
-        found: dict[str, SubjectEvents] = {}
-        for row in rows:
-            at = {
-                event: parse_stored(row[index + 1], self.zones[event])
-                for index, event in enumerate(self.columns)
-            }
-            unreadable = frozenset(
-                event
-                for index, event in enumerate(self.columns)
-                if row[index + 1] is not None and at[event] is None
-            )
-            found[canonical_id(row[0])] = SubjectEvents(at, unreadable)
-        return found
-
-
 class Evaluator:
     """The rules of one object dataset as of `now`; holds are passed per page (re-read)."""
 
-    def __init__(self, config: Config, dataset: str, now: dt.datetime, sql: dict[str, SqlStore]):
-        settings = config.settings
-        self.config = config
+    def __init__(
+        self, dataset: Dataset, now: dt.datetime, subjects: SubjectSource | None = None
+    ) -> None:
         self.dataset = dataset
         self.now = now
-        ds = settings.datasets[dataset]
-        self.subject_type = subject_type(ds, settings.stores[ds.store].kind)
-        self.rules = config.rules_for(dataset)
-        self.keeps = [r for r in self.rules if r.action == "keep"]
-        zone = settings.zone()
+        self.subject_type = dataset.subject.name if dataset.subject is not None else None
+        self.rules = list(dataset.rules)
+        self.keeps = list(dataset.keeps)
+        zone = dataset.calendar
         self._due: dict[str, IntervalSet] = {
             r.id: due_clock_set(r.delay, now, zone) for r in self.rules
         }
@@ -131,22 +62,18 @@ class Evaluator:
             for r in self.rules
             if r.within is not None
         }
-        events = sorted(
+        self.events = sorted(
             {ref.name for r in self.rules for ref in r.after.refs if ref.source == "subject"}
         )
-        self.subjects: SubjectClocks | None = None
-        if events and self.subject_type is not None:
-            subject = settings.subjects[self.subject_type]
-            store = sql.get(subject.store)
-            if store is None:
-                raise StoreError(f"subject store {subject.store!r} is not a SQL store")
-            self.subjects = SubjectClocks(config, self.subject_type, store, events)
+        self.subjects = subjects if self.events and dataset.subject is not None else None
 
     def page(self, records: Sequence[ObjectRecord], holds: HoldsFile) -> Page:
         """The verdicts for one listing page (one subject query for the whole page)."""
         events: dict[str, SubjectEvents] = {}
         if self.subjects is not None:
-            events = self.subjects.lookup(r.subject for r in records if r.subject is not None)
+            assert self.dataset.subject is not None
+            ids = (r.subject for r in records if r.subject is not None)
+            events = self.subjects.subject_events(self.dataset.subject, ids, self.events)
         return Page(self, events, holds)
 
     def start(self, rule: Rule, record: ObjectRecord, events: Events | None) -> dt.datetime | None:
@@ -198,7 +125,7 @@ class Page:
         self.holds = holds
         dataset = evaluator.dataset
         self._holds = {
-            r.id: [evaluator.covered(h) for h in holds.applicable(dataset, r.id)]
+            r.id: [evaluator.covered(h) for h in holds.applicable(dataset.name, r.id)]
             for r in evaluator.rules
         }
 
@@ -226,8 +153,10 @@ class Page:
         """The active holds that cover `record` (any rule), for `explain`."""
         e = self.evaluator
         return [
-            h for h in self.holds.active() if h.covers_dataset(e.dataset) and e.covers(h, record)
+            h
+            for h in self.holds.active()
+            if h.covers_dataset(e.dataset.name) and e.covers(h, record)
         ]
 
 
-__all__ = ["Evaluator", "Page", "SubjectClocks", "SubjectEvents", "Verdict"]
+__all__ = ["Evaluator", "Page", "Verdict"]

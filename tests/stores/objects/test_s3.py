@@ -19,17 +19,26 @@ from retention.executor import Executor
 from retention.explain import explain
 from retention.planner import make_plan
 from retention.runevents import RUN_ACTION
-from retention.statedb import intents, legal_holds, open_state, runs
-from retention.stores import SqlStore
-from retention.stores.base import open_object_store
-from retention.stores.s3 import S3Store
+from retention.statedb import open_state
+from retention.statetables import intents, legal_holds, runs
+from retention.stores import Stores
+from retention.stores.objects.s3 import S3Store
+from retention.stores.sql import SqlStore
 from retention.testing import FixedClock
 
-from ..conftest import Database
-from ..scenario import Scenario, at, utc
-from .objects import DyingEndpoint, object_rule, s3_client, s3_store, seed
+from ...conftest import Database
+from ...scenario import Scenario, at, utc
+from ..objectworld import DyingEndpoint, object_rule, s3_client, s3_store, seed
 
 NOW = utc("2026-06-01 00:00:00")
+
+
+def bucket_of(stores: Stores) -> S3Store:
+    store = stores["bucket"]
+    assert isinstance(store, S3Store)
+    return store
+
+
 OLD = utc("2020-01-01 00:00:00")
 # objects uploaded over HTTP are as old as the wall clock; judge them well after that
 LATER = dt.datetime.now(dt.UTC) + dt.timedelta(days=40)
@@ -159,15 +168,12 @@ def test_plan_pages_over_more_than_1000_keys_with_one_subject_query_a_page(
         bucket,
         [object_rule("age"), object_rule("closed", after="subject.closed", retain="P0D")],
     )
-    store = open_object_store("bucket", config, {})
-    try:
-        sizes = [len(page) for page in store.pages("files")]
-    finally:
-        store.dispose()
+    with Stores(config.settings) as opened:
+        sizes = [len(page) for page in bucket_of(opened).pages(config.datasets["files"])]
     assert sum(sizes) == 2400 and max(sizes) <= 1000 and len(sizes) == 3
 
     app_config = config.settings.stores["app"]
-    app = SqlStore("app", app_config)  # type: ignore[arg-type]
+    app = SqlStore("app", app_config, config.settings)  # type: ignore[arg-type]
     subject_queries: list[str] = []
 
     @event.listens_for(app.engine, "before_cursor_execute")
@@ -355,7 +361,7 @@ def test_versioned_bucket_loses_every_version_and_delete_marker(
     client.put_object(Bucket=bucket, Key="elsewhere/keep", Body=b"x")
     config = configure(world, moto_endpoint, bucket, [object_rule("age")])
     plan = plan_of(config, LATER)["age"]
-    assert plan.actionable == 2 and "every version and delete marker" in plan.mode  # type: ignore[attr-defined]
+    assert plan.actionable == 2 and "every version and delete marker" in plan.extra["mode"]
     run(config, LATER)
     assert versions_in(client, bucket) == [("elsewhere/keep", False)]
 
@@ -376,8 +382,8 @@ def test_object_lock_blocks_keys_and_the_run_audits_them(
     )
     config = configure(world, moto_endpoint, bucket, [object_rule("age")])
     plan = plan_of(config, LATER)["age"]
-    assert (plan.due, plan.locked, plan.actionable) == (3, 2, 1)  # type: ignore[attr-defined]
-    assert "Object Lock" in plan.mode  # type: ignore[attr-defined]
+    assert (plan.due, plan.vetoed, plan.actionable) == (3, 2, 1)
+    assert "Object Lock" in str(plan.extra["mode"])
     result = run(config, LATER)
     assert result.status == "complete" and result.outcomes[0].status == "ok"
     assert "2 blocked by object lock" in (result.outcomes[0].message or "")
@@ -423,14 +429,13 @@ def test_a_failed_request_is_a_per_key_failure_never_ignored(
     failed with the error code."""
     seed(bucket, ["customers/1/a"], OLD)
     config = configure(world, moto_endpoint, bucket, [object_rule("age")])
-    store = open_object_store("bucket", config, {})
-    try:
-        (page,) = list(store.pages("files"))
+    files = config.datasets["files"]
+    with Stores(config.settings) as opened:
+        store = bucket_of(opened)
+        (page,) = list(store.pages(files))
         client.delete_object(Bucket=bucket, Key="customers/1/a")
         client.delete_bucket(Bucket=bucket)
-        result = store.delete("files", page)
-    finally:
-        store.dispose()
+        result = store.delete(files, page)
     assert result.deleted == () and result.failed["customers/1/a"].startswith("NoSuchBucket")
 
 

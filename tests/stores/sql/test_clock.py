@@ -28,10 +28,11 @@ from sqlalchemy import (
 from retention.config import load_config
 from retention.planner import make_plan
 from retention.stores.sql import make_engine
-from retention.stores.sqlclock import ClockColumn, parse_stored
+from retention.stores.sql.clock import ClockColumn
+from retention.timemath import parse_stored
 
-from ..conftest import Database
-from ..scenario import Scenario, rule, utc
+from ...conftest import Database
+from ...scenario import Scenario, rule, utc
 
 
 def _world(db: Database, tmp_path: Path, column_type: object) -> tuple[Scenario, Table]:

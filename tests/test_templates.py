@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retention.stores.template import KeyTemplate
+from retention.templates import KeyTemplate
 
 
 def test_prefix_reads_the_subject_and_matches_keys_that_start_with_it() -> None:

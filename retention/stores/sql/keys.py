@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Column, CursorResult, tuple_
@@ -100,3 +100,15 @@ def keys_json(keys: Sequence[KeyTuple], formatted: Sequence[str] | None = None) 
         texts = formatted if formatted is not None else [str(k[0]) for k in keys]
         return "[[" + "], [".join(texts) + "]]"
     return json.dumps(keys, default=str, check_circular=False)
+
+
+def format_key(row: Iterable[Any]) -> str:
+    """A record key as text: `42`, or `7/3` for a composite key."""
+    return "/".join(str(part) for part in row)
+
+
+def format_keys(rows: Sequence[Sequence[Any]]) -> list[str]:
+    """:func:`format_key` of each key of one table (all of one width), once per audited record."""
+    if rows and len(rows[0]) == 1:
+        return [str(row[0]) for row in rows]
+    return [format_key(row) for row in rows]

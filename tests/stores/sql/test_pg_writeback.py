@@ -37,9 +37,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
-from retention.stores.pgwriteback import update_from_json
+from retention.stores.sql.pgwriteback import update_from_json
 
-from ..conftest import Database
+from ...conftest import Database
 from .texts import AWKWARD_FOR_POSTGRES
 
 pytestmark = pytest.mark.postgres

@@ -1,0 +1,142 @@
+"""Datasets resolved once: everything the engine and the stores need to know about one dataset.
+
+The settings name things (``subject: {type: account}``, ``cascade: [{dataset: messages}]``,
+``applies_to: {category: support_data}``); :func:`resolve` follows every name once, after the
+configuration has been checked, into frozen :class:`Dataset` values: the rules that apply to it
+in declaration order, its subject type, its cascade children (themselves resolved), its key
+template, the zone its naive timestamps are read in, and what its kind of store can do. The
+engine passes these values down; no layer looks a dataset up by name again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from .kinds import Capabilities, capabilities
+from .rules import Rule
+from .settings import DatasetConfig, Settings, SubjectConfig
+from .templates import KeyTemplate, subject_type, template_of
+
+
+@dataclass(frozen=True, eq=False)
+class SubjectType:
+    """A subject type whose lifecycle events are read from a table."""
+
+    name: str
+    config: SubjectConfig
+    zone: ZoneInfo  # its naive event timestamps are wall time here
+
+    @property
+    def store(self) -> str:
+        return self.config.store
+
+    def event_column(self, event: str) -> str:
+        """The column holding lifecycle event `event` (``closed`` → ``closed_at``)."""
+        return self.config.events[event]
+
+
+@dataclass(frozen=True, eq=False)
+class Cascade:
+    """A child dataset whose rows go with their parent's, linked by `column`."""
+
+    dataset: Dataset
+    column: str
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """One dataset with every name in its configuration followed."""
+
+    name: str
+    config: DatasetConfig
+    store: str
+    kind: str
+    capabilities: Capabilities
+    rules: tuple[Rule, ...]  # every rule that applies to it, in declaration order
+    subject: SubjectType | None
+    zone: ZoneInfo  # its naive record timestamps are wall time here
+    calendar: ZoneInfo  # the configured zone: durations are added on its calendar
+    template: KeyTemplate | None  # object datasets: the prefix or glob, parsed
+    cascade: tuple[Cascade, ...] = ()
+
+    @property
+    def keeps(self) -> tuple[Rule, ...]:
+        """The keep rules (legal minimums) of this dataset."""
+        return tuple(rule for rule in self.rules if rule.action == "keep")
+
+    def deletes_besides(self, rule: Rule) -> tuple[Rule, ...]:
+        """The delete rules of this dataset other than `rule` (they supersede an anonymize)."""
+        return tuple(r for r in self.rules if r.action == "delete" and r.id != rule.id)
+
+    @property
+    def subject_column(self) -> str | None:
+        """The column naming a record's subject (SQL datasets), if any."""
+        return self.config.subject.column if self.config.subject is not None else None
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return self.config.key_columns
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name!r}, store={self.store!r})"
+
+
+def applies(rule: Rule, name: str, config: DatasetConfig) -> bool:
+    """Whether `rule` applies to the dataset `name`."""
+    target = rule.applies_to
+    return name == target.dataset or (
+        target.category is not None and config.category == target.category
+    )
+
+
+def resolve(settings: Settings, rules: tuple[Rule, ...]) -> dict[str, Dataset]:
+    """Every dataset of `settings`, resolved, in config order (the config has been checked)."""
+    zone = settings.zone()
+    subjects = {
+        name: SubjectType(name, subject, ZoneInfo(subject.timezone) if subject.timezone else zone)
+        for name, subject in settings.subjects.items()
+    }
+    done: dict[str, Dataset] = {}
+
+    def build(name: str, trail: tuple[str, ...]) -> Dataset:
+        if name in done:
+            return done[name]
+        config = settings.datasets[name]
+        kind = settings.stores[config.store].kind
+        children = tuple(
+            Cascade(build(c.dataset, (*trail, name)), c.column)
+            for c in config.cascade
+            if c.dataset not in (*trail, name)  # a cycle is reported by the config checks
+        )
+        subject = subject_type(config, kind)
+        done[name] = Dataset(
+            name=name,
+            config=config,
+            store=config.store,
+            kind=kind,
+            capabilities=capabilities(kind),
+            rules=tuple(rule for rule in rules if applies(rule, name, config)),
+            subject=subjects.get(subject) if subject is not None else None,
+            zone=ZoneInfo(config.timezone) if config.timezone else zone,
+            calendar=zone,
+            template=template_of(config, kind),
+            cascade=children,
+        )
+        return done[name]
+
+    for name in settings.datasets:
+        build(name, ())
+    return {name: done[name] for name in settings.datasets}
+
+
+def datasets_by_store(datasets: Mapping[str, Dataset]) -> dict[str, list[Dataset]]:
+    """The datasets of each store, in config order."""
+    grouped: dict[str, list[Dataset]] = {}
+    for dataset in datasets.values():
+        grouped.setdefault(dataset.store, []).append(dataset)
+    return grouped
+
+
+__all__ = ["Cascade", "Dataset", "SubjectType", "applies", "datasets_by_store", "resolve"]

@@ -1,0 +1,56 @@
+"""What an object store lists and what its deletes report: records, versions, delete results."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+# S3's DeleteObjects takes at most this many keys; listings come in pages of this size.
+PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Version:
+    """One S3 object version or delete marker; `id` None on an unversioned bucket."""
+
+    id: str | None
+    marker: bool = False
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """One record of an object dataset, as listed.
+
+    `created` is the ``record.created`` clock (LastModified / mtime, or the dataset's `tag`),
+    None when it cannot be read (then the record's clock has not started); `clock_unreadable`
+    says a tag was there but held no timestamp (the plan reports such records). `problem` is a
+    reason found while listing why the record must never be deleted (a symlink); `versions` are
+    what a delete removes on S3 (every version and delete marker of a versioned key).
+    """
+
+    key: str
+    modified: dt.datetime
+    created: dt.datetime | None
+    subject: str | None
+    versions: tuple[Version, ...] = (Version(None),)
+    problem: str | None = None
+    clock_unreadable: bool = False
+
+    @property
+    def entries(self) -> int:
+        """How many things a delete removes (keys × versions)."""
+        return len(self.versions)
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What one delete batch did, key by key: every key deleted, vetoed by the store's own
+    protections (an Object Lock, a symlink: key → why), failed (key → error code and message),
+    or — when the store went away mid-request — of unknown fate (left for recovery)."""
+
+    deleted: tuple[str, ...] = ()
+    vetoed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+__all__ = ["PAGE_SIZE", "DeleteResult", "ObjectRecord", "Version"]

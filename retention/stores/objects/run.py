@@ -1,0 +1,184 @@
+"""Enforcing one rule on one object dataset: one listing page at a time, batches in flight.
+
+Per page the records are judged (:mod:`.evaluate`), the store says which it must not delete
+(object lock, symlinks: audited as kept), and the rest go into delete batches of at most the
+store's largest batch; the holds are re-read before every batch, and a batch is judged again
+when they changed. A live batch is handed to the engine's commit point before
+the store is asked to delete it, and its outcome after; several batches are in flight at once,
+bounded by the store's concurrency, and settled in order of submission from this thread only.
+If the store goes away mid-run, the batches in flight are still settled (what the store did
+before it died is audited) before the error is raised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
+from typing import Protocol
+
+from ...datasets import Dataset
+from ...errors import StoreError
+from ...kinds import Capabilities
+from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
+from .evaluate import Evaluator
+from .records import DeleteResult, ObjectRecord
+
+
+class Listing(Protocol):
+    """What a run needs of an object store (:class:`~.store.ObjectStore` is one)."""
+
+    capabilities: Capabilities
+    concurrency: int
+    unreadable: set[str]
+
+    def pages(
+        self, dataset: Dataset, prefix: str | None = None
+    ) -> Iterator[list[ObjectRecord]]: ...
+
+    def protected(self, records: Sequence[ObjectRecord], now: dt.datetime) -> dict[str, str]: ...
+
+    def submit(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> Future[DeleteResult]: ...
+
+    def mode(self, dataset: Dataset) -> str: ...
+
+    def evaluator(self, dataset: Dataset, now: dt.datetime) -> Evaluator: ...
+
+
+def summary(reasons: Iterable[str]) -> str:
+    """``AccessDenied ×2, InternalError`` — reasons without the keys (they may be personal)."""
+    counted = Counter(str(r).split(":", 1)[0] for r in reasons)
+    return ", ".join(f"{r} ×{n}" if n > 1 else r for r, n in sorted(counted.items()))
+
+
+class ObjectRun:
+    """One rule on one object dataset in one run (live or dry); iterate for its batches."""
+
+    def __init__(self, store: Listing, target: Target, run: Enforcement) -> None:
+        self.store = store
+        self.target = target
+        self.run = run
+        self.rule = target.rule
+        self.dataset = target.dataset
+        self.label = store.capabilities.veto_label
+        self.evaluator = store.evaluator(target.dataset, target.now)
+        limit = store.capabilities.max_batch or run.batch_size
+        self.limit = min(run.batch_size, limit)
+        self.inflight: deque[tuple[Ticket, list[ObjectRecord], Future[DeleteResult]]] = deque()
+        self.judged_with = run.holds()  # the holds the current page was judged with
+        self.broken: str | None = None
+
+    def __iter__(self) -> Iterator[BatchResult]:
+        stopped = False
+        try:
+            for result in self._walk():
+                if result is None:
+                    stopped = True
+                    break
+                yield result
+        except StoreError as exc:
+            # the store went away mid-run: what it did before still gets its audit entries
+            self.broken = self.broken or str(exc)
+        while self.inflight:
+            settled = self._settle(*self.inflight.popleft())
+            if settled is not None:
+                yield settled
+        if self.store.unreadable:
+            remark = f"could not read {', '.join(sorted(self.store.unreadable))}"
+            yield BatchResult(remarks=(remark,))
+        if self.broken is not None:
+            raise StoreError(self.broken)
+        if stopped:
+            raise Stopped
+
+    def _walk(self) -> Iterator[BatchResult | None]:
+        """The batches as they complete; None when asked to stop."""
+        batch: list[ObjectRecord] = []
+        entries = 0
+        for page in self.store.pages(self.dataset):
+            if self.run.should_stop():
+                yield None
+                return
+            self.judged_with = self.run.holds()
+            view = self.evaluator.page(page, self.judged_with)
+            free = [r for r in page if view.verdict(self.rule, r).free]
+            protected = self.store.protected(free, self.target.now) if free else {}
+            if protected:
+                note = Note(self.label, sorted(protected), summary(protected.values()))
+                yield BatchResult(notes=(note,), kept={self.label: len(protected)})
+            for record in free:
+                if record.key in protected:
+                    continue
+                if batch and entries + record.entries > self.limit:
+                    yield from self._submit(batch)
+                    batch, entries = [], 0
+                batch.append(record)
+                entries += record.entries
+            if self.broken is not None:
+                return
+        if batch and self.broken is None:
+            yield from self._submit(batch)
+
+    def _submit(self, batch: list[ObjectRecord]) -> Iterator[BatchResult]:
+        latest = self.run.holds()  # re-read before every batch, not only every listing page
+        if latest is not self.judged_with:  # the page was judged with other holds: again
+            view = self.evaluator.page(batch, latest)
+            batch = [r for r in batch if view.verdict(self.rule, r).free]
+            if not batch:
+                return
+        keys = [r.key for r in batch]
+        commit = self.run.commit
+        if commit is None:
+            note = Note("would " + self.rule.action, keys, self.store.mode(self.dataset))
+            yield BatchResult(acted=len(keys), notes=(note,))
+            return
+        ticket = commit.intend(
+            Intent(
+                rule=self.rule.id,
+                dataset=self.dataset.name,
+                action=self.rule.action,
+                keys=keys,
+                payload=json.dumps([[r.key, v.id] for r in batch for v in r.versions]),
+            )
+        )
+        self.run.probe.reached("write")
+        self.inflight.append((ticket, batch, self.store.submit(self.dataset, batch)))
+        while len(self.inflight) >= self.store.concurrency:
+            settled = self._settle(*self.inflight.popleft())
+            if settled is not None:
+                yield settled
+
+    def _settle(
+        self, ticket: Ticket, batch: list[ObjectRecord], future: Future[DeleteResult]
+    ) -> BatchResult | None:
+        """What one batch did, audited (its intent removed with its entries)."""
+        try:
+            outcome = future.result()
+        except StoreError as exc:
+            # what happened is unknown: the intent stays, the next run's recovery settles it
+            self.broken = self.broken or str(exc)
+            return None
+        notes = []
+        for label, keys, why in (
+            ("done", list(outcome.deleted), None),
+            (self.label, sorted(outcome.vetoed), summary(outcome.vetoed.values())),
+            ("failed", sorted(outcome.failed), summary(outcome.failed.values())),
+        ):
+            if keys:
+                notes.append(Note(label, keys, why))
+        failed = Counter(reason.split(":", 1)[0] for reason in outcome.failed.values())
+        result = BatchResult(
+            acted=len(outcome.deleted),
+            notes=tuple(notes),
+            audited=True,
+            kept={self.label: len(outcome.vetoed)} if outcome.vetoed else {},
+            failed=dict(failed),
+        )
+        assert self.run.commit is not None
+        self.run.commit.done(ticket, result)
+        return result
+
+
+__all__ = ["ObjectRun", "summary"]

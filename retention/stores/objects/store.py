@@ -1,0 +1,288 @@
+"""Object stores (S3 buckets, file trees) behind the one Store protocol, over their listings.
+
+A backend lists a dataset's records page by page, deletes batches of them, and says which it
+must not delete whatever the rules say (an Object Lock, a symlink). Everything else is decided
+here in Python with the same arithmetic the SQL stores push down (:mod:`.evaluate`), so a bucket
+and a directory obey exactly the same rules as a table. The listing is streamed: memory does not
+grow with the number of objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from ...datasets import Dataset, SubjectType
+from ...errors import RecordNotFound
+from ...holds import Hold, HoldsFile
+from ...ids import canonical_id
+from ...kinds import capabilities
+from ...rules import Rule
+from ...settings import Settings
+from ..base import (
+    BatchResult,
+    Counts,
+    Description,
+    Enforcement,
+    Flags,
+    Note,
+    Problem,
+    RuleView,
+    StoredIntent,
+    SubjectSource,
+    Tally,
+    Target,
+)
+from .evaluate import Evaluator
+from .records import DeleteResult, ObjectRecord
+from .run import ObjectRun
+
+RECOVERED = "recorded after an interruption: the delete had happened"
+
+
+class ObjectStore(ABC):
+    """One configured bucket or file tree: the listing-based part of every object store."""
+
+    kind: str
+    # delete batches in flight at once
+    concurrency: int = 1
+
+    def __init__(
+        self,
+        name: str,
+        config: Any,
+        settings: Settings | None = None,
+        subject_sources: Callable[[SubjectType], SubjectSource] | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.settings = settings
+        self.capabilities = capabilities(self.kind)
+        self._subject_sources = subject_sources
+        self._plans: dict[tuple[Any, ...], dict[str, Counts]] = {}
+        # directories (or prefixes) the listing could not read: reported, never fatal
+        self.unreadable: set[str] = set()
+
+    # -- what each backend provides ------------------------------------------------------
+
+    @abstractmethod
+    def pages(self, dataset: Dataset, prefix: str | None = None) -> Iterator[list[ObjectRecord]]:
+        """The dataset's records, one listing page at a time (never the whole listing)."""
+
+    @abstractmethod
+    def mode(self, dataset: Dataset) -> str:
+        """How a delete is carried out here, for the plan (``versioned bucket: ...``)."""
+
+    def protected(self, records: Sequence[ObjectRecord], now: dt.datetime) -> dict[str, str]:
+        """Records the store must not delete now whatever the rules say: key -> reason."""
+        return {r.key: r.problem for r in records if r.problem is not None}
+
+    @abstractmethod
+    def delete(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> DeleteResult:
+        """Delete one batch; every key ends up deleted, vetoed or failed."""
+
+    @abstractmethod
+    def absent(self, dataset: Dataset, entries: Sequence[Sequence[Any]]) -> list[str]:
+        """Keys (of intent entries ``[key, version]``) that no longer exist: they were deleted."""
+
+    @abstractmethod
+    def head(self, dataset: Dataset, key: str) -> ObjectRecord | None:
+        """One record by key, or None when it does not exist (for `explain`)."""
+
+    @abstractmethod
+    def reach(self, dataset: Dataset | None = None) -> list[str]:
+        """Problems found reaching the store (or one dataset's part of it), for `validate`."""
+
+    def submit(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> Future[DeleteResult]:
+        """Start deleting one batch; by default at once, in this thread."""
+        future: Future[DeleteResult] = Future()
+        try:
+            future.set_result(self.delete(dataset, records))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    def sync_holds(self, dataset: Dataset, run: Enforcement) -> list[str]:
+        """Mirror retention holds onto the store before a rule acts (S3 only); remarks."""
+        return []
+
+    def dispose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and threads."""
+
+    # -- the Store protocol ----------------------------------------------------------------
+
+    def subjects_of(self, dataset: Dataset) -> SubjectSource | None:
+        """Where the dataset's subjects' lifecycle events are read (None: no subject)."""
+        if dataset.subject is None or self._subject_sources is None:
+            return None
+        return self._subject_sources(dataset.subject)
+
+    def evaluator(self, dataset: Dataset, now: dt.datetime) -> Evaluator:
+        return Evaluator(dataset, now, self.subjects_of(dataset))
+
+    def check(self, datasets: Sequence[Dataset]) -> list[Problem]:
+        found = self.reach()
+        if found:
+            return [Problem(f"stores.{self.name}", m, unreachable=True) for m in found]
+        return [
+            Problem(f"datasets.{dataset.name}", m, unreachable=True)
+            for dataset in datasets
+            for m in self.reach(dataset)
+        ]
+
+    def plan(self, targets: Sequence[Target], holds: HoldsFile, samples: int) -> list[Counts]:
+        """Every rule of a dataset is counted in one listing (kept for the targets after)."""
+        found = []
+        for target in targets:
+            cache_key = (target.dataset.name, target.now, samples, id(holds))
+            if cache_key not in self._plans:
+                counts = plan_dataset(self, target.dataset, holds, target.now, samples)
+                self._plans = {cache_key: counts}
+            found.append(self._plans[cache_key][target.rule.id])
+        return found
+
+    def tally(self, target: Target, holds: HoldsFile, *, size: bool) -> Tally:
+        """Records due, unheld and unblocked now (before the store's own protections), those
+        never acted on for an unreadable clock, and every record of the dataset."""
+        planned = total = unreadable = 0
+        evaluator = self.evaluator(target.dataset, target.now)
+        for page in self.pages(target.dataset):
+            view = evaluator.page(page, holds)
+            total += len(page)
+            verdicts = [view.verdict(target.rule, r) for r in page]
+            planned += sum(1 for v in verdicts if v.free)
+            unreadable += sum(1 for v in verdicts if v.unreadable)
+        return Tally(planned, unreadable, total if size else None)
+
+    def enforce(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
+        remarks = self.sync_holds(target.dataset, run)
+        if remarks:
+            yield BatchResult(remarks=tuple(remarks))
+        yield from ObjectRun(self, target, run)
+
+    def settle(self, intent: StoredIntent, dataset: Dataset, rule: Rule | None) -> BatchResult:
+        entries: Sequence[Sequence[Any]] = json.loads(intent.payload)
+        gone = self.absent(dataset, entries)
+        notes = (Note("done", gone, RECOVERED),) if gone else ()
+        return BatchResult(acted=len(gone), notes=notes)
+
+    def describe(
+        self, dataset: Dataset, key: str, holds: HoldsFile, now: dt.datetime
+    ) -> Description:
+        record = self.head(dataset, key)
+        if record is None:
+            raise RecordNotFound(f"no object {key!r} in dataset {dataset.name!r}")
+        evaluator = self.evaluator(dataset, now)
+        page = evaluator.page([record], holds)
+        vetoed = self.protected([record], now).get(key)
+        views = []
+        for rule in evaluator.rules:
+            v = page.verdict(rule, record)
+            acts = v.free and vetoed is None
+            flags = Flags(
+                due=v.due,
+                held=v.held,
+                blocked=v.blocked,
+                actionable=acts,
+                overdue=acts and v.overdue,
+                unreadable=v.unreadable,
+            )
+            veto = vetoed if v.free and rule.destructive else None
+            views.append(RuleView(rule, flags, v.start, veto))
+        return Description(tuple(views), tuple(h.id for h in page.held_by(record)))
+
+    def covered(self, dataset: Dataset, hold: Hold) -> int:
+        scoped = hold.scoped_subjects()
+        if scoped is None:
+            return sum(len(page) for page in self.pages(dataset))
+        kind = dataset.subject.name if dataset.subject is not None else None
+        ids = hold.subject_ids(kind) if kind else frozenset()
+        return sum(
+            1
+            for page in self.pages(dataset)
+            for record in page
+            if record.subject is not None and canonical_id(record.subject) in ids
+        )
+
+    def close(self) -> None:
+        self.dispose()
+
+
+def plan_dataset(
+    store: ObjectStore, dataset: Dataset, holds: HoldsFile, now: dt.datetime, samples: int
+) -> dict[str, Counts]:
+    """Every rule of `dataset` counted in one pass over the listing."""
+    evaluator = store.evaluator(dataset, now)
+    counts = {rule.id: Counter[str]() for rule in evaluator.rules}
+    sampled: dict[str, list[str]] = {rule.id: [] for rule in evaluator.rules}
+    for page in store.pages(dataset):
+        view = evaluator.page(page, holds)
+        pending: list[tuple[Rule, ObjectRecord, bool]] = []
+        candidates: dict[str, ObjectRecord] = {}
+        for record in page:
+            for rule in evaluator.rules:
+                c = counts[rule.id]
+                verdict = view.verdict(rule, record)
+                c["in_scope"] += 1
+                if not verdict.due:
+                    c["unreadable"] += verdict.unreadable
+                    continue
+                c["due"] += 1
+                if not rule.destructive:
+                    continue
+                if verdict.held:
+                    c["held"] += 1
+                elif verdict.blocked:
+                    c["blocked"] += 1
+                else:
+                    pending.append((rule, record, verdict.overdue))
+                    candidates[record.key] = record
+        protected = store.protected(list(candidates.values()), now) if candidates else {}
+        for rule, record, overdue in pending:
+            c = counts[rule.id]
+            if record.key in protected:
+                c["vetoed"] += 1
+                continue
+            c["actionable"] += 1
+            c["overdue"] += overdue
+            if len(sampled[rule.id]) < samples:
+                sampled[rule.id].append(record.key)
+    mode = store.mode(dataset)
+    label = store.capabilities.veto_label
+    return {
+        rule.id: _counts(counts[rule.id], tuple(sampled[rule.id]), rule, mode, label, store)
+        for rule in evaluator.rules
+    }
+
+
+def _counts(
+    c: Counter[str], samples: tuple[str, ...], rule: Rule, mode: str, label: str, store: Any
+) -> Counts:
+    notes = [mode] if rule.destructive and mode else []
+    if c["vetoed"]:
+        why = ", ".join(store.capabilities.vetoes)
+        notes.append(f"{c['vetoed']} {label} ({why}: never deleted)")
+    return Counts(
+        in_scope=c["in_scope"],
+        due=c["due"],
+        held=c["held"],
+        blocked=c["blocked"],
+        actionable=c["actionable"],
+        overdue=c["overdue"],
+        unreadable=c["unreadable"],
+        vetoed=c["vetoed"],
+        samples=samples,
+        notes=tuple(notes),
+        extra={
+            "mode": mode if rule.destructive else "",
+            label.replace(" ", "_"): c["vetoed"],
+        },
+    )
+
+
+__all__ = ["RECOVERED", "ObjectStore", "plan_dataset"]

@@ -1,0 +1,429 @@
+"""Enforcing one rule on one SQL dataset, batch by batch, re-checking every record as it changes.
+
+A run walks the table in windows of the primary key (keyset pagination, like a DBA's range
+loop: each window is read once by its index, whatever other index the rule could use). For each
+window it re-reads the holds, and changes exactly the actionable records in one transaction
+whose DELETE/UPDATE repeats the rule's predicate and the hold exclusion, so a record reactivated
+or held since the window was chosen is not touched. Before the transaction commits, the batch is
+handed to the engine's commit point (fenced, durable intent); after, its audit entry follows. A
+dry run takes the same path and stops before the DELETE/UPDATE.
+
+On PostgreSQL a live run is pipelined: a batch's write (its ``DELETE``, or its anonymized values'
+write-back) runs on a data thread while the batch before gets its intent and commit and the next
+one is prepared on a second connection (see :func:`pipelined`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    RootTransaction,
+    Table,
+    and_,
+    delete,
+    inspect,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
+
+from ...datasets import Dataset
+from ...errors import ForeignKeyRefused, first_line
+from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
+from .keys import KeyTuple, fetch_keys, fetch_rows, format_keys, key_after, key_upto, keys_json
+from .schema import Schema
+from .select import Selection, SelectionBuilder
+from .writeback import sqlite_functions, write_back
+
+
+@dataclass
+class _Done:
+    """What one batch changed, in its still open transaction, and its intent's ticket."""
+
+    keys: list[KeyTuple]
+    formatted: list[str] = field(default_factory=list)
+    children: list[tuple[str, list[KeyTuple]]] = field(default_factory=list)
+    ticket: Ticket | None = None
+
+    def result(self, dataset: str) -> BatchResult:
+        """Its audit entries (cascaded children first, each under its own dataset) and counts."""
+        notes = [
+            Note(
+                "done",
+                format_keys(keys),
+                detail=f"children of {dataset}",
+                dataset=name,
+                action="delete (cascade)",
+            )
+            for name, keys in self.children
+            if keys
+        ]
+        if self.keys:
+            notes.append(Note("done"))  # the intent's keys, already being hashed
+        return BatchResult(
+            acted=len(self.keys),
+            notes=tuple(notes),
+            audited=True,
+            children={name: len(keys) for name, keys in self.children if keys},
+        )
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch ready to be written, its transaction open: `write` (on the data thread) deletes
+    its records or writes their new values back, `finish` (on the main thread, given what
+    `write` returned) makes its commit point."""
+
+    write: Callable[[], list[KeyTuple] | None]
+    finish: Callable[[list[KeyTuple] | None], _Done]
+
+
+@dataclass(frozen=True)
+class _Landing:
+    """A prepared batch being written on the data thread: its transaction, and what its write
+    will return."""
+
+    batch: RootTransaction
+    written: Future[list[KeyTuple] | None]
+    prepared: _Prepared
+
+
+def pipelined(store: Schema, run: Enforcement) -> bool:
+    """Whether a batch's write runs on a data thread while the main thread lands the batch
+    before it (its intent and commit: two durable commits, the state DB's and the data DB's)
+    and prepares the next one on a second connection (its window; for anonymize also its rows,
+    locked, and their new values).
+
+    Live runs on PostgreSQL only: there two batches' row locks cannot meet (disjoint key
+    windows; no gap locks, unlike InnoDB's next-key locks, which would make the second batch
+    wait for the first one's commit, itself waiting on the second). Only one write is under way
+    at a time, and the batch before it is already written, so a write that waits for a lock
+    held by that batch waits for a commit that is under way. A prepared batch is written only
+    once the one before is written and only if the holds file has not changed since it was read
+    for it (else it is prepared again): a hold placed while a batch is written protects the next
+    one, as in the plain loop."""
+    return run.live and store.dialect == "postgresql"
+
+
+class Batches:
+    """One rule on one SQL dataset in one run (live or dry)."""
+
+    def __init__(self, store: Schema, builder: SelectionBuilder, target: Target, run: Enforcement):
+        self.store = store
+        self.builder = builder
+        self.target = target
+        self.run = run
+        self.rule = target.rule
+        self.dataset = target.dataset
+        self.data_thread: ThreadPoolExecutor | None = None
+
+    def __iter__(self) -> Iterator[BatchResult]:
+        run, rule, dataset = self.run, self.rule, self.dataset
+        holds = run.holds()
+        selection = self.builder.build(rule, dataset, holds)
+        last: KeyTuple | None = None
+        with ExitStack() as stack:
+            # one connection, as a DBA's loop has; two when pipelined. On an error, the data
+            # thread is waited for, then closing the connections rolls back whatever batch is
+            # still open (its intent was never written, so nothing is lost).
+            lanes = 1 + pipelined(self.store, run)
+            connections = [stack.enter_context(self.store.engine.connect()) for _ in range(lanes)]
+            if lanes > 1:
+                self.data_thread = stack.enter_context(
+                    ThreadPoolExecutor(1, thread_name_prefix="retention-data")
+                )
+                stack.callback(setattr, self, "data_thread", None)
+            landing: _Landing | None = None  # a prepared batch being written
+            for turn in itertools.count():
+                if run.should_stop():
+                    if landing is not None:
+                        landed = self._land(landing, landing.written.result())
+                        if landed is not None:
+                            yield landed
+                    raise Stopped
+                latest = run.holds()
+                if latest is not holds:  # the file changed: rebuild (else the same predicates)
+                    holds, selection = latest, self.builder.build(rule, dataset, latest)
+                connection = connections[turn % len(connections)]
+                batch = connection.begin()  # the batch's transaction, window query included
+                end = self._window_end(connection, selection, last)
+                started: _Done | _Prepared | BatchResult | None = None
+                if end is not None:
+                    window = and_(
+                        true() if last is None else key_after(selection.key, last),
+                        key_upto(selection.key, end),
+                    )
+                    run.probe.reached("window")
+                    started = self._batch(connection, selection, window)
+                before, landing = landing, None
+                written = None if before is None else before.written.result()
+                again = False
+                if isinstance(started, _Prepared):
+                    if run.holds() is not holds:  # changed while it was prepared: again
+                        batch.rollback()
+                        again = True
+                    else:  # written with the holds read just now
+                        assert self.data_thread is not None
+                        landing = _Landing(batch, self.data_thread.submit(started.write), started)
+                else:
+                    batch.commit()
+                    if isinstance(started, _Done):
+                        done = self._committed(started)
+                        if done is not None:
+                            yield done
+                    elif started is not None and started.acted:
+                        yield started  # a dry run's batch
+                if before is not None:  # its intent and commit, while this one is written
+                    result = self._land(before, written)
+                    if result is not None:
+                        yield result
+                if started is None:
+                    break
+                if not again:
+                    last = end
+
+    def _land(self, landing: _Landing, written: list[KeyTuple] | None) -> BatchResult | None:
+        """Finish a batch whose write returned `written`: record its intent, commit it."""
+        done = landing.prepared.finish(written)
+        landing.batch.commit()
+        return self._committed(done)
+
+    def _committed(self, done: _Done) -> BatchResult | None:
+        """After a batch's commit: its audit entry follows (written with the next batch's
+        intent or at the end of the rule); what it did, if anything."""
+        if done.ticket is None:
+            return None
+        result = done.result(self.dataset.name)
+        assert self.run.commit is not None
+        self.run.commit.done(done.ticket, result)
+        return result if done.keys else None
+
+    def _window_end(
+        self, connection: Connection, selection: Selection, last: KeyTuple | None
+    ) -> KeyTuple | None:
+        """The last key of the next window of `batch_size` rows in primary-key order."""
+        page = select(*selection.key)
+        if last is not None:
+            page = page.where(key_after(selection.key, last))
+        window = page.order_by(*selection.key).limit(self.run.batch_size).subquery()
+        columns = list(window.c)
+        query = select(*columns).order_by(*(c.desc() for c in columns)).limit(1)
+        row = connection.execute(query).first()
+        return None if row is None else tuple(row)
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _batch(
+        self, connection: Connection, selection: Selection, window: ColumnElement[bool]
+    ) -> _Done | _Prepared | BatchResult:
+        """Act on the actionable records of one key window (a dry run only lists them), in
+        `connection`'s open transaction; the caller commits it (a prepared batch: once written
+        and finished)."""
+        if not self.run.live:
+            query = select(*selection.key).where(window, selection.actionable)
+            keys = [tuple(r) for r in connection.execute(query.order_by(*selection.key))]
+            outcome = "would " + self.rule.action
+            notes = (Note(outcome, format_keys(keys)),) if keys else ()
+            return BatchResult(acted=len(keys), notes=notes)
+        if self.rule.action == "delete":
+            return self._delete(connection, selection, window)
+        return self._anonymize(connection, selection, window)
+
+    def _intend(self, keys: list[KeyTuple], children: list[tuple[str, list[KeyTuple]]]) -> _Done:
+        """Inside the open data transaction: the batch's intent, recorded by the engine before
+        the data commits (nothing to record if the batch changed nothing)."""
+        done = _Done(keys, children=children)
+        if not keys and not any(k for _, k in children):
+            return done
+        done.formatted = format_keys(keys)
+        intent = Intent(
+            rule=self.rule.id,
+            dataset=self.dataset.name,
+            action=self.rule.action,
+            keys=done.formatted,
+            payload=keys_json(keys, done.formatted),
+            children=json.dumps(children, default=str),
+        )
+        assert self.run.commit is not None
+        done.ticket = self.run.commit.intend(intent)
+        return done
+
+    def _delete(
+        self, connection: Connection, selection: Selection, in_batch: ColumnElement[bool]
+    ) -> _Done | _Prepared:
+        """Delete the batch's records (cascade children first) and make its commit point; when
+        pipelined, a prepared batch whose `DELETE` runs on the data thread."""
+        condition = and_(in_batch, selection.actionable)
+        children: list[tuple[str, list[KeyTuple]]] = []
+
+        def write() -> list[KeyTuple]:
+            self.run.probe.reached("write")
+            try:
+                self._delete_children(
+                    connection, self.dataset, selection.table, condition, children
+                )
+                return self._delete_returning(connection, selection.table, selection.key, condition)
+            except IntegrityError as exc:
+                raise ForeignKeyRefused(
+                    self._describe_refusal(exc), rule=self.rule.id, dataset=self.dataset.name
+                ) from None
+
+        def finish(deleted: list[KeyTuple] | None) -> _Done:
+            assert deleted is not None  # write() always says what it deleted
+            return self._intend(deleted, children)
+
+        if self.data_thread is not None:
+            return _Prepared(write, finish)
+        return finish(write())
+
+    def _delete_children(
+        self,
+        connection: Connection,
+        dataset: Dataset,
+        parent: Table,
+        parent_condition: ColumnElement[bool],
+        out: list[tuple[str, list[KeyTuple]]],
+    ) -> None:
+        """Delete cascade children (grandchildren first) of the parents matching the condition."""
+        store = self.store
+        for cascade in dataset.cascade:
+            (parent_key,) = (store.column(parent, name) for name in dataset.key_columns)
+            child = cascade.dataset
+            assert child.config.table is not None
+            table = store.table(child.config.table)
+            link = store.column(table, cascade.column)
+            parents = select(parent_key).where(parent_condition)
+            if connection.dialect.name in ("mysql", "mariadb"):
+                # MySQL refuses a subquery on a table the same statement changes; materialise it.
+                parents = select(parents.subquery().c[0])
+            child_condition = link.in_(parents)
+            self._delete_children(connection, child, table, child_condition, out)
+            key = tuple(store.column(table, name) for name in child.key_columns)
+            out.append(
+                (child.name, self._delete_returning(connection, table, key, child_condition))
+            )
+
+    def _delete_returning(
+        self,
+        connection: Connection,
+        table: Table,
+        key: tuple[Column[Any], ...],
+        condition: ColumnElement[bool],
+    ) -> list[KeyTuple]:
+        """DELETE ... WHERE condition, returning the deleted keys (selected first where needed)."""
+        if connection.dialect.delete_returning:
+            statement = delete(table).where(condition).returning(*key)
+            return fetch_keys(connection.execute(statement), key)
+        locked = select(*key).where(condition).with_for_update()
+        found = fetch_keys(connection.execute(locked), key)
+        if found:
+            connection.execute(delete(table).where(condition))
+        return found
+
+    def _anonymize(
+        self, connection: Connection, selection: Selection, in_batch: ColumnElement[bool]
+    ) -> _Done | _Prepared:
+        rule, table, dataset = self.rule, selection.table, self.dataset
+        anonymizers = {
+            dataset.config.personal[personal]: self.builder.anonymizer(
+                personal, rule, dataset, table
+            )
+            for personal in rule.anonymize
+        }
+        condition = and_(in_batch, selection.actionable)
+        dialect = self.store.dialect
+        set_based = {name: a.set_based(dialect) for name, a in anonymizers.items()}
+        done_now = and_(*(a.done(dialect) for a in anonymizers.values()))
+        columns = [table.c[name] for name in anonymizers]
+        width = len(selection.key)
+        if dialect == "sqlite":
+            set_based = sqlite_functions(connection, anonymizers, set_based)
+        in_sql = all(expr is not None for expr in set_based.values())
+        changed: list[KeyTuple] | None = None
+        if in_sql and connection.dialect.update_returning:
+            # one statement: the predicate is checked as each record is changed, and RETURNING
+            # says which were
+            self.run.probe.reached("write")
+            statement = update(table).where(condition).values(**set_based)
+            result = connection.execute(statement.returning(*selection.key))
+            keys = changed = fetch_keys(result, selection.key)
+        else:
+            locked = select(*selection.key, *columns).where(condition).with_for_update()
+            rows = fetch_rows(connection.execute(locked), [*selection.key, *columns])
+            keys = [tuple(row[:width]) for row in rows]
+            if not keys:
+                return _Done([])
+            if in_sql:
+                self.run.probe.reached("write")
+                connection.execute(update(table).where(condition).values(**set_based))
+            else:
+                values = [
+                    anonymizers[col.name].apply_all([row[width + i] for row in rows])
+                    for i, col in enumerate(columns)
+                ]
+                arguments = (connection, selection, condition, columns, keys, values)
+                if self.data_thread is not None:
+
+                    def write() -> list[KeyTuple] | None:
+                        self.run.probe.reached("write")
+                        return write_back(*arguments)
+
+                    return _Prepared(
+                        write,
+                        lambda written: self._anonymized(
+                            connection, selection, in_batch, done_now, keys, written
+                        ),
+                    )
+                self.run.probe.reached("write")
+                changed = write_back(*arguments)
+        return self._anonymized(connection, selection, in_batch, done_now, keys, changed)
+
+    def _anonymized(
+        self,
+        connection: Connection,
+        selection: Selection,
+        in_batch: ColumnElement[bool],
+        done_now: ColumnElement[bool],
+        keys: list[KeyTuple],
+        changed: list[KeyTuple] | None,
+    ) -> _Done:
+        """The batch's commit point, once its records are written (`changed`: the keys the
+        database said it changed, or None to read back which of `keys` are now done)."""
+        if changed is None:
+            # the selected records now anonymized; the window, not a list of thousands of keys,
+            # bounds the query (the same records: every key is in the window)
+            query = select(*selection.key).where(in_batch, done_now).order_by(*selection.key)
+            selected = set(keys)
+            changed = [k for k in map(tuple, connection.execute(query)) if k in selected]
+        return self._intend(changed, [])
+
+    def _describe_refusal(self, exc: IntegrityError) -> str:
+        table = self.dataset.config.table or ""
+        inspector = inspect(self.store.engine)
+        referencing = []
+        for other in inspector.get_table_names():
+            for fk in inspector.get_foreign_keys(other):
+                if fk.get("referred_table") == table:
+                    referencing += [(other, col) for col in fk.get("constrained_columns", [])]
+        declared = {(c.dataset.config.table, c.column) for c in self.dataset.cascade}
+        undeclared = [f"{t}.{c}" for t, c in referencing if (t, c) not in declared]
+        where = ", ".join(undeclared) if undeclared else "another table"
+        return (
+            f"deleting from {table} is refused by a foreign key from {where}; nothing in this "
+            "batch was changed. Declare `cascade: [{dataset: <that dataset>, column: <column>}]` "
+            f"on dataset {self.dataset.name!r} if those rows should go too ({first_line(exc)})"
+        )
+
+
+__all__ = ["Batches", "pipelined"]

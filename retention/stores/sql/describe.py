@@ -1,0 +1,147 @@
+"""One SQL record as `explain` shows it: each rule's predicates evaluated on it, in SQL.
+
+The flags come from the same predicates a plan counts and a run repeats, restricted to one key,
+so `explain` cannot disagree with a run. The clock starts are also read in Python from the
+record's values, for display.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Column, Connection, False_, Table, and_, case, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from ...datasets import Dataset
+from ...errors import ConfigError, RecordNotFound
+from ...holds import HoldsFile
+from ...rules import Rule
+from ...timemath import parse_stored
+from ..base import Description, Flags, RuleView
+from .ids import id_matches
+from .schema import Schema
+from .select import Selection, SelectionBuilder
+
+
+def describe(
+    store: Schema, builder: SelectionBuilder, dataset: Dataset, key: str, holds: HoldsFile
+) -> Description:
+    """Every rule's view of the record `key` (``a/b`` for a composite key) of `dataset`."""
+    assert dataset.config.table is not None
+    table = store.table(dataset.config.table)
+    key_columns = [store.column(table, name) for name in dataset.key_columns]
+    parts = key.split("/") if len(key_columns) > 1 else [key]
+    if len(parts) != len(key_columns):
+        raise ConfigError(
+            f"dataset {dataset.name!r} has a key of {len(key_columns)} columns: give them as a/b",
+            field="KEY",
+        )
+    match = and_(*(col == _typed(col, part) for col, part in zip(key_columns, parts, strict=True)))
+    with store.engine.connect() as connection:
+        row = connection.execute(store.readable_row(table).where(match)).mappings().first()
+        if row is None:
+            raise RecordNotFound(f"no record with key {key!r} in dataset {dataset.name!r}")
+        subject_row = _subject_row(store, connection, dataset, row)
+        covering = _covering(connection, builder, dataset, table, match, holds)
+        views = []
+        for rule in dataset.rules:
+            selection = builder.build(rule, dataset, holds)
+            flags = _flags(connection, selection, match)
+            start = _clock_start(dataset, rule, row, subject_row)
+            views.append(RuleView(rule, flags, start))
+    return Description(tuple(views), covering)
+
+
+def _flags(connection: Connection, s: Selection, match: ColumnElement[bool]) -> Flags:
+    named = {
+        "scope": s.scope,
+        "due": and_(s.scope, s.due),
+        "held": s.held,
+        "blocked": s.blocked,
+        "superseded": s.superseded,
+        "done": s.done,
+        "actionable": s.actionable,
+        "overdue": and_(s.actionable, s.overdue),
+        "unreadable": s.unreadable_pending,
+    }
+    query = (
+        select(*(case((expr, 1), else_=0).label(name) for name, expr in named.items()))
+        .select_from(s.table)
+        .where(match)
+    )
+    row = connection.execute(query).mappings().one()
+    return Flags(**{name: bool(row[name]) for name in named})
+
+
+def _covering(
+    connection: Connection,
+    builder: SelectionBuilder,
+    dataset: Dataset,
+    table: Table,
+    match: ColumnElement[bool],
+    holds: HoldsFile,
+) -> tuple[str, ...]:
+    """The active holds whose scope covers the record `match` selects, decided by the same SQL
+    predicate (:meth:`SelectionBuilder.covered_by`) a plan counts and a run repeats."""
+    candidates = [h for h in holds.active() if h.covers_dataset(dataset.name)]
+    if not candidates:
+        return ()
+    query = (
+        select(
+            *(
+                case((builder.covered_by(hold, dataset, table), 1), else_=0).label(f"h{index}")
+                for index, hold in enumerate(candidates)
+            )
+        )
+        .select_from(table)
+        .where(match)
+    )
+    row = connection.execute(query).one()
+    return tuple(hold.id for hold, covered in zip(candidates, row, strict=True) if covered)
+
+
+def _typed(column: Column[Any], text: str) -> Any:
+    try:
+        return column.type.python_type(text)
+    except (NotImplementedError, TypeError, ValueError):
+        return text
+
+
+def _subject_row(
+    store: Schema, connection: Connection, dataset: Dataset, row: Mapping[Any, Any]
+) -> dict[str, Any] | None:
+    subject, column = dataset.subject, dataset.subject_column
+    if subject is None or column is None or row[column] is None:
+        return None
+    table = store.table(subject.config.table)
+    key = store.column(table, subject.config.key)
+    matches = id_matches(key, [row[column]], store.dialect)  # '0005' is account 5
+    if isinstance(matches, False_):
+        return None
+    found = connection.execute(store.readable_row(table).where(matches)).mappings().first()
+    return dict(found) if found else None
+
+
+def _clock_start(
+    dataset: Dataset, rule: Rule, row: Mapping[Any, Any], subject_row: dict[str, Any] | None
+) -> dt.datetime | None:
+    values: list[dt.datetime | None] = []
+    for ref in rule.after.refs:
+        if ref.source == "record":
+            values.append(parse_stored(row[dataset.config.timestamps[ref.name]], dataset.zone))
+        else:
+            subject = dataset.subject
+            assert subject is not None
+            raw = subject_row.get(subject.event_column(ref.name)) if subject_row else None
+            values.append(parse_stored(raw, subject.zone))
+    known = [v for v in values if v is not None]
+    if rule.after.combine == "one":
+        return values[0]
+    if rule.after.combine == "earliest":
+        return min(known, default=None)
+    return max(known) if len(known) == len(values) else None
+
+
+__all__ = ["describe"]

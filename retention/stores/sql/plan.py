@@ -1,0 +1,78 @@
+"""Counting a rule on a SQL dataset: set-based COUNTs, never rows travelling to Python.
+
+A plan row is three statements at most: the records the rule covers, those due, then every
+other question about the due ones (held, blocked, superseded, done, to act on, overdue) in one
+pass of conditional sums; samples are the first few actionable keys in key order.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, False_, Table, and_, case, func, not_, select, true
+from sqlalchemy.sql.elements import ColumnElement
+
+from ..base import Counts, Tally
+from .keys import format_key
+from .select import Selection
+
+
+def count(connection: Connection, table: Table, *conditions: ColumnElement[bool]) -> int:
+    """``SELECT count(*) FROM table WHERE conditions``."""
+    query = select(func.count()).select_from(table).where(and_(true(), *conditions))
+    return int(connection.execute(query).scalar_one())
+
+
+def plan_counts(connection: Connection, s: Selection, samples: int) -> Counts:
+    """The plan's numbers for one rule on one dataset."""
+    in_scope = count(connection, s.table, s.scope)
+    due = count(connection, s.table, s.scope, s.due) if in_scope else 0
+    unreadable = 0
+    if in_scope > due and not isinstance(s.unreadable, False_):
+        unreadable = count(connection, s.table, s.unreadable_pending)
+    if s.rule.action == "keep" or not due:
+        return Counts(in_scope=in_scope, due=due, unreadable=unreadable)
+    free, unblocked = not_(s.held), not_(s.blocked)
+    questions = {
+        "held": (s.held,),
+        "blocked": (free, s.blocked),
+        "superseded": (free, unblocked, s.superseded),
+        "done": (free, unblocked, not_(s.superseded), s.done),
+        "actionable": (free, unblocked, not_(s.superseded), not_(s.done)),
+        "overdue": (free, unblocked, not_(s.superseded), not_(s.done), s.overdue),
+    }
+    asked = {
+        name: func.coalesce(func.sum(case((and_(*conditions), 1), else_=0)), 0)
+        for name, conditions in questions.items()
+        if not any(isinstance(c, False_) for c in conditions)
+    }
+    query = select(*asked.values()).select_from(s.table).where(s.scope, s.due)
+    counts = dict.fromkeys(questions, 0)
+    counts.update(zip(asked, map(int, connection.execute(query).one()), strict=True))
+    keys: tuple[str, ...] = ()
+    if counts["actionable"] and samples:
+        query = select(*s.key).where(s.actionable).order_by(*s.key).limit(samples)
+        keys = tuple(format_key(row) for row in connection.execute(query))
+    return Counts(
+        in_scope=in_scope,
+        due=due,
+        unreadable=unreadable,
+        held=counts["held"],
+        blocked=counts["blocked"],
+        superseded=counts["superseded"],
+        done=counts["done"],
+        actionable=counts["actionable"],
+        overdue=counts["overdue"],
+        samples=keys,
+    )
+
+
+def tally(connection: Connection, s: Selection, *, size: bool) -> Tally:
+    """What a run would act on now, the unreadable ones, and the table's size if asked."""
+    actionable = count(connection, s.table, s.actionable)
+    unreadable = 0
+    if not isinstance(s.unreadable, False_):
+        unreadable = count(connection, s.table, s.unreadable_pending)
+    total = count(connection, s.table) if size and actionable else None
+    return Tally(actionable, unreadable, total)
+
+
+__all__ = ["count", "plan_counts", "tally"]
