@@ -23,7 +23,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from .config import Config, config_path_from_env, load_config
-from .errors import ConfigErrors, RetentionError
+from .errors import (
+    AuditError,
+    AuditKeyError,
+    ConfigErrors,
+    RetentionError,
+    StoreError,
+    StoreMisconfigured,
+)
 from .explain import explain
 from .holdsreport import hold_coverage
 from .planner import Plan, make_plan
@@ -148,9 +155,9 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
             )
         warn(warnings)
     if any(not p.unreachable for p in problems):
-        raise typer.Exit(2)
+        raise typer.Exit(StoreMisconfigured.exit_code)
     if problems:
-        raise typer.Exit(3)
+        raise typer.Exit(StoreError.exit_code)
 
 
 @app.command()
@@ -185,9 +192,9 @@ def plan(
 
 def _exit_for_skipped(result: Plan) -> None:
     if any(not s.unreachable for s in result.skipped):
-        raise typer.Exit(2)
+        raise typer.Exit(StoreMisconfigured.exit_code)
     if result.skipped:
-        raise typer.Exit(3)
+        raise typer.Exit(StoreError.exit_code)
 
 
 def _check_filters(config: Config, rules: list[str] | None, datasets: list[str] | None) -> None:
@@ -365,7 +372,7 @@ def holds(
     for skipped in report.skipped:
         err.print(f"[yellow]not counted[/] on store {skipped}", highlight=False)
     if report.skipped:
-        raise typer.Exit(3)
+        raise typer.Exit(StoreError.exit_code)
 
 
 @app.command()
@@ -593,19 +600,20 @@ def audit_verify(
     )
     if report.problem is not None and not log_first:
         data.update(ok=False, bad_seq=report.bad_seq, reason=report.reason, problem=report.problem)
-    code = {None: 0, "tampered": 1, "key": 6}[data["problem"]]
     if as_json:
         emit_json(data)
-    elif code == 0:
-        agree = f", {report.checked} checkpoints agree" if report.checked else ""
-        out.print(f"[green]ok[/]: {result.entries} entries, chain intact{agree}")
-    else:
-        title = "audit log tampered" if code == 1 else "audit key problem"
-        where_text = f"entry {data['bad_seq']}: " if data["bad_seq"] is not None else ""
-        err.print(
-            f"[bold red]{title}:[/] {escape(where_text + str(data['reason']))}", highlight=False
-        )
-    raise typer.Exit(code)
+    if data["problem"] is None:
+        if not as_json:
+            agree = f", {report.checked} checkpoints agree" if report.checked else ""
+            out.print(f"[green]ok[/]: {result.entries} entries, chain intact{agree}")
+        return
+    where_text = f"entry {data['bad_seq']}: " if data["bad_seq"] is not None else ""
+    with handled():
+        if data["problem"] == "key":
+            raise AuditKeyError(
+                f"audit key problem: {where_text}{data['reason']}", signed_with=None, held=()
+            )
+        raise AuditError(f"audit log tampered: {where_text}{data['reason']}")
 
 
 @audit_app.command("checkpoint")
