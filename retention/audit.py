@@ -203,6 +203,11 @@ class AuditLog:
         helper, ticket = self._helper, self._helper.submit(keys)
         return lambda: _hex_list(len(keys), helper.result(ticket))
 
+    @property
+    def helper_pid(self) -> int | None:
+        """The process id of the HMAC helper this log started, while it runs."""
+        return self._helper.pid if self._helper is not None else None
+
     def close(self) -> None:
         """Stop the HMAC helper process, if one was started."""
         if self._helper is not None:

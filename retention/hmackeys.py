@@ -115,6 +115,12 @@ class HmacHelper:
         except OSError:
             self._broken = True
 
+    @property
+    def pid(self) -> int | None:
+        """The helper process's id while it runs (what an operator sees beside a large run);
+        None when keys are hashed in this process."""
+        return self._process.pid if self._process is not None else None
+
     def submit(self, keys: list[str]) -> int:
         """Hand one batch's keys to the helper; its ticket for :meth:`result`."""
         self._collect()

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -70,9 +71,9 @@ def test_key_with_a_line_break_is_hashed_here(helper: HmacHelper) -> None:
 def test_dead_helper_falls_back_to_hashing_here(helper: HmacHelper) -> None:
     first = [str(n) for n in range(2000)]
     assert helper.result(helper.submit(first)) == reference(first)
-    assert helper._process is not None
-    helper._process.kill()
-    helper._process.wait()
+    assert helper.pid is not None
+    os.kill(helper.pid, signal.SIGKILL)
+    _wait_until_gone(helper.pid)
     for batch in (["a", "b"], [str(n) for n in range(100, 3000)]):
         assert helper.result(helper.submit(batch)) == reference(batch)
 
@@ -80,8 +81,8 @@ def test_dead_helper_falls_back_to_hashing_here(helper: HmacHelper) -> None:
 def test_helper_never_sees_the_key_on_its_command_line_or_environment(
     helper: HmacHelper,
 ) -> None:
-    assert helper._process is not None
-    proc = Path("/proc") / str(helper._process.pid)
+    assert helper.pid is not None
+    proc = Path("/proc") / str(helper.pid)
     if not proc.exists():
         pytest.skip("no /proc on this system")
     assert KEY not in (proc / "cmdline").read_bytes()
@@ -90,10 +91,10 @@ def test_helper_never_sees_the_key_on_its_command_line_or_environment(
 
 def test_close_stops_the_helper() -> None:
     started = HmacHelper(KEY)
-    assert started._process is not None
-    pid = started._process.pid
+    pid = started.pid
+    assert pid is not None
     started.close()
-    assert started._process is None
+    assert started.pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
 
@@ -107,12 +108,12 @@ def test_audit_log_protect_later_matches_protect(monkeypatch: pytest.MonkeyPatch
         large = [str(n) for n in range(500)]
         small = ["1", "2"]
         later = [log.protect_later(large), log.protect_later(small)]
-        assert log._helper is not None  # the large batch started it
+        assert log.helper_pid is not None  # the large batch started it
         assert later[0]() == log.protect(large)
         assert later[1]() == log.protect(small)
     finally:
         log.close()
-    assert log._helper is None
+    assert log.helper_pid is None
 
 
 def test_helper_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
@@ -123,7 +124,7 @@ def test_helper_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
         "from retention.hmackeys import HmacHelper\n"
         "helper = HmacHelper(b'k')\n"
         "helper.result(helper.submit([str(n) for n in range(5000)]))\n"
-        "print(helper._process.pid, flush=True)\n"
+        "print(helper.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
     with subprocess.Popen(
@@ -147,6 +148,16 @@ def test_helper_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
     pytest.fail(f"helper {child} outlived its killed parent")
 
 
+def _wait_until_gone(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not _is_zombie(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
+
+
 def _is_zombie(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -162,7 +173,7 @@ def test_no_helper_can_start_keys_are_hashed_here(
     monkeypatch.setattr(sys, "executable", executable)
     started = HmacHelper(KEY)
     try:
-        assert started._process is None
+        assert started.pid is None
         batch = [str(n) for n in range(1500)]
         assert started.result(started.submit(batch)) == reference(batch)
     finally:

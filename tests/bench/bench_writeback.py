@@ -50,7 +50,7 @@ def anonymized(rows: list[Any]) -> tuple[list[tuple[Any, ...]], list[list[Any]]]
 
 
 def per_record(connection: Connection, table: Table, keys: Any, values: Any) -> None:
-    """What executor._write_back runs off PostgreSQL today."""
+    """What the SQL store writes back with off PostgreSQL and MariaDB (one UPDATE per record)."""
     statement = (
         update(table)
         .where(table.c.id == bindparam("k_0"), table.c.created_at.is_not(None))
