@@ -26,6 +26,7 @@ from .config import Config, config_path_from_env, load_config
 from .errors import (
     AuditError,
     AuditKeyError,
+    ConfigError,
     ConfigErrors,
     RetentionError,
     StoreError,
@@ -40,7 +41,7 @@ app = typer.Typer(
     name="retention",
     help="Enforce data-retention promises: plan, explain and apply retention rules.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
@@ -69,27 +70,71 @@ DatasetOption = Annotated[
 ]
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        out.print(f"retention {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Enforce data-retention promises: plan, explain and apply retention rules."""
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
 
 
-def fail(error: RetentionError) -> NoReturn:
-    """Print `error` as clear lines on stderr and exit with its code."""
-    lines = [str(e) for e in error.errors] if isinstance(error, ConfigErrors) else [str(error)]
-    for line in lines:
+def fail(error: RetentionError, as_json: bool = False) -> NoReturn:
+    """Print `error` as clear lines on stderr and exit with its code; under ``--json`` also as
+    one JSON object on stdout, for scripts."""
+    errors = list(error.errors) if isinstance(error, ConfigErrors) else [error]
+    for line in (str(e) for e in errors):
         # verbatim and unwrapped: one `file:line: field: message` per line, brackets kept
         err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if as_json:
+        found = [_error_fields(e) for e in errors]
+        emit_json({**found[0], "exit_code": error.exit_code, "errors": found})
     raise typer.Exit(error.exit_code)
 
 
+def _error_fields(error: RetentionError) -> dict[str, Any]:
+    """What a script needs of one error: the message, and where the input is wrong."""
+    if isinstance(error, ConfigError):
+        return {
+            "error": error.message,
+            "file": error.file,
+            "line": error.line,
+            "field": error.field,
+            "kind": type(error).__name__,
+        }
+    return {
+        "error": str(error),
+        "file": None,
+        "line": None,
+        "field": None,
+        "kind": type(error).__name__,
+    }
+
+
 @contextmanager
-def handled() -> Iterator[None]:
-    """Turn library errors into one clear line and an exit code."""
+def handled(as_json: bool = False) -> Iterator[None]:
+    """Turn library errors into one clear line and an exit code (and, under ``--json``, a JSON
+    object on stdout)."""
     try:
         yield
     except RetentionError as exc:
-        fail(exc)
+        fail(exc, as_json)
 
 
 def load(config_file: str | None) -> Config:
@@ -103,13 +148,14 @@ def parse_now(value: str | None, config: Config) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an ISO 8601 timestamp", param_hint="--now"
+        raise ConfigError(
+            f"{value!r} is not an ISO 8601 timestamp", file="command line", field="--now"
         ) from None
     if not 1970 <= parsed.year <= 9000:
-        raise typer.BadParameter(
+        raise ConfigError(
             f"{value!r} is outside the years 1970 to 9000 that retention evaluates",
-            param_hint="--now",
+            file="command line",
+            field="--now",
         )
     if parsed.tzinfo is None:
         from .timemath import wall_to_utc
@@ -125,7 +171,7 @@ def emit_json(data: Any) -> None:
 @app.command()
 def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Parse config, rules and holds; check the state DB, stores, tables and columns."""
-    with handled():
+    with handled(as_json):
         config = load(config_file)
         problems = check_state_db(config) + check_stores(config)
         warnings = check_hold_ids(config)
@@ -170,7 +216,7 @@ def plan(
     samples: Annotated[int, typer.Option(help="Sample keys per rule in --json.")] = 5,
 ) -> None:
     """The dry run: what is due, held, blocked and overdue, per rule and dataset."""
-    with handled():
+    with handled(as_json):
         config = load(config_file)
         _check_filters(config, rule, dataset)
         moment = parse_now(now, config)
@@ -310,7 +356,7 @@ def explain_command(
     now: NowOption = None,
 ) -> None:
     """Every rule that matches one record: its clock, due date, holds, keep rules, verdict."""
-    with handled():
+    with handled(as_json):
         config = load(config_file)
         result = explain(config, dataset, key, parse_now(now, config))
     if as_json:
@@ -343,7 +389,7 @@ def holds(
     config_file: ConfigOption = None, as_json: JsonOption = False, now: NowOption = None
 ) -> None:
     """The legal holds, active or not, and how many records each one covers now."""
-    with handled():
+    with handled(as_json):
         config = load(config_file)
         moment = parse_now(now, config)
         report = hold_coverage(config, today=moment.date())
@@ -393,7 +439,7 @@ def run(
     """One enforcement pass: a dry run unless `dry_run: false` or --execute."""
     from .executor import Executor
 
-    with handled():
+    with handled(as_json):
         config = load(config_file)
         _check_filters(config, rule, dataset)
         moment = parse_now(now, config)
@@ -579,7 +625,7 @@ def audit_verify(
     from .checkpoints import CheckpointReport, Verifier, check
     from .statedb import open_state
 
-    with handled():
+    with handled(as_json):
         settings = _auditor_settings(config_file, state_db)
         extra = [load_public_key(_key_text(k)) for k in verify_key or []]
         engine = open_state(state_db or settings.state_db.get_secret_value())
@@ -608,7 +654,7 @@ def audit_verify(
             out.print(f"[green]ok[/]: {result.entries} entries, chain intact{agree}")
         return
     where_text = f"entry {data['bad_seq']}: " if data["bad_seq"] is not None else ""
-    with handled():
+    with handled(as_json):
         if data["problem"] == "key":
             raise AuditKeyError(
                 f"audit key problem: {where_text}{data['reason']}", signed_with=None, held=()
@@ -633,7 +679,7 @@ def audit_checkpoint(
     from .checkpoints import write
     from .statedb import open_state
 
-    with handled():
+    with handled(as_json):
         settings = load(config_file).settings
         engine = open_state(settings.state_db.get_secret_value())
         try:
@@ -657,8 +703,8 @@ def _parse_when(value: str | None, config: Config, option: str) -> dt.datetime |
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an ISO 8601 date or timestamp", param_hint=option
+        raise ConfigError(
+            f"{value!r} is not an ISO 8601 date or timestamp", file="command line", field=option
         ) from None
     if parsed.tzinfo is None:
         from .timemath import wall_to_utc
@@ -681,10 +727,11 @@ def audit_show(
     ] = None,
 ) -> None:
     """Audit entries, filtered by run, rule, dataset, date or record key."""
-    with handled():
+    with handled(as_json):
         config = load(config_file)
-    start, end = _parse_when(since, config, "--since"), _parse_when(until, config, "--until")
-    with handled(), _audit_log(config) as log:
+        start = _parse_when(since, config, "--since")
+        end = _parse_when(until, config, "--until")
+    with handled(as_json), _audit_log(config) as log:
         entries = log.entries(
             run_id=run_id, rule=rule, dataset=dataset, since=start, until=end, key=key
         )

@@ -267,9 +267,8 @@ class Executor:
             if not store.capabilities.recount_after_run:
                 continue  # it counted what it could not do itself
             rule = self.config.rule(outcome.rule)
-            outcome.lingering = store.tally(
-                Target(rule, dataset, self.now), holds, size=False
-            ).actionable
+            target = Target(rule, dataset, self.now)
+            outcome.lingering = store.tally(target, holds, size=False, unreadable=False).actionable
             if outcome.lingering:
                 self.ledger.append(
                     rule=rule.id,

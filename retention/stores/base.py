@@ -291,8 +291,12 @@ class Store(Protocol):
     def plan(self, targets: Sequence[Target], holds: HoldsFile, samples: int) -> list[Counts]:
         """The counts of each target (in order), changing nothing. Raises StoreError."""
 
-    def tally(self, target: Target, holds: HoldsFile, *, size: bool) -> Tally:
-        """What `target` would act on now (circuit breakers, lingering after a run)."""
+    def tally(
+        self, target: Target, holds: HoldsFile, *, size: bool, unreadable: bool = True
+    ) -> Tally:
+        """What `target` would act on now (circuit breakers, lingering after a run); with
+        `size` the dataset's size too, with `unreadable` the records whose clock is unreadable
+        (each a count of its own: asked only when needed)."""
 
     def enforce(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
         """Act on `target` batch by batch, re-checking every record at the moment of action;

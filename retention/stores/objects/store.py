@@ -146,18 +146,21 @@ class ObjectStore(ABC):
             found.append(self._plans[cache_key][target.rule.id])
         return found
 
-    def tally(self, target: Target, holds: HoldsFile, *, size: bool) -> Tally:
+    def tally(
+        self, target: Target, holds: HoldsFile, *, size: bool, unreadable: bool = True
+    ) -> Tally:
         """Records due, unheld and unblocked now (before the store's own protections), those
-        never acted on for an unreadable clock, and every record of the dataset."""
-        planned = total = unreadable = 0
+        never acted on for an unreadable clock, and every record of the dataset (one listing
+        gives all three)."""
+        planned = total = never = 0
         evaluator = self.evaluator(target.dataset, target.now)
         for page in self.pages(target.dataset):
             view = evaluator.page(page, holds)
             total += len(page)
             verdicts = [view.verdict(target.rule, r) for r in page]
             planned += sum(1 for v in verdicts if v.free)
-            unreadable += sum(1 for v in verdicts if v.unreadable)
-        return Tally(planned, unreadable, total if size else None)
+            never += sum(1 for v in verdicts if v.unreadable)
+        return Tally(planned, never if unreadable else 0, total if size else None)
 
     def enforce(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
         remarks = self.sync_holds(target.dataset, run)

@@ -65,14 +65,15 @@ def plan_counts(connection: Connection, s: Selection, samples: int) -> Counts:
     )
 
 
-def tally(connection: Connection, s: Selection, *, size: bool) -> Tally:
-    """What a run would act on now, the unreadable ones, and the table's size if asked."""
+def tally(connection: Connection, s: Selection, *, size: bool, unreadable: bool = True) -> Tally:
+    """What a run would act on now, and if asked the unreadable ones and the table's size."""
     actionable = count(connection, s.table, s.actionable)
-    unreadable = 0
-    if not isinstance(s.unreadable, False_):
-        unreadable = count(connection, s.table, s.unreadable_pending)
+    if unreadable and not isinstance(s.unreadable, False_):
+        unreadable_count = count(connection, s.table, s.unreadable_pending)
+    else:
+        unreadable_count = 0
     total = count(connection, s.table) if size and actionable else None
-    return Tally(actionable, unreadable, total)
+    return Tally(actionable, unreadable_count, total)
 
 
 __all__ = ["count", "plan_counts", "tally"]

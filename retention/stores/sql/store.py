@@ -71,10 +71,12 @@ class SqlStore(Schema):
                 found.append(plan.plan_counts(connection, selection, samples))
         return found
 
-    def tally(self, target: Target, holds: HoldsFile, *, size: bool) -> Tally:
+    def tally(
+        self, target: Target, holds: HoldsFile, *, size: bool, unreadable: bool = True
+    ) -> Tally:
         with translated(self.name), self.engine.connect() as connection:
             selection = self.builder(target.now).build(target.rule, target.dataset, holds)
-            return plan.tally(connection, selection, size=size)
+            return plan.tally(connection, selection, size=size, unreadable=unreadable)
 
     def enforce(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
         with translated(self.name):
