@@ -1423,7 +1423,8 @@ def test_cli_error_lines_are_verbatim(files: Files, runner: CliRunner) -> None:
 
 
 def test_cli_nothing_runs_on_bad_config(files: Files, runner: CliRunner) -> None:
-    """With a config error, `plan` exits 2 before any store is opened (no database is created)."""
+    """With a config error, `plan` exits 2 before any store is opened (no database is created);
+    under --json the error is also one JSON object on stdout, with its file, line and field."""
     write_rule(
         files,
         """
@@ -1436,7 +1437,13 @@ def test_cli_nothing_runs_on_bad_config(files: Files, runner: CliRunner) -> None
     )
     result = runner.invoke(app, ["plan", "--config", str(files.config), "--json"])
     assert result.exit_code == 2
-    assert result.stdout == ""
+    error = json.loads(result.stdout)
+    assert (error["file"], error["line"], error["field"], error["exit_code"]) == (
+        files.path("rules/pack.yaml"),
+        8,
+        "rules[0].grace",
+        2,
+    )
     assert f"{files.path('rules/pack.yaml')}:8: rules[0].grace: invalid duration" in result.stderr
     assert not (files.root / "app.db").exists()
     assert not (files.root / "state.db").exists()

@@ -1,0 +1,189 @@
+"""What every command shares: the Typer app, the consoles, the options, and turning errors
+into one clear line (and a JSON object under ``--json``) with the exit code of their class."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..config import Config, config_path_from_env, load_config
+from ..errors import (
+    ConfigError,
+    ConfigErrors,
+    RetentionError,
+)
+
+app = typer.Typer(
+    name="retention",
+    help="Enforce data-retention promises: plan, explain and apply retention rules.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config", "-c", help="Config file (default: $RETENTION_CONFIG).", show_default=False
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+NowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        help="Evaluate as of this moment (ISO 8601; without an offset, in the configured zone).",
+        show_default=False,
+    ),
+]
+RuleOption = Annotated[
+    list[str] | None, typer.Option("--rule", help="Only this rule (repeatable).")
+]
+DatasetOption = Annotated[
+    list[str] | None, typer.Option("--dataset", help="Only this dataset (repeatable).")
+]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        out.print(f"retention {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Enforce data-retention promises: plan, explain and apply retention rules."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+def fail(error: RetentionError, as_json: bool = False) -> NoReturn:
+    """Print `error` as clear lines on stderr and exit with its code; under ``--json`` also as
+    one JSON object on stdout, for scripts."""
+    errors = list(error.errors) if isinstance(error, ConfigErrors) else [error]
+    for line in (str(e) for e in errors):
+        # verbatim and unwrapped: one `file:line: field: message` per line, brackets kept
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if as_json:
+        found = [_error_fields(e) for e in errors]
+        emit_json({**found[0], "exit_code": error.exit_code, "errors": found})
+    raise typer.Exit(error.exit_code)
+
+
+def _error_fields(error: RetentionError) -> dict[str, Any]:
+    """What a script needs of one error: the message, and where the input is wrong."""
+    if isinstance(error, ConfigError):
+        return {
+            "error": error.message,
+            "file": error.file,
+            "line": error.line,
+            "field": error.field,
+            "kind": type(error).__name__,
+        }
+    return {
+        "error": str(error),
+        "file": None,
+        "line": None,
+        "field": None,
+        "kind": type(error).__name__,
+    }
+
+
+@contextmanager
+def handled(as_json: bool = False) -> Iterator[None]:
+    """Turn library errors into one clear line and an exit code (and, under ``--json``, a JSON
+    object on stdout)."""
+    try:
+        yield
+    except RetentionError as exc:
+        fail(exc, as_json)
+
+
+def load(config_file: str | None) -> Config:
+    return load_config(config_path_from_env(config_file))
+
+
+def parse_now(value: str | None, config: Config) -> dt.datetime:
+    """`--now`, or the current time; naive values are in the configured time zone."""
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"{value!r} is not an ISO 8601 timestamp", file="command line", field="--now"
+        ) from None
+    if not 1970 <= parsed.year <= 9000:
+        raise ConfigError(
+            f"{value!r} is outside the years 1970 to 9000 that retention evaluates",
+            file="command line",
+            field="--now",
+        )
+    if parsed.tzinfo is None:
+        from ..timemath import wall_to_utc
+
+        return wall_to_utc(parsed, config.settings.zone())
+    return parsed.astimezone(dt.UTC)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def check_filters(config: Config, rules: list[str] | None, datasets: list[str] | None) -> None:
+    from ..errors import ConfigError
+
+    known_rules = {r.id for r in config.rules}
+    for rule_id in rules or []:
+        if rule_id not in known_rules:
+            raise ConfigError(f"unknown rule {rule_id!r}", field="--rule")
+    for name in datasets or []:
+        if name not in config.settings.datasets:
+            raise ConfigError(f"unknown dataset {name!r}", field="--dataset")
+
+
+def warn(warnings: Iterable[object]) -> None:
+    """One `warning:` line on stderr per warning (hold ids that match no subject)."""
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
+
+
+def warn_unreadable(rows: Iterable[Any]) -> None:
+    """One warning line when records are never acted on because their clock is unreadable."""
+    found = [row for row in rows if row.unreadable]
+    if not found:
+        return
+    total = sum(row.unreadable for row in found)
+    where = ", ".join(f"{row.rule} on {row.dataset}: {row.unreadable}" for row in found)
+    err.print(
+        f"[yellow]warning:[/] {total} records have an unreadable clock (a value that is no "
+        f"timestamp): never acted on until it is fixed ({escape(where)})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def dim(value: int) -> str:
+    return str(value) if value else "[dim]0[/]"

@@ -1,0 +1,256 @@
+"""Commands that change nothing: `validate`, `plan`, `explain`, `holds`, and how they print."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import (
+    StoreError,
+    StoreMisconfigured,
+)
+from ..explain import explain
+from ..holdsreport import hold_coverage
+from ..planner import Plan, make_plan
+from ..validate import check_hold_ids, check_state_db, check_stores
+from .common import (
+    ConfigOption,
+    DatasetOption,
+    JsonOption,
+    NowOption,
+    RuleOption,
+    app,
+    check_filters,
+    dim,
+    emit_json,
+    err,
+    handled,
+    load,
+    out,
+    parse_now,
+    warn,
+    warn_unreadable,
+)
+
+
+@app.command()
+def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Parse config, rules and holds; check the state DB, stores, tables and columns."""
+    with handled(as_json):
+        config = load(config_file)
+        problems = check_state_db(config) + check_stores(config)
+        warnings = check_hold_ids(config)
+    if as_json:
+        emit_json(
+            {
+                "ok": not problems,
+                "rules": len(config.rules),
+                "datasets": len(config.settings.datasets),
+                "problems": [p.__dict__ for p in problems],
+                "warnings": [w.as_dict() for w in warnings],
+            }
+        )
+    else:
+        for problem in problems:
+            err.print(
+                f"[bold red]error:[/] {escape(str(problem))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if not problems:
+            out.print(
+                f"[green]ok[/]: {len(config.rules)} rules, "
+                f"{len(config.settings.datasets)} datasets, "
+                f"{len(config.settings.stores)} stores",
+                highlight=False,
+            )
+        warn(warnings)
+    if any(not p.unreachable for p in problems):
+        raise typer.Exit(StoreMisconfigured.exit_code)
+    if problems:
+        raise typer.Exit(StoreError.exit_code)
+
+
+@app.command()
+def plan(
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    rule: RuleOption = None,
+    dataset: DatasetOption = None,
+    samples: Annotated[int, typer.Option(help="Sample keys per rule in --json.")] = 5,
+) -> None:
+    """The dry run: what is due, held, blocked and overdue, per rule and dataset."""
+    with handled(as_json):
+        config = load(config_file)
+        check_filters(config, rule, dataset)
+        moment = parse_now(now, config)
+        with _progress(as_json) as tick:
+            result = make_plan(
+                config,
+                moment,
+                rule_ids=rule or (),
+                datasets=dataset or (),
+                samples=samples,
+                progress=tick,
+            )
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        print_plan(result, config.settings.zone())
+    _exit_for_skipped(result)
+
+
+def _exit_for_skipped(result: Plan) -> None:
+    if any(not s.unreachable for s in result.skipped):
+        raise typer.Exit(StoreMisconfigured.exit_code)
+    if result.skipped:
+        raise typer.Exit(StoreError.exit_code)
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[..., None]]:
+    if quiet or not err.is_terminal:
+        yield lambda *args: None
+        return
+    with err.status("planning…") as status:
+        yield lambda rule, dataset: status.update(f"planning {rule.id} on {dataset}…")
+
+
+def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
+    """The plan as a table a DPO can read."""
+    title = f"Plan as of {result.now.astimezone(zone or dt.UTC):%Y-%m-%d %H:%M:%S %Z}"
+    if result.freeze:
+        title += "  [bold red](FREEZE: nothing will be changed)[/]"
+    table = Table(title=title, title_justify="left")
+    headers = (
+        "rule",
+        "dataset",
+        "action",
+        "covered",
+        "due",
+        "held",
+        "blocked",
+        "superseded",
+        "already done",
+        "to act",
+        "overdue",
+        "not yet due",
+        "unreadable",
+    )
+    for header in headers:
+        table.add_column(
+            header, justify="left" if header in ("rule", "dataset", "action") else "right"
+        )
+    for row in result.rules:
+        table.add_row(
+            row.rule,
+            row.dataset,
+            row.action,
+            str(row.in_scope),
+            str(row.due),
+            dim(row.held),
+            dim(row.blocked),
+            dim(row.superseded),
+            dim(row.done),
+            f"[bold]{row.actionable}[/]" if row.actionable else "0",
+            f"[red]{row.overdue}[/]" if row.overdue else "0",
+            str(row.pending),
+            f"[yellow]{row.unreadable}[/]" if row.unreadable else dim(0),
+        )
+    out.print(table)
+    for row in result.rules:
+        notes = row.notes  # object stores: how deletes are done, what their protections keep
+        if notes and row.due:
+            out.print(f"{row.rule} on {row.dataset}: {'; '.join(notes)}", highlight=False)
+    if result.holds_in_force:
+        out.print(f"holds in force: {', '.join(result.holds_in_force)}", highlight=False)
+    warn_unreadable(result.rules)
+    warn(result.warnings)
+    for skipped in result.skipped:
+        err.print(
+            f"[yellow]skipped[/] {len(skipped.rules)} rule(s) on store {skipped.store}: "
+            f"{skipped.message}",
+            highlight=False,
+        )
+
+
+@app.command(name="explain")
+def explain_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset name from config.")],
+    key: Annotated[str, typer.Argument(help="Record key (a/b for composite keys).")],
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+) -> None:
+    """Every rule that matches one record: its clock, due date, holds, keep rules, verdict."""
+    with handled(as_json):
+        config = load(config_file)
+        result = explain(config, dataset, key, parse_now(now, config))
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    out.print(f"[bold]{dataset}[/] {key}: {result.verdict}", highlight=False)
+    table = Table(show_header=True)
+    for header in ("rule", "action", "clock", "clock started", "due", "status"):
+        table.add_column(header)
+    for verdict in result.rules:
+        table.add_row(
+            verdict.rule,
+            verdict.action,
+            verdict.clock,
+            _when(verdict.clock_start, config.settings.zone()),
+            _when(verdict.due_at, config.settings.zone()),
+            verdict.status,
+        )
+    out.print(table)
+    if result.holds:
+        out.print(f"covered by holds: {', '.join(result.holds)}", highlight=False)
+
+
+def _when(value: dt.datetime | None, zone: ZoneInfo) -> str:
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z") if value else "—"
+
+
+@app.command()
+def holds(
+    config_file: ConfigOption = None, as_json: JsonOption = False, now: NowOption = None
+) -> None:
+    """The legal holds, active or not, and how many records each one covers now."""
+    with handled(as_json):
+        config = load(config_file)
+        moment = parse_now(now, config)
+        report = hold_coverage(config, today=moment.date())
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    if report.freeze:
+        out.print("[bold red]FREEZE is on: no destructive action anywhere[/]")
+    table = Table(title=f"Holds ({config.holds_path or 'no holds file'})", title_justify="left")
+    for header in ("hold", "active", "scope", "records covered", "review by", "reason"):
+        table.add_column(header)
+    for row in report.holds:
+        review = str(row.review_by or "—")
+        if row.review_overdue:
+            review = f"[red]{review} (overdue)[/]"
+        table.add_row(
+            row.id,
+            "yes" if row.active else "[dim]released[/]",
+            row.scope,
+            str(row.records),
+            review,
+            row.reason or "",
+        )
+    out.print(table)
+    warn(report.warnings)
+    for skipped in report.skipped:
+        err.print(f"[yellow]not counted[/] on store {skipped}", highlight=False)
+    if report.skipped:
+        raise typer.Exit(StoreError.exit_code)

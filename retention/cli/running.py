@@ -1,0 +1,151 @@
+"""Commands that act: `run` (one pass) and `serve` (the daemon), and the run summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table
+
+from ..config import config_path_from_env
+from .common import (
+    ConfigOption,
+    DatasetOption,
+    JsonOption,
+    NowOption,
+    RuleOption,
+    app,
+    check_filters,
+    emit_json,
+    err,
+    handled,
+    load,
+    out,
+    parse_now,
+    warn_unreadable,
+)
+
+
+@app.command()
+def run(
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    rule: RuleOption = None,
+    dataset: DatasetOption = None,
+    execute: Annotated[
+        bool,
+        typer.Option("--execute", help="Change data (otherwise a dry run unless dry_run: false)."),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Override the circuit breakers (limits).")
+    ] = False,
+) -> None:
+    """One enforcement pass: a dry run unless `dry_run: false` or --execute."""
+    from ..executor import Executor
+
+    with handled(as_json):
+        config = load(config_file)
+        check_filters(config, rule, dataset)
+        moment = parse_now(now, config)
+        live = execute or not config.settings.dry_run
+        with _run_progress(as_json) as tick:
+            executor = Executor(config, now=moment, live=live, force=force, progress=tick)
+            result = executor.run(rule or (), dataset or ())
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        print_run(result, config.settings.zone())
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def serve(
+    config_file: ConfigOption = None,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="auto (JSON lines, pretty on a terminal), json or console.",
+        ),
+    ] = "auto",
+) -> None:
+    """The daemon: run rules on their schedules; /healthz, /readyz, /metrics on service.port.
+
+    SIGTERM or SIGINT finishes the current batch and exits 0; SIGHUP reloads the configuration.
+    """
+    from ..service import serve as run_service
+
+    if log_format not in ("auto", "json", "console"):
+        raise typer.BadParameter("use auto, json or console", param_hint="--log-format")
+    with handled():
+        code = run_service(config_path_from_env(config_file), log_format=log_format)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _run_progress(quiet: bool) -> Iterator[Callable[..., None]]:
+    if quiet or not err.is_terminal:
+        yield lambda *args: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
+    ) as bar:
+        tasks: dict[tuple[str, str], Any] = {}
+
+        def tick(rule: Any, dataset: str, done: int, total: int) -> None:
+            key = (rule.id, dataset)
+            if key not in tasks:
+                tasks[key] = bar.add_task(f"{rule.id} on {dataset}", total=total)
+            bar.update(tasks[key], completed=done, total=max(total, done))
+
+        yield tick
+
+
+def print_run(result: Any, zone: ZoneInfo | None = None) -> None:
+    """The run summary table, titled with its mode and the moment it was evaluated at."""
+    mode = "LIVE" if result.live else "dry run (nothing changed)"
+    as_of = ""
+    if result.as_of is not None:
+        as_of = f" as of {result.as_of.astimezone(zone or dt.UTC):%Y-%m-%d %H:%M:%S %Z}"
+    table = Table(
+        title=f"Run {result.run_id} — {mode}{as_of} — {result.status}", title_justify="left"
+    )
+    for header in (
+        "rule",
+        "dataset",
+        "action",
+        "planned",
+        "done" if result.live else "would act",
+        "cascaded",
+        "batches",
+        "unreadable",
+        "status",
+    ):
+        table.add_column(header)
+    for o in result.outcomes:
+        status = o.status if not o.message else f"{o.status}: {o.message}"
+        table.add_row(
+            o.rule,
+            o.dataset,
+            o.action,
+            str(o.planned),
+            str(o.acted),
+            str(sum(o.cascaded.values())) if o.cascaded else "0",
+            str(o.batches),
+            f"[yellow]{o.unreadable}[/]" if o.unreadable else "0",
+            status if o.status == "ok" else f"[red]{status}[/]",
+        )
+    out.print(table)
+    if result.recovered:
+        out.print(f"reconciled {result.recovered} audit entries left by an interrupted run")
+    lingering = sum(o.lingering for o in result.outcomes)
+    if lingering:
+        err.print(f"[yellow]warning:[/] {lingering} records still due and unheld after the run")
+    warn_unreadable(result.outcomes)
