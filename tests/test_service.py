@@ -41,8 +41,8 @@ from retention.executor import Executor
 from retention.lease import Lease, LeaseLost
 from retention.schedule import fires, mark_covered, next_fire
 from retention.service import Service
-from retention.statetables import audit as audit_table
 from retention.statedb import open_state
+from retention.statetables import audit as audit_table
 from retention.statetables import runs, schedule
 from retention.stores.sql import make_engine
 from retention.testing import FixedClock
