@@ -10,6 +10,7 @@ are reported as warnings (:mod:`retention.holdcheck`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,50 +27,26 @@ from .stores.base import Counts, Store, Target
 SAMPLE_KEYS = 5
 
 
-@dataclass(frozen=True)
-class RulePlan:
-    """The numbers for one rule on one dataset."""
+@dataclass(frozen=True, kw_only=True)
+class RulePlan(Counts):
+    """The numbers for one rule on one dataset (:class:`~retention.stores.base.Counts`), and
+    which rule, dataset and store they are of."""
 
     rule: str
     dataset: str
     store: str
     action: str
-    in_scope: int = 0
-    due: int = 0
-    held: int = 0
-    blocked: int = 0
-    superseded: int = 0
-    done: int = 0
-    actionable: int = 0
-    overdue: int = 0
-    samples: tuple[str, ...] = ()
-    # of the pending ones: a clock the rule needs holds a value that is no timestamp
-    unreadable: int = 0
-    vetoed: int = 0  # kept by the store's own protections (an Object Lock, a symlink)
-    notes: tuple[str, ...] = ()  # what a reader needs beyond the counts (how objects go)
-    extra: Mapping[str, int | str] = field(default_factory=dict)  # the store's own numbers
 
     @classmethod
     def of(cls, target: Target, counts: Counts) -> RulePlan:
         """The plan row of `target` from its store's counts."""
+        fields = {f.name: getattr(counts, f.name) for f in dataclasses.fields(Counts)}
         return cls(
             rule=target.rule.id,
             dataset=target.dataset.name,
             store=target.dataset.store,
             action=target.rule.action,
-            in_scope=counts.in_scope,
-            due=counts.due,
-            held=counts.held,
-            blocked=counts.blocked,
-            superseded=counts.superseded,
-            done=counts.done,
-            actionable=counts.actionable,
-            overdue=counts.overdue,
-            samples=counts.samples,
-            unreadable=counts.unreadable,
-            vetoed=counts.vetoed,
-            notes=counts.notes,
-            extra=counts.extra,
+            **fields,
         )
 
     @property

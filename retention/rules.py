@@ -9,8 +9,9 @@ checking that the datasets, categories, events and columns a rule names exist is
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -49,6 +50,16 @@ class Clock:
         if self.combine == "one":
             return str(self.refs[0])
         return f"{self.combine}({', '.join(str(r) for r in self.refs)})"
+
+    def start(self, moments: Sequence[dt.datetime | None]) -> dt.datetime | None:
+        """When this clock started, given when each of its references happened (None: not
+        yet): the one; the earliest that happened; the latest, once all have."""
+        known = [m for m in moments if m is not None]
+        if self.combine == "one":
+            return moments[0]
+        if self.combine == "earliest":
+            return min(known, default=None)
+        return max(known) if len(known) == len(moments) else None
 
     @classmethod
     def parse(cls, raw: object) -> Clock:

@@ -84,12 +84,7 @@ class Evaluator:
                 values.append(record.created)
             else:
                 values.append(events.get(ref.name) if events is not None else None)
-        known = [v for v in values if v is not None]
-        if rule.after.combine == "one":
-            return values[0]
-        if rule.after.combine == "earliest":
-            return min(known, default=None)
-        return max(known) if len(known) == len(values) else None
+        return rule.after.start(values)
 
     def unreadable(self, rule: Rule, record: ObjectRecord, events: SubjectEvents | None) -> bool:
         """Whether a clock `rule` needs is there for `record` but is no timestamp."""

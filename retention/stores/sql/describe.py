@@ -136,12 +136,7 @@ def _clock_start(
             assert subject is not None
             raw = subject_row.get(subject.event_column(ref.name)) if subject_row else None
             values.append(parse_stored(raw, subject.zone))
-    known = [v for v in values if v is not None]
-    if rule.after.combine == "one":
-        return values[0]
-    if rule.after.combine == "earliest":
-        return min(known, default=None)
-    return max(known) if len(known) == len(values) else None
+    return rule.after.start(values)
 
 
 __all__ = ["describe"]
