@@ -5,7 +5,8 @@ records the rule covers, how many are due, held, blocked by a keep rule, superse
 already anonymized, to be acted on, overdue, and how many are never acted on because a clock they
 need holds a value that is no timestamp (``unreadable``). A store that cannot be reached is
 reported and its rules skipped; the others are still planned. Hold ids that match no subject
-are reported as warnings (:mod:`retention.holdcheck`).
+are reported as warnings (:mod:`retention.holdcheck`). The totals count records, not rule
+matches: each dataset's records once across its rules (:meth:`Store.records`).
 """
 
 from __future__ import annotations
@@ -87,6 +88,34 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class DatasetRecords:
+    """The records of one dataset counted once across its planned rules (a record two rules
+    match is one record): what the plan's totals add up."""
+
+    dataset: str
+    store: str
+    counts: Counts
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "store": self.store,
+            **{key: getattr(self.counts, attr) for key, attr in TOTALS},
+        }
+
+
+# the plan's totals: key in --json → field of Counts
+TOTALS = (
+    ("due", "due"),
+    ("held", "held"),
+    ("blocked", "blocked"),
+    ("to_act", "actionable"),
+    ("overdue", "overdue"),
+    ("unreadable", "unreadable"),
+)
+
+
+@dataclass(frozen=True)
 class Plan:
     """A whole dry run."""
 
@@ -96,6 +125,17 @@ class Plan:
     skipped: tuple[Skipped, ...] = ()
     holds_in_force: tuple[str, ...] = field(default=())
     warnings: tuple[HoldWarning, ...] = ()  # hold ids that match no subject
+    records: tuple[DatasetRecords, ...] = ()
+
+    def totals(self) -> dict[str, int]:
+        """Distinct records over every planned dataset: due (for a delete or anonymize rule),
+        held, blocked, to act on, overdue, unreadable."""
+        return {key: sum(getattr(r.counts, attr) for r in self.records) for key, attr in TOTALS}
+
+    def matches(self) -> dict[str, int]:
+        """The same numbers as rule matches: the sum of the rule rows (a record that two rules
+        match counts twice)."""
+        return {key: sum(getattr(r, attr) for r in self.rules) for key, attr in TOTALS}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -108,17 +148,9 @@ class Plan:
                 {"store": s.store, "message": s.message, "rules": list(s.rules)}
                 for s in self.skipped
             ],
-            "totals": {
-                key: sum(getattr(r, attr) for r in self.rules)
-                for key, attr in (
-                    ("due", "due"),
-                    ("held", "held"),
-                    ("blocked", "blocked"),
-                    ("to_act", "actionable"),
-                    ("overdue", "overdue"),
-                    ("unreadable", "unreadable"),
-                )
-            },
+            "totals": self.totals(),
+            "rule_matches": self.matches(),
+            "datasets": [r.as_dict() for r in self.records],
         }
 
 
@@ -162,6 +194,7 @@ def make_plan(
     """Plan every selected rule × dataset as of `now` (an aware datetime)."""
     holds = config.load_holds() if holds is None else holds
     results: list[RulePlan] = []
+    planned: dict[str, list[Target]] = {}
     failed: dict[str, tuple[str, list[str], bool]] = {}
     with Stores(config.settings, stores) as opened:
         for target in targets(config, now, rule_ids, datasets):
@@ -177,6 +210,19 @@ def make_plan(
                 failed[name] = (str(exc), [target.rule.id], not isinstance(exc, StoreMisconfigured))
                 continue
             results.append(RulePlan.of(target, counts))
+            planned.setdefault(target.dataset.name, []).append(target)
+        records = []
+        for dataset, of_dataset in planned.items():
+            name = of_dataset[0].dataset.store
+            if name in failed:
+                continue
+            try:
+                distinct = opened[name].records(of_dataset, holds)
+            except StoreError as exc:
+                rules = [t.rule.id for t in of_dataset]
+                failed[name] = (str(exc), rules, not isinstance(exc, StoreMisconfigured))
+                continue
+            records.append(DatasetRecords(dataset, name, distinct))
         warnings = tuple(unmatched_hold_ids(config, holds, opened))
     return Plan(
         now=now,
@@ -188,7 +234,18 @@ def make_plan(
         ),
         holds_in_force=tuple(h.id for h in holds.active()),
         warnings=warnings,
+        records=tuple(r for r in records if r.store not in failed),
     )
 
 
-__all__ = ["SAMPLE_KEYS", "Plan", "RulePlan", "Skipped", "make_plan", "rule_targets", "targets"]
+__all__ = [
+    "SAMPLE_KEYS",
+    "TOTALS",
+    "DatasetRecords",
+    "Plan",
+    "RulePlan",
+    "Skipped",
+    "make_plan",
+    "rule_targets",
+    "targets",
+]

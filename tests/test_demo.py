@@ -14,7 +14,9 @@ from retention.catalog import shipped_packs
 from retention.config import load_config
 from retention.demo import MARKER, build_demo
 from retention.errors import ConfigError
+from retention.executor import Executor
 from retention.planner import make_plan
+from retention.testing import FixedClock
 
 NOW = "2027-03-15T09:30:00"
 MOMENT = dt.datetime(2027, 3, 15, 9, 30, tzinfo=dt.UTC)
@@ -122,3 +124,15 @@ def test_demo_data_is_relative_to_now(tmp_path: Path) -> None:
         plan = {r.rule: r for r in make_plan(load_config(company.config), moment).rules}
         assert plan["24seven.account-profile.post-subscription"].held == 1
         assert plan["24seven.account-profile.post-subscription"].overdue > 0
+
+
+def test_the_headline_counts_the_records_a_live_run_acts_on(tmp_path: Path) -> None:
+    """24SevenOffice: the plan's totals are distinct records, exactly what `run --execute`
+    then acts on; rule matches count a record once per rule that matches it."""
+    (company,) = build_demo(tmp_path, MOMENT, packs=["24sevenoffice"])
+    config = load_config(company.config)
+    plan = make_plan(config, MOMENT)
+    totals, matches = plan.totals(), plan.matches()
+    assert totals["held"] < matches["held"] and totals["due"] < matches["due"]
+    result = Executor(config, now=MOMENT, live=True, clock=FixedClock(MOMENT)).run()
+    assert totals["to_act"] == result.as_dict()["totals"]["acted"] == 172

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from retention.explain import explain
-from retention.planner import make_plan
+from retention.planner import RulePlan, make_plan
 
 from .conftest import Database
 from .scenario import Scenario, at, rule, unreadable_clocks, utc
@@ -81,7 +81,8 @@ def test_where_filter(world: Scenario) -> None:
     plan = world.plan(config, utc("2026-01-01"))
     assert plan["lists"].samples == ("1", "3")
     assert plan["nulls"].samples == ("4",)
-    assert plan["mixed"].samples == ("2", "4")
+    assert plan["mixed"].samples == ("2",)  # 4 is due for `nulls` too, declared first
+    assert (plan["mixed"].in_scope, plan["mixed"].superseded) == (2, 1)
     assert plan["lists"].in_scope == 2
 
 
@@ -138,7 +139,8 @@ def test_holds_by_subject_dataset_and_rule(world: Scenario) -> None:
     config = world.config(rules, holds=holds)
     plan = world.plan(config, utc("2026-01-01"))
     assert (plan["a"].held, plan["a"].actionable) == (3, 6)
-    assert (plan["b"].held, plan["b"].actionable) == (6, 3)
+    # b's three free records are account 1's, which a (tied, declared first) deletes
+    assert (plan["b"].held, plan["b"].superseded, plan["b"].actionable) == (6, 3, 0)
     by_dataset = world.config(rules, holds={"holds": [{"id": "ds", "datasets": ["tickets"]}]})
     assert world.plan(by_dataset, utc("2026-01-01"))["a"].held == 9
 
@@ -182,19 +184,22 @@ def test_earliest_and_latest_clocks(world: Scenario) -> None:
     world.tickets(
         *({"id": i, "account_id": i, "created_at": at("2025-06-01")} for i in range(1, 5))
     )
-    config = world.config(
-        [
-            rule("first", after={"earliest": ["subject.closed", "subject.erasure_requested"]}),
-            rule("all", after={"latest": ["subject.closed", "subject.erasure_requested"]}),
-            rule("mixed", after={"earliest": ["record.created", "subject.closed"]}, retain="P1Y"),
-        ]
-    )
-    plan = world.plan(config, utc("2025-06-15"))
-    assert plan["first"].samples == ("1", "2", "3")
-    assert plan["all"].samples == ()
-    assert world.plan(config, utc("2025-07-02"))["all"].samples == ("3",)
-    assert world.plan(config, utc("2026-01-01"))["mixed"].samples == ("1", "3")
-    assert world.plan(config, utc("2026-06-01 00:00:00"))["mixed"].due == 4
+    rules = {  # each alone: of two delete rules due, only the earlier due one acts
+        "first": rule("first", after={"earliest": ["subject.closed", "subject.erasure_requested"]}),
+        "all": rule("all", after={"latest": ["subject.closed", "subject.erasure_requested"]}),
+        "mixed": rule(
+            "mixed", after={"earliest": ["record.created", "subject.closed"]}, retain="P1Y"
+        ),
+    }
+
+    def planned(name: str, now: str) -> RulePlan:
+        return world.plan(world.config([rules[name]]), utc(now))[name]
+
+    assert planned("first", "2025-06-15").samples == ("1", "2", "3")
+    assert planned("all", "2025-06-15").samples == ()
+    assert planned("all", "2025-07-02").samples == ("3",)
+    assert planned("mixed", "2026-01-01").samples == ("1", "3")
+    assert planned("mixed", "2026-06-01 00:00:00").due == 4
 
 
 def test_earliest_clock_across_month_end_clamping(world: Scenario) -> None:
@@ -292,3 +297,28 @@ def test_explain_says_unreadable_clock(sqlite_db: Database, tmp_path: Path) -> N
     assert [v.status for v in explain(config, "tickets", "5", utc("2026-06-01")).rules] == [
         "clock not started"
     ]
+
+
+def test_totals_count_records_not_rule_matches(world: Scenario) -> None:
+    """Two anonymize rules on the same tickets: each rule row counts them, the totals (and each
+    dataset's line in --json) count every record once."""
+    world.accounts({"id": 1}, {"id": 2})
+    world.tickets(
+        *(
+            {"id": i, "account_id": 1 if i == 1 else 2, "created_at": at("2020-01-01")}
+            | {"email": f"p{i}@example.com", "ip": "10.1.2.3"}
+            for i in range(1, 4)
+        )
+    )
+    config = world.config(
+        [
+            rule("email", action="anonymize", anonymize={"email": "hash"}),
+            rule("ip", action="anonymize", anonymize={"ip": "truncate_ip"}),
+        ],
+        holds={"holds": [{"id": "case-1", "subjects": {"account": [1]}}]},
+    )
+    data = make_plan(config, utc("2026-01-01")).as_dict()
+    assert (data["rule_matches"]["to_act"], data["rule_matches"]["held"]) == (4, 2)
+    assert (data["totals"]["to_act"], data["totals"]["held"], data["totals"]["due"]) == (2, 1, 3)
+    (tickets,) = data["datasets"]
+    assert (tickets["dataset"], tickets["to_act"], tickets["held"]) == ("tickets", 2, 1)

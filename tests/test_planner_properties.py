@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.exc import SADeprecationWarning
 
 from retention.config import Config
@@ -27,6 +27,7 @@ from retention.durations import Duration
 from retention.holds import HoldsFile
 from retention.planner import RulePlan, make_plan
 from retention.stores.sql import SqlStore, make_engine
+from retention.stores.sql.precedence import ceded, without
 from retention.testing import close_stores, open_stores
 from retention.timemath import UTC, add_duration, wall_to_utc
 
@@ -218,14 +219,31 @@ class Model:
         )
 
     def superseded(self, ticket: Ticket, r: ModelRule) -> bool:
-        return r.action == "anonymize" and any(
+        """An anonymize by any delete that acts; a delete by one due before it (a tie: the one
+        declared first)."""
+        if r.action == "keep":
+            return False
+        order = [rule.id for rule in self.world.rules]
+        return any(
             d.action == "delete"
             and d.id != r.id
             and self.in_scope(ticket, d)
             and self.due(ticket, d)
             and not self.held(ticket, d)
+            and (r.action == "anonymize" or self._before(ticket, d, r, order))
             for d in self.world.rules
         )
+
+    def _before(self, ticket: Ticket, d: ModelRule, r: ModelRule, order: list[str]) -> bool:
+        """Whether `d` is due before `r` for `ticket` (both are due)."""
+        ends = []
+        for each in (d, r):
+            start = self.clock_start(ticket, each)
+            assert start is not None
+            ends.append(add_duration(start, each.delay(), self.zone))
+        if ends[0] != ends[1]:
+            return ends[0] < ends[1]
+        return order.index(d.id) < order.index(r.id)
 
     @staticmethod
     def done(ticket: Ticket, r: ModelRule) -> bool:
@@ -475,7 +493,8 @@ def load(scenario: Scenario, world: World) -> Config:
 def planner_result(
     config: Config, holds: HoldsFile, now: dt.datetime
 ) -> tuple[dict[str, RulePlan], dict[str, list[int]]]:
-    """The planner's RulePlans, and the actionable keys selected with each rule's Selection."""
+    """The planner's RulePlans, and the actionable keys selected with each rule's Selection
+    (less those an earlier due delete rule takes, as a run leaves them)."""
     stores = open_stores(config.settings)
     try:
         plan = make_plan(config, now, holds=holds, stores=stores)
@@ -489,7 +508,9 @@ def planner_result(
                 if r.action == "keep":
                     continue
                 selection = builder.build(r, config.datasets["tickets"], holds)
-                query = select(*selection.key).where(selection.actionable).order_by(*selection.key)
+                lost = ceded(connection, store, selection, true())
+                acting = without(selection, lost, selection.actionable)
+                query = select(*selection.key).where(acting).order_by(*selection.key)
                 keys[r.id] = [row[0] for row in connection.execute(query)]
         return {p.rule: p for p in plan.rules}, keys
     finally:

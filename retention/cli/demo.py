@@ -100,10 +100,8 @@ def _quoted(text: str) -> str:
 def print_demo_plan(policy: str, where: str, result: Plan) -> None:
     """One company's plan, compact: per rule, what is to act on, overdue, held, blocked, waiting."""
     rows = result.rules
-    act = sum(r.actionable for r in rows)
-    overdue = sum(r.overdue for r in rows)
-    held = sum(r.held for r in rows)
-    blocked = sum(r.blocked for r in rows)
+    totals = result.totals()  # records, each once however many rules match it
+    act, overdue, held, blocked = (totals[k] for k in ("to_act", "overdue", "held", "blocked"))
     out.print(f"\n[bold]{escape(policy)}[/]  ({escape(where)})", highlight=False)
     out.print(
         f"  to act on now: [bold]{act}[/] records ([red]{overdue} overdue[/]) · held: {held} · "

@@ -72,6 +72,19 @@ class Counts:
     notes: tuple[str, ...] = ()
     extra: Mapping[str, int | str] = field(default_factory=dict)
 
+    @classmethod
+    def of_records(cls, found: Mapping[str, int]) -> Counts:
+        """Distinct records (:meth:`Store.records`) from their numbers by field name."""
+        return cls(
+            in_scope=found.get("in_scope", 0),
+            due=found.get("due", 0),
+            held=found.get("held", 0),
+            blocked=found.get("blocked", 0),
+            actionable=found.get("actionable", 0),
+            overdue=found.get("overdue", 0),
+            unreadable=found.get("unreadable", 0),
+        )
+
 
 @dataclass(frozen=True)
 class Tally:
@@ -290,6 +303,12 @@ class Store(Protocol):
 
     def plan(self, targets: Sequence[Target], holds: HoldsFile, samples: int) -> list[Counts]:
         """The counts of each target (in order), changing nothing. Raises StoreError."""
+
+    def records(self, targets: Sequence[Target], holds: HoldsFile) -> Counts:
+        """The records of one dataset that `targets` (rules of that dataset, one moment) cover,
+        each counted once however many of the rules match it (the plan's totals): in scope,
+        due for a delete or anonymize rule, held or blocked for one, acted on by one, overdue
+        for one that acts, unreadable. Raises StoreError."""
 
     def tally(
         self, target: Target, holds: HoldsFile, *, size: bool, unreadable: bool = True

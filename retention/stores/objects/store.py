@@ -64,7 +64,7 @@ class ObjectStore(ABC):
         self.settings = settings
         self.capabilities = capabilities(self.kind)
         self._subject_sources = subject_sources
-        self._plans: dict[tuple[Any, ...], dict[str, Counts]] = {}
+        self._plans: dict[tuple[Any, ...], tuple[dict[str, Counts], Counts]] = {}
         # directories (or prefixes) the listing could not read: reported, never fatal
         self.unreadable: set[str] = set()
 
@@ -143,8 +143,18 @@ class ObjectStore(ABC):
             if cache_key not in self._plans:
                 counts = plan_dataset(self, target.dataset, holds, target.now, samples)
                 self._plans = {cache_key: counts}
-            found.append(self._plans[cache_key][target.rule.id])
+            found.append(self._plans[cache_key][0][target.rule.id])
         return found
+
+    def records(self, targets: Sequence[Target], holds: HoldsFile) -> Counts:
+        """From the listing :meth:`plan` just counted when it was of these rules, else one more."""
+        dataset, now = targets[0].dataset, targets[0].now
+        wanted = frozenset(t.rule.id for t in targets)
+        if wanted == frozenset(r.id for r in dataset.rules):
+            for (name, at, _, holds_id), (_, distinct) in self._plans.items():
+                if (name, at, holds_id) == (dataset.name, now, id(holds)):
+                    return distinct
+        return plan_dataset(self, dataset, holds, now, 0, rule_ids=wanted)[1]
 
     def tally(
         self, target: Target, holds: HoldsFile, *, size: bool, unreadable: bool = True
@@ -217,35 +227,51 @@ class ObjectStore(ABC):
 
 
 def plan_dataset(
-    store: ObjectStore, dataset: Dataset, holds: HoldsFile, now: dt.datetime, samples: int
-) -> dict[str, Counts]:
-    """Every rule of `dataset` counted in one pass over the listing."""
+    store: ObjectStore,
+    dataset: Dataset,
+    holds: HoldsFile,
+    now: dt.datetime,
+    samples: int,
+    rule_ids: frozenset[str] | None = None,
+) -> tuple[dict[str, Counts], Counts]:
+    """Every rule of `dataset` counted in one pass over the listing, and the records counted
+    once across the rules (those of `rule_ids`, default all: the plan's totals)."""
     evaluator = store.evaluator(dataset, now)
     counts = {rule.id: Counter[str]() for rule in evaluator.rules}
+    distinct = Counter[str]()
     sampled: dict[str, list[str]] = {rule.id: [] for rule in evaluator.rules}
     for page in store.pages(dataset):
         view = evaluator.page(page, holds)
         pending: list[tuple[Rule, ObjectRecord, bool]] = []
         candidates: dict[str, ObjectRecord] = {}
         for record in page:
+            seen: set[str] = set()
             for rule in evaluator.rules:
                 c = counts[rule.id]
+                counted = rule_ids is None or rule.id in rule_ids
                 verdict = view.verdict(rule, record)
+                flags = {"in_scope"}
                 c["in_scope"] += 1
                 if not verdict.due:
                     c["unreadable"] += verdict.unreadable
+                    if counted:
+                        seen |= flags | ({"unreadable"} if verdict.unreadable else set())
                     continue
                 c["due"] += 1
                 if not rule.destructive:
+                    seen |= flags if counted else set()
                     continue
-                if verdict.held:
-                    c["held"] += 1
-                elif verdict.blocked:
-                    c["blocked"] += 1
+                found = "held" if verdict.held else "blocked" if verdict.blocked else None
+                if counted:
+                    seen |= flags | {"due"} | ({found} if found else set())
+                if found is not None:
+                    c[found] += 1
                 else:
                     pending.append((rule, record, verdict.overdue))
                     candidates[record.key] = record
+            distinct.update(seen)
         protected = store.protected(list(candidates.values()), now) if candidates else {}
+        acting: dict[str, bool] = {}
         for rule, record, overdue in pending:
             c = counts[rule.id]
             if record.key in protected:
@@ -253,14 +279,19 @@ def plan_dataset(
                 continue
             c["actionable"] += 1
             c["overdue"] += overdue
+            if rule_ids is None or rule.id in rule_ids:
+                acting[record.key] = acting.get(record.key, False) or overdue
             if len(sampled[rule.id]) < samples:
                 sampled[rule.id].append(record.key)
+        distinct["actionable"] += len(acting)
+        distinct["overdue"] += sum(acting.values())
     mode = store.mode(dataset)
     label = store.capabilities.veto_label
-    return {
+    per_rule = {
         rule.id: _counts(counts[rule.id], tuple(sampled[rule.id]), rule, mode, label, store)
         for rule in evaluator.rules
     }
+    return per_rule, Counts.of_records(distinct)
 
 
 def _counts(

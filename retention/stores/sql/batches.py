@@ -42,6 +42,7 @@ from ...datasets import Dataset
 from ...errors import ForeignKeyRefused, first_line
 from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
 from .keys import KeyTuple, fetch_keys, fetch_rows, format_keys, key_after, key_upto, keys_json
+from .precedence import ceded, without
 from .schema import Schema
 from .select import Selection, SelectionBuilder
 from .writeback import sqlite_functions, write_back
@@ -229,7 +230,8 @@ class Batches:
     ) -> _Done | _Prepared | BatchResult:
         """Act on the actionable records of one key window (a dry run only lists them), in
         `connection`'s open transaction; the caller commits it (a prepared batch: once written
-        and finished)."""
+        and finished). Records an earlier due delete rule also deletes now are left to it."""
+        window = without(selection, ceded(connection, self.store, selection, window), window)
         if not self.run.live:
             query = select(*selection.key).where(window, selection.actionable)
             keys = [tuple(r) for r in connection.execute(query.order_by(*selection.key))]

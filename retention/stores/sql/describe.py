@@ -7,20 +7,17 @@ record's values, for display.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Mapping
+import dataclasses
 from typing import Any
 
-from sqlalchemy import Column, Connection, False_, Table, and_, case, select
+from sqlalchemy import Column, Connection, Table, and_, case, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...datasets import Dataset
 from ...errors import ConfigError, RecordNotFound
 from ...holds import HoldsFile
-from ...rules import Rule
-from ...timemath import parse_stored
 from ..base import Description, Flags, RuleView
-from .ids import id_matches
+from .precedence import ceded, clock_start, subject_row
 from .schema import Schema
 from .select import Selection, SelectionBuilder
 
@@ -43,13 +40,15 @@ def describe(
         row = connection.execute(store.readable_row(table).where(match)).mappings().first()
         if row is None:
             raise RecordNotFound(f"no record with key {key!r} in dataset {dataset.name!r}")
-        subject_row = _subject_row(store, connection, dataset, row)
+        subject = subject_row(store, connection, dataset, row)
         covering = _covering(connection, builder, dataset, table, match, holds)
         views = []
         for rule in dataset.rules:
             selection = builder.build(rule, dataset, holds)
             flags = _flags(connection, selection, match)
-            start = _clock_start(dataset, rule, row, subject_row)
+            if flags.actionable and ceded(connection, store, selection, match):
+                flags = dataclasses.replace(flags, superseded=True, actionable=False, overdue=False)
+            start = clock_start(dataset, rule, row, subject)
             views.append(RuleView(rule, flags, start))
     return Description(tuple(views), covering)
 
@@ -107,36 +106,3 @@ def _typed(column: Column[Any], text: str) -> Any:
         return column.type.python_type(text)
     except (NotImplementedError, TypeError, ValueError):
         return text
-
-
-def _subject_row(
-    store: Schema, connection: Connection, dataset: Dataset, row: Mapping[Any, Any]
-) -> dict[str, Any] | None:
-    subject, column = dataset.subject, dataset.subject_column
-    if subject is None or column is None or row[column] is None:
-        return None
-    table = store.table(subject.config.table)
-    key = store.column(table, subject.config.key)
-    matches = id_matches(key, [row[column]], store.dialect)  # '0005' is account 5
-    if isinstance(matches, False_):
-        return None
-    found = connection.execute(store.readable_row(table).where(matches)).mappings().first()
-    return dict(found) if found else None
-
-
-def _clock_start(
-    dataset: Dataset, rule: Rule, row: Mapping[Any, Any], subject_row: dict[str, Any] | None
-) -> dt.datetime | None:
-    values: list[dt.datetime | None] = []
-    for ref in rule.after.refs:
-        if ref.source == "record":
-            values.append(parse_stored(row[dataset.config.timestamps[ref.name]], dataset.zone))
-        else:
-            subject = dataset.subject
-            assert subject is not None
-            raw = subject_row.get(subject.event_column(ref.name)) if subject_row else None
-            values.append(parse_stored(raw, subject.zone))
-    return rule.after.start(values)
-
-
-__all__ = ["describe"]

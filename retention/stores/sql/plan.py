@@ -7,11 +7,15 @@ pass of conditional sums; samples are the first few actionable keys in key order
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, False_, Table, and_, case, func, not_, select, true
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import Connection, False_, Table, and_, case, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..base import Counts, Tally
 from .keys import format_key
+from .precedence import ceded, without
+from .schema import Schema
 from .select import Selection
 
 
@@ -21,8 +25,9 @@ def count(connection: Connection, table: Table, *conditions: ColumnElement[bool]
     return int(connection.execute(query).scalar_one())
 
 
-def plan_counts(connection: Connection, s: Selection, samples: int) -> Counts:
-    """The plan's numbers for one rule on one dataset."""
+def plan_counts(connection: Connection, store: Schema, s: Selection, samples: int) -> Counts:
+    """The plan's numbers for one rule on one dataset; a delete rule's records that an earlier
+    due delete rule also deletes now count as superseded (:mod:`.precedence`)."""
     in_scope = count(connection, s.table, s.scope)
     due = count(connection, s.table, s.scope, s.due) if in_scope else 0
     unreadable = 0
@@ -47,9 +52,14 @@ def plan_counts(connection: Connection, s: Selection, samples: int) -> Counts:
     query = select(*asked.values()).select_from(s.table).where(s.scope, s.due)
     counts = dict.fromkeys(questions, 0)
     counts.update(zip(asked, map(int, connection.execute(query).one()), strict=True))
+    lost = ceded(connection, store, s, true()) if counts["actionable"] else []
+    counts["superseded"] += len(lost)
+    counts["actionable"] -= len(lost)
+    counts["overdue"] -= sum(overdue for _, overdue in lost)
     keys: tuple[str, ...] = ()
     if counts["actionable"] and samples:
-        query = select(*s.key).where(s.actionable).order_by(*s.key).limit(samples)
+        query = select(*s.key).where(without(s, lost, s.actionable))
+        query = query.order_by(*s.key).limit(samples)
         keys = tuple(format_key(row) for row in connection.execute(query))
     return Counts(
         in_scope=in_scope,
@@ -65,9 +75,37 @@ def plan_counts(connection: Connection, s: Selection, samples: int) -> Counts:
     )
 
 
-def tally(connection: Connection, s: Selection, *, size: bool, unreadable: bool = True) -> Tally:
+def distinct_counts(connection: Connection, selections: Sequence[Selection]) -> Counts:
+    """Each record of one dataset counted once across the rules of `selections`, in one pass
+    of conditional sums (:meth:`~retention.stores.base.Store.records`)."""
+    acting = [s for s in selections if s.rule.action != "keep"]
+
+    def any_of(conditions: Iterable[ColumnElement[bool]]) -> ColumnElement[bool]:
+        return or_(false(), *conditions)
+
+    questions = {
+        "in_scope": any_of(s.scope for s in selections),
+        "due": any_of(s.due_in_scope for s in acting),
+        "held": any_of(and_(s.due_in_scope, s.held) for s in acting),
+        "blocked": any_of(and_(s.due_in_scope, not_(s.held), s.blocked) for s in acting),
+        "actionable": any_of(s.actionable for s in acting),
+        "overdue": any_of(and_(s.actionable, s.overdue) for s in acting),
+        "unreadable": any_of(s.unreadable_pending for s in selections),
+    }
+    query = select(
+        *(func.coalesce(func.sum(case((q, 1), else_=0)), 0) for q in questions.values())
+    ).select_from(selections[0].table)
+    found = dict(zip(questions, map(int, connection.execute(query).one()), strict=True))
+    return Counts.of_records(found)
+
+
+def tally(
+    connection: Connection, store: Schema, s: Selection, *, size: bool, unreadable: bool = True
+) -> Tally:
     """What a run would act on now, and if asked the unreadable ones and the table's size."""
     actionable = count(connection, s.table, s.actionable)
+    if actionable:
+        actionable -= len(ceded(connection, store, s, true()))
     if unreadable and not isinstance(s.unreadable, False_):
         unreadable_count = count(connection, s.table, s.unreadable_pending)
     else:
@@ -76,4 +114,4 @@ def tally(connection: Connection, s: Selection, *, size: bool, unreadable: bool 
     return Tally(actionable, unreadable_count, total)
 
 
-__all__ = ["count", "plan_counts", "tally"]
+__all__ = ["count", "distinct_counts", "plan_counts", "tally"]

@@ -3,7 +3,8 @@
 One :class:`Selection` holds, for one rule on one dataset at one moment, the boolean SQL
 expressions the planner counts and the executor repeats inside its DELETE/UPDATE. Precedence
 (DESIGN.md): an active hold wins over everything; a keep rule not yet due wins over delete and
-anonymize; when a delete and an anonymize are both due, the delete applies.
+anonymize; when a delete and an anonymize are both due, the delete applies; of two delete rules
+both due, the earlier due one (:mod:`.precedence` decides the records they contest).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class Selection:
     done: ColumnElement[bool]
     # a clock the rule needs is there but is not a timestamp (SQLite text): never due, reported
     unreadable: ColumnElement[bool] = field(default_factory=false)
+    # a delete rule's rivals: each other delete rule of the dataset and the records it deletes
+    # now; of a record both would delete, the earlier due one acts (:mod:`.precedence`)
+    rivals: tuple[tuple[Rule, ColumnElement[bool]], ...] = ()
 
     @property
     def unreadable_pending(self) -> ColumnElement[bool]:
@@ -89,6 +93,9 @@ class SelectionBuilder:
         delete_rules = dataset.deletes_besides(rule)
         superseded: ColumnElement[bool] = false()
         done: ColumnElement[bool] = false()
+        rivals: tuple[tuple[Rule, ColumnElement[bool]], ...] = ()
+        if rule.action == "delete":
+            rivals = tuple((o, self._deletes(o, dataset, table, holds)) for o in delete_rules)
         if rule.action == "anonymize":
             superseded = or_(
                 false(), *(self._deletes(o, dataset, table, holds) for o in delete_rules)
@@ -108,6 +115,7 @@ class SelectionBuilder:
             superseded=superseded,
             done=done,
             unreadable=self.unreadable(rule, dataset, table),
+            rivals=rivals,
         )
 
     def _deletes(

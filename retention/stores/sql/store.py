@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import False_, func, select
 
@@ -33,7 +34,7 @@ from . import check, describe, plan, settle, subjects
 from .batches import Batches
 from .engine import translated
 from .schema import Schema
-from .select import SelectionBuilder
+from .select import Selection, SelectionBuilder
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -54,6 +55,9 @@ class SqlStore(Schema):
         self.settings = settings
         key = settings.hmac_key if settings is not None else None
         self.hmac_key = key.get_secret_value().encode() if key is not None else None
+        # the selections the last plan() built, for records() of the same targets and holds
+        # (kept for one holds file and one moment: a new plan starts afresh)
+        self._planned: tuple[Any, dict[Target, Selection]] = (None, {})
 
     def builder(self, now: dt.datetime) -> SelectionBuilder:
         """The predicates of this store's datasets as of `now`."""
@@ -65,18 +69,36 @@ class SqlStore(Schema):
 
     def plan(self, targets: Sequence[Target], holds: HoldsFile, samples: int) -> list[Counts]:
         found = []
+        moment = (holds, targets[0].now) if targets else None
+        if self._planned[0] != moment:
+            self._planned = (moment, {})
         with translated(self.name), self.engine.connect() as connection:
             for target in targets:
-                selection = self.builder(target.now).build(target.rule, target.dataset, holds)
-                found.append(plan.plan_counts(connection, selection, samples))
+                selection = self._selection(target, holds)
+                found.append(plan.plan_counts(connection, self, selection, samples))
         return found
+
+    def records(self, targets: Sequence[Target], holds: HoldsFile) -> Counts:
+        with translated(self.name), self.engine.connect() as connection:
+            selections = [self._selection(t, holds) for t in targets]
+            return plan.distinct_counts(connection, selections)
+
+    def _selection(self, target: Target, holds: HoldsFile) -> Selection:
+        """`target`'s predicates under `holds`, built once for a plan and its records()."""
+        kept, built = self._planned
+        if kept == (holds, target.now) and target in built:
+            return built[target]
+        selection = self.builder(target.now).build(target.rule, target.dataset, holds)
+        if kept == (holds, target.now):
+            built[target] = selection
+        return selection
 
     def tally(
         self, target: Target, holds: HoldsFile, *, size: bool, unreadable: bool = True
     ) -> Tally:
         with translated(self.name), self.engine.connect() as connection:
             selection = self.builder(target.now).build(target.rule, target.dataset, holds)
-            return plan.tally(connection, selection, size=size, unreadable=unreadable)
+            return plan.tally(connection, self, selection, size=size, unreadable=unreadable)
 
     def enforce(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
         with translated(self.name):
