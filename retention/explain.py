@@ -2,7 +2,8 @@
 
 The record's store judges it with the same predicates a plan counts and a run repeats
 (:meth:`~retention.stores.base.Store.describe`), so `explain` cannot disagree with a run; here
-those views become a status per rule and one verdict, with due dates in the configured zone.
+those views become a status per rule and one verdict, with due dates in the configured zone. A
+record that is gone is looked up in the audit log (:mod:`retention.disposals`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .config import Config
+from .disposals import Disposal, disposal
 from .durations import Duration
-from .errors import ConfigError
+from .errors import ConfigError, RecordNotFound
 from .holds import HoldsFile
 from .rules import Rule
 from .stores import Stores
@@ -58,6 +60,7 @@ class Explanation:
     verdict: str
     rules: tuple[RuleVerdict, ...]
     holds: tuple[str, ...] = field(default=())
+    deleted: Disposal | None = None  # the record is gone: the audit entry that deleted it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +70,7 @@ class Explanation:
             "verdict": self.verdict,
             "holds": list(self.holds),
             "rules": [r.as_dict() for r in self.rules],
+            "deleted": self.deleted.as_dict() if self.deleted else None,
         }
 
 
@@ -91,7 +95,17 @@ def explain(
     zone = config.settings.zone()
     with Stores(config.settings, stores) as opened:
         store = opened[resolved.store]
-        description = store.describe(resolved, key, holds, now)
+        try:
+            description = store.describe(resolved, key, holds, now)
+        except RecordNotFound:
+            gone = disposal(config, dataset, key)
+            if gone is None:
+                raise
+            verdict = (
+                f"deleted on {_in_zone(gone.at, zone)} by run {gone.run_id} under rule "
+                f"{gone.rule} (audit entry {gone.seq})"
+            )
+            return Explanation(dataset, key, now, verdict, (), deleted=gone)
     label = store.capabilities.veto_label
     verdicts = []
     for view in description.rules:

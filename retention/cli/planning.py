@@ -198,6 +198,8 @@ def explain_command(
         emit_json(result.as_dict())
         return
     out.print(f"[bold]{dataset}[/] {key}: {result.verdict}", highlight=False)
+    if result.deleted is not None:  # gone: no rule has anything left to say
+        return
     table = Table(show_header=True)
     for header in ("rule", "action", "clock", "clock started", "due", "status"):
         table.add_column(header)
