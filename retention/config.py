@@ -66,6 +66,7 @@ class Config:
     path: Path | None
     holds_path: Path | None
     disabled_rules: tuple[str, ...] = ()
+    sources: tuple[tuple[str, str], ...] = ()  # (file, text as read) of every rule pack
     _lines: LineMap | None = field(default=None, compare=False, repr=False)
     # the holds file's last text and what it parsed to (see load_holds)
     _holds_seen: dict[str, tuple[str, HoldsFile]] = field(
@@ -172,12 +173,14 @@ def load_config(path: Path | None) -> Config:
 
     errors: list[ConfigError] = []
     errors += _check_settings(settings, lines)
-    rules, origins = _load_rules(settings, base, lines, errors)
+    sources: list[tuple[str, str]] = []
+    rules, origins = _load_rules(settings, base, lines, errors, sources)
     rules, disabled = _apply_overrides(rules, settings, lines, errors)
     config = Config(
         settings=settings,
         rules=tuple(rules),
         origins=origins,
+        sources=tuple(sources),
         path=path,
         holds_path=Path(settings.holds) if settings.holds else None,
         disabled_rules=tuple(disabled),
@@ -451,8 +454,14 @@ def _check_dataset(
 
 
 def _load_rules(
-    settings: Settings, base: Path, config_lines: LineMap, errors: list[ConfigError]
+    settings: Settings,
+    base: Path,
+    config_lines: LineMap,
+    errors: list[ConfigError],
+    sources: list[tuple[str, str]],
 ) -> tuple[list[Rule], dict[str, RuleOrigin]]:
+    """The rules of every pack, where each was declared; each pack file's text as read is
+    appended to `sources` (a run stores them: `retention audit rules`)."""
     rules: list[Rule] = []
     origins: dict[str, RuleOrigin] = {}
     for position, location in enumerate(settings.rules):
@@ -470,10 +479,12 @@ def _load_rules(
             continue
         for file in _pack_files(Path(location)):
             try:
-                data, lines = load_yaml(file)
+                text = read_text(file)
+                data, lines = parse_yaml(text, str(file))
             except ConfigError as exc:
                 errors.append(exc)
                 continue
+            sources.append((str(file), text))
             try:
                 pack = RulePack.model_validate(data)
             except ValidationError as exc:

@@ -19,6 +19,7 @@ from contextlib import suppress
 
 from sqlalchemy import Engine, insert, update
 
+from . import runcontents
 from .audit import AuditLog
 from .breakers import check_breakers
 from .config import Config
@@ -282,7 +283,8 @@ class Executor:
     # -- run bookkeeping ---------------------------------------------------------------------
 
     def _start_run(self) -> None:
-        """The run's row and its start entry in the chain, in one state-DB transaction."""
+        """The run's row, its start entry in the chain and what it applies (rule packs, holds,
+        settings: :mod:`retention.runcontents`), in one state-DB transaction."""
         holder = self.lease.holder if self.lease else default_holder()
         fingerprint = self.config.fingerprint()
         as_of, started_at = self.now.astimezone(dt.UTC), utcnow()
@@ -310,6 +312,7 @@ class Executor:
                 ),
                 connection=connection,
             )
+            runcontents.record(connection, self.run_id, self.config)
 
     def _finish_run(self, status: RunStatus, outcomes: list[RuleOutcome]) -> None:
         """The run's final status and counts, on its row and as its end entry, together."""

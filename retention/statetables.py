@@ -110,13 +110,33 @@ legal_holds = Table(
     Column("run_id", String(36), nullable=False),
 )
 
+# What a run applied, content-addressed: each text once by its SHA-256 (rule packs, the holds
+# file, the settings without secrets), and per run the list of what it used (retention.runcontents).
+contents = Table(
+    "retention_contents",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("body", LONG_TEXT, nullable=False),
+)
+run_contents = Table(
+    "retention_run_contents",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(20), nullable=False),  # rules | holds | settings
+    Column("name", Text, nullable=False),
+    Column("digest", String(64), nullable=False),
+)
+
 
 __all__ = [
     "audit",
+    "contents",
     "intents",
     "leases",
     "legal_holds",
     "metadata",
+    "run_contents",
     "runs",
     "schedule",
     "schema_version",

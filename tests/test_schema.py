@@ -39,6 +39,8 @@ TABLES = (
     "retention_leases",
     "retention_schedule",
     "retention_legal_holds",
+    "retention_contents",
+    "retention_run_contents",
 )
 
 
@@ -188,7 +190,7 @@ def test_an_empty_database_is_created_at_the_newest_revision(db: Database) -> No
         assert revision(connection) == HEAD
         assert set(TABLES) <= set(inspect(connection).get_table_names())
     assert log(state).verify().entries == 0
-    assert known_revisions() == {"0001", "0002"}
+    assert known_revisions() == {"0001", "0002", "0003"}
     state.dispose()
 
 
@@ -201,7 +203,7 @@ def test_a_newer_revision_is_refused(db: Database) -> None:
     with pytest.raises(StateVersionError) as caught:
         open_state(db.url)
     assert caught.value.exit_code == 2 and caught.value.revision == "0099"
-    assert "revision 0099, newer than this release knows (up to 0002)" in str(caught.value)
+    assert "revision 0099, newer than this release knows (up to 0003)" in str(caught.value)
 
 
 def test_two_processes_creating_a_fresh_state_db_do_not_race(db: Database) -> None:

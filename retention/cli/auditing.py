@@ -17,6 +17,7 @@ from ..errors import (
     AuditError,
     AuditKeyError,
     ConfigError,
+    RecordNotFound,
 )
 from .common import (
     ConfigOption,
@@ -198,6 +199,43 @@ def _parse_when(value: str | None, config: Config, option: str) -> dt.datetime |
 
         return wall_to_utc(parsed, config.settings.zone())
     return parsed
+
+
+@audit_app.command("rules")
+def audit_rules(
+    run_id: Annotated[str, typer.Argument(help="The run id (as `audit show` lists it).")],
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    kind: Annotated[
+        str, typer.Option("--kind", help="rules (the default), holds, settings or all.")
+    ] = "rules",
+) -> None:
+    """The rule packs a run applied, byte for byte as it read them (and with --kind its holds
+    file and settings), from the state DB: the files on disk may have changed since."""
+    from ..runcontents import applied
+    from ..statedb import open_state
+
+    with handled(as_json):
+        config = load(config_file)
+        if kind not in ("rules", "holds", "settings", "all"):
+            raise ConfigError(
+                f"unknown kind {kind!r}: rules, holds, settings or all", field="--kind"
+            )
+        engine = open_state(config.settings.state_db.get_secret_value())
+        try:
+            found = [a for a in applied(engine, run_id) if kind in ("all", a.kind)]
+        finally:
+            engine.dispose()
+        if not found:
+            raise RecordNotFound(f"no rule packs stored for run {run_id!r}")
+    if as_json:
+        emit_json([a.as_dict() for a in found])
+        return
+    for item in found:
+        if len(found) > 1:  # one text: exactly its bytes; several: each under its name
+            sys.stdout.write(f"==> {item.kind}: {item.name} <==\n")
+        sys.stdout.write(item.text)
+    sys.stdout.flush()
 
 
 @audit_app.command("show")

@@ -24,5 +24,9 @@ GRANT SELECT, INSERT, DELETE ON retention_legal_holds TO retention_svc;
 -- Schedules: per rule, up to when its fire times have been run (catch-up after downtime).
 GRANT SELECT, INSERT, UPDATE ON retention_schedule TO retention_svc;
 
+-- What each run applied (rule packs, holds, settings), content-addressed: written once, kept.
+GRANT SELECT, INSERT ON retention_contents TO retention_svc;
+GRANT SELECT, INSERT ON retention_run_contents TO retention_svc;
+
 -- The schema's revision (Alembic): read at every start; only the owner upgrades it.
 GRANT SELECT ON retention_alembic_version TO retention_svc;
