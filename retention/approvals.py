@@ -5,8 +5,9 @@ what it would do.
 an approval into ``approvals.yaml`` beside the holds file: the rule, the fingerprint of its
 definition, those counts, who and when, sealed with HMAC-SHA256 under ``hmac_key``. Before a
 live run acts on a dataset, :func:`check_approval` requires an approval whose seal verifies,
-whose fingerprint is the rule's current one, and whose count for that dataset is within
-``limits.approval_margin`` (a share) of what the rule would act on now; otherwise the rule is
+whose fingerprint is the rule's current one, and whose count for that dataset, grown by
+``limits.approval_margin`` (a share), is at least what the rule would act on now (acting on
+fewer, as a run resumed after a crash does, stays covered); otherwise the rule is
 refused (:class:`~retention.errors.ApprovalRequired`, exit 4, audited like a circuit breaker).
 Dry runs and plans are never held back.
 """
@@ -156,7 +157,7 @@ def check_approval(config: Config, rule: Rule, dataset: str, planned: int) -> No
         )
     approved = approval.counts.get(dataset, 0)
     margin = config.settings.limits.approval_margin
-    if abs(planned - approved) > margin * approved:
+    if planned > approved * (1 + margin):  # less than approved (a run resumed) is covered
         raise ApprovalRequired(
             f"rule {rule.id} would now act on {planned} records of {dataset}, approved for "
             f"{approved} (limits.approval_margin {margin:.0%}): {how}",

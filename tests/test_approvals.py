@@ -3,13 +3,18 @@ would do now (`retention approve`), void when the rule changes or its plan moves
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from retention.cli import app
+from retention.config import load_config
+from retention.executor import Executor
+from retention.testing import CrashAt, SimulatedCrash
 
 from .conftest import Database
 from .scenario import Scenario, at, rule
@@ -79,3 +84,33 @@ def test_void_when_the_plan_grows_past_the_margin(db: Database, tmp_path: Path) 
     assert code == 4 and "changed since it was approved" in stderr
     assert len(scenario.ticket_ids()) == 20
     assert cli("audit", "verify", "-c", str(config))[0] == 0
+
+
+def test_crash_mid_run_resumes_on_the_same_approval(db: Database, tmp_path: Path) -> None:
+    """An approved run killed after its first batch's intent: the next run settles it and
+    finishes the rest on the same approval (fewer than approved is covered), each ticket
+    deleted once, and the audit log verifies."""
+    scenario, config = world(db, tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["batch_size"] = 3
+    config.write_text(yaml.safe_dump(data))
+    assert cli("approve", "tickets.delete", "--by", "dpo", "-c", str(config), "--now", NOW)[0] == 0
+    loaded = load_config(config)
+    now = dt.datetime.fromisoformat(NOW)
+    with pytest.raises(SimulatedCrash):
+        Executor(loaded, now=now, live=True, probe=CrashAt("intent", 2)).run()
+    left = len(scenario.ticket_ids())
+    assert 0 < left < 10
+    result = Executor(load_config(config), now=now, live=True).run()
+    assert scenario.ticket_ids() == []
+    assert sum(o.acted for o in result.outcomes) <= left
+    code, _, output = cli("audit", "verify", "-c", str(config))
+    assert code == 0, output
+    code, stdout, _ = cli("audit", "export", "-c", str(config), "--format", "jsonl")
+    deleted = [
+        key
+        for line in stdout.splitlines()
+        if (entry := json.loads(line))["action"] == "delete" and entry["outcome"] == "done"
+        for key in entry.get("keys") or []
+    ]
+    assert len(deleted) == len(set(deleted)) == 10
