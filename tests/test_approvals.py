@@ -3,16 +3,22 @@ would do now (`retention approve`), void when the rule changes or its plan moves
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from retention.approvals import load_approvals
 from retention.cli import app
 from retention.config import load_config
+from retention.errors import ConfigError
 from retention.executor import Executor
 from retention.testing import CrashAt, SimulatedCrash
 
@@ -114,3 +120,30 @@ def test_crash_mid_run_resumes_on_the_same_approval(db: Database, tmp_path: Path
         for key in entry.get("keys") or []
     ]
     assert len(deleted) == len(set(deleted)) == 10
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    content=st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.one_of(st.none(), st.integers(), st.text(max_size=8), st.booleans()),
+            lambda inner: st.one_of(
+                st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+            ),
+            max_leaves=12,
+        ).map(lambda data: json.dumps({"approvals": data}).encode()),
+    )
+)
+def test_any_approvals_file_loads_or_is_a_config_error(tmp_path: Path, content: bytes) -> None:
+    """Any bytes in approvals.yaml load as approvals or raise ConfigError, quickly."""
+    path = tmp_path / "approvals.yaml"
+    path.write_bytes(content)
+    started = time.monotonic()
+    with contextlib.suppress(ConfigError):
+        load_approvals(path)
+    assert time.monotonic() - started < 2
