@@ -46,10 +46,10 @@ from retention.personaldata import kind_by_values, luhn, recognise
 from retention.validate import check_stores
 
 from .conftest import Database
+from .samples import require_sample, sample_file
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CHINOOK = DATA / "chinook" / "Chinook_Sqlite.sqlite"
-PAGILA = DATA / "pagila"
+CHINOOK = sample_file("chinook", "Chinook_Sqlite.sqlite")
+PAGILA = sample_file("pagila", "pagila-schema.sql").parent
 NOW = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
 runner = CliRunner()
 
@@ -88,7 +88,7 @@ def sampled_values(url: str, columns: dict[str, list[str]]) -> set[str]:
     return found
 
 
-@pytest.mark.skipif(not CHINOOK.exists(), reason=f"{CHINOOK} is not present")
+@require_sample("chinook", "Chinook_Sqlite.sqlite")
 def test_chinook(tmp_path: Path) -> None:
     """On Chinook, discover finds the Customer subject, the e-mail, phone, address and name
     columns people would name, the foreign-key path of invoice lines and the cascades, and the
@@ -194,7 +194,7 @@ def _load_pagila(database: Database) -> str:
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not PAGILA.exists(), reason=f"{PAGILA} is not present")
+@require_sample("pagila", "pagila-data.sql")
 def test_pagila(postgres_db: Database, tmp_path: Path) -> None:
     """On Pagila (PostgreSQL, --schema), discover finds the customer subject with its created
     event, the names, e-mail, phone and address columns, the monthly payment partitions read as
