@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
@@ -512,7 +513,16 @@ class EnforcementMachine(RuleBasedStateMachine):
 
     def _executor(self, cls: type[Executor] = Executor, **kwargs: Any) -> Executor:
         assert self.config is not None
-        return cls(self.config, now=self.now, state=self.state, stores=self.stores, **kwargs)
+        # The world's present is its own clock: it moves months ahead of the wall clock, and a
+        # live run may act as of the present (never later), so the present is handed in too.
+        return cls(
+            self.config,
+            now=self.now,
+            clock=lambda: self.now,
+            state=self.state,
+            stores=self.stores,
+            **kwargs,
+        )
 
     @rule()
     def run_dry(self) -> None:
@@ -760,6 +770,10 @@ class EnforcementMachine(RuleBasedStateMachine):
             assert not pending, f"intents left after a complete live run: {pending}"
             assert audited == self.ever
 
+
+# The suite's 300 s timeout catches hangs; this machine's 30 histories take ~60 s alone and can
+# take five times that on a loaded machine, so it gets a bound of its own.
+pytestmark = pytest.mark.timeout(900)
 
 TestEnforcementStateMachine = EnforcementMachine.TestCase
 TestEnforcementStateMachine.settings = settings(

@@ -9,7 +9,7 @@ lease, 6 an audit seal or checkpoint made with a key not held here (rotated or w
 
 from __future__ import annotations
 
-from . import auditing, demo, planning, running
+from . import auditing, demo, onboarding, planning, running
 from .common import app, main
 
-__all__ = ["app", "auditing", "demo", "main", "planning", "running"]
+__all__ = ["app", "auditing", "demo", "main", "onboarding", "planning", "running"]
