@@ -10,6 +10,7 @@ anything runs. Live checks against the stores (tables and columns exist) are in
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import os
 import re
@@ -115,6 +116,10 @@ class Config:
         )
         self._holds_seen["last"] = (text, holds)
         return holds
+
+    def holds_as_of(self, moment: dt.datetime) -> HoldsFile:
+        """The holds file read now and judged at `moment` (expiry dates in the config's zone)."""
+        return self.load_holds().as_of(moment, self.settings.zone())
 
     def locate(self, where: str) -> tuple[str | None, int | None]:
         """The file and line that declare `where`: a dotted settings path

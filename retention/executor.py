@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from . import runcontents
 from .approvals import check_approval
@@ -35,6 +35,7 @@ from .errors import (
     StoreFailed,
     StoreMisconfigured,
 )
+from .holds import HoldsFile
 from .lease import Lease, default_holder
 from .ledger import Ledger, state_errors
 from .legalholds import LegalHolds
@@ -43,7 +44,7 @@ from .planner import targets
 from .recovery import reconcile
 from .rules import Rule
 from .runevents import finish_fields, start_fields
-from .statedb import open_state, utcnow
+from .statedb import as_utc, open_state, utcnow
 from .statetables import runs
 from .stores import Stores
 from .stores.base import BatchResult, Enforcement, Probe, Stopped, Store, Target
@@ -162,6 +163,7 @@ class Executor:
         self, stores: Stores, rule_ids: Sequence[str], datasets: Sequence[str], recovered: int
     ) -> RunResult:
         self._start_run()
+        self._audit_expiries()
         outcomes: list[RuleOutcome] = []
         status = RunStatus.COMPLETE
         try:
@@ -188,7 +190,7 @@ class Executor:
     def _enforce(self, store: Store, target: Target, outcome: RuleOutcome) -> None:
         """One rule on one dataset: count, check the breakers, act batch by batch."""
         enforcement = Enforcement(
-            holds=self.config.load_holds,
+            holds=self._holds,
             commit=self.ledger if self.live else None,
             should_stop=self.should_stop,
             batch_size=self.config.settings.batch_size,
@@ -199,7 +201,7 @@ class Executor:
         broken: StoreError | None = None
         stopped = False
         try:
-            tally = store.tally(target, self.config.load_holds(), size=not self.force)
+            tally = store.tally(target, self._holds(), size=not self.force)
             outcome.planned, outcome.unreadable = tally.actionable, tally.unreadable
             if tally.actionable:
                 if self.live:  # --force does not stand in for a person's approval
@@ -229,6 +231,10 @@ class Executor:
         tallies.conclude(outcome, broken)
         if stopped:
             raise Stopped
+
+    def _holds(self) -> HoldsFile:
+        """The holds file re-read now, judged at the run's moment (expired holds released)."""
+        return self.config.holds_as_of(self.now)
 
     def _record(
         self, target: Target, outcome: RuleOutcome, result: BatchResult, tallies: _Tallies
@@ -263,7 +269,7 @@ class Executor:
 
     def _lingering(self, stores: Stores, outcomes: list[RuleOutcome]) -> None:
         """Count again every rule that acted: anything still due and unheld is reported."""
-        holds = self.config.load_holds()
+        holds = self._holds()
         for outcome in outcomes:
             if outcome.status != RuleStatus.OK or not outcome.planned:
                 continue
@@ -317,6 +323,31 @@ class Executor:
                 connection=connection,
             )
             runcontents.record(connection, self.run_id, self.config)
+
+    def _audit_expiries(self) -> None:
+        """Audit, as a release, each hold whose `expires_on` came since the last run of this
+        mode was evaluated (every expired hold, on the first run): once, not every run."""
+        expired = self._holds().expired()
+        if not expired:
+            return
+        zone = self.config.settings.zone()
+        query = select(func.max(runs.c.as_of)).where(
+            runs.c.mode == self.mode, runs.c.id != self.run_id
+        )
+        with self.ledger.transaction() as connection:
+            previous = as_utc(connection.execute(query).scalar())
+        for hold in expired:
+            ends = hold.ends_at(zone)
+            assert ends is not None, "only a hold with expires_on expires"
+            if previous is not None and ends <= previous:
+                continue  # an earlier run already judged it released, and audited that
+            self.ledger.append(
+                action="release hold",
+                outcome="expired",
+                count=0,
+                detail=f"hold {hold.id} released by its expires_on "
+                f"({ends.strftime('%Y-%m-%d %H:%M:%S %Z')})",
+            )
 
     def _finish_run(self, status: RunStatus, outcomes: list[RuleOutcome]) -> None:
         """The run's final status and counts, on its row and as its end entry, together."""

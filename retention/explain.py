@@ -91,8 +91,8 @@ def explain(
     if dataset not in config.settings.datasets:
         raise ConfigError(f"unknown dataset {dataset!r}", field="DATASET")
     resolved = config.datasets[dataset]
-    holds = config.load_holds() if holds is None else holds
     zone = config.settings.zone()
+    holds = (config.load_holds() if holds is None else holds).as_of(now, zone)
     with Stores(config.settings, stores) as opened:
         store = opened[resolved.store]
         try:

@@ -1,19 +1,29 @@
 """Legal holds: owned by legal, toggled in a YAML file, re-read before every batch.
 
-An active hold suspends every destructive action on the records it covers. A hold covers the
-records that match all of its given scopes (subjects, datasets, rules); a hold with no scope at
-all covers everything. ``freeze: true`` stops every destructive action anywhere. Subject ids
-are compared in their canonical form (:mod:`retention.ids`): a hold on ``5`` covers the records
-of ``"0005"`` and ``" 5"``.
+An active hold suspends every destructive action on the records it covers — or, with
+``blocks: [delete]`` (or ``[anonymize]``), only those actions: an anonymize rule proceeds during
+an evidence hold that only forbids deleting. A hold covers the records that match all of its
+given scopes (subjects, datasets, rules); a hold with no scope at all covers everything.
+``freeze: true`` stops every destructive action anywhere.
+
+A hold with ``expires_on: DATE`` is in force until 00:00:00 of that date in the configured time
+zone and released from that second on, judged against the evaluation time (``--now`` or the
+present) like every clock. Holds are judged at a moment only once :meth:`HoldsFile.as_of` has
+given them one: without it every active hold is in force, so a caller that forgets the moment
+keeps a hold longer, never shorter. ``review_by`` stays a reminder that releases nothing.
+
+Subject ids are compared in their canonical form (:mod:`retention.ids`): a hold on ``5`` covers
+the records of ``"0005"`` and ``" 5"``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, PrivateAttr
 
 from .ids import canonical_ids
 from .settings import Model
@@ -32,6 +42,9 @@ def _subject_id(value: object) -> object:
 # by their canonical form, so "0106", "106" and 106 name the same subject.
 HoldSubjectId = Annotated[str, BeforeValidator(_subject_id)]
 
+# The destructive actions a hold can block (``keep`` rules destroy nothing, so nothing blocks them).
+Blockable = Literal["delete", "anonymize"]
+
 
 class Hold(Model):
     """One legal hold. ``active: false`` keeps the record of the hold but releases it."""
@@ -45,6 +58,27 @@ class Hold(Model):
     placed_by: str | None = None
     placed_on: dt.date | None = None
     review_by: dt.date | None = None
+    expires_on: dt.date | None = None
+    blocks: list[Blockable] | None = Field(default=None, min_length=1)  # None: every action
+
+    def ends_at(self, zone: ZoneInfo) -> dt.datetime | None:
+        """The moment the hold is released by its expiry: 00:00:00 of `expires_on` in `zone`."""
+        if self.expires_on is None:
+            return None
+        return dt.datetime.combine(self.expires_on, dt.time.min, tzinfo=zone)
+
+    def in_force(self, moment: dt.datetime | None, zone: ZoneInfo) -> bool:
+        """Active, and not yet expired at `moment` (None: no moment given, never expired)."""
+        ends = self.ends_at(zone)
+        return self.active and (moment is None or ends is None or moment < ends)
+
+    def expired(self, moment: dt.datetime | None, zone: ZoneInfo) -> bool:
+        """Marked active, but released by its expiry at `moment`."""
+        return self.active and not self.in_force(moment, zone)
+
+    def blocks_action(self, action: str) -> bool:
+        """Whether this hold suspends `action` (a hold without `blocks` suspends every one)."""
+        return self.blocks is None or action in self.blocks
 
     def scoped_subjects(self) -> dict[str, list[HoldSubjectId]] | None:
         """The subject scope, or None when the hold covers every subject."""
@@ -71,13 +105,39 @@ class HoldsFile(Model):
 
     freeze: bool = False
     holds: list[Hold] = Field(default_factory=list)  # a file must say it: `holds: []`
+    _moment: dt.datetime | None = PrivateAttr(default=None)
+    _zone: ZoneInfo = PrivateAttr(default=ZoneInfo("UTC"))
+
+    def as_of(self, moment: dt.datetime, zone: ZoneInfo) -> HoldsFile:
+        """The same holds judged at `moment` (timezone-aware), expiry dates read in `zone`."""
+        judged = self.model_copy()
+        judged._moment, judged._zone = moment, zone
+        return judged
+
+    @property
+    def moment(self) -> dt.datetime | None:
+        return self._moment
 
     def active(self) -> list[Hold]:
-        return [hold for hold in self.holds if hold.active]
+        """The holds in force: marked active and, at this file's moment, not expired."""
+        return [hold for hold in self.holds if hold.in_force(self._moment, self._zone)]
 
-    def applicable(self, dataset: str, rule_id: str) -> list[Hold]:
-        """Active holds whose dataset and rule scopes include this rule × dataset."""
-        return [h for h in self.active() if h.covers_dataset(dataset) and h.covers_rule(rule_id)]
+    def expired(self) -> list[Hold]:
+        """The holds marked active that their expiry released by this file's moment."""
+        return [hold for hold in self.holds if hold.expired(self._moment, self._zone)]
+
+    def ending(self) -> list[tuple[Hold, dt.datetime]]:
+        """The holds in force that will expire, with the moment each is released."""
+        return [(h, ends) for h in self.active() if (ends := h.ends_at(self._zone)) is not None]
+
+    def applicable(self, dataset: str, rule_id: str, action: str) -> list[Hold]:
+        """Holds in force whose dataset and rule scopes include this rule × dataset and that
+        block its action."""
+        return [
+            h
+            for h in self.active()
+            if h.covers_dataset(dataset) and h.covers_rule(rule_id) and h.blocks_action(action)
+        ]
 
 
 NO_HOLDS = HoldsFile()

@@ -1,5 +1,8 @@
 """`retention holds`: each legal hold, active or released, and how many records it covers now.
 
+Holds are judged at the evaluation moment (``--now`` or the present): one whose ``expires_on``
+has come is shown released by its expiry, one still in force shows when it will be released.
+
 Coverage is counted by each dataset's store with the same predicate a run's hold exclusion uses
 (:meth:`~retention.stores.base.Store.covered`); hold ids that match no subject are warnings
 (:mod:`retention.holdcheck`).
@@ -29,11 +32,19 @@ class HoldRow:
     reason: str | None
     review_by: dt.date | None
     review_overdue: bool
+    expires_on: dt.date | None = None
+    released_at: dt.datetime | None = None  # the moment `expires_on` releases it
+    expired: bool = False  # marked active, but released by its expiry at the evaluation time
+    blocks: tuple[str, ...] | None = None  # None: every destructive action
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "active": self.active,
+            "expired": self.expired,
+            "expires_on": self.expires_on.isoformat() if self.expires_on else None,
+            "released_at": self.released_at.isoformat() if self.released_at else None,
+            "blocks": list(self.blocks) if self.blocks is not None else None,
             "scope": self.scope,
             "records_covered": self.records,
             "reason": self.reason,
@@ -61,17 +72,23 @@ class HoldsReport:
 def hold_coverage(
     config: Config,
     *,
-    today: dt.date,
+    now: dt.datetime,
     holds: HoldsFile | None = None,
     stores: Mapping[str, Store] | None = None,
 ) -> HoldsReport:
-    """Each hold (active or released) and how many records it covers now (or would, if active)."""
-    holds = config.load_holds() if holds is None else holds
+    """Each hold (active or released) and how many records it covers now (or would, if active),
+    judged at `now` (an aware datetime)."""
+    zone = config.settings.zone()
+    holds = (config.load_holds() if holds is None else holds).as_of(now, zone)
     with Stores(config.settings, stores) as opened:
-        return _hold_coverage(config, today, holds, opened)
+        return _hold_coverage(config, now, holds, opened)
 
 
-def _hold_coverage(config: Config, today: dt.date, holds: HoldsFile, stores: Stores) -> HoldsReport:
+def _hold_coverage(
+    config: Config, now: dt.datetime, holds: HoldsFile, stores: Stores
+) -> HoldsReport:
+    zone = config.settings.zone()
+    today = now.astimezone(zone).date()
     rows: list[HoldRow] = []
     skipped: dict[str, str] = {}
     for hold in holds.holds:
@@ -92,6 +109,10 @@ def _hold_coverage(config: Config, today: dt.date, holds: HoldsFile, stores: Sto
                 reason=hold.reason,
                 review_by=hold.review_by,
                 review_overdue=hold.review_overdue(today),
+                expires_on=hold.expires_on,
+                released_at=hold.ends_at(zone),
+                expired=hold.expired(now, zone),
+                blocks=tuple(hold.blocks) if hold.blocks is not None else None,
             )
         )
     warnings = tuple(unmatched_hold_ids(config, holds, stores))
@@ -106,6 +127,8 @@ def _describe_scope(hold: Hold) -> str:
         parts.append("datasets " + ", ".join(hold.datasets))
     if hold.rules:
         parts.append("rules " + ", ".join(hold.rules))
+    if hold.blocks is not None:
+        parts.append("blocks " + ", ".join(hold.blocks))
     return "; ".join(parts) or "everything"
 
 

@@ -124,6 +124,9 @@ class Plan:
     rules: tuple[RulePlan, ...]
     skipped: tuple[Skipped, ...] = ()
     holds_in_force: tuple[str, ...] = field(default=())
+    # holds in force that expire, and the moment each is released (`expires_on`)
+    holds_ending: tuple[tuple[str, dt.datetime], ...] = field(default=())
+    holds_expired: tuple[str, ...] = field(default=())  # marked active, released by expiry
     warnings: tuple[HoldWarning, ...] = ()  # hold ids that match no subject
     records: tuple[DatasetRecords, ...] = ()
 
@@ -142,6 +145,10 @@ class Plan:
             "now": self.now.isoformat(),
             "freeze": self.freeze,
             "holds_in_force": list(self.holds_in_force),
+            "holds_ending": [
+                {"hold": hold, "released_at": ends.isoformat()} for hold, ends in self.holds_ending
+            ],
+            "holds_expired": list(self.holds_expired),
             "warnings": [w.as_dict() for w in self.warnings],
             "rules": [r.as_dict() for r in self.rules],
             "skipped": [
@@ -192,7 +199,7 @@ def make_plan(
     progress: Callable[[Rule, str], None] | None = None,
 ) -> Plan:
     """Plan every selected rule × dataset as of `now` (an aware datetime)."""
-    holds = config.load_holds() if holds is None else holds
+    holds = (config.load_holds() if holds is None else holds).as_of(now, config.settings.zone())
     results: list[RulePlan] = []
     planned: dict[str, list[Target]] = {}
     failed: dict[str, tuple[str, list[str], bool]] = {}
@@ -233,6 +240,8 @@ def make_plan(
             for store, (message, rules, unreachable) in failed.items()
         ),
         holds_in_force=tuple(h.id for h in holds.active()),
+        holds_ending=tuple((h.id, ends) for h, ends in holds.ending()),
+        holds_expired=tuple(h.id for h in holds.expired()),
         warnings=warnings,
         records=tuple(r for r in records if r.store not in failed),
     )

@@ -472,9 +472,10 @@ class Service:
 
     def _load_holds(self) -> bool:
         """Read the holds file into the metrics and the log; False when it is unusable."""
-        today = self.clock.now().astimezone(self.config.settings.zone()).date()
+        now = self.clock.now()
+        today = now.astimezone(self.config.settings.zone()).date()
         try:
-            holds: HoldsFile = self.config.load_holds()
+            holds: HoldsFile = self.config.holds_as_of(now)
         except ConfigError as exc:
             self.metrics.show_holds(None, today)
             self.log.error("holds rejected", errors=str(exc).splitlines())

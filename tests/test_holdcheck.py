@@ -42,7 +42,7 @@ def test_unknown_hold_ids_are_warned_about(db: Database, tmp_path: Path) -> None
     assert "not an integer" in warnings[1].message
     assert check_hold_ids(config) == warnings
     assert make_plan(config, NOW).warnings == tuple(warnings)
-    assert hold_coverage(config, today=NOW.date()).warnings == tuple(warnings)
+    assert hold_coverage(config, now=NOW).warnings == tuple(warnings)
 
 
 def test_text_subject_keys_match_in_canonical_form(db: Database, tmp_path: Path) -> None:

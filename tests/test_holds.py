@@ -138,7 +138,7 @@ def test_holds_coverage_counts_an_id_written_with_leading_zeros(world: Scenario)
     )
     assert config.holds_path is not None
     config.holds_path.write_text("holds:\n  - id: case\n    subjects: {account: [0106]}\n")
-    (row,) = hold_coverage(config, today=NOW.date()).holds
+    (row,) = hold_coverage(config, now=NOW).holds
     assert row.records == 1
 
 

@@ -155,7 +155,14 @@ policy: {name: Fuzz}
 rules:
   - {id: r, applies_to: {dataset: tickets}, after: record.created, retain: P30D, action: delete}
 """
-VALID_HOLDS = "holds:\n  - {id: case, subjects: {account: [0106]}}\n"
+VALID_HOLDS = """\
+holds:
+  - id: case
+    subjects: {account: [0106]}
+    expires_on: 2027-05-01
+    blocks: [delete]
+  - {id: rewrite, blocks: [anonymize, delete], expires_on: 2030-01-31}
+"""
 
 # Text that looks like YAML often enough to reach the checks behind the parser: fragments of the
 # valid files, YAML punctuation, and arbitrary characters.
@@ -187,6 +194,11 @@ _FRAGMENTS = [
     "1:05",
     "P9999Y",
     "2027-13-01",
+    "    expires_on: 2027-02-30",
+    "    expires_on: 2027-05-01T12:00:00",
+    "    blocks: []",
+    "    blocks: [keep]",
+    "    blocks: delete",
     "null",
     "true",
     "\x00",

@@ -243,6 +243,15 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
             out.print(f"{row.rule} on {row.dataset}: {'; '.join(notes)}", highlight=False)
     if result.holds_in_force:
         out.print(f"holds in force: {', '.join(result.holds_in_force)}", highlight=False)
+    for hold, ends in result.holds_ending:
+        out.print(
+            f"hold {hold} expires: released at {ends.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+            highlight=False,
+        )
+    if result.holds_expired:
+        out.print(
+            f"holds released by their expiry: {', '.join(result.holds_expired)}", highlight=False
+        )
     warn_unreadable(result.rules)
     warn(result.warnings)
     for skipped in result.skipped:
@@ -300,27 +309,25 @@ def holds(
     with handled(as_json):
         config = load(config_file)
         moment = parse_now(now, config)
-        report = hold_coverage(config, today=moment.date())
+        report = hold_coverage(config, now=moment)
     if as_json:
         emit_json(report.as_dict())
         return
     if report.freeze:
         out.print("[bold red]FREEZE is on: no destructive action anywhere[/]")
     table = Table(title=f"Holds ({config.holds_path or 'no holds file'})", title_justify="left")
-    for header in ("hold", "active", "scope", "records covered", "review by", "reason"):
+    headers = ("hold", "active", "scope", "records covered", "expires", "review by", "reason")
+    for header in headers:
         table.add_column(header)
     for row in report.holds:
         review = str(row.review_by or "—")
         if row.review_overdue:
             review = f"[red]{review} (overdue)[/]"
-        table.add_row(
-            row.id,
-            "yes" if row.active else "[dim]released[/]",
-            row.scope,
-            str(row.records),
-            review,
-            row.reason or "",
-        )
+        state = "yes" if row.active else "[dim]released[/]"
+        if row.expired:
+            state = "[dim]released (expired)[/]"
+        expires = row.released_at.strftime("%Y-%m-%d %H:%M %Z") if row.released_at else "—"
+        table.add_row(row.id, state, row.scope, str(row.records), expires, review, row.reason or "")
     out.print(table)
     warn(report.warnings)
     for skipped in report.skipped:

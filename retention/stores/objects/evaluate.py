@@ -120,7 +120,7 @@ class Page:
         self.holds = holds
         dataset = evaluator.dataset
         self._holds = {
-            r.id: [evaluator.covered(h) for h in holds.applicable(dataset.name, r.id)]
+            r.id: [evaluator.covered(h) for h in holds.applicable(dataset.name, r.id, r.action)]
             for r in evaluator.rules
         }
 

@@ -66,7 +66,11 @@ def mirror_holds(store: Bucket, dataset: Dataset, run: Enforcement) -> list[str]
         )
     book = run.legal_holds
     assert book is not None, "the engine gives every run its book of legal holds"
-    holds = [h for h in run.holds().active() if not h.rules and h.covers_dataset(dataset.name)]
+    holds = [
+        h
+        for h in run.holds().active()
+        if not h.rules and h.covers_dataset(dataset.name) and h.blocks_action("delete")
+    ]
     template = store.template(dataset)
     placed = _place(store, book, dataset, holds, template.subject, run.live)
     released = _release(store, book, dataset, holds, template.subject, run.live)

@@ -186,7 +186,7 @@ class SelectionBuilder:
         """Records covered by an active hold for this rule × dataset (or a freeze)."""
         if holds.freeze:
             return true()
-        applicable = holds.applicable(dataset.name, rule.id)
+        applicable = holds.applicable(dataset.name, rule.id, rule.action)
         return or_(false(), *(self.covered_by(hold, dataset, table) for hold in applicable))
 
     def covered_by(self, hold: Hold, dataset: Dataset, table: Table) -> ColumnElement[bool]:

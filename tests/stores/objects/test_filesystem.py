@@ -163,7 +163,7 @@ def test_holds_and_keep_rules_protect_files(world: Scenario, root: Path) -> None
     assert (plan.due, plan.held, plan.blocked, plan.actionable) == (2, 1, 1, 0)
     run(config)
     assert files(root) == ["uploads/1/a", "uploads/2/b"]
-    (coverage,) = hold_coverage(config, today=NOW.date()).holds
+    (coverage,) = hold_coverage(config, now=NOW).holds
     assert coverage.records == 1
 
 
@@ -281,3 +281,31 @@ def test_validate_reports_a_missing_root(world: Scenario, tmp_path: Path) -> Non
     config = configure(world, tmp_path / "nope", [object_rule("age")])
     problems = check_stores(config)
     assert problems and "nope" in problems[0].message
+
+
+def test_an_expiring_hold_keeps_files_until_its_moment(world: Scenario, root: Path) -> None:
+    """`expires_on: 2026-06-01` (UTC here): a second before midnight the held account's file
+    stays; at midnight the hold is released and the file goes."""
+    touch(root, "uploads/1/a")
+    hold = {"id": "extended", "subjects": {"account": ["1"]}, "expires_on": "2026-06-01"}
+    config = configure(world, root, [object_rule("age")], holds={"holds": [hold]})
+    before = NOW - dt.timedelta(seconds=1)
+    assert make_plan(config, before).rules[0].held == 1
+    Executor(config, now=before, live=True).run()
+    assert files(root) == ["uploads/1/a"]
+    assert make_plan(config, NOW).rules[0].held == 0
+    Executor(config, now=NOW, live=True).run()
+    assert files(root) == []
+
+
+def test_a_hold_that_blocks_only_anonymize_does_not_keep_files(world: Scenario, root: Path) -> None:
+    """Object stores only delete: a hold with `blocks: [anonymize]` holds none of their files,
+    one with `blocks: [delete]` holds them."""
+    touch(root, "uploads/1/a")
+    touch(root, "uploads/2/b")
+    only = {"id": "rewrite", "subjects": {"account": ["1"]}, "blocks": ["anonymize"]}
+    deletes = {"id": "evidence", "subjects": {"account": ["2"]}, "blocks": ["delete"]}
+    config = configure(world, root, [object_rule("age")], holds={"holds": [only, deletes]})
+    assert plan_of(config)["age"].held == 1
+    run(config)
+    assert files(root) == ["uploads/2/b"]

@@ -649,3 +649,55 @@ def _runs(config: Config) -> list[dict[str, Any]]:
             return [dict(row._mapping) for row in connection.execute(select(runs))]
     finally:
         engine.dispose()
+
+
+def test_an_expiring_hold_keeps_objects_until_its_moment(
+    world: Scenario, moto_endpoint: str, bucket: str, client: Any
+) -> None:
+    """Until 00:00:00 of `expires_on` the held account's object stays; from then on it goes."""
+    seed(bucket, ["customers/1/a"], OLD)
+    hold = {"id": "extended", "subjects": {"account": [1]}, "expires_on": "2026-06-01"}
+    config = configure(world, moto_endpoint, bucket, [object_rule("age")], holds={"holds": [hold]})
+    before = NOW - dt.timedelta(seconds=1)
+    assert make_plan(config, before).rules[0].held == 1
+    Executor(config, now=before, live=True).run()
+    assert keys_in(client, bucket) == ["customers/1/a"]
+    Executor(config, now=NOW, live=True).run()
+    assert keys_in(client, bucket) == []
+
+
+def test_mirrored_holds_follow_blocks_and_expiry(
+    world: Scenario, moto_endpoint: str, locked_bucket: str, client: Any
+) -> None:
+    """S3 objects are only deleted: `blocks: [anonymize]` places no S3 legal hold, `blocks:
+    [delete]` does; an expiring hold's S3 legal hold is released by the first run at or after
+    its moment."""
+    bucket = locked_bucket
+    for key in ("customers/1/a", "customers/2/b"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+
+    def status(key: str) -> str:
+        return str(
+            client.head_object(Bucket=bucket, Key=key).get("ObjectLockLegalHoldStatus", "OFF")
+        )
+
+    ends = (LATER + dt.timedelta(days=1)).date().isoformat()
+    holds = {
+        "holds": [
+            {"id": "rewrite", "subjects": {"account": [1]}, "blocks": ["anonymize"]},
+            {
+                "id": "evidence",
+                "subjects": {"account": [2]},
+                "blocks": ["delete"],
+                "expires_on": ends,
+            },
+        ]
+    }
+    rules = [object_rule("age", retain="P10Y")]  # nothing is due: only the mirroring acts
+    config = configure(
+        world, moto_endpoint, bucket, rules, holds=holds, store={"mirror_holds": True}
+    )
+    run(config, LATER)
+    assert [status(k) for k in ("customers/1/a", "customers/2/b")] == ["OFF", "ON"]
+    run(config, LATER + dt.timedelta(days=2))
+    assert status("customers/2/b") == "OFF"

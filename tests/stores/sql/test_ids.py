@@ -88,7 +88,7 @@ def test_a_hold_covers_every_spelling_in_a_text_column(
     config = configure(world, hold_ids)
     (row,) = make_plan(config, NOW).rules
     assert (row.due, row.held, row.actionable) == (8, 5, 3)
-    (coverage,) = hold_coverage(config, today=NOW.date()).holds
+    (coverage,) = hold_coverage(config, now=NOW).holds
     assert coverage.records == 5
     assert explain(config, "notes", "2", NOW).holds == ("case-5",)
     assert explain(config, "notes", "5", NOW).holds == ()
@@ -118,7 +118,7 @@ def test_a_hold_written_with_zeros_covers_an_integer_column(db: Database, tmp_pa
     config = world.config([rule()], holds=holds, datasets={"tickets": TICKETS_DATASET})
     (row,) = make_plan(config, NOW).rules
     assert (row.due, row.held, row.actionable) == (2, 1, 1)
-    coverage = {h.id: h.records for h in hold_coverage(config, today=NOW.date()).holds}
+    coverage = {h.id: h.records for h in hold_coverage(config, now=NOW).holds}
     assert coverage == {"zeros": 1, "space": 1, "text": 0}
     Executor(config, now=NOW, live=True).run()
     assert world.ticket_ids() == [1]
