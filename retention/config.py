@@ -73,6 +73,10 @@ class Config:
     _holds_seen: dict[str, tuple[str, HoldsFile]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # the last holds judged at a moment, and the judged copy (see holds_as_of)
+    _holds_judged: dict[str, tuple[HoldsFile, dt.datetime, HoldsFile]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
     _datasets: dict[str, dict[str, Dataset]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -118,8 +122,19 @@ class Config:
         return holds
 
     def holds_as_of(self, moment: dt.datetime) -> HoldsFile:
-        """The holds file read now and judged at `moment` (expiry dates in the config's zone)."""
-        return self.load_holds().as_of(moment, self.settings.zone())
+        """The holds file read now and judged at `moment` (expiry dates in the config's zone).
+
+        Like :meth:`load_holds`, an unchanged file at the same moment gives the same object:
+        a batch loop tells "the holds changed" by identity, and must not see a change (and
+        retry for ever) where there is none.
+        """
+        holds = self.load_holds()
+        judged = self._holds_judged.get("last")
+        if judged is not None and judged[0] is holds and judged[1] == moment:
+            return judged[2]
+        result = holds.as_of(moment, self.settings.zone())
+        self._holds_judged["last"] = (holds, moment, result)
+        return result
 
     def locate(self, where: str) -> tuple[str | None, int | None]:
         """The file and line that declare `where`: a dotted settings path

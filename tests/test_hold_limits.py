@@ -262,3 +262,13 @@ def test_a_hold_is_never_treated_as_expired_before_its_moment(
     applies = bool(judged.applicable("tickets", "r", action))
     assert applies is (in_force and (blocks is None or action in blocks))
     assert raw.active() == raw.holds  # no moment given: held, never released by accident
+
+
+def test_unchanged_holds_at_one_moment_are_the_same_object(world: Scenario) -> None:
+    """A batch loop tells "the holds changed" by identity: holds judged at one moment from an
+    unchanged file are one object, so a pipelined live run (PostgreSQL) does not retry its
+    batch for ever; a new moment is a new judgement."""
+    config = configure(world, [rule()], EXPIRING)
+    first = config.holds_as_of(JUST_BEFORE)
+    assert config.holds_as_of(JUST_BEFORE) is first
+    assert config.holds_as_of(RELEASED) is not first
