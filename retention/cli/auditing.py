@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from ..config import Config
 from ..errors import (
@@ -21,6 +20,7 @@ from ..errors import (
 from .common import (
     ConfigOption,
     JsonOption,
+    WideOption,
     app,
     emit_json,
     err,
@@ -28,6 +28,7 @@ from .common import (
     load,
     out,
 )
+from .tables import Col, show
 
 audit_app = typer.Typer(help="Inspect and verify the hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -200,6 +201,20 @@ def _parse_when(value: str | None, config: Config, option: str) -> dt.datetime |
     return parsed
 
 
+AUDIT_COLUMNS = (
+    Col("seq", ident=True),
+    Col("at", ident=True),
+    Col("run", ident=True),
+    Col("rule", ident=True),
+    Col("dataset", ident=True),
+    Col("action"),
+    Col("mode"),
+    Col("count", numeric=True),
+    Col("outcome"),
+    Col("detail"),
+)
+
+
 @audit_app.command("show")
 def audit_show(
     config_file: ConfigOption = None,
@@ -212,6 +227,7 @@ def audit_show(
     key: Annotated[
         str | None, typer.Option("--key", help="Entries that acted on this key.")
     ] = None,
+    wide: WideOption = False,
 ) -> None:
     """Audit entries, filtered by run, rule, dataset, date or record key."""
     with handled(as_json):
@@ -225,15 +241,11 @@ def audit_show(
         if as_json:
             emit_json([e.as_dict() for e in entries])
             return
-        table = Table()
-        headers = ("seq", "at", "run", "rule", "dataset", "action", "mode", "count", "outcome")
-        for header in (*headers, "detail"):
-            table.add_column(header)
-        for e in entries:
-            table.add_row(
+        rows = [
+            (
                 str(e.seq),
                 e.at[:19],
-                e.run_id[:8],
+                e.run_id,
                 e.rule or "",
                 e.dataset or "",
                 e.action,
@@ -242,7 +254,9 @@ def audit_show(
                 e.outcome,
                 escape(_short(e.detail)),
             )
-        out.print(table)
+            for e in entries
+        ]
+        show(AUDIT_COLUMNS, rows, wide=wide)
 
 
 def _short(detail: str | None) -> str:

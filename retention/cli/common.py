@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -28,8 +30,24 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+out = Console(soft_wrap=False)
+err = Console(stderr=True)
+PIPED_WIDTH = 160
+"""The width of output to a pipe or file when ``COLUMNS`` does not say another."""
+
+
+def fit_consoles() -> None:
+    """Size the consoles for this invocation: a terminal's own width; when piped, ``COLUMNS``
+    if set (as ``less``, ``watch`` and CI logs expect), else :data:`PIPED_WIDTH`."""
+    columns = os.environ.get("COLUMNS", "")
+    for console, stream in ((out, sys.stdout), (err, sys.stderr)):
+        if stream.isatty():
+            console.width = shutil.get_terminal_size().columns
+        elif columns.isdigit() and int(columns) > 0:
+            console.width = int(columns)
+        else:
+            console.width = PIPED_WIDTH
+
 
 ConfigOption = Annotated[
     str | None,
@@ -48,6 +66,10 @@ NowOption = Annotated[
 ]
 RuleOption = Annotated[
     list[str] | None, typer.Option("--rule", help="Only this rule (repeatable).")
+]
+WideOption = Annotated[
+    bool,
+    typer.Option("--wide", help="Print every column in full, however wide the terminal."),
 ]
 DatasetOption = Annotated[
     list[str] | None, typer.Option("--dataset", help="Only this dataset (repeatable).")
@@ -72,6 +94,7 @@ def _options(
     ] = False,
 ) -> None:
     """Enforce data-retention promises: plan, explain and apply retention rules."""
+    fit_consoles()
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from ..errors import (
     StoreError,
@@ -26,6 +25,7 @@ from .common import (
     JsonOption,
     NowOption,
     RuleOption,
+    WideOption,
     app,
     check_filters,
     dim,
@@ -38,6 +38,7 @@ from .common import (
     warn,
     warn_unreadable,
 )
+from .tables import Col, show
 
 
 @app.command()
@@ -86,6 +87,7 @@ def plan(
     rule: RuleOption = None,
     dataset: DatasetOption = None,
     samples: Annotated[int, typer.Option(help="Sample keys per rule in --json.")] = 5,
+    wide: WideOption = False,
 ) -> None:
     """The dry run: what is due, held, blocked and overdue, per rule and dataset."""
     with handled(as_json):
@@ -104,7 +106,7 @@ def plan(
     if as_json:
         emit_json(result.as_dict())
     else:
-        print_plan(result, config.settings.zone())
+        print_plan(result, config.settings.zone(), wide=wide)
     _exit_for_skipped(result)
 
 
@@ -124,33 +126,30 @@ def _progress(quiet: bool) -> Iterator[Callable[..., None]]:
         yield lambda rule, dataset: status.update(f"planning {rule.id} on {dataset}…")
 
 
-def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
-    """The plan as a table a DPO can read."""
+PLAN_COLUMNS = (
+    Col("rule", ident=True),
+    Col("dataset", ident=True),
+    Col("action", ident=True),
+    Col("covered", "cov", numeric=True),
+    Col("due", numeric=True),
+    Col("held", numeric=True),
+    Col("blocked", "blk", numeric=True),
+    Col("superseded", "supsd", numeric=True),
+    Col("already done", "done", numeric=True),
+    Col("to act", "act", numeric=True),
+    Col("overdue", "late", numeric=True),
+    Col("not yet due", "wait", numeric=True),
+    Col("unreadable", "unrd", numeric=True),
+)
+
+
+def print_plan(result: Plan, zone: ZoneInfo | None = None, *, wide: bool = False) -> None:
+    """The plan as a table a DPO can read, at any terminal width."""
     title = f"Plan as of {result.now.astimezone(zone or dt.UTC):%Y-%m-%d %H:%M:%S %Z}"
     if result.freeze:
         title += "  [bold red](FREEZE: nothing will be changed)[/]"
-    table = Table(title=title, title_justify="left")
-    headers = (
-        "rule",
-        "dataset",
-        "action",
-        "covered",
-        "due",
-        "held",
-        "blocked",
-        "superseded",
-        "already done",
-        "to act",
-        "overdue",
-        "not yet due",
-        "unreadable",
-    )
-    for header in headers:
-        table.add_column(
-            header, justify="left" if header in ("rule", "dataset", "action") else "right"
-        )
-    for row in result.rules:
-        table.add_row(
+    rows = [
+        (
             row.rule,
             row.dataset,
             row.action,
@@ -165,7 +164,9 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
             str(row.pending),
             f"[yellow]{row.unreadable}[/]" if row.unreadable else dim(0),
         )
-    out.print(table)
+        for row in result.rules
+    ]
+    show(PLAN_COLUMNS, rows, title=title, wide=wide)
     for row in result.rules:
         notes = row.notes  # object stores: how deletes are done, what their protections keep
         if notes and row.due:
@@ -182,6 +183,16 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
         )
 
 
+EXPLAIN_COLUMNS = (
+    Col("rule", ident=True),
+    Col("action", ident=True),
+    Col("clock"),
+    Col("clock started", "started", ident=True),
+    Col("due", ident=True),
+    Col("status"),
+)
+
+
 @app.command(name="explain")
 def explain_command(
     dataset: Annotated[str, typer.Argument(help="Dataset name from config.")],
@@ -189,6 +200,7 @@ def explain_command(
     config_file: ConfigOption = None,
     as_json: JsonOption = False,
     now: NowOption = None,
+    wide: WideOption = False,
 ) -> None:
     """Every rule that matches one record: its clock, due date, holds, keep rules, verdict."""
     with handled(as_json):
@@ -198,19 +210,19 @@ def explain_command(
         emit_json(result.as_dict())
         return
     out.print(f"[bold]{dataset}[/] {key}: {result.verdict}", highlight=False)
-    table = Table(show_header=True)
-    for header in ("rule", "action", "clock", "clock started", "due", "status"):
-        table.add_column(header)
-    for verdict in result.rules:
-        table.add_row(
+    zone = config.settings.zone()
+    rows = [
+        (
             verdict.rule,
             verdict.action,
             verdict.clock,
-            _when(verdict.clock_start, config.settings.zone()),
-            _when(verdict.due_at, config.settings.zone()),
+            _when(verdict.clock_start, zone),
+            _when(verdict.due_at, zone),
             verdict.status,
         )
-    out.print(table)
+        for verdict in result.rules
+    ]
+    show(EXPLAIN_COLUMNS, rows, wide=wide)
     if result.holds:
         out.print(f"covered by holds: {', '.join(result.holds)}", highlight=False)
 
@@ -219,9 +231,22 @@ def _when(value: dt.datetime | None, zone: ZoneInfo) -> str:
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z") if value else "—"
 
 
+HOLDS_COLUMNS = (
+    Col("hold", ident=True),
+    Col("active"),
+    Col("scope"),
+    Col("records covered", "records", numeric=True),
+    Col("review by", "review", ident=True),
+    Col("reason"),
+)
+
+
 @app.command()
 def holds(
-    config_file: ConfigOption = None, as_json: JsonOption = False, now: NowOption = None
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    wide: WideOption = False,
 ) -> None:
     """The legal holds, active or not, and how many records each one covers now."""
     with handled(as_json):
@@ -233,22 +258,23 @@ def holds(
         return
     if report.freeze:
         out.print("[bold red]FREEZE is on: no destructive action anywhere[/]")
-    table = Table(title=f"Holds ({config.holds_path or 'no holds file'})", title_justify="left")
-    for header in ("hold", "active", "scope", "records covered", "review by", "reason"):
-        table.add_column(header)
+    rows = []
     for row in report.holds:
         review = str(row.review_by or "—")
         if row.review_overdue:
             review = f"[red]{review} (overdue)[/]"
-        table.add_row(
-            row.id,
-            "yes" if row.active else "[dim]released[/]",
-            row.scope,
-            str(row.records),
-            review,
-            row.reason or "",
+        rows.append(
+            (
+                row.id,
+                "yes" if row.active else "[dim]released[/]",
+                escape(row.scope),
+                str(row.records),
+                review,
+                escape(row.reason or ""),
+            )
         )
-    out.print(table)
+    title = f"Holds ({escape(str(config.holds_path or 'no holds file'))})"
+    show(HOLDS_COLUMNS, rows, title=title, wide=wide)
     warn(report.warnings)
     for skipped in report.skipped:
         err.print(f"[yellow]not counted[/] on store {skipped}", highlight=False)

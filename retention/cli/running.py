@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from ..config import config_path_from_env
 from .common import (
@@ -18,6 +18,7 @@ from .common import (
     JsonOption,
     NowOption,
     RuleOption,
+    WideOption,
     app,
     check_filters,
     emit_json,
@@ -28,6 +29,7 @@ from .common import (
     parse_now,
     warn_unreadable,
 )
+from .tables import Col, show
 
 
 @app.command()
@@ -44,6 +46,7 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Override the circuit breakers (limits).")
     ] = False,
+    wide: WideOption = False,
 ) -> None:
     """One enforcement pass: a dry run unless `dry_run: false` or --execute."""
     from ..executor import Executor
@@ -59,7 +62,7 @@ def run(
     if as_json:
         emit_json(result.as_dict())
     else:
-        print_run(result, config.settings.zone())
+        print_run(result, config.settings.zone(), wide=wide)
     raise typer.Exit(result.exit_code)
 
 
@@ -108,41 +111,49 @@ def _run_progress(quiet: bool) -> Iterator[Callable[..., None]]:
         yield tick
 
 
-def print_run(result: Any, zone: ZoneInfo | None = None) -> None:
+RUN_COLUMNS = (
+    Col("rule", ident=True),
+    Col("dataset", ident=True),
+    Col("action", ident=True),
+    Col("planned", "plan", numeric=True),
+    Col("cascaded", "casc", numeric=True),
+    Col("batches", "bat", numeric=True),
+    Col("unreadable", "unrd", numeric=True),
+    Col("status"),
+)
+
+
+def print_run(result: Any, zone: ZoneInfo | None = None, *, wide: bool = False) -> None:
     """The run summary table, titled with its mode and the moment it was evaluated at."""
     mode = "LIVE" if result.live else "dry run (nothing changed)"
     as_of = ""
     if result.as_of is not None:
         as_of = f" as of {result.as_of.astimezone(zone or dt.UTC):%Y-%m-%d %H:%M:%S %Z}"
-    table = Table(
-        title=f"Run {result.run_id} — {mode}{as_of} — {result.status}", title_justify="left"
+    title = f"Run {result.run_id} — {mode}{as_of} — {result.status}"
+    columns = (
+        *RUN_COLUMNS[:4],
+        Col(
+            "done" if result.live else "would act", "done" if result.live else "would", numeric=True
+        ),
+        *RUN_COLUMNS[4:],
     )
-    for header in (
-        "rule",
-        "dataset",
-        "action",
-        "planned",
-        "done" if result.live else "would act",
-        "cascaded",
-        "batches",
-        "unreadable",
-        "status",
-    ):
-        table.add_column(header)
+    rows = []
     for o in result.outcomes:
-        status = o.status if not o.message else f"{o.status}: {o.message}"
-        table.add_row(
-            o.rule,
-            o.dataset,
-            o.action,
-            str(o.planned),
-            str(o.acted),
-            str(sum(o.cascaded.values())) if o.cascaded else "0",
-            str(o.batches),
-            f"[yellow]{o.unreadable}[/]" if o.unreadable else "0",
-            status if o.status == "ok" else f"[red]{status}[/]",
+        status = escape(o.status if not o.message else f"{o.status}: {o.message}")
+        rows.append(
+            (
+                o.rule,
+                o.dataset,
+                o.action,
+                str(o.planned),
+                str(o.acted),
+                str(sum(o.cascaded.values())) if o.cascaded else "0",
+                str(o.batches),
+                f"[yellow]{o.unreadable}[/]" if o.unreadable else "0",
+                status if o.status == "ok" else f"[red]{status}[/]",
+            )
         )
-    out.print(table)
+    show(columns, rows, title=title, wide=wide)
     if result.recovered:
         out.print(f"reconciled {result.recovered} audit entries left by an interrupted run")
     lingering = sum(o.lingering for o in result.outcomes)
