@@ -163,10 +163,12 @@ def test_unknown_rule_filter_is_bad_input(world: Scenario) -> None:
 
 
 def test_run_logs_one_event_per_audit_entry_on_stderr(world: Scenario) -> None:
-    """structlog mirrors every committed audit entry on stderr (JSON off a terminal), with
+    """With `--log-format json`, structlog mirrors every committed audit entry on stderr, with
     counts and names but never the keys; stdout stays pure --json."""
     path = world.write([rule(retain="P1Y")], audit={"keys": "plain"})
-    code, out, err = invoke("run", "-c", str(path), "--execute", "--json", "--now", "2026-11-21")
+    code, out, err = invoke(
+        "run", "-c", str(path), "--execute", "--json", "--now", "2026-11-21", "--log-format", "json"
+    )
     assert code == 0
     assert json.loads(out)["totals"]["acted"] == 2
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]

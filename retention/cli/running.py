@@ -47,23 +47,115 @@ def run(
         bool, typer.Option("--force", help="Override the circuit breakers (limits).")
     ] = False,
     wide: WideOption = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log every batch's audit event on stderr.")
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress bar and no summary: warnings and errors."),
+    ] = False,
+    log_format: LogFormatOption = "auto",
+    log_level: LogLevelOption = None,
 ) -> None:
-    """One enforcement pass: a dry run unless `dry_run: false` or --execute."""
+    """One enforcement pass: a dry run unless `dry_run: false` or --execute.
+
+    Ctrl-C (or SIGTERM) finishes the current batch, audits it and stops; the next run finishes
+    the rest (exit 130). A second Ctrl-C aborts at once, as a crash would: still safe."""
     from ..executor import Executor
 
+    configure_logs(log_format, log_level, verbose=verbose or log_format == "json")
     with handled(as_json):
         config = load(config_file)
         check_filters(config, rule, dataset)
         moment = parse_now(now, config)
         live = execute or not config.settings.dry_run
-        with _run_progress(as_json) as tick:
-            executor = Executor(config, now=moment, live=live, force=force, progress=tick)
+        with _run_progress(as_json or quiet) as tick, interruptible() as stop:
+            executor = Executor(
+                config, now=moment, live=live, force=force, progress=tick, should_stop=stop
+            )
             result = executor.run(rule or (), dataset or ())
     if as_json:
         emit_json(result.as_dict())
-    else:
+    elif not quiet:
         print_run(result, config.settings.zone(), wide=wide)
+    if stop():
+        done = sum(o.acted for o in result.outcomes)
+        verb = "changed" if result.live else "would have been changed"
+        err.print(
+            f"[yellow]interrupted:[/] stopped after the current batch; {done} records {verb} "
+            "and audited. The next `retention run` finishes the rest.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(INTERRUPTED_EXIT)
     raise typer.Exit(result.exit_code)
+
+
+INTERRUPTED_EXIT = 130
+"""`run`'s exit code when Ctrl-C or SIGTERM stopped it (128 + SIGINT, as shells expect)."""
+
+LogFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--log-format", help="auto (pretty on a terminal, else JSON lines), json or console."
+    ),
+]
+LogLevelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level",
+        help="debug, info, warning or error (default: warning; info with -v or --log-format json).",
+        show_default=False,
+    ),
+]
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+def configure_logs(log_format: str, log_level: str | None, *, verbose: bool) -> None:
+    """Logs on stderr for `run`: per-batch events only when asked for (-v, JSON logs or
+    --log-level info), so that on a terminal the progress bar and the summary are what shows."""
+    from ..logs import configure
+
+    if log_format not in ("auto", "json", "console"):
+        raise typer.BadParameter("use auto, json or console", param_hint="--log-format")
+    if log_level is not None and log_level.lower() not in LEVELS:
+        raise typer.BadParameter("use debug, info, warning or error", param_hint="--log-level")
+    level = (
+        LEVELS[log_level.lower()]
+        if log_level
+        else (LEVELS["info"] if verbose else LEVELS["warning"])
+    )
+    configure(json=None if log_format == "auto" else log_format == "json", level=level)
+
+
+@contextmanager
+def interruptible() -> Iterator[Callable[[], bool]]:
+    """While the block runs, the first SIGINT or SIGTERM asks the run to stop after the current
+    batch (the returned function says whether it was asked); a second SIGINT aborts at once."""
+    import signal
+
+    asked: list[int] = []
+
+    def request(signum: int, _frame: Any) -> None:
+        if asked and signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        asked.append(signum)
+        err.print(
+            "[yellow]stopping after the current batch[/] (Ctrl-C again to abort now)",
+            highlight=False,
+        )
+
+    try:
+        previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: no signals to take over
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(asked)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command()
