@@ -5,7 +5,8 @@ records the rule covers, how many are due, held, blocked by a keep rule, superse
 already anonymized, to be acted on, overdue, and how many are never acted on because a clock they
 need holds a value that is no timestamp (``unreadable``). A store that cannot be reached is
 reported and its rules skipped; the others are still planned. Hold ids that match no subject
-are reported as warnings (:mod:`retention.holdcheck`).
+are reported as warnings (:mod:`retention.holdcheck`), and so are the rules a live run would
+refuse for a circuit breaker (:mod:`retention.breakers`), counted as the run would count them.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .breakers import check_breakers
 from .config import Config
-from .errors import StoreError, StoreMisconfigured
+from .errors import CircuitBreakerTripped, StoreError, StoreMisconfigured
 from .holdcheck import HoldWarning, unmatched_hold_ids
 from .holds import HoldsFile
 from .rules import Rule
@@ -87,6 +89,15 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class BreakerWarning:
+    """A rule whose run would trip a circuit breaker (``limits``) and be refused unless forced."""
+
+    rule: str
+    dataset: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Plan:
     """A whole dry run."""
 
@@ -96,6 +107,7 @@ class Plan:
     skipped: tuple[Skipped, ...] = ()
     holds_in_force: tuple[str, ...] = field(default=())
     warnings: tuple[HoldWarning, ...] = ()  # hold ids that match no subject
+    breakers: tuple[BreakerWarning, ...] = ()  # rules a run would refuse (limits)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +115,7 @@ class Plan:
             "freeze": self.freeze,
             "holds_in_force": list(self.holds_in_force),
             "warnings": [w.as_dict() for w in self.warnings],
+            "breakers": [dataclasses.asdict(b) for b in self.breakers],
             "rules": [r.as_dict() for r in self.rules],
             "skipped": [
                 {"store": s.store, "message": s.message, "rules": list(s.rules)}
@@ -162,6 +175,8 @@ def make_plan(
     """Plan every selected rule × dataset as of `now` (an aware datetime)."""
     holds = config.load_holds() if holds is None else holds
     results: list[RulePlan] = []
+    breakers: list[BreakerWarning] = []
+    actions = 0
     failed: dict[str, tuple[str, list[str], bool]] = {}
     with Stores(config.settings, stores) as opened:
         for target in targets(config, now, rule_ids, datasets):
@@ -177,6 +192,11 @@ def make_plan(
                 failed[name] = (str(exc), [target.rule.id], not isinstance(exc, StoreMisconfigured))
                 continue
             results.append(RulePlan.of(target, counts))
+            if target.rule.destructive and counts.actionable:
+                tripped = _breaker(config, opened[name], target, holds, actions)
+                if tripped is not None:
+                    breakers.append(tripped)
+                actions += counts.actionable
         warnings = tuple(unmatched_hold_ids(config, holds, opened))
     return Plan(
         now=now,
@@ -188,7 +208,31 @@ def make_plan(
         ),
         holds_in_force=tuple(h.id for h in holds.active()),
         warnings=warnings,
+        breakers=tuple(breakers),
     )
 
 
-__all__ = ["SAMPLE_KEYS", "Plan", "RulePlan", "Skipped", "make_plan", "rule_targets", "targets"]
+def _breaker(
+    config: Config, store: Store, target: Target, holds: HoldsFile, actions_so_far: int
+) -> BreakerWarning | None:
+    """The circuit breaker a live run would trip on `target`, counted as the run counts it."""
+    try:
+        tally = store.tally(target, holds, size=True, unreadable=False)
+        check_breakers(target, tally, config.settings.limits, actions_so_far)
+    except CircuitBreakerTripped as exc:
+        return BreakerWarning(target.rule.id, target.dataset.name, str(exc))
+    except StoreError:
+        return None  # the plan's own counts went through; a run would report the store
+    return None
+
+
+__all__ = [
+    "SAMPLE_KEYS",
+    "BreakerWarning",
+    "Plan",
+    "RulePlan",
+    "Skipped",
+    "make_plan",
+    "rule_targets",
+    "targets",
+]

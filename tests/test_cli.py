@@ -149,10 +149,44 @@ def test_holds_command_counts_records(world: Scenario) -> None:
         },
     )
     code, out, _ = invoke("holds", "-c", str(path), "--json", "--now", "2026-11-21T00:00:00")
-    assert code == 0
+    assert code == 7, "an active hold is past its review date"
     rows = {h["id"]: h for h in json.loads(out)["holds"]}
     assert rows["active"]["records_covered"] == 2 and rows["active"]["review_overdue"]
     assert rows["released"]["records_covered"] == 1 and not rows["released"]["active"]
+
+
+def test_holds_exits_7_only_while_an_active_hold_is_past_its_review_date(world: Scenario) -> None:
+    """`holds` exits 7 and names the hold when an active hold's review_by has passed; a
+    released hold past its date, or one not yet due for review, leaves the exit at 0."""
+    holds = {
+        "holds": [
+            {"id": "case-2026-017", "subjects": {"account": [2]}, "review_by": "2026-06-01"},
+            {"id": "case-2025-001", "active": False, "review_by": "2025-01-01"},
+        ]
+    }
+    path = world.write([rule()], holds=holds)
+    code, out, err = invoke("holds", "-c", str(path), "--now", "2026-11-21T00:00:00")
+    assert code == 7
+    assert "review overdue" in err and "case-2026-017" in err and "case-2025-001" not in err
+    assert "case-2026-017" in out
+    code, _, err = invoke("holds", "-c", str(path), "--now", "2026-05-31T00:00:00")
+    assert code == 0 and "review overdue" not in err
+
+
+def test_plan_warns_when_a_run_would_trip_a_circuit_breaker(world: Scenario) -> None:
+    """`plan` warns, naming the rule and the limit, when a live run would refuse it for
+    `limits.max_fraction`, and lists it under `breakers` in --json; under the limit, no warning."""
+    path = world.write([rule()], limits={"max_fraction": 0.1})
+    code, _, err = invoke("plan", "-c", str(path), "--now", "2026-11-21T00:00:00")
+    assert code == 0
+    assert "a live run would refuse: rule r would delete" in " ".join(err.split())
+    assert "limits.max_fraction" in err
+    code, out, _ = invoke("plan", "-c", str(path), "--now", "2026-11-21T00:00:00", "--json")
+    (breaker,) = json.loads(out)["breakers"]
+    assert (breaker["rule"], breaker["dataset"]) == ("r", "tickets")
+    path = world.write([rule()], limits={"max_fraction": 1.0})
+    code, _, err = invoke("plan", "-c", str(path), "--now", "2026-11-21T00:00:00")
+    assert code == 0 and "would refuse" not in err
 
 
 def test_unknown_rule_filter_is_bad_input(world: Scenario) -> None:

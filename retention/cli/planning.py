@@ -16,7 +16,7 @@ from ..errors import (
     StoreMisconfigured,
 )
 from ..explain import explain
-from ..holdsreport import hold_coverage
+from ..holdsreport import HoldsReport, hold_coverage
 from ..planner import Plan, make_plan
 from ..validate import check_hold_ids, check_state_db, check_stores
 from .common import (
@@ -175,6 +175,7 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None, *, wide: bool = False
         out.print(f"holds in force: {', '.join(result.holds_in_force)}", highlight=False)
     warn_unreadable(result.rules)
     warn(result.warnings)
+    warn(f"a live run would refuse: {b.message}" for b in result.breakers)
     for skipped in result.skipped:
         err.print(
             f"[yellow]skipped[/] {len(skipped.rules)} rule(s) on store {skipped.store}: "
@@ -231,6 +232,10 @@ def _when(value: dt.datetime | None, zone: ZoneInfo) -> str:
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z") if value else "—"
 
 
+REVIEW_OVERDUE_EXIT = 7
+"""`holds`' exit code when an active hold is past its ``review_by`` date (and all else is well):
+a cron job or CI check can page legal."""
+
 HOLDS_COLUMNS = (
     Col("hold", ident=True),
     Col("active"),
@@ -255,6 +260,7 @@ def holds(
         report = hold_coverage(config, today=moment.date())
     if as_json:
         emit_json(report.as_dict())
+        _exit_for_review(report)
         return
     if report.freeze:
         out.print("[bold red]FREEZE is on: no destructive action anywhere[/]")
@@ -280,3 +286,17 @@ def holds(
         err.print(f"[yellow]not counted[/] on store {skipped}", highlight=False)
     if report.skipped:
         raise typer.Exit(StoreError.exit_code)
+    _exit_for_review(report)
+
+
+def _exit_for_review(report: HoldsReport) -> None:
+    """Exit 7, saying which, when an active hold is past its review date."""
+    passed = [row.id for row in report.holds if row.active and row.review_overdue]
+    if passed:
+        err.print(
+            f"[yellow]review overdue:[/] {len(passed)} active hold(s) past their review_by date: "
+            f"{escape(', '.join(passed))} (ask legal to review, then move review_by or release)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(REVIEW_OVERDUE_EXIT)
