@@ -248,3 +248,24 @@ def test_a_hold_id_that_matches_no_subject_is_a_warning(world: Scenario) -> None
         assert code == 0, command
         (warning,) = json.loads(out)["warnings"]
         assert {k: warning[k] for k in expected} == expected, command
+
+
+def test_help_loads_neither_the_engine_nor_sqlalchemy() -> None:
+    """`retention --help` (and `import retention`) imports only the CLI's own layer: no
+    SQLAlchemy, pydantic, boto3 or engine module, so help answers in well under half a second."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "sys.argv = ['retention', '--help']\n"
+        "from retention.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = ('sqlalchemy', 'pydantic', 'boto3', 'retention.config', 'retention.planner')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "Usage" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -6,12 +6,11 @@ import datetime as dt
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from ..config import Config
 from ..errors import (
     AuditError,
     AuditKeyError,
@@ -29,6 +28,9 @@ from .common import (
     out,
 )
 from .tables import Col, show
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 audit_app = typer.Typer(help="Inspect and verify the hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")

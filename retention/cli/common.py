@@ -10,18 +10,20 @@ import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..config import Config, config_path_from_env, load_config
 from ..errors import (
     ConfigError,
     ConfigErrors,
     RetentionError,
 )
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 app = typer.Typer(
     name="retention",
@@ -145,6 +147,9 @@ def handled(as_json: bool = False) -> Iterator[None]:
 
 
 def load(config_file: str | None) -> Config:
+    """The configuration named by --config or $RETENTION_CONFIG, loaded and checked."""
+    from ..config import config_path_from_env, load_config
+
     return load_config(config_path_from_env(config_file))
 
 

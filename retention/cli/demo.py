@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from ..config import load_config
-from ..planner import Plan, make_plan
 from .common import (
     WideOption,
     app,
@@ -19,6 +17,9 @@ from .common import (
     out,
 )
 from .tables import Col, show
+
+if TYPE_CHECKING:
+    from ..planner import Plan
 
 
 @app.command()
@@ -40,7 +41,9 @@ def demo(
     """Build an embedded demo of every shipped rule pack (SQLite, no server) and show its plans."""
     from pathlib import Path
 
+    from ..config import load_config
     from ..demo import build_demo
+    from ..planner import make_plan
 
     moment = dt.datetime.now(dt.UTC).replace(microsecond=0) if now is None else _utc(now)
     with handled():

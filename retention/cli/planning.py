@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
@@ -15,10 +15,6 @@ from ..errors import (
     StoreError,
     StoreMisconfigured,
 )
-from ..explain import explain
-from ..holdsreport import HoldsReport, hold_coverage
-from ..planner import Plan, make_plan
-from ..validate import check_hold_ids, check_state_db, check_stores
 from .common import (
     ConfigOption,
     DatasetOption,
@@ -40,12 +36,18 @@ from .common import (
 )
 from .tables import Col, show
 
+if TYPE_CHECKING:
+    from ..holdsreport import HoldsReport
+    from ..planner import Plan
+
 
 @app.command()
 def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Parse config, rules and holds; check the state DB, stores, tables and columns."""
     with handled(as_json):
         config = load(config_file)
+        from ..validate import check_hold_ids, check_state_db, check_stores
+
         problems = check_state_db(config) + check_stores(config)
         warnings = check_hold_ids(config)
     if as_json:
@@ -95,6 +97,8 @@ def plan(
         check_filters(config, rule, dataset)
         moment = parse_now(now, config)
         with _progress(as_json) as tick:
+            from ..planner import make_plan
+
             result = make_plan(
                 config,
                 moment,
@@ -206,6 +210,8 @@ def explain_command(
     """Every rule that matches one record: its clock, due date, holds, keep rules, verdict."""
     with handled(as_json):
         config = load(config_file)
+        from ..explain import explain
+
         result = explain(config, dataset, key, parse_now(now, config))
     if as_json:
         emit_json(result.as_dict())
@@ -257,6 +263,8 @@ def holds(
     with handled(as_json):
         config = load(config_file)
         moment = parse_now(now, config)
+        from ..holdsreport import hold_coverage
+
         report = hold_coverage(config, today=moment.date())
     if as_json:
         emit_json(report.as_dict())

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.markup import escape
 
-from ..config import config_path_from_env
 from .common import (
     ConfigOption,
     DatasetOption,
@@ -173,6 +172,7 @@ def serve(
 
     SIGTERM or SIGINT finishes the current batch and exits 0; SIGHUP reloads the configuration.
     """
+    from ..config import config_path_from_env
     from ..service import serve as run_service
 
     if log_format not in ("auto", "json", "console"):
