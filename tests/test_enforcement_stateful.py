@@ -512,7 +512,16 @@ class EnforcementMachine(RuleBasedStateMachine):
 
     def _executor(self, cls: type[Executor] = Executor, **kwargs: Any) -> Executor:
         assert self.config is not None
-        return cls(self.config, now=self.now, state=self.state, stores=self.stores, **kwargs)
+        # The world's present is its own clock: it moves months ahead of the wall clock, and a
+        # live run may act as of the present (never later), so the present is handed in too.
+        return cls(
+            self.config,
+            now=self.now,
+            clock=lambda: self.now,
+            state=self.state,
+            stores=self.stores,
+            **kwargs,
+        )
 
     @rule()
     def run_dry(self) -> None:
