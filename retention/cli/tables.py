@@ -31,6 +31,8 @@ class Col:
 
 
 Cells = Sequence[str]
+TEXT_MIN = 16
+"""The narrowest a free-text column (reason, scope, status) may become before rows are stacked."""
 
 
 def show(
@@ -78,9 +80,7 @@ def _table(
         justify: Literal["left", "right"] = "right" if col.numeric else "left"
         header = (col.short or col.header) if compact else col.header
         if col.ident:
-            longest = max(
-                (Text.from_markup(row[len(table.columns)]).cell_len for row in rows), default=0
-            )
+            longest = _longest(rows, len(table.columns))
             table.add_column(
                 header,
                 justify=justify,
@@ -94,11 +94,19 @@ def _table(
                 justify=justify,
                 overflow="fold",
                 no_wrap=col.numeric and not compact,
+                # a text column narrower than this reads as a word per line: stack instead
+                min_width=None
+                if col.numeric
+                else min(_longest(rows, len(table.columns)), TEXT_MIN),
                 header_style="bold" if plain else "table.header",
             )
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def _longest(rows: Sequence[Cells], index: int) -> int:
+    return max((Text.from_markup(row[index]).cell_len for row in rows), default=0)
 
 
 def _natural_width(console: Console, table: Table) -> int:
