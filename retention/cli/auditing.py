@@ -32,7 +32,11 @@ from .tables import Col, show
 if TYPE_CHECKING:
     from ..config import Config
 
-audit_app = typer.Typer(help="Inspect and verify the hash-chained audit log.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Inspect and verify the hash-chained audit log.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(audit_app, name="audit")
 
 

@@ -31,6 +31,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    # plain help: rich's help formatter (and the Markdown parser it loads) doubles the start-up
+    rich_markup_mode=None,
 )
 out = Console(soft_wrap=False)
 err = Console(stderr=True)
