@@ -24,7 +24,7 @@ from .holdcheck import HoldWarning, unmatched_hold_ids
 from .holds import HoldsFile
 from .rules import Rule
 from .stores import Stores
-from .stores.base import Counts, Store, Target
+from .stores.base import Counts, Store, Tally, Target
 
 SAMPLE_KEYS = 5
 
@@ -193,7 +193,7 @@ def make_plan(
                 continue
             results.append(RulePlan.of(target, counts))
             if target.rule.destructive and counts.actionable:
-                tripped = _breaker(config, opened[name], target, holds, actions)
+                tripped = _breaker(config, opened[name], target, holds, counts, actions)
                 if tripped is not None:
                     breakers.append(tripped)
                 actions += counts.actionable
@@ -213,12 +213,24 @@ def make_plan(
 
 
 def _breaker(
-    config: Config, store: Store, target: Target, holds: HoldsFile, actions_so_far: int
+    config: Config,
+    store: Store,
+    target: Target,
+    holds: HoldsFile,
+    counts: Counts,
+    actions_so_far: int,
 ) -> BreakerWarning | None:
-    """The circuit breaker a live run would trip on `target`, counted as the run counts it."""
+    """The circuit breaker a live run would trip on `target`, counted as the run counts it.
+
+    The dataset is counted again (as the run does) only when the share of what the rule covers
+    is already over ``limits.max_fraction``: the dataset is never smaller than that.
+    """
+    limits = config.settings.limits
+    tally = Tally(counts.actionable)
     try:
-        tally = store.tally(target, holds, size=True, unreadable=False)
-        check_breakers(target, tally, config.settings.limits, actions_so_far)
+        if counts.in_scope and counts.actionable / counts.in_scope > limits.max_fraction:
+            tally = store.tally(target, holds, size=True, unreadable=False)
+        check_breakers(target, tally, limits, actions_so_far)
     except CircuitBreakerTripped as exc:
         return BreakerWarning(target.rule.id, target.dataset.name, str(exc))
     except StoreError:
