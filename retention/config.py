@@ -151,8 +151,12 @@ def config_path_from_env(explicit: str | None) -> Path | None:
     return Path(value) if value else None
 
 
-def load_config(path: Path | None) -> Config:
-    """Parse and check everything; raise ConfigErrors naming file, line and field."""
+def load_config(path: Path | None, replace: Mapping[str, Any] | None = None) -> Config:
+    """Parse and check everything; raise ConfigErrors naming file, line and field.
+
+    `replace`: settings that stand in for the file's (`plan --rules NEW --holds NEW` plans
+    the same config under other rules); their paths should be absolute.
+    """
     data: Any = {}
     lines = LineMap(str(path) if path else "<environment>")
     if path is not None:
@@ -161,6 +165,8 @@ def load_config(path: Path | None) -> Config:
             data = {}
         if not isinstance(data, dict):
             raise lines.error("the config file must be a mapping of settings", ())
+    if replace:
+        data = {**data, **replace}
     base = path.parent if path is not None else Path.cwd()
     try:
         settings = Settings(**{str(key): value for key, value in data.items()})

@@ -13,7 +13,8 @@ needed to fix it, so the CLI can print one clear line and choose an exit code::
     │   └── StateVersionError  the state DB's schema is newer than this release   exit 2
     ├── SafetyError            an action was refused to protect data               exit 4
     │   ├── CircuitBreakerTripped   a rule would act on too much at once
-    │   └── ForeignKeyRefused       a delete would orphan rows of another table
+    │   ├── ForeignKeyRefused       a delete would orphan rows of another table
+    │   └── ApprovalRequired        a rule needs an approval it does not have
     ├── AuditError             the audit log does not verify                       exit 1
     ├── AuditKeyError          a seal or checkpoint is from a key not held here    exit 6
     ├── RecordNotFound         `explain` found no record with that key              exit 1
@@ -125,6 +126,10 @@ class CircuitBreakerTripped(SafetyError):
 
 class ForeignKeyRefused(SafetyError):
     """A delete was refused by a foreign key that no `cascade` declares."""
+
+
+class ApprovalRequired(SafetyError):
+    """A rule marked ``approval: required`` has no valid approval for what it would do now."""
 
 
 class AuditError(RetentionError):

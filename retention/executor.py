@@ -19,10 +19,12 @@ from contextlib import suppress
 
 from sqlalchemy import Engine, insert, update
 
+from .approvals import check_approval
 from .audit import AuditLog
 from .breakers import check_breakers
 from .config import Config
 from .errors import (
+    ApprovalRequired,
     CircuitBreakerTripped,
     ConfigError,
     ForeignKeyRefused,
@@ -199,6 +201,8 @@ class Executor:
             tally = store.tally(target, self.config.load_holds(), size=not self.force)
             outcome.planned, outcome.unreadable = tally.actionable, tally.unreadable
             if tally.actionable:
+                if self.live:  # --force does not stand in for a person's approval
+                    check_approval(self.config, target.rule, target.dataset.name, tally.actionable)
                 if not self.force:
                     check_breakers(target, tally, self.config.settings.limits, self.actions)
                 self.actions += tally.actionable
@@ -206,7 +210,7 @@ class Executor:
                 self._record(target, outcome, result, tallies)
         except Stopped:
             outcome.status, stopped = RuleStatus.STOPPED, True
-        except CircuitBreakerTripped as exc:
+        except (CircuitBreakerTripped, ApprovalRequired) as exc:
             self._refused(target, outcome, str(exc), count=outcome.planned)
         except ForeignKeyRefused as exc:
             self.ledger.flush()  # the batches before the refused one are final

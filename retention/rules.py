@@ -139,6 +139,7 @@ class Rule(Model):
         default_factory=dict
     )
     schedule: str | None = None
+    approval: Literal["required"] | None = None  # a live run waits for `retention approve`
 
     @field_validator("schedule")
     @classmethod

@@ -156,6 +156,7 @@ class DatasetConfig(Model):
 class Limits(Model):
     max_fraction: float = Field(0.5, gt=0, le=1)
     max_actions_per_run: int = Field(1_000_000, ge=1)
+    approval_margin: float = Field(0.1, ge=0, le=10)  # an approval is void past this change
 
 
 class CheckpointS3(Model):

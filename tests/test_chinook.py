@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
@@ -14,14 +13,13 @@ from retention.config import load_config
 from retention.executor import Executor
 from retention.validate import check_stores
 
+from .samples import require_sample, sample_file
 from .scenario import utc
 
-CHINOOK = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "chinook" / "Chinook_Sqlite.sqlite"
-)
+CHINOOK = sample_file("chinook", "Chinook_Sqlite.sqlite")
 NOW = utc("2026-11-21 00:00:00")
 
-pytestmark = pytest.mark.skipif(not CHINOOK.exists(), reason=f"{CHINOOK} is not present")
+pytestmark = require_sample("chinook", "Chinook_Sqlite.sqlite")
 
 
 def write(tmp_path: Path, *, cascade: bool, rules: list[dict[str, Any]]) -> Path:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
@@ -769,6 +770,10 @@ class EnforcementMachine(RuleBasedStateMachine):
             assert not pending, f"intents left after a complete live run: {pending}"
             assert audited == self.ever
 
+
+# The suite's 300 s timeout catches hangs; this machine's 30 histories take ~60 s alone and can
+# take five times that on a loaded machine, so it gets a bound of its own.
+pytestmark = pytest.mark.timeout(900)
 
 TestEnforcementStateMachine = EnforcementMachine.TestCase
 TestEnforcementStateMachine.settings = settings(

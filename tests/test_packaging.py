@@ -81,3 +81,13 @@ def test_every_module_is_held_to_the_import_contracts() -> None:
     }
     expected = modules - {"retention.cli", "retention.service"}
     assert set(guard["source_modules"]) == expected
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    """`.ci/run` runs exactly the test command README.md gives a newcomer (its second command)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = readme.split("```sh\n")[1:3]
+    commands = [line for block in blocks for line in block.split("```")[0].splitlines()]
+    (test_command,) = [c for c in commands if "pytest" in c]
+    ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test_command in ci_lines

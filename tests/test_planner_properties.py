@@ -517,6 +517,7 @@ def check(scenario: Scenario, world: World) -> None:
             ), r
 
 
+@pytest.mark.timeout(900)  # 150 worlds: ~50 s alone, far more on a loaded machine
 @settings(max_examples=150, deadline=None)
 @given(world=worlds())
 def test_planner_agrees_with_the_precedence_model(module_world: Scenario, world: World) -> None:

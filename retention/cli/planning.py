@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
@@ -12,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import (
+    ConfigError,
     StoreError,
     StoreMisconfigured,
 )
@@ -90,8 +93,26 @@ def plan(
     dataset: DatasetOption = None,
     samples: Annotated[int, typer.Option(help="Sample keys per rule in --json.")] = 5,
     wide: WideOption = False,
+    new_rules: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rules",
+            help="Policy diff: plan these rule files or directories against the current ones "
+            "(repeatable; exit 1 when anything becomes newly destructive).",
+        ),
+    ] = None,
+    new_holds: Annotated[
+        str | None, typer.Option("--holds", help="Policy diff: this holds file instead.")
+    ] = None,
+    output: Annotated[
+        str, typer.Option("--format", help="Policy diff output: table or markdown.")
+    ] = "table",
 ) -> None:
-    """The dry run: what is due, held, blocked and overdue, per rule and dataset."""
+    """The dry run: what is due, held, blocked and overdue, per rule and dataset; with
+    --rules/--holds, what new rules or holds would do differently (a policy diff)."""
+    if new_rules or new_holds:
+        _policy_diff(config_file, as_json, now, new_rules, new_holds, output, wide)
+        return
     with handled(as_json):
         config = load(config_file)
         check_filters(config, rule, dataset)
@@ -112,6 +133,71 @@ def plan(
     else:
         print_plan(result, config.settings.zone(), wide=wide)
     _exit_for_skipped(result)
+
+
+DIFF_COLUMNS = (
+    Col("rule", ident=True),
+    Col("dataset", ident=True),
+    Col("action", ident=True),
+    Col("before", numeric=True),
+    Col("after", numeric=True),
+    Col("newly due", "new", numeric=True),
+    Col("no longer due", "gone", numeric=True),
+    Col("changed action", "changed", numeric=True),
+)
+
+
+def _policy_diff(
+    config_file: str | None,
+    as_json: bool,
+    now: str | None,
+    new_rules: list[str] | None,
+    new_holds: str | None,
+    output: str,
+    wide: bool = False,
+) -> None:
+    from ..config import config_path_from_env, load_config
+    from ..policydiff import markdown, policy_diff
+
+    with handled(as_json):
+        if output not in ("table", "markdown"):
+            raise ConfigError("choose table or markdown", file="command line", field="--format")
+        config = load(config_file)
+        replace: dict[str, object] = {}
+        if new_rules:
+            replace["rules"] = [
+                r if r.startswith("pack:") else str(Path(r).resolve()) for r in new_rules
+            ]
+        if new_holds:
+            replace["holds"] = str(Path(new_holds).resolve())
+        proposed = load_config(config_path_from_env(config_file), replace)
+        diff = policy_diff(config, proposed, parse_now(now, config))
+    if as_json:
+        emit_json(diff.as_dict())
+    elif output == "markdown":
+        sys.stdout.write(markdown(diff))
+    else:
+        rows = [
+            (
+                f"[bold red]{escape(r.rule)}[/]" if r.destructive else escape(r.rule),
+                escape(r.dataset),
+                r.action,
+                str(r.before),
+                str(r.after),
+                str(r.newly_due),
+                str(r.no_longer_due),
+                str(r.changed),
+            )
+            for r in diff.rows
+        ]
+        title = f"Policy diff as of {diff.now:%Y-%m-%d %H:%M:%S %Z}"
+        show(DIFF_COLUMNS, rows, title=title, wide=wide)
+        out.print(
+            "destructive: review required" if diff.destructive else "nothing newly destructive",
+            highlight=False,
+        )
+    if diff.destructive:
+        raise typer.Exit(1)
 
 
 def _exit_for_skipped(result: Plan) -> None:

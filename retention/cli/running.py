@@ -252,3 +252,35 @@ def print_run(result: Any, zone: ZoneInfo | None = None, *, wide: bool = False) 
     if lingering:
         err.print(f"[yellow]warning:[/] {lingering} records still due and unheld after the run")
     warn_unreadable(result.outcomes)
+
+
+@app.command()
+def approve(
+    rule_id: Annotated[str, typer.Argument(metavar="RULE", help="The rule to approve.")],
+    by: Annotated[str, typer.Option("--by", help="Who approves (recorded and sealed).")],
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+) -> None:
+    """Approve what a rule marked `approval: required` would do now (from its current plan)."""
+    from ..approvals import approvals_path
+    from ..approvals import approve as write_approval
+    from ..planner import make_plan
+
+    with handled(as_json):
+        config = load(config_file)
+        check_filters(config, [rule_id], None)
+        moment = parse_now(now, config)
+        plan = make_plan(config, moment, rule_ids=[rule_id])
+        counts = {row.dataset: row.actionable for row in plan.rules}
+        approval = write_approval(config, rule_id, counts, by, dt.datetime.now(dt.UTC))
+    if as_json:
+        emit_json({**approval.fields(), "file": str(approvals_path(config))})
+        return
+    each = ", ".join(f"{d}: {n}" for d, n in counts.items())
+    out.print(
+        f"approved {rule_id} for {sum(counts.values())} records ({each}) by {by}, "
+        f"in {approvals_path(config)}",
+        highlight=False,
+        soft_wrap=True,
+    )
