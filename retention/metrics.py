@@ -20,11 +20,16 @@ Where each number comes from:
 - ``retention_holds_active``, ``retention_holds_review_overdue``, ``retention_holds_freeze``,
   ``retention_holds_valid``: from the holds file, re-read whenever it changes.
 - ``retention_config_reload_success``: 0 after a SIGHUP whose config was rejected.
+- ``retention_last_run_planned_records`` / ``retention_last_run_acted_records`` {mode}: what the
+  last run found to act on when it started and what it did (a run that did no work where work
+  was due shows planned > 0 and acted == 0).
+- ``retention_build_info`` {version, python}: always 1; which release is running.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import platform
 from collections.abc import Iterable
 
 from prometheus_client import (
@@ -36,6 +41,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from . import __version__
 from .holds import HoldsFile
 from .planner import Plan
 
@@ -135,6 +141,25 @@ class Metrics:
             registry=registry,
         )
         self.reload_success.set(1)
+        self.last_planned = Gauge(
+            "retention_last_run_planned_records",
+            "Records the last run found to act on when it started.",
+            ("mode",),
+            registry=registry,
+        )
+        self.last_acted = Gauge(
+            "retention_last_run_acted_records",
+            "Records the last run acted on (or would have, in a dry run).",
+            ("mode",),
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "retention_build_info",
+            "Always 1: the release and Python running.",
+            ("version", "python"),
+            registry=registry,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -177,10 +202,21 @@ class Metrics:
         self.freeze.set(1 if holds.freeze else 0)
 
     def run_done(
-        self, mode: str, status: str, seconds: float, finished: dt.datetime | None = None
+        self,
+        mode: str,
+        status: str,
+        seconds: float,
+        finished: dt.datetime | None = None,
+        *,
+        planned: int | None = None,
+        acted: int | None = None,
     ) -> None:
-        """Count a run and its duration; a complete one is the last success."""
+        """Count a run and its duration (and, when it got that far, what it planned and did);
+        a complete one is the last success."""
         self.runs.labels(mode, status).inc()
+        if planned is not None:
+            self.last_planned.labels(mode).set(planned)
+            self.last_acted.labels(mode).set(acted or 0)
         self.duration.labels(mode).observe(seconds)
         if status == "complete" and finished is not None:
             self.last_success.labels(mode).set(finished.timestamp())

@@ -5,8 +5,10 @@ records the rule covers, how many are due, held, blocked by a keep rule, superse
 already anonymized, to be acted on, overdue, and how many are never acted on because a clock they
 need holds a value that is no timestamp (``unreadable``). A store that cannot be reached is
 reported and its rules skipped; the others are still planned. Hold ids that match no subject
-are reported as warnings (:mod:`retention.holdcheck`). The totals count records, not rule
-matches: each dataset's records once across its rules (:meth:`Store.records`).
+are reported as warnings (:mod:`retention.holdcheck`), and so are the rules a live run would
+refuse for a circuit breaker (:mod:`retention.breakers`), counted as the run would count them.
+The totals count records, not rule matches: each dataset's records once across its rules
+(:meth:`Store.records`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .breakers import check_breakers
 from .config import Config
-from .errors import StoreError, StoreMisconfigured
+from .errors import CircuitBreakerTripped, StoreError, StoreMisconfigured
 from .holdcheck import HoldWarning, unmatched_hold_ids
 from .holds import HoldsFile
 from .rules import Rule
 from .stores import Stores
-from .stores.base import Counts, Store, Target
+from .stores.base import Counts, Store, Tally, Target
 
 SAMPLE_KEYS = 5
 
@@ -116,6 +119,15 @@ TOTALS = (
 
 
 @dataclass(frozen=True)
+class BreakerWarning:
+    """A rule whose run would trip a circuit breaker (``limits``) and be refused unless forced."""
+
+    rule: str
+    dataset: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Plan:
     """A whole dry run."""
 
@@ -129,6 +141,7 @@ class Plan:
     holds_expired: tuple[str, ...] = field(default=())  # marked active, released by expiry
     warnings: tuple[HoldWarning, ...] = ()  # hold ids that match no subject
     records: tuple[DatasetRecords, ...] = ()
+    breakers: tuple[BreakerWarning, ...] = ()  # rules a run would refuse (limits)
 
     def totals(self) -> dict[str, int]:
         """Distinct records over every planned dataset: due (for a delete or anonymize rule),
@@ -150,6 +163,7 @@ class Plan:
             ],
             "holds_expired": list(self.holds_expired),
             "warnings": [w.as_dict() for w in self.warnings],
+            "breakers": [dataclasses.asdict(b) for b in self.breakers],
             "rules": [r.as_dict() for r in self.rules],
             "skipped": [
                 {"store": s.store, "message": s.message, "rules": list(s.rules)}
@@ -202,6 +216,8 @@ def make_plan(
     holds = (config.load_holds() if holds is None else holds).as_of(now, config.settings.zone())
     results: list[RulePlan] = []
     planned: dict[str, list[Target]] = {}
+    breakers: list[BreakerWarning] = []
+    actions = 0
     failed: dict[str, tuple[str, list[str], bool]] = {}
     with Stores(config.settings, stores) as opened:
         for target in targets(config, now, rule_ids, datasets):
@@ -217,6 +233,11 @@ def make_plan(
                 failed[name] = (str(exc), [target.rule.id], not isinstance(exc, StoreMisconfigured))
                 continue
             results.append(RulePlan.of(target, counts))
+            if target.rule.destructive and counts.actionable:
+                tripped = _breaker(config, opened[name], target, holds, counts, actions)
+                if tripped is not None:
+                    breakers.append(tripped)
+                actions += counts.actionable
             planned.setdefault(target.dataset.name, []).append(target)
         records = []
         for dataset, of_dataset in planned.items():
@@ -244,12 +265,40 @@ def make_plan(
         holds_expired=tuple(h.id for h in holds.expired()),
         warnings=warnings,
         records=tuple(r for r in records if r.store not in failed),
+        breakers=tuple(breakers),
     )
+
+
+def _breaker(
+    config: Config,
+    store: Store,
+    target: Target,
+    holds: HoldsFile,
+    counts: Counts,
+    actions_so_far: int,
+) -> BreakerWarning | None:
+    """The circuit breaker a live run would trip on `target`, counted as the run counts it.
+
+    The dataset is counted again (as the run does) only when the share of what the rule covers
+    is already over ``limits.max_fraction``: the dataset is never smaller than that.
+    """
+    limits = config.settings.limits
+    tally = Tally(counts.actionable)
+    try:
+        if counts.in_scope and counts.actionable / counts.in_scope > limits.max_fraction:
+            tally = store.tally(target, holds, size=True, unreadable=False)
+        check_breakers(target, tally, limits, actions_so_far)
+    except CircuitBreakerTripped as exc:
+        return BreakerWarning(target.rule.id, target.dataset.name, str(exc))
+    except StoreError:
+        return None  # the plan's own counts went through; a run would report the store
+    return None
 
 
 __all__ = [
     "SAMPLE_KEYS",
     "TOTALS",
+    "BreakerWarning",
     "DatasetRecords",
     "Plan",
     "RulePlan",

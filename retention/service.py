@@ -327,7 +327,9 @@ class Service:
         seconds = time.monotonic() - began
         with suppress(SQLAlchemyError):
             self._count_audited(counted[0])
-        self.metrics.run_done(mode, status, seconds, self.clock.now())
+        planned = sum(o.planned for o in result.outcomes) if result is not None else None
+        acted = sum(o.acted for o in result.outcomes) if result is not None else None
+        self.metrics.run_done(mode, status, seconds, self.clock.now(), planned=planned, acted=acted)
         if result is not None:
             self._report(result, log, seconds)
         if live and status != "lease lost" and config.settings.audit.checkpoints:

@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .weakkeys import key_problem
+
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -291,6 +293,14 @@ class Settings(BaseSettings):
     @classmethod
     def _parsable_url(cls, value: SecretStr) -> SecretStr:
         return check_database_url(value)
+
+    @field_validator("hmac_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = key_problem(value.get_secret_value()) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("stores", "subjects", "datasets")
     @classmethod

@@ -149,10 +149,44 @@ def test_holds_command_counts_records(world: Scenario) -> None:
         },
     )
     code, out, _ = invoke("holds", "-c", str(path), "--json", "--now", "2026-11-21T00:00:00")
-    assert code == 0
+    assert code == 7, "an active hold is past its review date"
     rows = {h["id"]: h for h in json.loads(out)["holds"]}
     assert rows["active"]["records_covered"] == 2 and rows["active"]["review_overdue"]
     assert rows["released"]["records_covered"] == 1 and not rows["released"]["active"]
+
+
+def test_holds_exits_7_only_while_an_active_hold_is_past_its_review_date(world: Scenario) -> None:
+    """`holds` exits 7 and names the hold when an active hold's review_by has passed; a
+    released hold past its date, or one not yet due for review, leaves the exit at 0."""
+    holds = {
+        "holds": [
+            {"id": "case-2026-017", "subjects": {"account": [2]}, "review_by": "2026-06-01"},
+            {"id": "case-2025-001", "active": False, "review_by": "2025-01-01"},
+        ]
+    }
+    path = world.write([rule()], holds=holds)
+    code, out, err = invoke("holds", "-c", str(path), "--now", "2026-11-21T00:00:00")
+    assert code == 7
+    assert "review overdue" in err and "case-2026-017" in err and "case-2025-001" not in err
+    assert "case-2026-017" in out
+    code, _, err = invoke("holds", "-c", str(path), "--now", "2026-05-31T00:00:00")
+    assert code == 0 and "review overdue" not in err
+
+
+def test_plan_warns_when_a_run_would_trip_a_circuit_breaker(world: Scenario) -> None:
+    """`plan` warns, naming the rule and the limit, when a live run would refuse it for
+    `limits.max_fraction`, and lists it under `breakers` in --json; under the limit, no warning."""
+    path = world.write([rule()], limits={"max_fraction": 0.1})
+    code, _, err = invoke("plan", "-c", str(path), "--now", "2026-11-21T00:00:00")
+    assert code == 0
+    assert "a live run would refuse: rule r would delete" in " ".join(err.split())
+    assert "limits.max_fraction" in err
+    code, out, _ = invoke("plan", "-c", str(path), "--now", "2026-11-21T00:00:00", "--json")
+    (breaker,) = json.loads(out)["breakers"]
+    assert (breaker["rule"], breaker["dataset"]) == ("r", "tickets")
+    path = world.write([rule()], limits={"max_fraction": 1.0})
+    code, _, err = invoke("plan", "-c", str(path), "--now", "2026-11-21T00:00:00")
+    assert code == 0 and "would refuse" not in err
 
 
 def test_unknown_rule_filter_is_bad_input(world: Scenario) -> None:
@@ -163,10 +197,12 @@ def test_unknown_rule_filter_is_bad_input(world: Scenario) -> None:
 
 
 def test_run_logs_one_event_per_audit_entry_on_stderr(world: Scenario) -> None:
-    """structlog mirrors every committed audit entry on stderr (JSON off a terminal), with
+    """With `--log-format json`, structlog mirrors every committed audit entry on stderr, with
     counts and names but never the keys; stdout stays pure --json."""
     path = world.write([rule(retain="P1Y")], audit={"keys": "plain"})
-    code, out, err = invoke("run", "-c", str(path), "--execute", "--json", "--now", "2026-11-21")
+    code, out, err = invoke(
+        "run", "-c", str(path), "--execute", "--json", "--now", "2026-11-21", "--log-format", "json"
+    )
     assert code == 0
     assert json.loads(out)["totals"]["acted"] == 2
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
@@ -212,3 +248,24 @@ def test_a_hold_id_that_matches_no_subject_is_a_warning(world: Scenario) -> None
         assert code == 0, command
         (warning,) = json.loads(out)["warnings"]
         assert {k: warning[k] for k in expected} == expected, command
+
+
+def test_help_loads_neither_the_engine_nor_sqlalchemy() -> None:
+    """`retention --help` (and `import retention`) imports only the CLI's own layer: no
+    SQLAlchemy, pydantic, boto3 or engine module, so help answers in well under half a second."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "sys.argv = ['retention', '--help']\n"
+        "from retention.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = ('sqlalchemy', 'pydantic', 'boto3', 'retention.config', 'retention.planner')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "Usage" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"

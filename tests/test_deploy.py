@@ -513,9 +513,13 @@ def test_probes_hit_healthz_and_readyz_on_the_service_port() -> None:
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
-def test_service_is_annotated_for_prometheus() -> None:
-    """The Service carries prometheus.io scrape annotations for /metrics on 9464."""
-    annotations = _one("Service")["metadata"]["annotations"]
+def test_pods_are_scraped_once_by_prometheus() -> None:
+    """The pods carry prometheus.io scrape annotations for /metrics on 9464 (each replica has
+    its own lease and counters); the Service carries none, or every replica would be scraped
+    twice (once as a pod, once as a Service endpoint)."""
+    assert "prometheus.io/scrape" not in _one("Service")["metadata"].get("annotations", {})
+    pod = _one("Deployment")["spec"]["template"]["metadata"]
+    annotations = pod["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(SERVICE_PORT)
     assert annotations["prometheus.io/path"] == "/metrics"
@@ -713,11 +717,14 @@ def test_example_config_loads_with_secrets_from_the_environment(
     app_url = "postgresql+psycopg://retention_svc:from-env@db.internal:5432/app"
     monkeypatch.setenv("RETENTION_STORES__APP__URL", app_url)
     monkeypatch.setenv("RETENTION_STATE_DB", "sqlite:///state.db")
-    monkeypatch.setenv("RETENTION_HMAC_KEY", "from-env")
+    monkeypatch.setenv("RETENTION_HMAC_KEY", "from-the-environment")
     config = load_config(config_path)
     settings = config.settings
     assert settings.stores["app"].url.get_secret_value() == app_url
-    assert settings.hmac_key is not None and settings.hmac_key.get_secret_value() == "from-env"
+    assert (
+        settings.hmac_key is not None
+        and settings.hmac_key.get_secret_value() == "from-the-environment"
+    )
     assert settings.dry_run is True
     assert (settings.service.host, settings.service.port) == ("0.0.0.0", SERVICE_PORT)
     assert len(config.rules) >= 2

@@ -6,13 +6,11 @@ import datetime as dt
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from ..config import Config
 from ..errors import (
     AuditError,
     AuditKeyError,
@@ -22,6 +20,7 @@ from ..errors import (
 from .common import (
     ConfigOption,
     JsonOption,
+    WideOption,
     app,
     emit_json,
     err,
@@ -29,8 +28,16 @@ from .common import (
     load,
     out,
 )
+from .tables import Col, show
 
-audit_app = typer.Typer(help="Inspect and verify the hash-chained audit log.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from ..config import Config
+
+audit_app = typer.Typer(
+    help="Inspect and verify the hash-chained audit log.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(audit_app, name="audit")
 
 
@@ -238,6 +245,20 @@ def audit_rules(
     sys.stdout.flush()
 
 
+AUDIT_COLUMNS = (
+    Col("seq", ident=True),
+    Col("at", ident=True),
+    Col("run", ident=True),
+    Col("rule", ident=True),
+    Col("dataset", ident=True),
+    Col("action"),
+    Col("mode"),
+    Col("count", numeric=True),
+    Col("outcome"),
+    Col("detail"),
+)
+
+
 @audit_app.command("show")
 def audit_show(
     config_file: ConfigOption = None,
@@ -250,6 +271,7 @@ def audit_show(
     key: Annotated[
         str | None, typer.Option("--key", help="Entries that acted on this key.")
     ] = None,
+    wide: WideOption = False,
 ) -> None:
     """Audit entries, filtered by run, rule, dataset, date or record key."""
     with handled(as_json):
@@ -263,15 +285,11 @@ def audit_show(
         if as_json:
             emit_json([e.as_dict() for e in entries])
             return
-        table = Table()
-        headers = ("seq", "at", "run", "rule", "dataset", "action", "mode", "count", "outcome")
-        for header in (*headers, "detail"):
-            table.add_column(header)
-        for e in entries:
-            table.add_row(
+        rows = [
+            (
                 str(e.seq),
                 e.at[:19],
-                e.run_id[:8],
+                e.run_id,
                 e.rule or "",
                 e.dataset or "",
                 e.action,
@@ -280,7 +298,9 @@ def audit_show(
                 e.outcome,
                 escape(_short(e.detail)),
             )
-        out.print(table)
+            for e in entries
+        ]
+        show(AUDIT_COLUMNS, rows, wide=wide)
 
 
 def _short(detail: str | None) -> str:

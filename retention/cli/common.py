@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..config import Config, config_path_from_env, load_config
 from ..errors import (
     ConfigError,
     ConfigErrors,
     RetentionError,
 )
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 app = typer.Typer(
     name="retention",
@@ -27,9 +31,27 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    # plain help: rich's help formatter (and the Markdown parser it loads) doubles the start-up
+    rich_markup_mode=None,
 )
-out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+out = Console(soft_wrap=False)
+err = Console(stderr=True)
+PIPED_WIDTH = 160
+"""The width of output to a pipe or file when ``COLUMNS`` does not say another."""
+
+
+def fit_consoles() -> None:
+    """Size the consoles for this invocation: a terminal's own width; when piped, ``COLUMNS``
+    if set (as ``less``, ``watch`` and CI logs expect), else :data:`PIPED_WIDTH`."""
+    columns = os.environ.get("COLUMNS", "")
+    for console, stream in ((out, sys.stdout), (err, sys.stderr)):
+        if stream.isatty():
+            console.width = shutil.get_terminal_size().columns
+        elif columns.isdigit() and int(columns) > 0:
+            console.width = int(columns)
+        else:
+            console.width = PIPED_WIDTH
+
 
 ConfigOption = Annotated[
     str | None,
@@ -48,6 +70,10 @@ NowOption = Annotated[
 ]
 RuleOption = Annotated[
     list[str] | None, typer.Option("--rule", help="Only this rule (repeatable).")
+]
+WideOption = Annotated[
+    bool,
+    typer.Option("--wide", help="Print every column in full, however wide the terminal."),
 ]
 DatasetOption = Annotated[
     list[str] | None, typer.Option("--dataset", help="Only this dataset (repeatable).")
@@ -72,6 +98,7 @@ def _options(
     ] = False,
 ) -> None:
     """Enforce data-retention promises: plan, explain and apply retention rules."""
+    fit_consoles()
 
 
 def main() -> None:
@@ -122,6 +149,9 @@ def handled(as_json: bool = False) -> Iterator[None]:
 
 
 def load(config_file: str | None) -> Config:
+    """The configuration named by --config or $RETENTION_CONFIG, loaded and checked."""
+    from ..config import config_path_from_env, load_config
+
     return load_config(config_path_from_env(config_file))
 
 

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from ..config import load_config
-from ..planner import Plan, make_plan
 from .common import (
+    WideOption,
     app,
     dim,
     err,
     handled,
     out,
 )
+from .tables import Col, show
+
+if TYPE_CHECKING:
+    from ..planner import Plan
 
 
 @app.command()
@@ -34,11 +36,14 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    wide: WideOption = False,
 ) -> None:
     """Build an embedded demo of every shipped rule pack (SQLite, no server) and show its plans."""
     from pathlib import Path
 
+    from ..config import load_config
     from ..demo import build_demo
+    from ..planner import make_plan
 
     moment = dt.datetime.now(dt.UTC).replace(microsecond=0) if now is None else _utc(now)
     with handled():
@@ -51,7 +56,9 @@ def demo(
         )
         for company in companies:
             config = load_config(company.config)
-            print_demo_plan(company.policy, str(company.directory), make_plan(config, moment))
+            print_demo_plan(
+                company.policy, str(company.directory), make_plan(config, moment), wide=wide
+            )
     if not companies:
         return
     when = "" if now is None else f" --now {moment.isoformat()}"
@@ -97,7 +104,19 @@ def _quoted(text: str) -> str:
     return shlex.quote(text)
 
 
-def print_demo_plan(policy: str, where: str, result: Plan) -> None:
+DEMO_COLUMNS = (
+    Col("rule", ident=True),
+    Col("dataset", ident=True),
+    Col("action", ident=True),
+    Col("to act", "act", numeric=True),
+    Col("overdue", "late", numeric=True),
+    Col("held", numeric=True),
+    Col("blocked", "blk", numeric=True),
+    Col("waiting", "wait", numeric=True),
+)
+
+
+def print_demo_plan(policy: str, where: str, result: Plan, *, wide: bool = False) -> None:
     """One company's plan, compact: per rule, what is to act on, overdue, held, blocked, waiting."""
     rows = result.rules
     totals = result.totals()  # records, each once however many rules match it
@@ -109,23 +128,22 @@ def print_demo_plan(policy: str, where: str, result: Plan) -> None:
         f"{', '.join(result.holds_in_force) or 'none'}",
         highlight=False,
     )
-    table = Table(box=None, pad_edge=False, padding=(0, 1))
-    for header in ("rule", "dataset", "action", "to act", "overdue", "held", "blocked", "waiting"):
-        justify: Any = "left" if header in ("rule", "dataset", "action") else "right"
-        table.add_column(header, justify=justify, header_style="bold")
+    table = []
     for row in rows:
         keep = row.action == "keep"
-        table.add_row(
-            row.rule,
-            row.dataset,
-            row.action,
-            "—" if keep else (f"[bold]{row.actionable}[/]" if row.actionable else "0"),
-            "—" if keep else (f"[red]{row.overdue}[/]" if row.overdue else "0"),
-            "—" if keep else dim(row.held),
-            "—" if keep else dim(row.blocked),
-            f"{row.pending} kept" if keep else str(row.pending),
+        table.append(
+            (
+                row.rule,
+                row.dataset,
+                row.action,
+                "—" if keep else (f"[bold]{row.actionable}[/]" if row.actionable else "0"),
+                "—" if keep else (f"[red]{row.overdue}[/]" if row.overdue else "0"),
+                "—" if keep else dim(row.held),
+                "—" if keep else dim(row.blocked),
+                f"{row.pending} kept" if keep else str(row.pending),
+            )
         )
-    out.print(table)
+    show(DEMO_COLUMNS, table, wide=wide, plain=True)
     for skipped in result.skipped:
         err.print(
             f"[yellow]skipped[/] {len(skipped.rules)} rule(s) on store {skipped.store}: "

@@ -9,8 +9,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ..discover import discover as discover_schema
-from ..draftconfig import personal_fields, write_draft
 from .common import JsonOption, app, emit_json, handled, out
 
 
@@ -30,6 +28,9 @@ def discover(
     as_json: JsonOption = False,
 ) -> None:
     """Read a database's schema and a small sample of values; write a draft config to review."""
+    from ..discover import discover as discover_schema
+    from ..draftconfig import personal_fields, write_draft
+
     with handled(as_json):
         draft = discover_schema(url, schema=schema, sample_size=sample)
         written = write_draft(draft, Path(out_dir), dt.datetime.now(dt.UTC))

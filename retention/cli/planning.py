@@ -7,28 +7,24 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from ..errors import (
     ConfigError,
     StoreError,
     StoreMisconfigured,
 )
-from ..explain import explain
-from ..holdsreport import hold_coverage
-from ..planner import Plan, make_plan
-from ..validate import check_hold_ids, check_state_db, check_stores
 from .common import (
     ConfigOption,
     DatasetOption,
     JsonOption,
     NowOption,
     RuleOption,
+    WideOption,
     app,
     check_filters,
     dim,
@@ -41,6 +37,11 @@ from .common import (
     warn,
     warn_unreadable,
 )
+from .tables import Col, show
+
+if TYPE_CHECKING:
+    from ..holdsreport import HoldsReport
+    from ..planner import Plan
 
 
 @app.command()
@@ -48,6 +49,8 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
     """Parse config, rules and holds; check the state DB, stores, tables and columns."""
     with handled(as_json):
         config = load(config_file)
+        from ..validate import check_hold_ids, check_state_db, check_stores
+
         problems = check_state_db(config) + check_stores(config)
         warnings = check_hold_ids(config)
     if as_json:
@@ -89,6 +92,7 @@ def plan(
     rule: RuleOption = None,
     dataset: DatasetOption = None,
     samples: Annotated[int, typer.Option(help="Sample keys per rule in --json.")] = 5,
+    wide: WideOption = False,
     new_rules: Annotated[
         list[str] | None,
         typer.Option(
@@ -107,13 +111,15 @@ def plan(
     """The dry run: what is due, held, blocked and overdue, per rule and dataset; with
     --rules/--holds, what new rules or holds would do differently (a policy diff)."""
     if new_rules or new_holds:
-        _policy_diff(config_file, as_json, now, new_rules, new_holds, output)
+        _policy_diff(config_file, as_json, now, new_rules, new_holds, output, wide)
         return
     with handled(as_json):
         config = load(config_file)
         check_filters(config, rule, dataset)
         moment = parse_now(now, config)
         with _progress(as_json) as tick:
+            from ..planner import make_plan
+
             result = make_plan(
                 config,
                 moment,
@@ -125,8 +131,20 @@ def plan(
     if as_json:
         emit_json(result.as_dict())
     else:
-        print_plan(result, config.settings.zone())
+        print_plan(result, config.settings.zone(), wide=wide)
     _exit_for_skipped(result)
+
+
+DIFF_COLUMNS = (
+    Col("rule", ident=True),
+    Col("dataset", ident=True),
+    Col("action", ident=True),
+    Col("before", numeric=True),
+    Col("after", numeric=True),
+    Col("newly due", "new", numeric=True),
+    Col("no longer due", "gone", numeric=True),
+    Col("changed action", "changed", numeric=True),
+)
 
 
 def _policy_diff(
@@ -136,6 +154,7 @@ def _policy_diff(
     new_rules: list[str] | None,
     new_holds: str | None,
     output: str,
+    wide: bool = False,
 ) -> None:
     from ..config import config_path_from_env, load_config
     from ..policydiff import markdown, policy_diff
@@ -158,19 +177,21 @@ def _policy_diff(
     elif output == "markdown":
         sys.stdout.write(markdown(diff))
     else:
-        table = Table(
-            title=f"Policy diff as of {diff.now:%Y-%m-%d %H:%M:%S %Z}", title_justify="left"
-        )
-        for header in ("rule", "dataset", "action", "before", "after", "newly due",
-                       "no longer due", "changed action"):  # fmt: skip
-            table.add_column(
-                header, justify="left" if header in ("rule", "dataset", "action") else "right"
+        rows = [
+            (
+                f"[bold red]{escape(r.rule)}[/]" if r.destructive else escape(r.rule),
+                escape(r.dataset),
+                r.action,
+                str(r.before),
+                str(r.after),
+                str(r.newly_due),
+                str(r.no_longer_due),
+                str(r.changed),
             )
-        for r in diff.rows:
-            name = f"[bold red]{escape(r.rule)}[/]" if r.destructive else escape(r.rule)
-            table.add_row(name, escape(r.dataset), r.action, str(r.before), str(r.after),
-                          str(r.newly_due), str(r.no_longer_due), str(r.changed))  # fmt: skip
-        out.print(table)
+            for r in diff.rows
+        ]
+        title = f"Policy diff as of {diff.now:%Y-%m-%d %H:%M:%S %Z}"
+        show(DIFF_COLUMNS, rows, title=title, wide=wide)
         out.print(
             "destructive: review required" if diff.destructive else "nothing newly destructive",
             highlight=False,
@@ -195,33 +216,30 @@ def _progress(quiet: bool) -> Iterator[Callable[..., None]]:
         yield lambda rule, dataset: status.update(f"planning {rule.id} on {dataset}…")
 
 
-def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
-    """The plan as a table a DPO can read."""
+PLAN_COLUMNS = (
+    Col("rule", ident=True),
+    Col("dataset", ident=True),
+    Col("action", ident=True),
+    Col("covered", "cov", numeric=True),
+    Col("due", numeric=True),
+    Col("held", numeric=True),
+    Col("blocked", "blk", numeric=True),
+    Col("superseded", "supsd", numeric=True),
+    Col("already done", "done", numeric=True),
+    Col("to act", "act", numeric=True),
+    Col("overdue", "late", numeric=True),
+    Col("not yet due", "wait", numeric=True),
+    Col("unreadable", "unrd", numeric=True),
+)
+
+
+def print_plan(result: Plan, zone: ZoneInfo | None = None, *, wide: bool = False) -> None:
+    """The plan as a table a DPO can read, at any terminal width."""
     title = f"Plan as of {result.now.astimezone(zone or dt.UTC):%Y-%m-%d %H:%M:%S %Z}"
     if result.freeze:
         title += "  [bold red](FREEZE: nothing will be changed)[/]"
-    table = Table(title=title, title_justify="left")
-    headers = (
-        "rule",
-        "dataset",
-        "action",
-        "covered",
-        "due",
-        "held",
-        "blocked",
-        "superseded",
-        "already done",
-        "to act",
-        "overdue",
-        "not yet due",
-        "unreadable",
-    )
-    for header in headers:
-        table.add_column(
-            header, justify="left" if header in ("rule", "dataset", "action") else "right"
-        )
-    for row in result.rules:
-        table.add_row(
+    rows = [
+        (
             row.rule,
             row.dataset,
             row.action,
@@ -236,7 +254,9 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
             str(row.pending),
             f"[yellow]{row.unreadable}[/]" if row.unreadable else dim(0),
         )
-    out.print(table)
+        for row in result.rules
+    ]
+    show(PLAN_COLUMNS, rows, title=title, wide=wide)
     for row in result.rules:
         notes = row.notes  # object stores: how deletes are done, what their protections keep
         if notes and row.due:
@@ -254,12 +274,23 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None) -> None:
         )
     warn_unreadable(result.rules)
     warn(result.warnings)
+    warn(f"a live run would refuse: {b.message}" for b in result.breakers)
     for skipped in result.skipped:
         err.print(
             f"[yellow]skipped[/] {len(skipped.rules)} rule(s) on store {skipped.store}: "
             f"{skipped.message}",
             highlight=False,
         )
+
+
+EXPLAIN_COLUMNS = (
+    Col("rule", ident=True),
+    Col("action", ident=True),
+    Col("clock"),
+    Col("clock started", "started", ident=True),
+    Col("due", ident=True),
+    Col("status"),
+)
 
 
 @app.command(name="explain")
@@ -269,10 +300,13 @@ def explain_command(
     config_file: ConfigOption = None,
     as_json: JsonOption = False,
     now: NowOption = None,
+    wide: WideOption = False,
 ) -> None:
     """Every rule that matches one record: its clock, due date, holds, keep rules, verdict."""
     with handled(as_json):
         config = load(config_file)
+        from ..explain import explain
+
         result = explain(config, dataset, key, parse_now(now, config))
     if as_json:
         emit_json(result.as_dict())
@@ -280,19 +314,19 @@ def explain_command(
     out.print(f"[bold]{dataset}[/] {key}: {result.verdict}", highlight=False)
     if result.deleted is not None:  # gone: no rule has anything left to say
         return
-    table = Table(show_header=True)
-    for header in ("rule", "action", "clock", "clock started", "due", "status"):
-        table.add_column(header)
-    for verdict in result.rules:
-        table.add_row(
+    zone = config.settings.zone()
+    rows = [
+        (
             verdict.rule,
             verdict.action,
             verdict.clock,
-            _when(verdict.clock_start, config.settings.zone()),
-            _when(verdict.due_at, config.settings.zone()),
+            _when(verdict.clock_start, zone),
+            _when(verdict.due_at, zone),
             verdict.status,
         )
-    out.print(table)
+        for verdict in result.rules
+    ]
+    show(EXPLAIN_COLUMNS, rows, wide=wide)
     if result.holds:
         out.print(f"covered by holds: {', '.join(result.holds)}", highlight=False)
 
@@ -301,24 +335,42 @@ def _when(value: dt.datetime | None, zone: ZoneInfo) -> str:
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z") if value else "—"
 
 
+REVIEW_OVERDUE_EXIT = 7
+"""`holds`' exit code when an active hold is past its ``review_by`` date (and all else is well):
+a cron job or CI check can page legal."""
+
+HOLDS_COLUMNS = (
+    Col("hold", ident=True),
+    Col("active"),
+    Col("scope"),
+    Col("records covered", "records", numeric=True),
+    Col("expires", ident=True),
+    Col("review by", "review", ident=True),
+    Col("reason"),
+)
+
+
 @app.command()
 def holds(
-    config_file: ConfigOption = None, as_json: JsonOption = False, now: NowOption = None
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    wide: WideOption = False,
 ) -> None:
     """The legal holds, active or not, and how many records each one covers now."""
     with handled(as_json):
         config = load(config_file)
         moment = parse_now(now, config)
+        from ..holdsreport import hold_coverage
+
         report = hold_coverage(config, now=moment)
     if as_json:
         emit_json(report.as_dict())
+        _exit_for_review(report)
         return
     if report.freeze:
         out.print("[bold red]FREEZE is on: no destructive action anywhere[/]")
-    table = Table(title=f"Holds ({config.holds_path or 'no holds file'})", title_justify="left")
-    headers = ("hold", "active", "scope", "records covered", "expires", "review by", "reason")
-    for header in headers:
-        table.add_column(header)
+    rows = []
     for row in report.holds:
         review = str(row.review_by or "—")
         if row.review_overdue:
@@ -327,10 +379,35 @@ def holds(
         if row.expired:
             state = "[dim]released (expired)[/]"
         expires = row.released_at.strftime("%Y-%m-%d %H:%M %Z") if row.released_at else "—"
-        table.add_row(row.id, state, row.scope, str(row.records), expires, review, row.reason or "")
-    out.print(table)
+        rows.append(
+            (
+                row.id,
+                state,
+                escape(row.scope),
+                str(row.records),
+                expires,
+                review,
+                escape(row.reason or ""),
+            )
+        )
+    title = f"Holds ({escape(str(config.holds_path or 'no holds file'))})"
+    show(HOLDS_COLUMNS, rows, title=title, wide=wide)
     warn(report.warnings)
     for skipped in report.skipped:
         err.print(f"[yellow]not counted[/] on store {skipped}", highlight=False)
     if report.skipped:
         raise typer.Exit(StoreError.exit_code)
+    _exit_for_review(report)
+
+
+def _exit_for_review(report: HoldsReport) -> None:
+    """Exit 7, saying which, when an active hold is past its review date."""
+    passed = [row.id for row in report.holds if row.active and row.review_overdue]
+    if passed:
+        err.print(
+            f"[yellow]review overdue:[/] {len(passed)} active hold(s) past their review_by date: "
+            f"{escape(', '.join(passed))} (ask legal to review, then move review_by or release)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(REVIEW_OVERDUE_EXIT)

@@ -9,15 +9,15 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from ..config import config_path_from_env
 from .common import (
     ConfigOption,
     DatasetOption,
     JsonOption,
     NowOption,
     RuleOption,
+    WideOption,
     app,
     check_filters,
     emit_json,
@@ -28,6 +28,7 @@ from .common import (
     parse_now,
     warn_unreadable,
 )
+from .tables import Col, show
 
 
 @app.command()
@@ -44,23 +45,116 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Override the circuit breakers (limits).")
     ] = False,
+    wide: WideOption = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log every batch's audit event on stderr.")
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress bar and no summary: warnings and errors."),
+    ] = False,
+    log_format: LogFormatOption = "auto",
+    log_level: LogLevelOption = None,
 ) -> None:
-    """One enforcement pass: a dry run unless `dry_run: false` or --execute."""
+    """One enforcement pass: a dry run unless `dry_run: false` or --execute.
+
+    Ctrl-C (or SIGTERM) finishes the current batch, audits it and stops; the next run finishes
+    the rest (exit 130). A second Ctrl-C aborts at once, as a crash would: still safe."""
     from ..executor import Executor
 
+    configure_logs(log_format, log_level, verbose=verbose or log_format == "json")
     with handled(as_json):
         config = load(config_file)
         check_filters(config, rule, dataset)
         moment = parse_now(now, config)
         live = execute or not config.settings.dry_run
-        with _run_progress(as_json) as tick:
-            executor = Executor(config, now=moment, live=live, force=force, progress=tick)
+        with _run_progress(as_json or quiet) as tick, interruptible() as stop:
+            executor = Executor(
+                config, now=moment, live=live, force=force, progress=tick, should_stop=stop
+            )
             result = executor.run(rule or (), dataset or ())
     if as_json:
         emit_json(result.as_dict())
-    else:
-        print_run(result, config.settings.zone())
+    elif not quiet:
+        print_run(result, config.settings.zone(), wide=wide)
+    if stop():
+        done = sum(o.acted for o in result.outcomes)
+        verb = "changed" if result.live else "would have been changed"
+        err.print(
+            f"[yellow]interrupted:[/] stopped after the current batch; {done} records {verb} "
+            "and audited. The next `retention run` finishes the rest.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(INTERRUPTED_EXIT)
     raise typer.Exit(result.exit_code)
+
+
+INTERRUPTED_EXIT = 130
+"""`run`'s exit code when Ctrl-C or SIGTERM stopped it (128 + SIGINT, as shells expect)."""
+
+LogFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--log-format", help="auto (pretty on a terminal, else JSON lines), json or console."
+    ),
+]
+LogLevelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level",
+        help="debug, info, warning or error (default: warning; info with -v or --log-format json).",
+        show_default=False,
+    ),
+]
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+def configure_logs(log_format: str, log_level: str | None, *, verbose: bool) -> None:
+    """Logs on stderr for `run`: per-batch events only when asked for (-v, JSON logs or
+    --log-level info), so that on a terminal the progress bar and the summary are what shows."""
+    from ..logs import configure
+
+    if log_format not in ("auto", "json", "console"):
+        raise typer.BadParameter("use auto, json or console", param_hint="--log-format")
+    if log_level is not None and log_level.lower() not in LEVELS:
+        raise typer.BadParameter("use debug, info, warning or error", param_hint="--log-level")
+    level = (
+        LEVELS[log_level.lower()]
+        if log_level
+        else (LEVELS["info"] if verbose else LEVELS["warning"])
+    )
+    configure(json=None if log_format == "auto" else log_format == "json", level=level)
+
+
+@contextmanager
+def interruptible() -> Iterator[Callable[[], bool]]:
+    """While the block runs, the first SIGINT or SIGTERM asks the run to stop after the current
+    batch (the returned function says whether it was asked); a second SIGINT aborts at once."""
+    import signal
+
+    asked: list[int] = []
+
+    def request(signum: int, _frame: Any) -> None:
+        if asked and signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        asked.append(signum)
+        err.print(
+            "[yellow]stopping after the current batch[/] (Ctrl-C again to abort now)",
+            highlight=False,
+        )
+
+    try:
+        previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: no signals to take over
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(asked)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command()
@@ -78,6 +172,7 @@ def serve(
 
     SIGTERM or SIGINT finishes the current batch and exits 0; SIGHUP reloads the configuration.
     """
+    from ..config import config_path_from_env
     from ..service import serve as run_service
 
     if log_format not in ("auto", "json", "console"):
@@ -108,41 +203,49 @@ def _run_progress(quiet: bool) -> Iterator[Callable[..., None]]:
         yield tick
 
 
-def print_run(result: Any, zone: ZoneInfo | None = None) -> None:
+RUN_COLUMNS = (
+    Col("rule", ident=True),
+    Col("dataset", ident=True),
+    Col("action", ident=True),
+    Col("planned", "plan", numeric=True),
+    Col("cascaded", "casc", numeric=True),
+    Col("batches", "bat", numeric=True),
+    Col("unreadable", "unrd", numeric=True),
+    Col("status"),
+)
+
+
+def print_run(result: Any, zone: ZoneInfo | None = None, *, wide: bool = False) -> None:
     """The run summary table, titled with its mode and the moment it was evaluated at."""
     mode = "LIVE" if result.live else "dry run (nothing changed)"
     as_of = ""
     if result.as_of is not None:
         as_of = f" as of {result.as_of.astimezone(zone or dt.UTC):%Y-%m-%d %H:%M:%S %Z}"
-    table = Table(
-        title=f"Run {result.run_id} — {mode}{as_of} — {result.status}", title_justify="left"
+    title = f"Run {result.run_id} — {mode}{as_of} — {result.status}"
+    columns = (
+        *RUN_COLUMNS[:4],
+        Col(
+            "done" if result.live else "would act", "done" if result.live else "would", numeric=True
+        ),
+        *RUN_COLUMNS[4:],
     )
-    for header in (
-        "rule",
-        "dataset",
-        "action",
-        "planned",
-        "done" if result.live else "would act",
-        "cascaded",
-        "batches",
-        "unreadable",
-        "status",
-    ):
-        table.add_column(header)
+    rows = []
     for o in result.outcomes:
-        status = o.status if not o.message else f"{o.status}: {o.message}"
-        table.add_row(
-            o.rule,
-            o.dataset,
-            o.action,
-            str(o.planned),
-            str(o.acted),
-            str(sum(o.cascaded.values())) if o.cascaded else "0",
-            str(o.batches),
-            f"[yellow]{o.unreadable}[/]" if o.unreadable else "0",
-            status if o.status == "ok" else f"[red]{status}[/]",
+        status = escape(o.status if not o.message else f"{o.status}: {o.message}")
+        rows.append(
+            (
+                o.rule,
+                o.dataset,
+                o.action,
+                str(o.planned),
+                str(o.acted),
+                str(sum(o.cascaded.values())) if o.cascaded else "0",
+                str(o.batches),
+                f"[yellow]{o.unreadable}[/]" if o.unreadable else "0",
+                status if o.status == "ok" else f"[red]{status}[/]",
+            )
         )
-    out.print(table)
+    show(columns, rows, title=title, wide=wide)
     if result.recovered:
         out.print(f"reconciled {result.recovered} audit entries left by an interrupted run")
     lingering = sum(o.lingering for o in result.outcomes)
