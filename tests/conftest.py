@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 from moto.server import ThreadedMotoServer
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -39,6 +40,15 @@ class Database:
     url: str
     dialect: str
     engine: Engine
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts with structlog's defaults: a CLI run in an earlier test (in the same
+    worker) configures the level for the whole process, and would hide later tests' events."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 def _server_url(env: str) -> str:

@@ -150,10 +150,27 @@ class DemoWorld:
         assert (verdict.clock_start, verdict.due_at) == (start, due)
         assert verdict.overdue_at == overdue
         assert self.status(dataset, key, rule, due - SECOND) == before
-        assert self.status(dataset, key, rule, due) == ("overdue" if overdue == due else "due")
+        self.acted(dataset, key, rule, due, "overdue" if overdue == due else "due")
         if overdue is not None and overdue != due:
-            assert self.status(dataset, key, rule, overdue - SECOND) == "due"
-            assert self.status(dataset, key, rule, overdue) == "overdue"
+            self.acted(dataset, key, rule, overdue - SECOND, "due")
+            self.acted(dataset, key, rule, overdue, "overdue")
+
+    def acted(self, dataset: str, key: str, rule: str, at: dt.datetime, status: str) -> None:
+        """Assert `rule` has `status` for the record at `at`, or that an earlier-due delete rule
+        acts on it then instead (DESIGN.md's precedence: the earliest due action applies)."""
+        verdicts = self.explain(dataset, key, at).rules
+        (mine,) = [v for v in verdicts if v.rule == rule]
+        if mine.status != "superseded by a delete rule":
+            assert mine.status == status, (rule, at)
+            return
+        acting = [
+            v
+            for v in verdicts
+            if v.action == "delete" and v.status in ("due", "overdue") and v.rule != rule
+        ]
+        assert acting, f"{rule} is superseded at {at} but no other delete rule acts"
+        assert all(v.due_at is not None and mine.due_at is not None for v in acting)
+        assert min(v.due_at for v in acting if v.due_at) <= (mine.due_at or at), (rule, acting)
 
     # -- configuration -------------------------------------------------------------------------
 
