@@ -46,11 +46,6 @@ def world(db: Database, tmp_path: Path) -> Scenario:
     return Scenario(db, tmp_path)
 
 
-def tickets_left(world: Scenario) -> list[int]:
-    with world.db.engine.connect() as connection:
-        return sorted(r[0] for r in connection.execute(select(TICKETS.c.id)))
-
-
 def two_accounts(world: Scenario) -> None:
     world.accounts({"id": 1}, {"id": 2})
     world.tickets(
@@ -85,11 +80,11 @@ def test_an_expiring_hold_holds_to_the_last_second_and_releases_at_its_moment(
     before = world.plan(config, JUST_BEFORE)["r"]
     assert (before.due, before.held, before.actionable) == (2, 1, 1)
     Executor(config, now=JUST_BEFORE, live=True).run()
-    assert tickets_left(world) == [1]
+    assert world.ticket_ids() == [1]
     after = world.plan(config, RELEASED)["r"]
     assert (after.due, after.held, after.actionable) == (1, 0, 1)
     Executor(config, now=RELEASED, live=True).run()
-    assert tickets_left(world) == []
+    assert world.ticket_ids() == []
 
 
 def test_plan_and_holds_show_the_release_ahead_of_time(world: Scenario) -> None:
@@ -191,7 +186,7 @@ def test_an_evidence_hold_that_blocks_delete_lets_anonymization_proceed(world: S
     plan = world.plan(config, RELEASED)
     assert (plan["pseudonymize"].held, plan["delete"].held) == (0, 1)
     Executor(config, now=RELEASED, live=True).run()
-    assert tickets_left(world) == [1]
+    assert world.ticket_ids() == [1]
     assert emails(world)[1] not in (None, "a@example.com")
 
 
@@ -212,7 +207,7 @@ def test_a_hold_without_blocks_still_suspends_everything(world: Scenario) -> Non
     two_accounts(world)
     config = configure(world, [ANONYMIZE, DELETE], {"id": "case", "subjects": {"account": ["1"]}})
     Executor(config, now=RELEASED, live=True).run()
-    assert tickets_left(world) == [1] and emails(world)[1] == "a@example.com"
+    assert world.ticket_ids() == [1] and emails(world)[1] == "a@example.com"
 
 
 @pytest.mark.parametrize(

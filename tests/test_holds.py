@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from retention.cli import app
@@ -17,7 +16,7 @@ from retention.executor import Executor
 from retention.holdsreport import hold_coverage
 
 from .conftest import Database
-from .scenario import TICKETS, Scenario, at, rule, utc
+from .scenario import Scenario, at, rule, utc
 
 NOW = utc("2026-06-01 00:00:00")
 
@@ -25,11 +24,6 @@ NOW = utc("2026-06-01 00:00:00")
 @pytest.fixture
 def world(db: Database, tmp_path: Path) -> Scenario:
     return Scenario(db, tmp_path)
-
-
-def tickets_left(world: Scenario) -> list[int]:
-    with world.db.engine.connect() as connection:
-        return sorted(r[0] for r in connection.execute(select(TICKETS.c.id)))
 
 
 def populate(world: Scenario) -> None:
@@ -55,7 +49,7 @@ def test_a_held_id_is_read_as_the_text_written(
     holds = config.load_holds()
     assert holds.holds[0].subjects == {"account": [written.strip("'")]}
     Executor(config, now=NOW, live=True).run()
-    assert tickets_left(world) == ([held] if held is not None else [])
+    assert world.ticket_ids() == ([held] if held is not None else [])
 
 
 def test_an_id_that_is_a_list_or_mapping_names_file_line_and_field(tmp_path: Path) -> None:
@@ -124,10 +118,10 @@ def test_a_holds_file_truncated_mid_run_stops_destructive_work(world: Scenario) 
 
     with pytest.raises(ConfigError, match="holds file is empty"):
         Executor(config, now=NOW, live=True, progress=truncate).run()
-    assert tickets_left(world) == [3, 4, 5, 6]  # batch 1 (account 1's tickets) only
+    assert world.ticket_ids() == [3, 4, 5, 6]  # batch 1 (account 1's tickets) only
     config.holds_path.write_text(whole)
     Executor(config, now=NOW, live=True).run()
-    assert tickets_left(world) == [3, 4, 5, 6]
+    assert world.ticket_ids() == [3, 4, 5, 6]
 
 
 def test_holds_coverage_counts_an_id_written_with_leading_zeros(world: Scenario) -> None:
