@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import traceback
 from typing import Any, TextIO
 
@@ -46,14 +47,24 @@ def configure(
     )
 
 
+_STDERR_LOCK = threading.Lock()
+
+
 class _CurrentStderr(structlog.PrintLogger):
-    """Writes each event to the current ``sys.stderr`` (never stdout, where --json goes)."""
+    """Writes each event to the current ``sys.stderr`` (never stdout, where --json goes).
+
+    One event is one write of the line and its newline, under one lock: the service logs from
+    its run thread and its watcher at once, and a log shipper must never see two JSON objects
+    on one line.
+    """
 
     def __init__(self, *_: Any) -> None:
         super().__init__(sys.stderr)
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        with _STDERR_LOCK:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
 
     log = debug = info = warn = warning = err = error = critical = exception = failure = msg
     fatal = msg
