@@ -35,6 +35,7 @@ The contract:
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -151,8 +152,17 @@ def latest_wall_at_or_before(bound: datetime, tz: ZoneInfo) -> datetime:
 
 
 def due_clock_set(d: Duration, now: datetime, tz: ZoneInfo) -> IntervalSet:
-    """Exactly the clock starts ``c`` with ``add_duration(c, d, tz) <= now``."""
+    """Exactly the clock starts ``c`` with ``add_duration(c, d, tz) <= now``.
+
+    A plan asks for the same few sets once per rule, dataset and batch; they are computed once
+    (the result is immutable, and keyed by `now`'s zone too, which the result carries).
+    """
     now = _require_aware(now, "now")
+    return _due_clock_set(d, now, now.tzinfo, tz)
+
+
+@functools.lru_cache(maxsize=4096)
+def _due_clock_set(d: Duration, now: datetime, _zone: object, tz: ZoneInfo) -> IntervalSet:
     elapsed = _elapsed(d)
     if not (d.years or d.months or d.days):
         return IntervalSet(((None, now - elapsed),))

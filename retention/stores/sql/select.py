@@ -18,6 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ...anonymize import Anonymizer
 from ...datasets import Dataset, SubjectType
+from ...durations import Duration
 from ...errors import SchemaError
 from ...holds import Hold, HoldsFile
 from ...rules import Rule
@@ -77,6 +78,19 @@ class SelectionBuilder:
         self.store = store
         self.now = now
         self.hmac_key = hmac_key
+        # predicates already built, by the identity of what they were built from: a delete
+        # rule's selection repeats every rival delete's clock and protection (and cascades
+        # repeat their children's), and building one costs far more than reusing it
+        self._memo: dict[tuple[Any, ...], tuple[tuple[object, ...], Any]] = {}
+
+    def _remember(self, name: str, parts: tuple[object, ...], make: Any) -> Any:
+        """`make()` once per `name` and the same `parts` (durations by value, the rest by
+        identity; the parts are kept alive with the result, so an identity is never reused)."""
+        key = (name, *(p if isinstance(p, Duration) else id(p) for p in parts))
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = (parts, make())
+        return found[1]
 
     def build(self, rule: Rule, dataset: Dataset, holds: HoldsFile) -> Selection:
         """The predicates of `rule` on `dataset` given the holds in force."""
@@ -139,6 +153,16 @@ class SelectionBuilder:
         A delete cascades to child rows, so a parent is held when one of its children is held,
         and blocked when a keep rule still protects one of its children.
         """
+        result: tuple[ColumnElement[bool], ColumnElement[bool]] = self._remember(
+            "protection",
+            (rule, dataset, table, holds),
+            lambda: self._protection(rule, dataset, table, holds),
+        )
+        return result
+
+    def _protection(
+        self, rule: Rule, dataset: Dataset, table: Table, holds: HoldsFile
+    ) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
         held = self.held(rule, dataset, table, holds)
         blocked = self.blocked(rule, dataset, table)
         if rule.action != "delete":
@@ -233,6 +257,16 @@ class SelectionBuilder:
 
     def _clock(self, rule: Rule, dataset: Dataset, table: Table, delay: Any) -> ColumnElement[bool]:
         """SQL for "this record's clock for `rule` started at least `delay` ago"."""
+        result: ColumnElement[bool] = self._remember(
+            "clock",
+            (rule, dataset, table, delay),
+            lambda: self._build_clock(rule, dataset, table, delay),
+        )
+        return result
+
+    def _build_clock(
+        self, rule: Rule, dataset: Dataset, table: Table, delay: Any
+    ) -> ColumnElement[bool]:
         instants = due_clock_set(delay, self.now, dataset.calendar)
         refs = rule.after.refs
         if all(ref.source == "subject" for ref in refs):
