@@ -28,8 +28,22 @@ from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, case, false, func, literal, not_, or_, true
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import (
+    Boolean,
+    String,
+    Table,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    literal_column,
+    not_,
+    or_,
+    true,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 
 from ...rules import Clock, ClockRef
 from ...timemath import UTC, IntervalSet, latest_wall_at_or_before, parse_stored
@@ -124,7 +138,32 @@ def _plainly_readable(expr: ColumnElement[Any]) -> ColumnElement[bool]:
     fields SQLite's `julianday` accepts (months 1-12, minutes and seconds below 60, offsets up
     to 14 hours), a day the month has and an hour below 24 (SQLite would take 31 February and
     24:00), in years 0002-9998 (outside them a zone can move the instant off the calendar).
-    False does not mean unreadable: such values are parsed."""
+    False does not mean unreadable: such values are parsed.
+
+    The check is some forty constant terms, repeated in every clock of every statement; on a
+    column of a table it is rendered to SQL once per column (:func:`_rendered_shape_check`), as
+    compiling it anew in each statement was most of a plan's time on SQLite. Other expressions
+    (a subject's clock in a correlated subquery, a column of an alias) are built as they are.
+    """
+    if isinstance(expr, ColumnClause) and isinstance(expr.table, Table):
+        column = str(expr.compile(dialect=_SQLITE))
+        return literal_column(_rendered_shape_check(column), Boolean)
+    return _shape_check(expr)
+
+
+_SQLITE = sqlite.dialect()
+
+
+@lru_cache(maxsize=1024)
+def _rendered_shape_check(column: str) -> str:
+    """:func:`_shape_check` of the column SQLite knows as `column`, as SQL text (its literals
+    are this module's constants)."""
+    check = _shape_check(literal_column(column, String))
+    return f"({check.compile(dialect=_SQLITE, compile_kwargs={'literal_binds': True})})"
+
+
+def _shape_check(expr: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The terms of :func:`_plainly_readable` on `expr`."""
 
     def text(value: str) -> ColumnElement[str]:
         return literal(value, String)
