@@ -2,7 +2,8 @@
 
 A fixed clock (:class:`FixedClock`), faults at named points of a run (:class:`CrashAt`,
 :class:`OnPoint`), an object store in memory (:class:`MemoryTree`), stores opened once for many
-runs (:func:`open_stores`), and an atomic file replace for holds files (:func:`replace_file`).
+runs (:func:`open_stores`), an atomic file replace for holds files (:func:`replace_file`), and
+the number of examples a property test draws (:func:`examples`).
 Our own tests use them too, instead of reaching into private names.
 """
 
@@ -21,6 +22,17 @@ from .stores import Stores
 from .stores.base import Intent, Store, StoredIntent
 from .stores.objects.records import PAGE_SIZE, DeleteResult, ObjectRecord
 from .stores.objects.store import ObjectStore
+
+DEPTH_ENV = "RETENTION_TEST_DEPTH"
+DEEP_FACTOR = 5
+
+
+def examples(quick: int) -> int:
+    """How many examples a property test draws: `quick` in the everyday suite (the README's
+    test command must stay fast enough to run often), :data:`DEEP_FACTOR` times as many with
+    ``RETENTION_TEST_DEPTH=deep`` (a nightly or pre-release run). Each run draws new examples,
+    so the everyday runs add up to the deep one over a week of commits."""
+    return quick * DEEP_FACTOR if os.environ.get(DEPTH_ENV) == "deep" else quick
 
 
 class FixedClock:

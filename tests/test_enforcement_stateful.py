@@ -60,7 +60,7 @@ from retention.statedb import open_state
 from retention.statetables import intents, runs
 from retention.stores.base import Store
 from retention.stores.sql import make_engine
-from retention.testing import CrashAt, SimulatedCrash, close_stores, open_stores
+from retention.testing import CrashAt, SimulatedCrash, close_stores, examples, open_stores
 from retention.timemath import UTC, add_duration
 
 from .conftest import Database
@@ -771,13 +771,14 @@ class EnforcementMachine(RuleBasedStateMachine):
             assert audited == self.ever
 
 
-# The suite's 300 s timeout catches hangs; this machine's 30 histories take ~60 s alone and can
-# take five times that on a loaded machine, so it gets a bound of its own.
+# The suite's 300 s timeout catches hangs; this machine's 12 histories take ~15 s alone and can
+# take five times that on a loaded machine (and a deep run draws five times as many), so it
+# gets a bound of its own.
 pytestmark = pytest.mark.timeout(900)
 
 TestEnforcementStateMachine = EnforcementMachine.TestCase
 TestEnforcementStateMachine.settings = settings(
-    max_examples=30,  # about 25 s of CPU: a 40-step history costs ~0.8 s
+    max_examples=examples(12),  # a 40-step history costs ~1 s of CPU
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
