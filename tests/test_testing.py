@@ -11,7 +11,16 @@ from retention.config import Config
 from retention.executor import Executor
 from retention.planner import make_plan
 from retention.stores.base import Store
-from retention.testing import CrashAt, FixedClock, MemoryTree, OnPoint, SimulatedCrash, replace_file
+from retention.testing import (
+    DEPTH_ENV,
+    CrashAt,
+    FixedClock,
+    MemoryTree,
+    OnPoint,
+    SimulatedCrash,
+    examples,
+    replace_file,
+)
 
 from .conftest import Database
 from .scenario import Scenario, utc
@@ -101,3 +110,13 @@ def test_replace_file_never_shows_an_empty_file(tmp_path: Path) -> None:
     replace_file(path, "holds: [{id: a}]\n")
     assert path.read_text() == "holds: [{id: a}]\n"
     assert [p.name for p in tmp_path.iterdir()] == ["holds.yaml"]
+
+
+def test_examples_are_five_times_as_many_in_a_deep_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The everyday suite draws the quick count; RETENTION_TEST_DEPTH=deep draws five times it."""
+    monkeypatch.delenv(DEPTH_ENV, raising=False)
+    assert examples(12) == 12
+    monkeypatch.setenv(DEPTH_ENV, "deep")
+    assert examples(12) == 60
+    monkeypatch.setenv(DEPTH_ENV, "shallow")
+    assert examples(12) == 12
