@@ -295,6 +295,37 @@ class Model:
             "actionable_keys": actionable if destructive else None,
         }
 
+    def records(self) -> dict[str, int]:
+        """The tickets counted once across the rules (the plan's distinct totals): a ticket is
+        due, held, blocked or to be acted on when it is so for at least one acting rule;
+        overdue when a rule that selects it has passed its deadline for it."""
+        acting = [r for r in self.world.rules if r.action != "keep"]
+
+        def selects(t: Ticket, r: ModelRule) -> bool:
+            """`r`'s own predicate: due, free, unblocked, not done, and for an anonymize not
+            taken by a delete (which delete of several acts is the plan's per-rule business)."""
+            verdict = self.verdict(t, r)
+            return verdict == "actionable" or (
+                verdict == "superseded" and r.action == "delete" and not self.done(t, r)
+            )
+
+        def n(test: Any) -> int:
+            return sum(1 for t in self.world.tickets if any(test(t, r) for r in acting))
+
+        verdicts = {(t.id, r.id): self.verdict(t, r) for t in self.world.tickets for r in acting}
+        return {
+            "in_scope": sum(
+                1 for t in self.world.tickets if any(self.in_scope(t, r) for r in self.world.rules)
+            ),
+            "due": n(lambda t, r: verdicts[t.id, r.id] not in ("not_in_scope", "pending")),
+            "held": n(lambda t, r: verdicts[t.id, r.id] == "held"),
+            "blocked": n(lambda t, r: verdicts[t.id, r.id] == "blocked"),
+            "actionable": n(lambda t, r: verdicts[t.id, r.id] == "actionable"),
+            "overdue": n(
+                lambda t, r: selects(t, r) and r.within is not None and self.due(t, r, overdue=True)
+            ),
+        }
+
     def _ticket(self, key: int) -> Ticket:
         return next(t for t in self.world.tickets if t.id == key)
 
@@ -492,9 +523,10 @@ def load(scenario: Scenario, world: World) -> Config:
 
 def planner_result(
     config: Config, holds: HoldsFile, now: dt.datetime
-) -> tuple[dict[str, RulePlan], dict[str, list[int]]]:
-    """The planner's RulePlans, and the actionable keys selected with each rule's Selection
-    (less those an earlier due delete rule takes, as a run leaves them)."""
+) -> tuple[dict[str, RulePlan], dict[str, list[int]], dict[str, int]]:
+    """The planner's RulePlans, the actionable keys selected with each rule's Selection
+    (less those an earlier due delete rule takes, as a run leaves them), and the tickets'
+    distinct totals."""
     stores = open_stores(config.settings)
     try:
         plan = make_plan(config, now, holds=holds, stores=stores)
@@ -512,20 +544,24 @@ def planner_result(
                 acting = without(selection, lost, selection.actionable)
                 query = select(*selection.key).where(acting).order_by(*selection.key)
                 keys[r.id] = [row[0] for row in connection.execute(query)]
-        return {p.rule: p for p in plan.rules}, keys
+        records = {r.dataset: r.counts for r in plan.records}
+        totals = {c: getattr(records["tickets"], c) for c in RECORD_COUNTS} if records else {}
+        return {p.rule: p for p in plan.rules}, keys, totals
     finally:
         close_stores(stores)
 
 
 COUNTS = ("in_scope", "due", "held", "blocked", "superseded", "done", "actionable", "overdue")
+RECORD_COUNTS = ("in_scope", "due", "held", "blocked", "actionable", "overdue")
 
 
 def check(scenario: Scenario, world: World) -> None:
     config = load(scenario, world)
     holds = config.load_holds()
-    plans, keys = planner_result(config, holds, world.now)
+    plans, keys, totals = planner_result(config, holds, world.now)
     model = Model(world)
     assert sorted(plans) == sorted(r.id for r in world.rules)
+    assert totals == (model.records() if world.rules else {})
     for r in world.rules:
         expected = model.plan(r)
         got = plans[r.id]

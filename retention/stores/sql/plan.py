@@ -76,26 +76,40 @@ def plan_counts(connection: Connection, store: Schema, s: Selection, samples: in
 
 
 def distinct_counts(connection: Connection, selections: Sequence[Selection]) -> Counts:
-    """Each record of one dataset counted once across the rules of `selections`, in one pass
-    of conditional sums (:meth:`~retention.stores.base.Store.records`)."""
+    """Each record of one dataset counted once across the rules of `selections`
+    (:meth:`~retention.stores.base.Store.records`): the covered ones, then every question about
+    the due ones in one pass of conditional sums over them alone (an index range, as in
+    :func:`plan_counts`, not a pass over the whole table), then the unreadable clocks if any
+    rule can have them."""
+    table = selections[0].table
     acting = [s for s in selections if s.rule.action != "keep"]
 
     def any_of(conditions: Iterable[ColumnElement[bool]]) -> ColumnElement[bool]:
         return or_(false(), *conditions)
 
+    found = {"in_scope": count(connection, table, any_of(s.scope for s in selections))}
+    due = any_of(s.due_in_scope for s in acting)
     questions = {
-        "in_scope": any_of(s.scope for s in selections),
-        "due": any_of(s.due_in_scope for s in acting),
         "held": any_of(and_(s.due_in_scope, s.held) for s in acting),
         "blocked": any_of(and_(s.due_in_scope, not_(s.held), s.blocked) for s in acting),
         "actionable": any_of(s.actionable for s in acting),
         "overdue": any_of(and_(s.actionable, s.overdue) for s in acting),
-        "unreadable": any_of(s.unreadable_pending for s in selections),
     }
-    query = select(
-        *(func.coalesce(func.sum(case((q, 1), else_=0)), 0) for q in questions.values())
-    ).select_from(selections[0].table)
-    found = dict(zip(questions, map(int, connection.execute(query).one()), strict=True))
+    if found["in_scope"] and not isinstance(due, False_):
+        query = (
+            select(
+                func.count(),
+                *(func.coalesce(func.sum(case((q, 1), else_=0)), 0) for q in questions.values()),
+            )
+            .select_from(table)
+            .where(due)
+        )
+        found |= dict(
+            zip(["due", *questions], map(int, connection.execute(query).one()), strict=True)
+        )
+    pending = [s.unreadable_pending for s in selections if not isinstance(s.unreadable, False_)]
+    if found["in_scope"] and pending:
+        found["unreadable"] = count(connection, table, any_of(pending))
     return Counts.of_records(found)
 
 
