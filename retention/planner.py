@@ -201,6 +201,23 @@ def targets(
     ]
 
 
+def records_alone(rule: Rule, counts: Counts) -> Counts:
+    """The distinct records of a dataset `rule` governs alone: its own counts (no other rule
+    can supersede, block or share them; a keep rule's due records are nobody's to act on),
+    without asking the store again."""
+    return Counts.of_records(
+        {
+            "in_scope": counts.in_scope,
+            "due": counts.due if rule.action != "keep" else 0,
+            "held": counts.held,
+            "blocked": counts.blocked,
+            "actionable": counts.actionable,
+            "overdue": counts.overdue,
+            "unreadable": counts.unreadable,
+        }
+    )
+
+
 def make_plan(
     config: Config,
     now: dt.datetime,
@@ -216,6 +233,7 @@ def make_plan(
     holds = (config.load_holds() if holds is None else holds).as_of(now, config.settings.zone())
     results: list[RulePlan] = []
     planned: dict[str, list[Target]] = {}
+    alone: dict[str, tuple[Rule, Counts]] = {}  # a dataset's last planned rule (records_alone)
     breakers: list[BreakerWarning] = []
     actions = 0
     failed: dict[str, tuple[str, list[str], bool]] = {}
@@ -233,6 +251,7 @@ def make_plan(
                 failed[name] = (str(exc), [target.rule.id], not isinstance(exc, StoreMisconfigured))
                 continue
             results.append(RulePlan.of(target, counts))
+            alone[target.dataset.name] = (target.rule, counts)
             if target.rule.destructive and counts.actionable:
                 tripped = _breaker(config, opened[name], target, holds, counts, actions)
                 if tripped is not None:
@@ -243,6 +262,9 @@ def make_plan(
         for dataset, of_dataset in planned.items():
             name = of_dataset[0].dataset.store
             if name in failed:
+                continue
+            if len(of_dataset) == 1 and len(config.datasets[dataset].rules) == 1:
+                records.append(DatasetRecords(dataset, name, records_alone(*alone[dataset])))
                 continue
             try:
                 distinct = opened[name].records(of_dataset, holds)
