@@ -9,7 +9,10 @@ whose fingerprint is the rule's current one, and whose count for that dataset, g
 ``limits.approval_margin`` (a share), is at least what the rule would act on now (acting on
 fewer, as a run resumed after a crash does, stays covered); otherwise the rule is
 refused (:class:`~retention.errors.ApprovalRequired`, exit 4, audited like a circuit breaker).
-Dry runs and plans are never held back.
+With ``limits.approval_share`` set, any destructive rule whose run would act on more than that
+share of a dataset's records needs an approval the same way. Dry runs and plans are never held
+back; they list the approvals a live run would wait for (:func:`needs_size`, then
+:func:`check_approval`), and so do `serve`'s metrics and ``/readyz``.
 """
 
 from __future__ import annotations
@@ -133,16 +136,42 @@ def approve(
     return approval
 
 
-def check_approval(config: Config, rule: Rule, dataset: str, planned: int) -> None:
-    """Raise ApprovalRequired unless `rule` (if it asks for one) holds a valid approval for
-    acting on `planned` records of `dataset`."""
-    if rule.approval != "required":
+def needs_size(config: Config, rule: Rule, planned: int, covered: int) -> bool:
+    """Whether the approval share can apply to acting on `planned` of the `covered` records a
+    rule covers, so that the dataset's size must be counted to decide (it is never smaller
+    than what the rule covers)."""
+    share = config.settings.limits.approval_share
+    return (
+        share is not None
+        and rule.destructive
+        and rule.approval != "required"
+        and planned > share * max(covered, 1)
+    )
+
+
+def check_approval(
+    config: Config, rule: Rule, dataset: str, planned: int, size: int | None = None
+) -> None:
+    """Raise ApprovalRequired unless `rule` holds a valid approval for acting on `planned`
+    records of `dataset`, when it needs one: marked ``approval: required``, or (given the
+    dataset's `size`) acting on more than ``limits.approval_share`` of it."""
+    share = config.settings.limits.approval_share
+    over_share = (
+        share is not None and rule.destructive and size is not None and planned > share * size
+    )
+    if rule.approval != "required" and not over_share:
         return
     approval = load_approvals(approvals_path(config)).get(rule.id)
     how = f"run `retention approve {rule.id} --by YOU` after reviewing its plan"
     if approval is None:
+        why = (
+            f" (it would act on {planned} of {size} records of {dataset}, more than "
+            f"limits.approval_share {share:.0%})"
+            if over_share and rule.approval != "required"
+            else ""
+        )
         raise ApprovalRequired(
-            f"rule {rule.id} needs an approval: {how}", rule=rule.id, dataset=dataset
+            f"rule {rule.id} needs an approval{why}: {how}", rule=rule.id, dataset=dataset
         )
     if not hmac.compare_digest(approval.seal, _seal(_key(config), approval.fields())):
         raise ApprovalRequired(
@@ -173,4 +202,5 @@ __all__ = [
     "check_approval",
     "fingerprint",
     "load_approvals",
+    "needs_size",
 ]

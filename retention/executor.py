@@ -201,13 +201,21 @@ class Executor:
         broken: StoreError | None = None
         stopped = False
         try:
-            tally = store.tally(target, self._holds(), size=not self.force)
+            limits = self.config.settings.limits
+            size = not self.force or (self.live and limits.approval_share is not None)
+            tally = store.tally(target, self._holds(), size=size)
             outcome.planned, outcome.unreadable = tally.actionable, tally.unreadable
             if tally.actionable:
                 if self.live:  # --force does not stand in for a person's approval
-                    check_approval(self.config, target.rule, target.dataset.name, tally.actionable)
+                    check_approval(
+                        self.config,
+                        target.rule,
+                        target.dataset.name,
+                        tally.actionable,
+                        tally.size,
+                    )
                 if not self.force:
-                    check_breakers(target, tally, self.config.settings.limits, self.actions)
+                    check_breakers(target, tally, limits, self.actions)
                 self.actions += tally.actionable
             for result in store.enforce(target, enforcement):
                 self._record(target, outcome, result, tallies)

@@ -83,6 +83,12 @@ class Metrics:
             _RULE,
             registry=registry,
         )
+        self.approvals_pending = Gauge(
+            "retention_approval_pending_records",
+            "Records a live run would act on once a person approves the rule (plan).",
+            _RULE,
+            registry=registry,
+        )
         self.lingering = Gauge(
             "retention_lingering_records",
             "Records still due and unheld after the last live run that acted on the rule.",
@@ -178,9 +184,10 @@ class Metrics:
             counter.labels(rule or "", dataset or "").inc(count)
 
     def show_plan(self, plan: Plan) -> None:
-        """Replace the due, overdue, held and unreadable gauges with the numbers of `plan`."""
-        for gauge in (self.due, self.overdue, self.held, self.unreadable):
+        """Replace the due, overdue, held, unreadable and approval gauges with `plan`'s."""
+        for gauge in (self.due, self.overdue, self.held, self.unreadable, self.approvals_pending):
             gauge.clear()
+        waiting = {(a.rule, a.dataset) for a in plan.approvals}
         for row in plan.rules:
             self.unreadable.labels(row.rule, row.dataset).set(row.unreadable)
             if row.action == "keep":
@@ -188,6 +195,8 @@ class Metrics:
             self.due.labels(row.rule, row.dataset).set(row.due)
             self.overdue.labels(row.rule, row.dataset).set(row.overdue)
             self.held.labels(row.rule, row.dataset).set(row.held)
+            if (row.rule, row.dataset) in waiting:
+                self.approvals_pending.labels(row.rule, row.dataset).set(row.actionable)
         self.plan_time.set(plan.now.timestamp())
 
     def show_holds(self, holds: HoldsFile | None, today: dt.date) -> None:

@@ -19,9 +19,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .approvals import check_approval, needs_size
 from .breakers import check_breakers
 from .config import Config
-from .errors import CircuitBreakerTripped, StoreError, StoreMisconfigured
+from .errors import (
+    ApprovalRequired,
+    CircuitBreakerTripped,
+    ConfigError,
+    StoreError,
+    StoreMisconfigured,
+)
 from .holdcheck import HoldWarning, unmatched_hold_ids
 from .holds import HoldsFile
 from .rules import Rule
@@ -119,8 +126,9 @@ TOTALS = (
 
 
 @dataclass(frozen=True)
-class BreakerWarning:
-    """A rule whose run would trip a circuit breaker (``limits``) and be refused unless forced."""
+class Refusal:
+    """A rule × dataset a live run would refuse now, and why: a circuit breaker it would trip
+    (``limits``; refused unless forced), or an approval it waits for (:mod:`.approvals`)."""
 
     rule: str
     dataset: str
@@ -141,7 +149,8 @@ class Plan:
     holds_expired: tuple[str, ...] = field(default=())  # marked active, released by expiry
     warnings: tuple[HoldWarning, ...] = ()  # hold ids that match no subject
     records: tuple[DatasetRecords, ...] = ()
-    breakers: tuple[BreakerWarning, ...] = ()  # rules a run would refuse (limits)
+    breakers: tuple[Refusal, ...] = ()  # rules a run would refuse (limits)
+    approvals: tuple[Refusal, ...] = ()  # rules a live run would wait for an approval for
 
     def totals(self) -> dict[str, int]:
         """Distinct records over every planned dataset: due (for a delete or anonymize rule),
@@ -164,6 +173,7 @@ class Plan:
             "holds_expired": list(self.holds_expired),
             "warnings": [w.as_dict() for w in self.warnings],
             "breakers": [dataclasses.asdict(b) for b in self.breakers],
+            "approvals": [dataclasses.asdict(a) for a in self.approvals],
             "rules": [r.as_dict() for r in self.rules],
             "skipped": [
                 {"store": s.store, "message": s.message, "rules": list(s.rules)}
@@ -201,7 +211,7 @@ def targets(
     ]
 
 
-def records_alone(rule: Rule, counts: Counts) -> Counts:
+def _records_alone(rule: Rule, counts: Counts) -> Counts:
     """The distinct records of a dataset `rule` governs alone: its own counts (no other rule
     can supersede, block or share them; a keep rule's due records are nobody's to act on),
     without asking the store again."""
@@ -233,8 +243,9 @@ def make_plan(
     holds = (config.load_holds() if holds is None else holds).as_of(now, config.settings.zone())
     results: list[RulePlan] = []
     planned: dict[str, list[Target]] = {}
-    alone: dict[str, tuple[Rule, Counts]] = {}  # a dataset's last planned rule (records_alone)
-    breakers: list[BreakerWarning] = []
+    alone: dict[str, tuple[Rule, Counts]] = {}  # a dataset's last planned rule (_records_alone)
+    breakers: list[Refusal] = []
+    approvals: list[Refusal] = []
     actions = 0
     failed: dict[str, tuple[str, list[str], bool]] = {}
     with Stores(config.settings, stores) as opened:
@@ -256,6 +267,9 @@ def make_plan(
                 tripped = _breaker(config, opened[name], target, holds, counts, actions)
                 if tripped is not None:
                     breakers.append(tripped)
+                waiting = _approval(config, opened[name], target, holds, counts)
+                if waiting is not None:
+                    approvals.append(waiting)
                 actions += counts.actionable
             planned.setdefault(target.dataset.name, []).append(target)
         records = []
@@ -264,7 +278,7 @@ def make_plan(
             if name in failed:
                 continue
             if len(of_dataset) == 1 and len(config.datasets[dataset].rules) == 1:
-                records.append(DatasetRecords(dataset, name, records_alone(*alone[dataset])))
+                records.append(DatasetRecords(dataset, name, _records_alone(*alone[dataset])))
                 continue
             try:
                 distinct = opened[name].records(of_dataset, holds)
@@ -288,6 +302,7 @@ def make_plan(
         warnings=warnings,
         records=tuple(r for r in records if r.store not in failed),
         breakers=tuple(breakers),
+        approvals=tuple(approvals),
     )
 
 
@@ -298,7 +313,7 @@ def _breaker(
     holds: HoldsFile,
     counts: Counts,
     actions_so_far: int,
-) -> BreakerWarning | None:
+) -> Refusal | None:
     """The circuit breaker a live run would trip on `target`, counted as the run counts it.
 
     The dataset is counted again (as the run does) only when the share of what the rule covers
@@ -311,7 +326,24 @@ def _breaker(
             tally = store.tally(target, holds, size=True, unreadable=False)
         check_breakers(target, tally, limits, actions_so_far)
     except CircuitBreakerTripped as exc:
-        return BreakerWarning(target.rule.id, target.dataset.name, str(exc))
+        return Refusal(target.rule.id, target.dataset.name, str(exc))
+    except StoreError:
+        return None  # the plan's own counts went through; a run would report the store
+    return None
+
+
+def _approval(
+    config: Config, store: Store, target: Target, holds: HoldsFile, counts: Counts
+) -> Refusal | None:
+    """The approval a live run would wait for on `target`, decided as the run decides it (the
+    dataset is counted only when the approval share could apply)."""
+    size = None
+    try:
+        if needs_size(config, target.rule, counts.actionable, counts.in_scope):
+            size = store.tally(target, holds, size=True, unreadable=False).size
+        check_approval(config, target.rule, target.dataset.name, counts.actionable, size)
+    except (ApprovalRequired, ConfigError) as exc:
+        return Refusal(target.rule.id, target.dataset.name, str(exc))
     except StoreError:
         return None  # the plan's own counts went through; a run would report the store
     return None
@@ -320,9 +352,9 @@ def _breaker(
 __all__ = [
     "SAMPLE_KEYS",
     "TOTALS",
-    "BreakerWarning",
     "DatasetRecords",
     "Plan",
+    "Refusal",
     "RulePlan",
     "Skipped",
     "make_plan",

@@ -22,6 +22,7 @@ between runs; one that does not validate is rejected with a log line and the old
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import select
@@ -49,7 +50,7 @@ from .kinds import capabilities
 from .lease import Lease
 from .logs import configure, describe_error, get_logger
 from .metrics import CONTENT_TYPE, Metrics
-from .planner import make_plan, rule_targets
+from .planner import Refusal, make_plan, rule_targets
 from .rules import Rule
 from .schedule import due_rules, mark_covered, next_due, read_covered, register, rule_schedules
 from .statedb import open_state
@@ -141,6 +142,7 @@ class Service:
         self._reload_error: str | None = None
         self._holds_seen = holds_fingerprint(config.holds_path)
         self._holds_refused = False
+        self._approvals: tuple[Refusal, ...] = ()  # from the last plan refresh
         self._probe_stores: Stores | None = None
         self._watch_stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="retention-watch", daemon=True)
@@ -559,6 +561,14 @@ class Service:
             self.log.warning("plan failed", error=describe_error(exc))
             return
         self.metrics.show_plan(plan)
+        self._approvals = plan.approvals
+        for waiting in plan.approvals:
+            self.log.warning(
+                "approval pending",
+                rule=waiting.rule,
+                dataset=waiting.dataset,
+                message=waiting.message,
+            )
         totals = plan.as_dict()["totals"]
         self.log.info(
             "plan refreshed", due=totals["due"], overdue=totals["overdue"], held=totals["held"]
@@ -588,6 +598,11 @@ class Service:
             problems = self._probe_stores[name].check([])
             stores[name] = {"ok": False, "error": problems[0].message} if problems else {"ok": True}
         checks["stores"] = stores
+        # a rule waiting for a person's approval is not a fault of this replica: detail only
+        checks["approvals"] = {
+            "ok": True,
+            "pending": [dataclasses.asdict(waiting) for waiting in self._approvals],
+        }
         ready = all(c["ok"] for c in (checks["state_db"], checks["holds"], *stores.values()))
         return ready, {"ready": ready, "checks": checks}
 

@@ -157,6 +157,9 @@ class Limits(Model):
     max_fraction: float = Field(0.5, gt=0, le=1)
     max_actions_per_run: int = Field(1_000_000, ge=1)
     approval_margin: float = Field(0.1, ge=0, le=10)  # an approval is void past this change
+    # a live run acting on more than this share of a dataset waits for an approval, whatever
+    # the rule says (None: only rules marked `approval: required` do)
+    approval_share: float | None = Field(None, gt=0, le=1)
 
 
 class CheckpointS3(Model):

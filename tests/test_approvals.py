@@ -122,6 +122,43 @@ def test_crash_mid_run_resumes_on_the_same_approval(db: Database, tmp_path: Path
     assert len(deleted) == len(set(deleted)) == 10
 
 
+def test_a_run_over_the_approval_share_waits_for_an_approval(db: Database, tmp_path: Path) -> None:
+    """With limits.approval_share 50%, a rule not marked for approval that would delete 10 of
+    12 tickets waits for one (the plan says so, the live run is refused, exit 4, nothing goes,
+    --force does not stand in); once approved it deletes; a run under the share needs none."""
+    scenario = Scenario(db, tmp_path)
+    scenario.accounts({"id": 1})
+    old = ({"id": i, "account_id": 1, "created_at": at("2020-01-01")} for i in range(1, 11))
+    recent = ({"id": i, "account_id": 1, "created_at": at("2026-11-20")} for i in (11, 12))
+    scenario.tickets(*old, *recent)
+    limits = {"approval_share": 0.5, "max_fraction": 1}  # the breaker stays out of the way
+    config = scenario.write([rule("tickets.delete")], limits=limits)
+    code, stdout, _ = cli("plan", "-c", str(config), "--now", NOW, "--json")
+    assert code == 0
+    (waiting,) = json.loads(stdout)["approvals"]
+    assert waiting["rule"] == "tickets.delete" and waiting["dataset"] == "tickets"
+    assert "10 of 12 records" in waiting["message"]
+    _, _, printed = cli("plan", "-c", str(config), "--now", NOW)
+    assert "a live run would wait" in printed and "approval_share" in printed
+    code, _, stderr = cli("run", "-c", str(config), "--execute", "--now", NOW, "--force")
+    assert code == 4 and "approval_share 50%" in stderr
+    assert len(scenario.ticket_ids()) == 12
+    assert cli("approve", "tickets.delete", "--by", "dpo", "-c", str(config), "--now", NOW)[0] == 0
+    assert json.loads(cli("plan", "-c", str(config), "--now", NOW, "--json")[1])["approvals"] == []
+    code, _, stderr = cli("run", "-c", str(config), "--execute", "--now", NOW)
+    assert code == 0, stderr
+    assert scenario.ticket_ids() == [11, 12]
+    scenario.tickets(
+        {"id": 13, "account_id": 1, "created_at": at("2020-01-01")},
+        *({"id": i, "account_id": 1, "created_at": at("2026-11-20")} for i in range(14, 17)),
+    )
+    (tmp_path / "approvals.yaml").unlink()
+    code, _, stderr = cli("run", "-c", str(config), "--execute", "--now", NOW)
+    assert code == 0, stderr  # 1 of 6: under the share
+    assert scenario.ticket_ids() == [11, 12, 14, 15, 16]
+    assert cli("audit", "verify", "-c", str(config))[0] == 0
+
+
 @settings(
     max_examples=150,
     deadline=None,

@@ -30,10 +30,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, insert, select
 from structlog.testing import capture_logs
 
+from retention.approvals import approve
 from retention.audit import AuditLog
 from retention.checkpoints import parse
 from retention.config import Config, load_config
@@ -344,6 +346,31 @@ def test_reload_rejects_an_invalid_config_and_keeps_the_old(
     assert service.reload()
     assert service.config.settings.dry_run
     assert service.config.rule("r").schedule == "0 4 * * *"
+
+
+def test_pending_approvals_are_in_readyz_and_metrics(
+    world: Scenario, services: list[Service]
+) -> None:
+    """A rule waiting for an approval does not make the replica unready: /readyz names it in
+    its detail, with why, and /metrics counts the records it would act on; once approved both
+    clear at the next plan refresh."""
+    world.tickets(*old_tickets(range(1, 4)), {"id": 9, "created_at": dt.datetime.now()})
+    config = world.config([rule(approval="required")], dry_run=False)
+    service = service_for(config, FixedClock(utc("2026-05-30 02:00")), services)
+    service.refresh_plan()
+    ready, body = service.readiness()
+    assert ready
+    (pending,) = body["checks"]["approvals"]["pending"]
+    assert (pending["rule"], pending["dataset"]) == ("r", "tickets")
+    assert "needs an approval" in pending["message"]
+    exposed = generate_latest(service.metrics.registry)
+    assert metric(exposed, "retention_approval_pending_records", rule="r", dataset="tickets") == 3
+    counts = {"tickets": 3}
+    approve(config, "r", counts, "dpo", dt.datetime.now(dt.UTC))
+    service.refresh_plan()
+    assert service.readiness()[1]["checks"]["approvals"]["pending"] == []
+    exposed = generate_latest(service.metrics.registry)
+    assert "retention_approval_pending_records{" not in exposed.decode()
 
 
 def test_readyz_names_what_is_not_reachable(world: Scenario, services: list[Service]) -> None:

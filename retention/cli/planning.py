@@ -275,6 +275,7 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None, *, wide: bool = False
     warn_unreadable(result.rules)
     warn(result.warnings)
     warn(f"a live run would refuse: {b.message}" for b in result.breakers)
+    warn(f"a live run would wait: {a.message}" for a in result.approvals)
     for skipped in result.skipped:
         err.print(
             f"[yellow]skipped[/] {len(skipped.rules)} rule(s) on store {skipped.store}: "

@@ -89,7 +89,7 @@ class Counts:
 @dataclass(frozen=True)
 class Tally:
     """Counted just before a rule acts: what it would act on, what it never can (unreadable
-    clocks), and the dataset's size when asked (for ``limits.max_fraction``)."""
+    clocks), and the dataset's size when asked (``limits.max_fraction``, ``approval_share``)."""
 
     actionable: int
     unreadable: int = 0
