@@ -140,6 +140,9 @@ class Rule(Model):
     )
     schedule: str | None = None
     approval: Literal["required"] | None = None  # a live run waits for `retention approve`
+    # whether the period (retain, grace, within) is quoted from the policy or chosen by whoever
+    # wrote the rule: the record of processing (`retention schedule`) says which
+    period_source: Literal["quoted", "chosen"] | None = None
 
     @field_validator("schedule")
     @classmethod

@@ -36,7 +36,17 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 def test_every_command_has_help() -> None:
     """Every command and sub-command documents itself."""
-    commands = ["validate", "plan", "explain", "holds", "run", "audit", "discover", "approve"]
+    commands = [
+        "validate",
+        "plan",
+        "explain",
+        "holds",
+        "run",
+        "audit",
+        "discover",
+        "approve",
+        "schedule",
+    ]
     for command in commands:
         code, out, _ = invoke(command, "--help")
         assert code == 0 and "Usage" in out, command

@@ -412,3 +412,38 @@ def _exit_for_review(report: HoldsReport) -> None:
             soft_wrap=True,
         )
         raise typer.Exit(REVIEW_OVERDUE_EXIT)
+
+
+@app.command(name="schedule")
+def retention_schedule(
+    config_file: ConfigOption = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="markdown (default), csv or json.")
+    ] = "markdown",
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="File (default stdout).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The retention schedule as a record of processing: per dataset, each rule's clock,
+    period, action, deadline, source clause, and whether the period is quoted or chosen."""
+    from ..processing import as_csv, as_markdown, processing_schedule
+    from ..processing import as_json as schedule_json
+
+    if as_json:
+        fmt = "json"
+    writers = {"markdown": as_markdown, "csv": as_csv, "json": schedule_json}
+    if fmt not in writers:
+        raise typer.BadParameter("use markdown, csv or json", param_hint="--format")
+    with handled(as_json):
+        text = writers[fmt](processing_schedule(load(config_file)))
+        if not text.endswith("\n"):
+            text += "\n"
+        if output is None:
+            sys.stdout.write(text)
+            return
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write the schedule: {exc.strerror}", file=output) from None
+    err.print(f"wrote the retention schedule to {output}", highlight=False)
