@@ -171,13 +171,18 @@ class AuditLog:
         self._unannounced: list[AuditEntry] = []  # appended in a caller's open transaction
 
     @classmethod
-    def from_settings(cls, engine: Engine, settings: Settings) -> AuditLog:
+    def from_settings(
+        cls, engine: Engine, settings: Settings, *, writing: bool = False
+    ) -> AuditLog:
         """The log as `settings` configure it: key mode, sealing key and previous keys.
 
-        Without an ``hmac_key``, ``audit.keys: hmac`` reads as ``none`` (only reading and
-        verifying are possible then: appending needs the key)."""
+        To read and verify, ``audit.keys: hmac`` without an ``hmac_key`` reads as ``none``. To
+        write (`writing`: a run, live or dry) it is refused with a ConfigError: entries with no
+        keys would prove nothing about which records went."""
         key = settings.hmac_key.get_secret_value().encode() if settings.hmac_key else None
-        mode = settings.audit.keys if key is not None or settings.audit.keys != "hmac" else "none"
+        mode = settings.audit.keys
+        if not writing and key is None and mode == "hmac":
+            mode = "none"
         previous = hmac_keys([k.get_secret_value() for k in settings.audit.previous_hmac_keys])
         return cls(engine, keys=mode, hmac_key=key, previous_keys=previous)
 

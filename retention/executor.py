@@ -115,7 +115,12 @@ class Executor:
         self.force = force
         self._owns_state = state is None
         self.state = state or open_state(config.settings.state_db.get_secret_value())
-        self.audit = AuditLog.from_settings(self.state, config.settings)
+        try:
+            self.audit = AuditLog.from_settings(self.state, config.settings, writing=True)
+        except ConfigError:
+            if self._owns_state:
+                self.state.dispose()
+            raise
         self.lease = lease
         self._given_stores = stores
         self.progress = progress

@@ -613,9 +613,7 @@ class Service:
 
 def _check_audit_keys(config: Config, state: Engine) -> None:
     """Fail at start, not at the first fire time, when audit.keys needs a key that is missing."""
-    settings = config.settings
-    key = settings.hmac_key.get_secret_value().encode() if settings.hmac_key else None
-    AuditLog(state, keys=settings.audit.keys, hmac_key=key)
+    AuditLog.from_settings(state, config.settings, writing=True)
 
 
 def _check(probe: Any) -> dict[str, Any]:

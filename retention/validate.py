@@ -67,6 +67,33 @@ def check_stores(config: Config, stores: Mapping[str, Store] | None = None) -> l
     return problems
 
 
+@dataclass(frozen=True)
+class SettingWarning:
+    """A valid setting that a run would still refuse to start with."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+def audit_key_warnings(config: Config) -> list[SettingWarning]:
+    """An audit log told to keep keys as HMACs with no key to make them: reading and verifying
+    need none, but `run` (live or dry) and `serve` refuse to write entries that prove nothing."""
+    settings = config.settings
+    if settings.audit.keys != "hmac" or settings.hmac_key is not None:
+        return []
+    message = (
+        "hmac but no hmac_key is set: `run` and `serve` refuse until RETENTION_HMAC_KEY is "
+        "set (or audit.keys is plain or none)"
+    )
+    return [SettingWarning("audit.keys", message)]
+
+
 def check_hold_ids(config: Config, stores: Mapping[str, Store] | None = None) -> list[HoldWarning]:
     """Warnings for the ids of active holds that no subject has (likely typos); not problems:
     `validate` still exits 0 on them."""

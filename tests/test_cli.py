@@ -101,6 +101,30 @@ def test_unreachable_store_exits_3_and_others_still_planned(
     assert "hunter2" not in out + err
 
 
+@pytest.mark.parametrize("live", [True, False])
+def test_a_run_without_the_audit_key_is_refused_before_anything(
+    world: Scenario, live: bool
+) -> None:
+    """audit.keys is hmac (the default) and no hmac_key is set: validate warns (the config is
+    valid, and an auditor may verify without the key), and a run — live or dry — is refused
+    with exit 2 before touching anything: its entries would name no record."""
+    world.tickets({"id": 901, "created_at": at("2020-01-01")})
+    before = world.ticket_ids()
+    config = world.write([rule()], hmac_key=None)
+    result = runner.invoke(app, ["validate", "-c", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    (warning,) = json.loads(result.stdout)["warnings"]
+    assert warning["field"] == "audit.keys" and "RETENTION_HMAC_KEY" in warning["message"]
+    args = ["run", "-c", str(config), "--now", "2026-06-01T00:00:00+00:00"]
+    result = runner.invoke(app, args + (["--execute"] if live else []))
+    assert result.exit_code == 2, result.output
+    assert "audit.keys is hmac but no hmac_key is set" in result.output
+    assert world.ticket_ids() == before
+    result = runner.invoke(app, ["audit", "verify", "-c", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["entries"] == 0
+
+
 def test_secrets_never_printed(world: Scenario) -> None:
     """Passwords in URLs and the HMAC key appear in no output, including errors and --json."""
     path = world.write([rule()], hmac_key="s3cret-hmac-key-value")

@@ -49,10 +49,20 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
     """Parse config, rules and holds; check the state DB, stores, tables and columns."""
     with handled(as_json):
         config = load(config_file)
-        from ..validate import check_hold_ids, check_state_db, check_stores
+        from ..holdcheck import HoldWarning
+        from ..validate import (
+            SettingWarning,
+            audit_key_warnings,
+            check_hold_ids,
+            check_state_db,
+            check_stores,
+        )
 
         problems = check_state_db(config) + check_stores(config)
-        warnings = check_hold_ids(config)
+        warnings: list[SettingWarning | HoldWarning] = [
+            *audit_key_warnings(config),
+            *check_hold_ids(config),
+        ]
     if as_json:
         emit_json(
             {
