@@ -30,6 +30,7 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Engine, func, select
 
+from .audit import AuditLog, Verification
 from .auditkeys import (
     KeyRing,
     hmac_key_id,
@@ -218,6 +219,7 @@ class CheckpointReport:
     reason: str | None = None
     bad_seq: int | None = None
     checkpoint: str | None = None
+    latest: Checkpoint | None = None  # the newest checkpoint that agrees with the chain
 
     @property
     def ok(self) -> bool:
@@ -236,6 +238,7 @@ def check(
     with engine.connect() as connection:
         last = int(connection.execute(select(func.max(audit.c.seq))).scalar() or 0)
     checked = 0
+    latest: Checkpoint | None = None
     key_problem: CheckpointReport | None = None
     for name, data in documents:
         try:
@@ -264,11 +267,13 @@ def check(
         if problem is not None:
             return CheckpointReport(checked, "tampered", problem, checkpoint.seq, name)
         checked += 1
+        if latest is None or (checkpoint.seq, checkpoint.at) > (latest.seq, latest.at):
+            latest = checkpoint
     if key_problem is not None:
-        return replace(key_problem, checked=checked)
+        return replace(key_problem, checked=checked, latest=latest)
     if checked == 0:
         return CheckpointReport(0, "tampered", f"no checkpoint found in {where}")
-    return CheckpointReport(checked)
+    return CheckpointReport(checked, latest=latest)
 
 
 def _against_chain(engine: Engine, checkpoint: Checkpoint, name: str, last: int) -> str | None:
@@ -308,6 +313,25 @@ def write(
     return checkpoint, destination.put(checkpoint.name(), checkpoint.document())
 
 
+def verify_everything(
+    engine: Engine,
+    settings: Settings,
+    where: str | None = None,
+    extra: Sequence[Ed25519PublicKey] = (),
+) -> tuple[Verification, CheckpointReport]:
+    """The chain and its runs verified, and held against every checkpoint in `where` (else
+    ``audit.checkpoints``; none configured: an empty report) — what `audit verify` and the
+    DPO report say."""
+    from .anchors import open_destination
+
+    result = AuditLog.from_settings(engine, settings).verify()
+    target = where or settings.audit.checkpoints
+    if not target:
+        return result, CheckpointReport(0)
+    documents = open_destination(target, settings.audit).documents()
+    return result, check(engine, documents, Verifier.from_settings(settings, extra), target)
+
+
 __all__ = [
     "FORMAT",
     "Checkpoint",
@@ -317,5 +341,6 @@ __all__ = [
     "check",
     "parse",
     "take",
+    "verify_everything",
     "write",
 ]

@@ -114,10 +114,8 @@ def audit_verify(
 ) -> None:
     """Check the whole chain, the runs and the checkpoints; exit 1 and name the first bad
     entry on any tampering, 6 when a seal or checkpoint is from a key not held here."""
-    from ..anchors import open_destination
-    from ..audit import AuditLog
     from ..auditkeys import load_public_key
-    from ..checkpoints import CheckpointReport, Verifier, check
+    from ..checkpoints import verify_everything
     from ..statedb import open_state
 
     with handled(as_json):
@@ -125,13 +123,7 @@ def audit_verify(
         extra = [load_public_key(_key_text(k)) for k in verify_key or []]
         engine = open_state(state_db or settings.state_db.get_secret_value())
         try:
-            result = AuditLog.from_settings(engine, settings).verify()
-            where = checkpoints or settings.audit.checkpoints
-            report = CheckpointReport(0)
-            if where:
-                verifier = Verifier.from_settings(settings, extra)
-                documents = open_destination(where, settings.audit).documents()
-                report = check(engine, documents, verifier, where)
+            result, report = verify_everything(engine, settings, checkpoints, extra)
         finally:
             engine.dispose()
     data = {**result.__dict__, "checkpoints": report.checked}
