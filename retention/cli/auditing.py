@@ -27,6 +27,7 @@ from .common import (
     handled,
     load,
     out,
+    write_output,
 )
 from .tables import Col, show
 
@@ -323,3 +324,51 @@ def audit_export(
             err.print(f"exported {count} entries to {output}")
         else:
             export(log.entries(), sys.stdout, fmt)  # type: ignore[arg-type]
+
+
+@app.command("report")
+def report(
+    config_file: ConfigOption = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--from", help="First day (YYYY-MM-DD; default: 30 days before --to)."),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Last day (YYYY-MM-DD; default: today).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html (default), json or csv.")] = "html",
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="File (default stdout).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The DPO report for a period: per policy and rule, what was deleted, anonymized and
+    left lingering, what is due, overdue, held and blocked now, the holds, and the audit
+    chain's verification — one self-contained HTML page, or JSON or CSV."""
+    from ..report import as_csv, as_html, build_report
+    from ..report import as_json as report_json
+
+    if as_json:
+        fmt = "json"
+    writers = {"html": as_html, "csv": as_csv, "json": report_json}
+    if fmt not in writers:
+        raise typer.BadParameter("use html, json or csv", param_hint="--format")
+    with handled(as_json):
+        config = load(config_file)
+        now = dt.datetime.now(dt.UTC)
+        last = _day(end, "--to") if end else now.astimezone(config.settings.zone()).date()
+        first = _day(start, "--from") if start else last - dt.timedelta(days=30)
+        if first > last:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--from {first} is after --to {last}", field="--from")
+        write_output(writers[fmt](build_report(config, first, last, now)), output, "report")
+
+
+def _day(value: str, option: str) -> dt.date:
+    from ..errors import ConfigError
+
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{option} {value!r} is not a date (YYYY-MM-DD)", field=option) from None

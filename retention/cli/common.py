@@ -194,6 +194,24 @@ def check_filters(config: Config, rules: list[str] | None, datasets: list[str] |
             raise ConfigError(f"unknown dataset {name!r}", field="--dataset")
 
 
+def write_output(text: str, output: str | None, what: str) -> None:
+    """`text` to the file `output`, saying so on stderr, or to stdout without one."""
+    from pathlib import Path
+
+    from ..errors import ConfigError
+
+    if not text.endswith("\n"):
+        text += "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the {what}: {exc.strerror}", file=output) from None
+    err.print(f"wrote the {what} to {output}", highlight=False)
+
+
 def warn(warnings: Iterable[object]) -> None:
     """One `warning:` line on stderr per warning (hold ids that match no subject)."""
     for warning in warnings:

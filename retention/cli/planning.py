@@ -36,6 +36,7 @@ from .common import (
     parse_now,
     warn,
     warn_unreadable,
+    write_output,
 )
 from .tables import Col, show
 
@@ -447,13 +448,4 @@ def retention_schedule(
         raise typer.BadParameter("use markdown, csv or json", param_hint="--format")
     with handled(as_json):
         text = writers[fmt](processing_schedule(load(config_file)))
-        if not text.endswith("\n"):
-            text += "\n"
-        if output is None:
-            sys.stdout.write(text)
-            return
-        try:
-            Path(output).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot write the schedule: {exc.strerror}", file=output) from None
-    err.print(f"wrote the retention schedule to {output}", highlight=False)
+        write_output(text, output, "retention schedule")
