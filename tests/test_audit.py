@@ -28,6 +28,7 @@ from retention import audit as audit_module
 from retention.audit import GENESIS, AuditLog, KeyMode, Verification, entry_hash
 from retention.executor import Executor
 from retention.statedb import open_state
+from retention.testing import examples
 
 from .auditlog import BASE, HMAC_KEY, NOW, Log, assert_tampered, build, rehash_from, ticket
 from .conftest import Database
@@ -322,7 +323,7 @@ def _canonical_hash(fields: dict[str, Any]) -> str:
 _texts = st.text(max_size=12) | st.sampled_from(['"', "\\", "\u2028", "é", "\x00", "a/b"])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     mode=st.sampled_from(["plain", "hmac", "none"]),
     keys=st.lists(_texts, max_size=6),
