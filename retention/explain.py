@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .config import Config
+from .datasets import Dataset
 from .disposals import Disposal, disposal
 from .durations import Duration
 from .errors import ConfigError, RecordNotFound
@@ -22,7 +23,6 @@ from .holds import HoldsFile
 from .rules import Rule
 from .stores import Stores
 from .stores.base import Flags, Store
-from .timemath import add_duration
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,8 @@ def explain(
                 status=status,
                 clock=str(rule.after),
                 clock_start=view.start,
-                due_at=_after(view.start, rule.delay, zone),
-                overdue_at=_after(view.start, rule.delay + rule.within, zone)
+                due_at=_after(resolved, rule, view.start, rule.delay),
+                overdue_at=_after(resolved, rule, view.start, rule.delay + rule.within)
                 if rule.within
                 else None,
             )
@@ -140,13 +140,15 @@ def explain(
     )
 
 
-def _after(start: dt.datetime | None, delay: Duration, zone: ZoneInfo) -> dt.datetime | None:
+def _after(
+    dataset: Dataset, rule: Rule, start: dt.datetime | None, delay: Duration
+) -> dt.datetime | None:
     """`start` + `delay`, or None when the clock has not started or the sum is past year 9999
     (a stored clock far in the future: never due)."""
     if start is None:
         return None
     try:
-        return add_duration(start, delay, zone)
+        return dataset.due_at(rule.after, start, delay)
     except (OverflowError, ValueError):
         return None
 

@@ -17,7 +17,7 @@ from ...datasets import Dataset
 from ...holds import Hold, HoldsFile
 from ...ids import canonical_id
 from ...rules import Rule
-from ...timemath import IntervalSet, due_clock_set
+from ...timemath import IntervalSet
 from ..base import SubjectEvents, SubjectSource
 from .records import ObjectRecord
 
@@ -53,12 +53,11 @@ class Evaluator:
         self.subject_type = dataset.subject.name if dataset.subject is not None else None
         self.rules = list(dataset.rules)
         self.keeps = list(dataset.keeps)
-        zone = dataset.calendar
         self._due: dict[str, IntervalSet] = {
-            r.id: due_clock_set(r.delay, now, zone) for r in self.rules
+            r.id: dataset.due_set(r.after, r.delay, now) for r in self.rules
         }
         self._overdue: dict[str, IntervalSet] = {
-            r.id: due_clock_set(r.delay + r.within, now, zone)
+            r.id: dataset.due_set(r.after, r.delay + r.within, now)
             for r in self.rules
             if r.within is not None
         }

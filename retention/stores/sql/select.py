@@ -22,7 +22,6 @@ from ...durations import Duration
 from ...errors import SchemaError
 from ...holds import Hold, HoldsFile
 from ...rules import Rule
-from ...timemath import due_clock_set
 from .clock import ClockColumn, clock_in
 from .ids import id_matches, in_values
 from .schema import Schema
@@ -267,7 +266,7 @@ class SelectionBuilder:
     def _build_clock(
         self, rule: Rule, dataset: Dataset, table: Table, delay: Any
     ) -> ColumnElement[bool]:
-        instants = due_clock_set(delay, self.now, dataset.calendar)
+        instants = dataset.due_set(rule.after, delay, self.now)
         refs = rule.after.refs
         if all(ref.source == "subject" for ref in refs):
             subject_table, subject_key, link, subject = self._subject(dataset, table)

@@ -309,3 +309,21 @@ def test_a_hold_that_blocks_only_anonymize_does_not_keep_files(world: Scenario, 
     assert plan_of(config)["age"].held == 1
     run(config)
     assert files(root) == ["uploads/2/b"]
+
+
+def test_clock_rounded_to_year_end_on_files(world: Scenario, root: Path) -> None:
+    """Objects are judged by the same rounded clock as rows: files of 2025 kept one year from
+    the end of their year are due on 2027-01-01 00:00, not before; a file of 2026 a year later."""
+    touch(root, "uploads/1/early.pdf", utc("2025-01-01 00:00:00").timestamp())
+    touch(root, "uploads/1/late.pdf", utc("2025-12-31 23:59:59").timestamp())
+    touch(root, "uploads/1/new.pdf", utc("2026-01-01 00:00:00").timestamp())
+    rounded = {"event": "record.created", "round_to": "year_end"}
+    config = configure(world, root, [object_rule("y", after=rounded, retain="P1Y")])
+
+    def due(now: str) -> tuple[str, ...]:
+        (row,) = make_plan(config, utc(now)).rules
+        return row.samples
+
+    assert due("2026-12-31 23:59:59.999999") == ()
+    assert due("2027-01-01 00:00:00") == ("uploads/1/early.pdf", "uploads/1/late.pdf")
+    assert len(due("2028-01-01 00:00:00")) == 3
