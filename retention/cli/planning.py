@@ -299,8 +299,8 @@ EXPLAIN_COLUMNS = (
     Col("rule", ident=True),
     Col("action", ident=True),
     Col("clock"),
-    Col("clock started", "started", ident=True),
-    Col("due", ident=True),
+    Col("clock started", "started", ident=True, labelled=True),
+    Col("due", ident=True, labelled=True),
     Col("status"),
 )
 
@@ -356,8 +356,8 @@ HOLDS_COLUMNS = (
     Col("active"),
     Col("scope"),
     Col("records covered", "records", numeric=True),
-    Col("expires", ident=True),
-    Col("review by", "review", ident=True),
+    Col("expires", ident=True, labelled=True),
+    Col("review by", "review", ident=True, labelled=True),
     Col("reason"),
 )
 
