@@ -22,7 +22,7 @@ from .errors import ConfigError, RecordNotFound
 from .holds import HoldsFile
 from .rules import Rule
 from .stores import Stores
-from .stores.base import Flags, Store
+from .stores.base import Flags, RuleView, Store
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,7 @@ def explain(
                 clock=str(rule.after),
                 clock_start=view.start,
                 due_at=_after(resolved, rule, view.start, rule.delay),
-                overdue_at=_after(resolved, rule, view.start, rule.delay + rule.within)
-                if rule.within
-                else None,
+                overdue_at=_deadline(resolved, view, description.rules),
             )
         )
     verdict = _verdict(verdicts, description.holds, holds.freeze, zone)
@@ -151,6 +149,23 @@ def _after(
         return dataset.due_at(rule.after, start, delay)
     except (OverflowError, ValueError):
         return None
+
+
+def _deadline(dataset: Dataset, view: RuleView, views: tuple[RuleView, ...]) -> dt.datetime | None:
+    """When the record becomes overdue for `view`'s rule: `within` after it is due and after
+    every keep rule covering it ran out (None: no deadline, or a keep that never ends)."""
+    rule = view.rule
+    if rule.within is None:
+        return None
+    moments = [_after(dataset, rule, view.start, rule.delay + rule.within)]
+    if rule.destructive:
+        moments += [
+            _after(dataset, keep.rule, keep.start, keep.rule.delay + rule.within)
+            for keep in views
+            if keep.rule.action == "keep" and keep.flags.scope
+        ]
+    known = [m for m in moments if m is not None]
+    return max(known) if len(known) == len(moments) else None
 
 
 def _status(rule: Rule, flags: Flags, start: dt.datetime | None) -> str:

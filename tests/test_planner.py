@@ -322,6 +322,25 @@ def test_explain_shows_the_rounded_due_date(world: Scenario) -> None:
     assert verdict.due_at == utc("2032-01-01")
 
 
+def test_a_delete_held_back_by_a_keep_rule_is_overdue_within_after_the_minimum(
+    world: Scenario,
+) -> None:
+    """A delete due after P1Y with `within: P1M`, blocked by a P5Y minimum: blocked and never
+    overdue while the minimum runs, not overdue at once when it ends, overdue one month after
+    it ends; explain gives that deadline."""
+    world.tickets({"id": 1, "created_at": at("2020-01-01 00:00:00")})
+    config = world.config(
+        [rule("gone", retain="P1Y", within="P1M"), rule("minimum", action="keep", retain="P5Y")]
+    )
+    during = world.plan(config, utc("2024-12-31 23:59:59"))["gone"]
+    assert (during.due, during.blocked, during.overdue) == (1, 1, 0)
+    ended = world.plan(config, utc("2025-01-31 23:59:59.999999"))["gone"]
+    assert (ended.actionable, ended.overdue) == (1, 0)
+    assert world.plan(config, utc("2025-02-01 00:00:00"))["gone"].overdue == 1
+    verdicts = {v.rule: v for v in explain(config, "tickets", "1", utc("2025-01-15")).rules}
+    assert verdicts["gone"].overdue_at == utc("2025-02-01 00:00:00")
+
+
 def _tickets() -> dict[str, object]:
     from .scenario import TICKETS_DATASET
 

@@ -61,6 +61,13 @@ class Evaluator:
             for r in self.rules
             if r.within is not None
         }
+        # a keep rule's end + the rule's `within`: the deadline of what the keep held back
+        self._keep_overdue: dict[tuple[str, str], IntervalSet] = {
+            (r.id, k.id): dataset.due_set(k.after, k.delay + r.within, now)
+            for r in self.rules
+            if r.within is not None and r.destructive
+            for k in self.keeps
+        }
         self.events = sorted(
             {ref.name for r in self.rules for ref in r.after.refs if ref.source == "subject"}
         )
@@ -139,7 +146,10 @@ class Page:
                 keep_start = e.start(keep, record, events)
                 if keep_start is None or keep_start not in e._due[keep.id]:
                     blocked = True
-                    break
+                if overdue and (
+                    keep_start is None or keep_start not in e._keep_overdue[(rule.id, keep.id)]
+                ):
+                    overdue = False
         unreadable = not due and e.unreadable(rule, record, subject)
         return Verdict(start, due, bool(overdue), held, blocked, unreadable)
 

@@ -327,3 +327,23 @@ def test_clock_rounded_to_year_end_on_files(world: Scenario, root: Path) -> None
     assert due("2026-12-31 23:59:59.999999") == ()
     assert due("2027-01-01 00:00:00") == ("uploads/1/early.pdf", "uploads/1/late.pdf")
     assert len(due("2028-01-01 00:00:00")) == 3
+
+
+def test_a_delete_held_back_by_a_keep_rule_is_overdue_within_after_the_minimum(
+    world: Scenario, root: Path
+) -> None:
+    """On files as on rows: the deadline of a delete a keep rule held back runs from the end
+    of the minimum, not from the delete's own due date."""
+    touch(root, "uploads/1/a.pdf", utc("2020-01-01 00:00:00").timestamp())
+    rules = [
+        object_rule("gone", retain="P1Y", within="P1M"),
+        object_rule("minimum", action="keep", retain="P5Y"),
+    ]
+    config = configure(world, root, rules)
+
+    def gone(now: str) -> Any:
+        return {row.rule: row for row in make_plan(config, utc(now)).rules}["gone"]
+
+    assert (gone("2024-12-31 23:59:59").blocked, gone("2024-12-31 23:59:59").overdue) == (1, 0)
+    assert (gone("2025-01-31 23:59:59").actionable, gone("2025-01-31 23:59:59").overdue) == (1, 0)
+    assert gone("2025-02-01 00:00:00").overdue == 1
