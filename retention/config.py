@@ -645,6 +645,12 @@ def _check_rules(config: Config) -> list[ConfigError]:
                     f"dataset {name!r} is an object store; objects can be deleted, not anonymized",
                     "action",
                 )
+            if rule.asserts_absent and able is not None and not able.where:
+                err(
+                    f"dataset {name!r} is an object store: assert_absent checks the columns of "
+                    "SQL datasets; apply it to SQL datasets only",
+                    "action",
+                )
             if rule.where and able is not None and not able.where:
                 err(
                     f"dataset {name!r} is an object store: objects have no fields for `where` "

@@ -83,8 +83,9 @@ class Dataset:
 
     @property
     def keeps(self) -> tuple[Rule, ...]:
-        """The keep rules (legal minimums) of this dataset."""
-        return tuple(rule for rule in self.rules if rule.action == "keep")
+        """The keep rules (legal minimums) of this dataset (an assert_absent that only reports
+        is carried as a keep, but keeps nothing)."""
+        return tuple(r for r in self.rules if r.action == "keep" and not r.asserts_absent)
 
     def deletes_besides(self, rule: Rule) -> tuple[Rule, ...]:
         """The delete rules of this dataset other than `rule` (they supersede an anonymize)."""

@@ -40,7 +40,7 @@ from .lease import Lease, default_holder
 from .ledger import Ledger, state_errors
 from .legalholds import LegalHolds
 from .outcomes import RuleOutcome, RuleStatus, RunResult, RunStatus
-from .planner import targets
+from .planner import SAMPLE_KEYS, targets
 from .recovery import reconcile
 from .rules import Rule
 from .runevents import finish_fields, start_fields
@@ -173,11 +173,16 @@ class Executor:
         status = RunStatus.COMPLETE
         try:
             for target in targets(self.config, self.now, rule_ids, datasets):
-                if not target.rule.destructive:
+                rule = target.rule
+                if not (rule.destructive or rule.asserts_absent):
                     continue
-                outcome = RuleOutcome(target.rule.id, target.dataset.name, target.rule.action)
+                action = rule.action if rule.destructive else "assert_absent"
+                outcome = RuleOutcome(rule.id, target.dataset.name, action)
                 outcomes.append(outcome)
-                self._enforce(stores[target.dataset.store], target, outcome)
+                if rule.asserts_absent:
+                    self._absent(stores[target.dataset.store], target, outcome)
+                if rule.destructive:
+                    self._enforce(stores[target.dataset.store], target, outcome)
             if self.live:
                 self._lingering(stores, outcomes)
         except Stopped:
@@ -244,6 +249,17 @@ class Executor:
         tallies.conclude(outcome, broken)
         if stopped:
             raise Stopped
+
+    def _absent(self, store: Store, target: Target, outcome: RuleOutcome) -> None:
+        """assert_absent: what must never be stored and is, before its `then` removes it."""
+        try:
+            (counts,) = store.plan([target], self._holds(), SAMPLE_KEYS)
+        except StateDBError:
+            raise
+        except StoreError as exc:
+            outcome.status, outcome.message = RuleStatus.FAILED, str(exc)
+            return
+        outcome.violations, outcome.samples = counts.due - counts.done, counts.samples
 
     def _holds(self) -> HoldsFile:
         """The holds file re-read now, judged at the run's moment (expired holds released)."""

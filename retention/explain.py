@@ -170,7 +170,11 @@ def _deadline(dataset: Dataset, view: RuleView, views: tuple[RuleView, ...]) -> 
 
 def _status(rule: Rule, flags: Flags, start: dt.datetime | None) -> str:
     if not flags.scope:
+        if rule.asserts_absent and not rule.where:
+            return "absent, as it must be"
         return "not covered (where filter)"
+    if rule.asserts_absent and rule.action == "keep":
+        return "present: must never be stored"
     if flags.unreadable:  # a clock it needs holds no timestamp: never acted on
         return UNREADABLE
     if start is None and not flags.due:

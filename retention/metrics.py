@@ -12,6 +12,8 @@ Where each number comes from:
 - ``retention_unreadable_clock_records`` {rule, dataset}: from the same plan, every rule (keep
   rules too): records never acted on because a clock the rule needs holds a value that is no
   timestamp (SQLite text such as ``'yesterday'``, an S3 tag that does not parse).
+- ``retention_assert_absent_violations`` {rule, dataset}: from the same plan, for each
+  ``action: assert_absent`` rule, the records holding what must never be stored.
 - ``retention_lingering_records`` {rule, dataset}: the reconciliation after a live run
   (:attr:`~retention.executor.RuleOutcome.lingering`), for the rules that run acted on.
 - ``retention_runs_total`` {mode, status}, ``retention_run_duration_seconds`` {mode},
@@ -76,6 +78,12 @@ class Metrics:
         )
         self.held = Gauge(
             "retention_held_records", "Due records kept by a hold (plan).", _RULE, registry=registry
+        )
+        self.absent_violations = Gauge(
+            "retention_assert_absent_violations",
+            "Records holding data an assert_absent rule says must never be stored (plan).",
+            _RULE,
+            registry=registry,
         )
         self.unreadable = Gauge(
             "retention_unreadable_clock_records",
@@ -185,11 +193,14 @@ class Metrics:
 
     def show_plan(self, plan: Plan) -> None:
         """Replace the due, overdue, held, unreadable and approval gauges with `plan`'s."""
-        for gauge in (self.due, self.overdue, self.held, self.unreadable, self.approvals_pending):
+        gauges = (self.due, self.overdue, self.held, self.unreadable, self.approvals_pending)
+        for gauge in (*gauges, self.absent_violations):
             gauge.clear()
         waiting = {(a.rule, a.dataset) for a in plan.approvals}
         for row in plan.rules:
             self.unreadable.labels(row.rule, row.dataset).set(row.unreadable)
+            if row.asserts_absent:
+                self.absent_violations.labels(row.rule, row.dataset).set(row.violations)
             if row.action == "keep":
                 continue
             self.due.labels(row.rule, row.dataset).set(row.due)

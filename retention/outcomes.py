@@ -51,6 +51,9 @@ class RuleOutcome:
     lingering: int = 0
     # covered, never acted on: a clock the rule needs holds a value that is no timestamp
     unreadable: int = 0
+    # assert_absent: the records found holding what must never be stored, and some keys
+    violations: int = 0
+    samples: tuple[str, ...] = ()
 
     def note(self, text: str) -> None:
         """Add `text` to the outcome's message."""
@@ -69,6 +72,11 @@ class RuleOutcome:
             "message": self.message,
             "lingering": self.lingering,
             "unreadable": self.unreadable,
+            **(
+                {"violations": self.violations, "sample_keys": list(self.samples)}
+                if self.violations
+                else {}
+            ),
         }
 
 

@@ -47,6 +47,7 @@ class RulePlan(Counts):
     dataset: str
     store: str
     action: str
+    asserts_absent: bool = False  # `action: assert_absent`: `action` is what it does then
 
     @classmethod
     def of(cls, target: Target, counts: Counts) -> RulePlan:
@@ -57,8 +58,14 @@ class RulePlan(Counts):
             dataset=target.dataset.name,
             store=target.dataset.store,
             action=target.rule.action,
+            asserts_absent=target.rule.asserts_absent,
             **fields,
         )
+
+    @property
+    def violations(self) -> int:
+        """assert_absent: the records holding what must be absent (none for other rules)."""
+        return self.due - self.done if self.asserts_absent else 0
 
     @property
     def pending(self) -> int:
@@ -83,6 +90,11 @@ class RulePlan(Counts):
             "not_yet_due": self.pending,
             "unreadable": self.unreadable,
             "sample_keys": list(self.samples),
+            **(
+                {"assert_absent": True, "violations": self.violations}
+                if self.asserts_absent
+                else {}
+            ),
             **self.extra,
         }
 
@@ -151,6 +163,11 @@ class Plan:
     records: tuple[DatasetRecords, ...] = ()
     breakers: tuple[Refusal, ...] = ()  # rules a run would refuse (limits)
     approvals: tuple[Refusal, ...] = ()  # rules a live run would wait for an approval for
+
+    @property
+    def violations(self) -> tuple[RulePlan, ...]:
+        """The assert_absent rows that found what must be absent."""
+        return tuple(r for r in self.rules if r.violations)
 
     def totals(self) -> dict[str, int]:
         """Distinct records over every planned dataset: due (for a delete or anonymize rule),

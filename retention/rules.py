@@ -26,6 +26,7 @@ RULE_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 _CLOCK_PATTERN = re.compile(r"^(record|subject)\.([A-Za-z_][A-Za-z0-9_]*)$")
 
 Action = Literal["delete", "anonymize", "keep"]
+ABSENT = "assert_absent"  # written in packs; a rule carries it as `asserts_absent` (see Rule)
 WhereValue = str | int | float | bool | None | list[str | int | float | bool | None]
 
 
@@ -50,15 +51,25 @@ class Clock:
     round_to: Period | None = None
 
     def __str__(self) -> str:
+        if not self.refs:
+            return "none (at once)"
         if self.combine == "one":
             text = str(self.refs[0])
         else:
             text = f"{self.combine}({', '.join(str(r) for r in self.refs)})"
         return text if self.round_to is None else f"{text} rounded to {self.round_to}"
 
+    @classmethod
+    def none(cls) -> Clock:
+        """No clock at all: what must be absent is due at once, always."""
+        return cls(())
+
     def start(self, moments: Sequence[dt.datetime | None]) -> dt.datetime | None:
         """When this clock started, given when each of its references happened (None: not
-        yet): the one; the earliest that happened; the latest, once all have."""
+        yet): the one; the earliest that happened; the latest, once all have. No clock has
+        no start (it is due without one)."""
+        if not self.refs:
+            return None
         known = [m for m in moments if m is not None]
         if self.combine == "one":
             return moments[0]
@@ -161,6 +172,47 @@ class Rule(Model):
     # whether the period (retain, grace, within) is quoted from the policy or chosen by whoever
     # wrote the rule: the record of processing (`retention schedule`) says which
     period_source: Literal["quoted", "chosen"] | None = None
+    # `action: assert_absent`: data that must never be stored. The columns that must be NULL
+    # (none: no record may exist), and what to do with a record that has them: `then` is the
+    # action the engine carries out (None: report only, carried as a keep that never blocks)
+    columns: list[str] | None = None
+    then: Literal["delete", "anonymize"] | None = None
+    asserts_absent: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_needs_no_clock(cls, data: Any) -> Any:
+        """`action: assert_absent` becomes the action it carries out, due at once, always."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        if "asserts_absent" in data:
+            raise FieldError("unknown field (write `action: assert_absent`)", "asserts_absent")
+        if data.get("action") != ABSENT:
+            for name in ("columns", "then"):
+                if name in data:
+                    raise FieldError(f"`{name}` belongs to `action: assert_absent`", name)
+            return data
+        for name in ("after", "retain", "grace", "within"):
+            if name in data:
+                raise FieldError(
+                    f"assert_absent never waits on a clock: `{name}` has no meaning here", name
+                )
+        then = data.get("then")
+        if then not in (None, "delete", "anonymize"):
+            raise FieldError(f"then must be delete or anonymize, not {then!r}", "then")
+        columns = data.get("columns")
+        if columns is not None and (
+            not isinstance(columns, list)
+            or not columns
+            or not all(isinstance(c, str) and c for c in columns)
+        ):
+            raise FieldError("columns must be a non-empty list of column names", "columns")
+        if then == "anonymize" and columns is None:
+            raise FieldError("then: anonymize needs the `columns` that must be absent", "columns")
+        data.update(after=Clock.none(), retain="P0D", asserts_absent=True)
+        data["action"] = then or "keep"
+        return data
 
     @field_validator("schedule")
     @classmethod
@@ -201,5 +253,10 @@ def apply_override(rule: Rule, changes: Mapping[str, Any]) -> Rule:
     data = rule.model_dump(mode="python", exclude_none=True)
     data["after"] = rule.after
     data["anonymize"] = rule.anonymize
+    data.pop("asserts_absent")
+    if rule.asserts_absent:
+        for name in ("after", "retain", "grace"):
+            data.pop(name, None)
+        data["action"] = ABSENT
     data.update({key: value for key, value in changes.items() if value is not None})
     return Rule.model_validate(data)

@@ -233,5 +233,24 @@ def warn_unreadable(rows: Iterable[Any]) -> None:
     )
 
 
+def warn_absent(rows: Iterable[Any]) -> None:
+    """One warning line when assert_absent rules found what must never be stored."""
+    found = [row for row in rows if row.violations]
+    if not found:
+        return
+    total = sum(row.violations for row in found)
+    where = ", ".join(
+        f"{row.rule} on {row.dataset}: {row.violations}"
+        + (f" (keys {', '.join(row.samples)})" if row.samples else "")
+        for row in found
+    )
+    err.print(
+        f"[yellow]warning:[/] {total} records hold data that must never be stored "
+        f"({escape(where)})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def dim(value: int) -> str:
     return str(value) if value else "[dim]0[/]"

@@ -35,6 +35,7 @@ from .common import (
     out,
     parse_now,
     warn,
+    warn_absent,
     warn_unreadable,
     write_output,
 )
@@ -286,6 +287,7 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None, *, wide: bool = False
             f"holds released by their expiry: {', '.join(result.holds_expired)}", highlight=False
         )
     warn_unreadable(result.rules)
+    warn_absent(result.rules)
     warn(result.warnings)
     warn(f"a live run would refuse: {b.message}" for b in result.breakers)
     warn(f"a live run would wait: {a.message}" for a in result.approvals)

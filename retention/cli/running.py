@@ -26,6 +26,7 @@ from .common import (
     load,
     out,
     parse_now,
+    warn_absent,
     warn_unreadable,
 )
 from .tables import Col, show
@@ -252,6 +253,7 @@ def print_run(result: Any, zone: ZoneInfo | None = None, *, wide: bool = False) 
     if lingering:
         err.print(f"[yellow]warning:[/] {lingering} records still due and unheld after the run")
     warn_unreadable(result.outcomes)
+    warn_absent(result.outcomes)
 
 
 @app.command()

@@ -91,6 +91,8 @@ def _check_dataset(checker: _Checker, dataset: Dataset, hmac_key: bytes | None) 
     for rule in dataset.rules:
         for column in rule.where:
             checker.attempt(f"rule {rule.id}: where.{column}", store.column, table, column)
+        for column in rule.columns or ():
+            checker.attempt(f"rule {rule.id}: columns", store.column, table, column)
         for personal in rule.anonymize:
             if personal in ds.personal:
                 anonymizer = checker.attempt(

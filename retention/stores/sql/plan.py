@@ -34,7 +34,11 @@ def plan_counts(connection: Connection, store: Schema, s: Selection, samples: in
     if in_scope > due and not isinstance(s.unreadable, False_):
         unreadable = count(connection, s.table, s.unreadable_pending)
     if s.rule.action == "keep" or not due:
-        return Counts(in_scope=in_scope, due=due, unreadable=unreadable)
+        keys: tuple[str, ...] = ()
+        if s.rule.asserts_absent and due and samples:  # what must be absent, and is there
+            query = select(*s.key).where(s.scope).order_by(*s.key).limit(samples)
+            keys = tuple(format_key(row) for row in connection.execute(query))
+        return Counts(in_scope=in_scope, due=due, unreadable=unreadable, samples=keys)
     free, unblocked = not_(s.held), not_(s.blocked)
     questions = {
         "held": (s.held,),
@@ -56,7 +60,7 @@ def plan_counts(connection: Connection, store: Schema, s: Selection, samples: in
     counts["superseded"] += len(lost)
     counts["actionable"] -= len(lost)
     counts["overdue"] -= sum(overdue for _, overdue in lost)
-    keys: tuple[str, ...] = ()
+    keys = ()
     if counts["actionable"] and samples:
         query = select(*s.key).where(without(s, lost, s.actionable))
         query = query.order_by(*s.key).limit(samples)

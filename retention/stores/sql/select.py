@@ -184,8 +184,12 @@ class SelectionBuilder:
         return held, blocked
 
     def scope(self, rule: Rule, table: Table) -> ColumnElement[bool]:
-        """The rule's `where` filter (its `applies_to` chose the dataset already)."""
+        """The rule's `where` filter (its `applies_to` chose the dataset already); for an
+        assert_absent with `columns`, only the records where one of them holds a value."""
         conditions: list[ColumnElement[bool]] = []
+        if rule.columns:
+            filled = [self.store.column(table, name).is_not(None) for name in rule.columns]
+            conditions.append(or_(*filled))
         for name, wanted in rule.where.items():
             column = self.store.column(table, name)
             values = wanted if isinstance(wanted, list) else [wanted]
@@ -262,6 +266,8 @@ class SelectionBuilder:
     def _build_clock(
         self, rule: Rule, dataset: Dataset, table: Table, delay: Any
     ) -> ColumnElement[bool]:
+        if not rule.after.refs:  # assert_absent: due at once, always
+            return true()
         instants = dataset.due_set(rule.after, delay, self.now)
         refs = rule.after.refs
         if all(ref.source == "subject" for ref in refs):
