@@ -258,7 +258,8 @@ class Settings(BaseSettings):
     dry_run: bool = True
     schedule: str = "0 3 * * *"
     timezone: str = "UTC"
-    batch_size: int = Field(5000, ge=1, le=1_000_000)
+    batch_size: int = Field(100_000, ge=1, le=1_000_000)
+    batch_seconds: float = Field(1.0, gt=0, le=3600)
     limits: Limits = Field(default_factory=Limits)
     hmac_key: SecretStr | None = None
     audit: AuditSettings = Field(default_factory=AuditSettings)

@@ -23,6 +23,7 @@ from ...datasets import Dataset
 from ...errors import StoreError
 from ...kinds import Capabilities
 from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
+from ..windows import WindowSizer
 from .evaluate import Evaluator
 from .records import DeleteResult, ObjectRecord
 
@@ -64,8 +65,9 @@ class ObjectRun:
         self.dataset = target.dataset
         self.label = store.capabilities.veto_label
         self.evaluator = store.evaluator(target.dataset, target.now)
-        limit = store.capabilities.max_batch or run.batch_size
-        self.limit = min(run.batch_size, limit)
+        cap = min(run.batch_size, store.capabilities.max_batch or run.batch_size)
+        self.sizer = WindowSizer(cap, run.batch_seconds)
+        self.limit = self.sizer.next()
         self.inflight: deque[tuple[Ticket, list[ObjectRecord], Future[DeleteResult]]] = deque()
         self.judged_with = run.holds()  # the holds the current page was judged with
         self.broken: str | None = None
@@ -114,6 +116,7 @@ class ObjectRun:
                 if batch and entries + record.entries > self.limit:
                     yield from self._submit(batch)
                     batch, entries = [], 0
+                    self.limit = self.sizer.next()
                 batch.append(record)
                 entries += record.entries
             if self.broken is not None:
