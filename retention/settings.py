@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .periods import YearStart, parse_year_start
 from .weakkeys import key_problem
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
@@ -258,6 +259,8 @@ class Settings(BaseSettings):
     dry_run: bool = True
     schedule: str = "0 3 * * *"
     timezone: str = "UTC"
+    # the first day of the financial year (MM-DD), for clocks rounded to fiscal_year_end
+    fiscal_year_start: str = "01-01"
     batch_size: int = Field(100_000, ge=1, le=1_000_000)
     batch_seconds: float = Field(1.0, gt=0, le=3600)
     limits: Limits = Field(default_factory=Limits)
@@ -293,6 +296,12 @@ class Settings(BaseSettings):
     def _valid_cron(cls, value: str) -> str:
         return check_cron(value)
 
+    @field_validator("fiscal_year_start", mode="before")
+    @classmethod
+    def _valid_year_start(cls, value: object) -> object:
+        parse_year_start(str(value))
+        return str(value)
+
     @field_validator("state_db")
     @classmethod
     def _parsable_url(cls, value: SecretStr) -> SecretStr:
@@ -317,6 +326,10 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         """The configured time zone."""
         return ZoneInfo(self.timezone)
+
+    def fiscal_start(self) -> YearStart:
+        """The first day of the financial year as (month, day)."""
+        return parse_year_start(self.fiscal_year_start)
 
 
 def sqlite_relative_to(url: str, base: Path) -> str:

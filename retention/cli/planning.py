@@ -57,11 +57,13 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
             check_hold_ids,
             check_state_db,
             check_stores,
+            deadline_warnings,
         )
 
         problems = check_state_db(config) + check_stores(config)
         warnings: list[SettingWarning | HoldWarning] = [
             *audit_key_warnings(config),
+            *deadline_warnings(config),
             *check_hold_ids(config),
         ]
     if as_json:
