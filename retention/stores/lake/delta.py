@@ -2,8 +2,9 @@
 
 Rows are read as Arrow, a page at a time, and judged by the same evaluator as listed objects
 (:mod:`retention.stores.objects.evaluate`): declared timestamps, the subject's lifecycle events
-from its SQL store, holds and keep rules. A batch is deleted by one predicate on its keys — one
-table commit, tagged with the dataset's name, audited as "logically deleted (version N)".
+from its SQL store, holds and keep rules. A batch is deleted by one predicate — its keys, and
+the rule, holds and keep rules again (:mod:`.predicate`) — in one table commit, tagged with the
+dataset's name and audited as "logically deleted (version N)".
 
 The deleted rows are still in the files older versions reference (time travel) until the table
 is vacuumed. Once a delete commit is older than ``purge_after`` (dataset, store, else the
@@ -51,11 +52,13 @@ from ..base import (
 )
 from ..objects.records import PAGE_SIZE, DeleteResult, ObjectRecord
 from ..objects.store import RECOVERED, ObjectStore
+from .predicate import delete_predicate
 
 DATASET_TAG = "retention.dataset"  # on a delete commit: the dataset it enforced
 PURGED_TAG = "retention.purged"  # on a vacuum commit: the delete versions it made gone
 PURGE = "purge"  # the audit action of the physical step
 GONE = "physically gone"
+LEFT = "NoLongerDue: the delete predicate (rule, holds, keep rules) no longer matched it"
 DEFAULT_WINDOW = Duration(days=7)  # delta's own default deletedFileRetentionDuration
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _UTC = ZoneInfo("UTC")
@@ -64,18 +67,6 @@ _INTERVAL = re.compile(r"^\s*interval\s+(\d+)\s+(week|day|hour|minute|second)s?\
 
 def _wall() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def quote(name: str) -> str:
-    """A column name as a delta-rs (DataFusion SQL) identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(value: str, type_: pa.DataType) -> str:
-    """An audit-form key as a SQL literal of the key column's type."""
-    if pa.types.is_integer(type_):
-        return str(int(value))
-    return "'" + value.replace("'", "''") + "'"
 
 
 def window_of(text: str | None) -> Duration | None:
@@ -116,6 +107,8 @@ class DeltaStore(ObjectStore):
         self.root = Path(config.root)
         # the table's own time: commit timestamps and delta's vacuum are on the wall clock
         self.clock = clock
+        self._acting: Target | None = None  # the rule being enforced
+        self._holds: HoldsFile | None = None  # the holds its current batch was judged with
 
     def uri(self, dataset: Dataset) -> str:
         assert dataset.config.table is not None
@@ -221,16 +214,21 @@ class DeltaStore(ObjectStore):
     # -- the logical step ----------------------------------------------------------------------
 
     def delete(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> DeleteResult:
-        """One commit deleting the batch's rows by their keys (the rows the current version
-        still has; a concurrent writer's conflicting commit makes this one fail)."""
+        """One commit deleting the batch's rows by their keys, the rule, the holds the batch was
+        judged with (re-read before it) and the keep rules in its predicate; a row the
+        predicate no longer matches is left (and reported) for the next run, and a concurrent
+        writer's conflicting commit fails this one."""
+        target, holds = self._acting, self._holds
+        assert target is not None and holds is not None, "a delete happens inside enforce()"
         table = self.table(dataset)
         keys = [r.key for r in records]
         present = self._keyed(dataset, table, keys)
         if not present:
             return DeleteResult()
-        (column,) = dataset.key_columns
-        type_ = table.to_pyarrow_dataset().schema.field(column).type
-        predicate = f"{quote(column)} IN ({', '.join(literal(k, type_) for k in sorted(present))})"
+        schema = table.to_pyarrow_dataset().schema
+        predicate = delete_predicate(
+            sorted(present), target.rule, dataset, target.now, holds, schema
+        )
         try:
             table.delete(
                 predicate,
@@ -238,8 +236,13 @@ class DeltaStore(ObjectStore):
             )
         except (DeltaError, OSError) as exc:
             raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
+        left = self._keyed(dataset, table, sorted(present))
         detail = f"logically deleted (version {table.version()})"
-        return DeleteResult(deleted=tuple(k for k in keys if k in present), detail=detail)
+        return DeleteResult(
+            deleted=tuple(k for k in keys if k in present and k not in left),
+            failed={k: LEFT for k in keys if k in left},
+            detail=detail,
+        )
 
     # -- the physical step ---------------------------------------------------------------------
 
@@ -333,7 +336,17 @@ class DeltaStore(ObjectStore):
     # -- the Store protocol, where a lake table differs ----------------------------------------
 
     def enforce(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
-        yield from super().enforce(target, run)
+        read = run.holds
+
+        def holds() -> HoldsFile:
+            self._holds = read()
+            return self._holds
+
+        self._acting, self._holds = target, read()
+        try:
+            yield from super().enforce(target, replace(run, holds=holds))
+        finally:
+            self._acting = None
         if target.rule.destructive:
             yield from self.purge(target, run)
 
@@ -378,4 +391,4 @@ class DeltaStore(ObjectStore):
         return found
 
 
-__all__ = ["Deleted", "DeltaStore", "literal", "quote", "window_of"]
+__all__ = ["Deleted", "DeltaStore", "window_of"]

@@ -13,16 +13,19 @@ from typing import Any
 
 import pytest
 from deltalake import DeltaTable
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from retention.audit import AuditEntry, AuditLog
 from retention.config import Config
+from retention.durations import Duration
 from retention.errors import ConfigError
 from retention.executor import Executor
 from retention.planner import make_plan
 from retention.runevents import RUN_ACTION
 from retention.statedb import open_state
 from retention.stores.lake.delta import DeltaStore, window_of
-from retention.testing import CrashAt, SimulatedCrash
+from retention.testing import CrashAt, SimulatedCrash, examples
 
 from ...conftest import Database
 from ...scenario import TICKETS_DATASET, Scenario, rule, utc
@@ -204,3 +207,12 @@ def test_window_of_reads_the_tables_own_property() -> None:
     assert str(window_of("interval 2 weeks")) == "P14D"
     assert str(window_of("interval 36 hours")) == "PT36H"
     assert window_of("soon") is None and window_of(None) is None
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(st.text() | st.from_regex(r"\s*interval\s+\d+\s+\w+\s*", fullmatch=True))
+def test_window_of_reads_any_text_or_says_none(text: str) -> None:
+    """Whatever a table's property holds, it is read as a duration or not at all (never an
+    error): the store then falls back to the configured or default window."""
+    found = window_of(text)
+    assert found is None or isinstance(found, Duration)
