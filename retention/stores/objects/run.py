@@ -103,7 +103,13 @@ class ObjectRun:
             if self.run.should_stop():
                 yield None
                 return
-            self.judged_with = self.run.holds()
+            latest = self.run.holds()
+            if batch and latest is not self.judged_with:
+                # a batch carried over from the last page was judged with the holds before
+                again = self.evaluator.page(batch, latest)
+                batch = [r for r in batch if again.verdict(self.rule, r).free]
+                entries = sum(r.entries for r in batch)
+            self.judged_with = latest
             view = self.evaluator.page(page, self.judged_with)
             free = [r for r in page if view.verdict(self.rule, r).free]
             protected = self.store.protected(free, self.target.now) if free else {}
@@ -165,7 +171,7 @@ class ObjectRun:
             return None
         notes = []
         for label, keys, why in (
-            ("done", list(outcome.deleted), None),
+            ("done", list(outcome.deleted), outcome.detail),
             (self.label, sorted(outcome.vetoed), summary(outcome.vetoed.values())),
             ("failed", sorted(outcome.failed), summary(outcome.failed.values())),
         ):
