@@ -87,7 +87,7 @@ class Evaluator:
         values: list[dt.datetime | None] = []
         for ref in rule.after.refs:
             if ref.source == "record":
-                values.append(record.created)
+                values.append(record.clock(ref.name))
             else:
                 values.append(events.get(ref.name) if events is not None else None)
         return rule.after.start(values)
