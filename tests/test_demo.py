@@ -135,4 +135,6 @@ def test_the_headline_counts_the_records_a_live_run_acts_on(tmp_path: Path) -> N
     totals, matches = plan.totals(), plan.matches()
     assert totals["held"] < matches["held"] and totals["due"] < matches["due"]
     result = Executor(config, now=MOMENT, live=True, clock=FixedClock(MOMENT)).run()
-    assert totals["to_act"] == result.as_dict()["totals"]["acted"] == 172
+    # 173 since the bookkeeping minimum counts five years from the end of the financial year
+    # (it was six from the invoice's date): one more invoice is free to go
+    assert totals["to_act"] == result.as_dict()["totals"]["acted"] == 173

@@ -40,6 +40,12 @@ def plus(instant: dt.datetime, duration: str) -> dt.datetime:
     return add_duration(instant, Duration.parse(duration), ZoneInfo("UTC"))
 
 
+def after_year_end(instant: dt.datetime, duration: str) -> dt.datetime:
+    """A duration counted from the end of the year `instant` falls in (the demo's financial
+    year is the calendar year, in UTC): 2021-03-05 + P5Y is 2027-01-01 00:00."""
+    return plus(dt.datetime(instant.year + 1, 1, 1, tzinfo=UTC), duration)
+
+
 class DemoWorld:
     """One company's demo in a temporary directory, and questions about it."""
 
