@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retention.config import Config
-from retention.stores.lake.predicate import NEVER, delete_predicate, member
+from retention.stores.lake.delta import delete_keys
+from retention.stores.lake.predicate import NEVER, delete_predicate, guard, member
 from retention.testing import examples
 
 from ...conftest import Database
@@ -69,6 +70,7 @@ def table_of(path: Path, rows: list[tuple[int, int, int]], naive: bool) -> Delta
     held=st.sets(st.integers(1, 4), max_size=3),
     keep=st.booleans(),
     naive=st.booleans(),
+    via_merge=st.booleans(),
 )
 def test_the_predicate_deletes_only_due_unheld_unkept_rows(
     sqlite_db: Database,
@@ -77,9 +79,11 @@ def test_the_predicate_deletes_only_due_unheld_unkept_rows(
     held: set[int],
     keep: bool,
     naive: bool,
+    via_merge: bool,
 ) -> None:
-    """Asked to delete every key, the predicate removes exactly the rows past 30 days (past 60
-    with the keep rule), of no held account, in a naive or a zoned timestamp column."""
+    """Asked to delete every key, the predicate (or the store's merge of the keys with the same
+    condition) removes exactly the rows past 30 days (past 60 with the keep rule), of no held
+    account, in a naive or a zoned timestamp column."""
     tmp_path = tmp_path_factory.mktemp("lake")
     holds = {"holds": [{"id": "h", "subjects": {"account": [str(a) for a in sorted(held)]}}]}
     config = config_of(sqlite_db, tmp_path, holds if held else {"holds": []}, keep=keep)
@@ -89,8 +93,11 @@ def test_the_predicate_deletes_only_due_unheld_unkept_rows(
     (purge,) = [r for r in dataset.rules if r.id == "purge"]
     schema = table.to_pyarrow_dataset().schema
     keys = [str(r[0]) for r in rows]
-    predicate = delete_predicate(keys, purge, dataset, NOW, config.holds_as_of(NOW), schema)
-    table.delete(predicate)
+    holds_now = config.holds_as_of(NOW)
+    if via_merge:
+        delete_keys(table, dataset, keys, guard(purge, dataset, NOW, holds_now, schema), schema)
+    else:
+        table.delete(delete_predicate(keys, purge, dataset, NOW, holds_now, schema))
     left = set(DeltaTable(str(tmp_path / "lake" / "records")).to_pyarrow_table()["id"].to_pylist())
     floor = 60 if keep else 30
     expected = {i for i, account, age in rows if age < floor or account in held}
