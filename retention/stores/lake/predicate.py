@@ -21,7 +21,6 @@ import pyarrow as pa  # type: ignore[import-untyped]
 from ...datasets import Dataset
 from ...holds import HoldsFile
 from ...rules import Rule
-from ...timemath import due_clock_set
 
 NEVER = "FALSE"
 
@@ -74,7 +73,7 @@ def due(rule: Rule, dataset: Dataset, now: dt.datetime, schema: pa.Schema) -> st
     if not pa.types.is_timestamp(type_):
         return None
     parts = []
-    for lo, hi in due_clock_set(rule.delay, now, dataset.calendar).intervals:
+    for lo, hi in dataset.due_set(after, rule.delay, now).intervals:
         bounds = [f"{quote(column)} >= {instant(lo, type_, dataset.zone)}"] if lo else []
         bounds += [f"{quote(column)} <= {instant(hi, type_, dataset.zone)}"] if hi else []
         parts.append(" AND ".join(bounds) or "TRUE")
