@@ -2,9 +2,9 @@
 
 Rows are read as Arrow, a page at a time, and judged by the same evaluator as listed objects
 (:mod:`retention.stores.objects.evaluate`): declared timestamps, the subject's lifecycle events
-from its SQL store, holds and keep rules. A batch is deleted by one predicate — its keys, and
-the rule, holds and keep rules again (:mod:`.predicate`) — in one table commit, tagged with the
-dataset's name and audited as "logically deleted (version N)".
+from its SQL store, holds and keep rules. A batch is deleted in one table commit — a merge of its
+keys whose delete condition is the rule, the holds and the keep rules again (:mod:`.predicate`) —
+tagged with the dataset's name and audited as "logically deleted (version N)".
 
 The deleted rows are still in the files older versions reference (time travel) until the table
 is vacuumed. Once a delete commit is older than ``purge_after`` (dataset, store, else the
@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -52,12 +52,13 @@ from ..base import (
 )
 from ..objects.records import PAGE_SIZE, DeleteResult, ObjectRecord
 from ..objects.store import RECOVERED, ObjectStore
-from .predicate import delete_predicate
+from .predicate import guard, quote
 
 DATASET_TAG = "retention.dataset"  # on a delete commit: the dataset it enforced
 PURGED_TAG = "retention.purged"  # on a vacuum commit: the delete versions it made gone
 PURGE = "purge"  # the audit action of the physical step
 GONE = "physically gone"
+DELETES = ("DELETE", "MERGE")  # the operations of our delete commits
 LEFT = "NoLongerDue: the delete predicate (rule, holds, keep rules) no longer matched it"
 DEFAULT_WINDOW = Duration(days=7)  # delta's own default deletedFileRetentionDuration
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -78,6 +79,36 @@ def window_of(text: str | None) -> Duration | None:
     if unit == "week":
         return Duration(days=7 * count)
     return Duration(**{unit + "s": count})
+
+
+def delete_keys(
+    table: DeltaTable,
+    dataset: Dataset,
+    keys: Sequence[str],
+    condition: str | None,
+    schema: pa.Schema,
+) -> None:
+    """One commit deleting the rows of `keys` that `condition` still matches: a merge against
+    the keys as a table (a hash join: a predicate listing thousands of keys is evaluated as
+    as many ORs, 15 times slower at 5,000), tagged with the dataset's name."""
+    (column,) = dataset.key_columns
+    type_ = schema.field(column).type
+    values = [int(k) for k in keys] if pa.types.is_integer(type_) else list(keys)
+    source = pa.table({column: pa.array(values, type_)})
+    name = quote(column)
+    table.merge(
+        source,
+        predicate=f"target.{name} = source.{name}",
+        source_alias="source",
+        target_alias="target",
+        commit_properties=CommitProperties(custom_metadata={DATASET_TAG: dataset.name}),
+    ).when_matched_delete(predicate=condition).execute()
+
+
+def deleted_rows(entry: Mapping[str, Any]) -> int:
+    """How many rows one of our delete commits (a DELETE or a MERGE) removed."""
+    metrics = entry.get("operationMetrics", {})
+    return int(metrics.get("num_deleted_rows", metrics.get("num_target_rows_deleted", 0)))
 
 
 @dataclass(frozen=True)
@@ -226,14 +257,9 @@ class DeltaStore(ObjectStore):
         if not present:
             return DeleteResult()
         schema = table.to_pyarrow_dataset().schema
-        predicate = delete_predicate(
-            sorted(present), target.rule, dataset, target.now, holds, schema
-        )
+        condition = guard(target.rule, dataset, target.now, holds, schema)
         try:
-            table.delete(
-                predicate,
-                commit_properties=CommitProperties(custom_metadata={DATASET_TAG: dataset.name}),
-            )
+            delete_keys(table, dataset, sorted(present), condition, schema)
         except (DeltaError, OSError) as exc:
             raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
         left = self._keyed(dataset, table, sorted(present))
@@ -258,12 +284,12 @@ class DeltaStore(ObjectStore):
         window = self.window(dataset, table)
         found = []
         for entry in history:
-            if entry.get(DATASET_TAG) != dataset.name or entry.get("operation") != "DELETE":
+            if entry.get(DATASET_TAG) != dataset.name or entry.get("operation") not in DELETES:
                 continue
             if entry["version"] in purged:
                 continue
             at = _EPOCH + dt.timedelta(milliseconds=int(entry["timestamp"]))
-            rows = int(entry.get("operationMetrics", {}).get("num_deleted_rows", 0))
+            rows = deleted_rows(entry)
             found.append(Deleted(entry["version"], at, rows, add_duration(at, window, _UTC)))
         return sorted(found, key=lambda d: d.version)
 
@@ -356,9 +382,7 @@ class DeltaStore(ObjectStore):
         versions = set(json.loads(intent.payload)["versions"])
         table = self.table(dataset)
         rows = {
-            e["version"]: int(e.get("operationMetrics", {}).get("num_deleted_rows", 0))
-            for e in table.history()
-            if e.get("operation") == "DELETE"
+            e["version"]: deleted_rows(e) for e in table.history() if e.get("operation") in DELETES
         }
         due = [Deleted(v, _EPOCH, rows[v], _EPOCH) for v in sorted(versions) if v in rows]
         return BatchResult(notes=self._gone_notes(dataset, due, RECOVERED))
@@ -391,4 +415,4 @@ class DeltaStore(ObjectStore):
         return found
 
 
-__all__ = ["Deleted", "DeltaStore", "window_of"]
+__all__ = ["Deleted", "DeltaStore", "delete_keys", "deleted_rows", "window_of"]

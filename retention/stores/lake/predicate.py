@@ -97,6 +97,17 @@ def unheld(rule: Rule, dataset: Dataset, holds: HoldsFile, schema: pa.Schema) ->
     return None if held is None else f"({quote(column)} IS NULL OR NOT {held})"
 
 
+def guard(
+    rule: Rule, dataset: Dataset, now: dt.datetime, holds: HoldsFile, schema: pa.Schema
+) -> str | None:
+    """The rule's clock, the holds and the keep rules as one condition on a row (None: nothing
+    to add to the judgement before the batch)."""
+    parts = [due(rule, dataset, now, schema), unheld(rule, dataset, holds, schema)]
+    parts += [due(keep, dataset, now, schema) for keep in dataset.keeps]
+    given = [p for p in parts if p is not None]
+    return " AND ".join(given) if given else None
+
+
 def delete_predicate(
     keys: Sequence[str],
     rule: Rule,
@@ -107,11 +118,19 @@ def delete_predicate(
 ) -> str:
     """The predicate deleting the rows of `keys` that are still due, unheld and unblocked."""
     (key,) = dataset.key_columns
-    parts = [member(key, keys, schema.field(key).type) or NEVER]
-    parts.append(due(rule, dataset, now, schema) or "TRUE")
-    parts.append(unheld(rule, dataset, holds, schema) or "TRUE")
-    parts += [due(keep, dataset, now, schema) or "TRUE" for keep in dataset.keeps]
-    return " AND ".join(p for p in parts if p != "TRUE")
+    keyed = member(key, keys, schema.field(key).type) or NEVER
+    condition = guard(rule, dataset, now, holds, schema)
+    return keyed if condition is None else f"{keyed} AND {condition}"
 
 
-__all__ = ["NEVER", "delete_predicate", "due", "instant", "literal", "member", "quote", "unheld"]
+__all__ = [
+    "NEVER",
+    "delete_predicate",
+    "due",
+    "guard",
+    "instant",
+    "literal",
+    "member",
+    "quote",
+    "unheld",
+]

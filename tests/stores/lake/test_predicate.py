@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retention.config import Config
-from retention.stores.lake.predicate import NEVER, delete_predicate, member
+from retention.stores.lake.delta import delete_keys
+from retention.stores.lake.predicate import NEVER, delete_predicate, guard, member
 from retention.testing import examples
 
 from ...conftest import Database
@@ -23,7 +24,10 @@ NOW = utc("2026-06-01 00:00:00")
 
 
 def config_of(db: Database, tmp_path: Path, holds: dict[str, Any], **fields: Any) -> Config:
-    rules = [rule("purge", applies_to={"dataset": "records"}, retain="P30D")]
+    after: Any = "record.created"
+    if fields.get("rounded"):
+        after = {"event": "record.created", "round_to": "month_end"}
+    rules = [rule("purge", applies_to={"dataset": "records"}, retain="P30D", after=after)]
     if fields.get("keep"):
         rules.append(rule("min", applies_to={"dataset": "records"}, retain="P60D", action="keep"))
     return Scenario(db, tmp_path).config(
@@ -69,6 +73,8 @@ def table_of(path: Path, rows: list[tuple[int, int, int]], naive: bool) -> Delta
     held=st.sets(st.integers(1, 4), max_size=3),
     keep=st.booleans(),
     naive=st.booleans(),
+    via_merge=st.booleans(),
+    rounded=st.booleans(),
 )
 def test_the_predicate_deletes_only_due_unheld_unkept_rows(
     sqlite_db: Database,
@@ -77,23 +83,37 @@ def test_the_predicate_deletes_only_due_unheld_unkept_rows(
     held: set[int],
     keep: bool,
     naive: bool,
+    via_merge: bool,
+    rounded: bool,
 ) -> None:
-    """Asked to delete every key, the predicate removes exactly the rows past 30 days (past 60
-    with the keep rule), of no held account, in a naive or a zoned timestamp column."""
+    """Asked to delete every key, the predicate (or the store's merge of the keys with the same
+    condition) removes exactly the rows past 30 days (past 60 with the keep rule), of no held
+    account, in a naive or a zoned timestamp column; with the clock rounded to the month's end,
+    exactly the rows the store's own evaluator finds due."""
     tmp_path = tmp_path_factory.mktemp("lake")
     holds = {"holds": [{"id": "h", "subjects": {"account": [str(a) for a in sorted(held)]}}]}
-    config = config_of(sqlite_db, tmp_path, holds if held else {"holds": []}, keep=keep)
+    config = config_of(
+        sqlite_db, tmp_path, holds if held else {"holds": []}, keep=keep, rounded=rounded
+    )
     rows = [(i, 1 + i % 4, age) for i, age in enumerate(ages)]
     table = table_of(tmp_path / "lake" / "records", rows, naive)
     dataset = config.datasets["records"]
     (purge,) = [r for r in dataset.rules if r.id == "purge"]
     schema = table.to_pyarrow_dataset().schema
     keys = [str(r[0]) for r in rows]
-    predicate = delete_predicate(keys, purge, dataset, NOW, config.holds_as_of(NOW), schema)
-    table.delete(predicate)
+    holds_now = config.holds_as_of(NOW)
+    if via_merge:
+        delete_keys(table, dataset, keys, guard(purge, dataset, NOW, holds_now, schema), schema)
+    else:
+        table.delete(delete_predicate(keys, purge, dataset, NOW, holds_now, schema))
     left = set(DeltaTable(str(tmp_path / "lake" / "records")).to_pyarrow_table()["id"].to_pylist())
     floor = 60 if keep else 30
-    expected = {i for i, account, age in rows if age < floor or account in held}
+    due = dataset.due_set(purge.after, purge.delay, NOW)
+    expected = {
+        i
+        for i, account, age in rows
+        if age < floor or account in held or NOW - dt.timedelta(days=age) not in due
+    }
     assert left == expected
 
 
