@@ -199,6 +199,7 @@ class Executor:
             commit=self.ledger if self.live else None,
             should_stop=self.should_stop,
             batch_size=self.config.settings.batch_size,
+            batch_seconds=self.config.settings.batch_seconds,
             probe=self.ledger.probe,
             legal_holds=LegalHolds(self.ledger),
         )

@@ -33,6 +33,8 @@ class Capabilities:
     - ``recount_after_run``: what is left after a live run is counted afresh (a cheap count);
       else it is what the store reported it could not do (a second listing is not cheap).
     - ``probed_when_ready``: `/readyz` reaches it (a connection; a listing would not be cheap).
+    - ``purges``: a delete leaves the rows in old files until a physical step removes them
+      (lake tables: ``purge_after`` applies).
     """
 
     locator: Locator
@@ -49,6 +51,7 @@ class Capabilities:
     max_batch: int | None = None
     recount_after_run: bool = True
     probed_when_ready: bool = True
+    purges: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,21 @@ def _objects(
     )
 
 
+# Lake tables: rows with declared columns, read as Arrow and deleted by predicate, one table
+# commit per batch; their subjects' lifecycle tables live in a SQL store.
+DELTA = Capabilities(
+    locator="table",
+    actions=frozenset({"delete"}),
+    where=False,
+    cascade=False,
+    declared_keys=True,
+    record_clocks="declared",
+    subject_link="column",
+    subject_tables=False,
+    probed_when_ready=False,
+    purges=True,
+)
+
 KINDS: dict[str, Kind] = {
     "sql": Kind("retention.stores.sql:SqlStore", SQL),
     "s3": Kind(
@@ -104,6 +122,7 @@ KINDS: dict[str, Kind] = {
         "retention.stores.objects.filesystem:FilesystemStore",
         _objects("glob", ("symlinks", "paths outside the root"), "refused", tag_clock=False),
     ),
+    "delta": Kind("retention.stores.lake.delta:DeltaStore", DELTA),
 }
 
 
@@ -112,4 +131,4 @@ def capabilities(kind: str) -> Capabilities:
     return KINDS[kind].capabilities
 
 
-__all__ = ["KINDS", "SQL", "Capabilities", "Kind", "Locator", "capabilities"]
+__all__ = ["DELTA", "KINDS", "SQL", "Capabilities", "Kind", "Locator", "capabilities"]

@@ -282,9 +282,10 @@ class Enforcement:
     holds: Callable[[], HoldsFile]  # re-read before every batch; raises ConfigError if unusable
     commit: CommitPoint | None  # None: a dry run (same path, stops before the change)
     should_stop: Callable[[], bool]
-    batch_size: int
+    batch_size: int  # the cap: windows grow toward it while batches finish within batch_seconds
     probe: Probe
     legal_holds: LegalHoldBook | None = None
+    batch_seconds: float = 1.0
 
     @property
     def live(self) -> bool:
