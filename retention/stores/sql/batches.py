@@ -42,6 +42,7 @@ from ...datasets import Dataset
 from ...errors import ForeignKeyRefused, first_line
 from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
 from ..windows import WindowSizer
+from . import partitions
 from .keys import KeyTuple, fetch_keys, fetch_rows, format_keys, key_after, key_upto, keys_json
 from .precedence import ceded, without
 from .schema import Schema
@@ -57,6 +58,7 @@ class _Done:
     formatted: list[str] = field(default_factory=list)
     children: list[tuple[str, list[KeyTuple]]] = field(default_factory=list)
     ticket: Ticket | None = None
+    detail: str | None = None
 
     def result(self, dataset: str) -> BatchResult:
         """Its audit entries (cascaded children first, each under its own dataset) and counts."""
@@ -72,7 +74,7 @@ class _Done:
             if keys
         ]
         if self.keys:
-            notes.append(Note("done"))  # the intent's keys, already being hashed
+            notes.append(Note("done", detail=self.detail))  # the intent's keys, being hashed
         return BatchResult(
             acted=len(self.keys),
             notes=tuple(notes),
@@ -146,6 +148,10 @@ class Batches:
                     ThreadPoolExecutor(1, thread_name_prefix="retention-data")
                 )
                 stack.callback(setattr, self, "data_thread", None)
+            if run.live and rule.action == "delete" and self.store.sql.partitions:
+                yield from self._partitions(connections[0])
+                holds = run.holds()
+                selection = self.builder.build(rule, dataset, holds)
             landing: _Landing | None = None  # a prepared batch being written
             sizer = WindowSizer(run.batch_size, run.batch_seconds)
             for turn in itertools.count():
@@ -200,6 +206,31 @@ class Batches:
                     break
                 if not again:
                     last = end
+
+    def _partitions(self, connection: Connection) -> Iterator[BatchResult]:
+        """Empty, each in one transaction, the partitions whose every row is to be deleted
+        now (:mod:`.partitions`): their keys are the batch's intent and audit entry, as a row
+        batch's are. The rest of the table is left to the row batches."""
+        with connection.begin():
+            selection = self.builder.build(self.rule, self.dataset, self.run.holds())
+            found = partitions.droppable_partitions(connection, selection)
+        for partition in found:
+            if self.run.should_stop():
+                raise Stopped
+            with connection.begin():
+                partitions.lock(connection, partition)
+                # read after the lock: nothing can change in the partition until the commit
+                selection = self.builder.build(self.rule, self.dataset, self.run.holds())
+                keys = partitions.whole_partition_keys(connection, selection, partition)
+                if keys is None:
+                    continue
+                self.run.probe.reached("write")
+                partitions.truncate(connection, partition)
+                done = self._intend(keys, [])
+                done.detail = f"partition {partition.name} truncated"
+            result = self._committed(done)
+            if result is not None:
+                yield result
 
     def _land(self, landing: _Landing, written: list[KeyTuple] | None) -> BatchResult | None:
         """Finish a batch whose write returned `written`: record its intent, commit it."""

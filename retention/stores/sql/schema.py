@@ -9,7 +9,17 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Engine, MetaData, Select, Table, inspect, select, type_coerce
+from sqlalchemy import (
+    Column,
+    Engine,
+    MetaData,
+    Select,
+    Table,
+    inspect,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy import types as sqltypes
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
@@ -22,6 +32,15 @@ from .clock import ClockColumn, ColumnKind
 from .engine import describe_error, make_engine, missing_sqlite_file
 
 UTC_ZONE = ZoneInfo("UTC")
+# each partition's name → the partitioned table at the top of its tree (PostgreSQL)
+_PARTITION_ROOTS = text(
+    "WITH RECURSIVE up(child, parent) AS ("
+    " SELECT inhrelid, inhparent FROM pg_inherits"
+    " UNION ALL SELECT up.child, i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.parent)"
+    " SELECT c.relname, p.relname FROM up JOIN pg_class c ON c.oid = up.child"
+    " JOIN pg_class p ON p.oid = up.parent"
+    " WHERE NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = up.parent)"
+)
 
 
 class Schema:
@@ -154,12 +173,17 @@ class Schema:
             with self.engine.connect() as connection:
                 return duckdbcatalog.referencing(connection, table)
         inspector = inspect(self.engine)
+        roots: dict[str, str] = {}
+        if self.sql.partitions:  # a partition's foreign keys are its partitioned table's
+            with self.engine.connect() as connection:
+                roots = {str(c): str(r) for c, r in connection.execute(_PARTITION_ROOTS)}
         found = []
         for other in inspector.get_table_names():
             for fk in inspector.get_foreign_keys(other):
-                if fk.get("referred_table") == table:
-                    found += [(other, col) for col in fk.get("constrained_columns", [])]
-        return found
+                if roots.get(fk.get("referred_table") or "", fk.get("referred_table")) == table:
+                    owner = roots.get(other, other)
+                    found += [(owner, col) for col in fk.get("constrained_columns", [])]
+        return list(dict.fromkeys(found))
 
     def _table_names(self, schema: str) -> str:
         try:
