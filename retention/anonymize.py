@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from .hmackeys import KeyHmac
+from .sqldialects import DIALECTS, Dialect, RegexFlavour
 
 __all__ = ["HASH_MARKER", "STRATEGIES", "Anonymizer", "StrategyName", "StrategySpec"]
 
@@ -69,7 +70,6 @@ _ISO_DATE_PREFIX = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # exactly the dotted quads ipaddress.IPv4Address accepts (ASCII, no leading zeros, <= 255)
 _V4_QUAD = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 
-_DIALECTS: Final = ("sqlite", "postgresql", "mysql")
 
 _D = TypeVar("_D", bound=date)
 
@@ -79,31 +79,32 @@ def _escape(text: str) -> str:
     return "".join(c if c.isalnum() else "\\" + c for c in text)
 
 
-def _anchored(body: str, dialect: str) -> str:
-    """A full-match pattern for `body`: `$` alone would accept a trailing newline in PCRE."""
-    if dialect == "postgresql":
-        return f"^({body})$"
-    if dialect == "mysql":
-        return f"(?-i)^({body})\\z"
-    return f"^({body})\\Z"  # Python re, and SQLite's REGEXP, which SQLAlchemy maps to re.search
+_ANCHORS: Final[dict[RegexFlavour, str]] = {
+    "posix": "^({})$",  # PostgreSQL's AREs and RE2: `$` is the end of the text
+    "pcre": "(?-i)^({})\\z",  # `$` alone would accept a trailing newline in PCRE
+    "python": "^({})\\Z",  # Python re, and SQLite's REGEXP, which SQLAlchemy maps to re.search
+}
 
 
-def _dialect(name: str) -> str:
-    """Normalise a SQLAlchemy dialect name; MariaDB shares MySQL's SQL here."""
-    name = "mysql" if name == "mariadb" else name
-    if name not in _DIALECTS:
+def _anchored(body: str, flavour: RegexFlavour) -> str:
+    """A full-match pattern for `body` in `flavour`."""
+    return _ANCHORS[flavour].format(body)
+
+
+def _dialect(name: str) -> Dialect:
+    """A tested dialect's capabilities: whether a value counts as anonymized is a regular
+    expression, whose meaning differs between engines, so untested ones are refused."""
+    if name not in DIALECTS:
         raise ValueError(
-            f"unsupported SQL dialect {name!r} for anonymization; supported: sqlite, "
-            "postgresql, mysql, mariadb"
+            f"unsupported SQL dialect {name!r} for anonymization; supported: {', '.join(DIALECTS)}"
         )
-    return name
+    return DIALECTS[name]
 
 
-def _char_length(dialect: str, expr: ColumnElement[Any]) -> ColumnElement[int]:
+def _char_length(dialect: Dialect, expr: ColumnElement[Any]) -> ColumnElement[int]:
     """Length in characters (MySQL's `length()` counts bytes)."""
-    if dialect == "sqlite":
-        return sa.func.length(expr, type_=sa.Integer())
-    return sa.func.char_length(expr, type_=sa.Integer())
+    length: ColumnElement[int] = getattr(sa.func, dialect.char_length)(expr, type_=sa.Integer())
+    return length
 
 
 @dataclass(frozen=True)
@@ -382,19 +383,19 @@ class Anonymizer:
             )
             stripped = sa.func.replace(head, "*", "", type_=sa.String())
             return sa.or_(is_null, _char_length(dialect, stripped) == 0)
-        if self.spec.name == "generalize_date" and self._typed_date and dialect != "sqlite":
+        if self.spec.name == "generalize_date" and self._typed_date and not dialect.text_clocks:
             checks = [sa.extract("day", column) == 1]
             if self.spec.to == "year":
                 checks.append(sa.extract("month", column) == 1)
             if isinstance(column.type, sa.DateTime):
                 checks += [sa.extract(field, column) == 0 for field in ("hour", "minute", "second")]
-                if dialect == "mysql":  # PostgreSQL's second already carries the fraction
+                if dialect.whole_seconds:  # PostgreSQL's second already carries the fraction
                     checks.append(sa.extract("microsecond", column) == 0)
             return sa.or_(is_null, sa.and_(*checks))
         if self.spec.name == "hash":
             # the marker and exactly N hex digits, said as "hex digits only" plus the length:
             # PostgreSQL's regex engine takes ~5 µs a row for `{64}`, ten times this
-            hex_only = _anchored(f"{_escape(HASH_MARKER)}[0-9a-f]*", dialect)
+            hex_only = _anchored(f"{_escape(HASH_MARKER)}[0-9a-f]*", dialect.regex)
             width = len(HASH_MARKER) + self._hash_hex
             return sa.or_(
                 is_null,
@@ -402,7 +403,7 @@ class Anonymizer:
             )
         assert self._body is not None
         text = sa.type_coerce(column, sa.String())  # SQLite stores dates as text: match that
-        return sa.or_(is_null, text.regexp_match(_anchored(self._body, dialect)))
+        return sa.or_(is_null, text.regexp_match(_anchored(self._body, dialect.regex)))
 
     def set_based(self, dialect_name: str) -> ColumnElement[Any] | None:
         """SQL computing the anonymized value in place, when plain SQL can do it exactly."""
@@ -418,21 +419,21 @@ class Anonymizer:
             length = _char_length(dialect, column)
 
             def stars(count: ColumnElement[int]) -> ColumnElement[str]:
-                if dialect == "sqlite":  # no repeat(): hex(zeroblob(n)) is n times '00'
+                if not dialect.repeat:  # SQLite: hex(zeroblob(n)) is n times '00'
                     zeros = sa.func.hex(sa.func.zeroblob(count), type_=sa.String())
                     return sa.func.replace(zeros, "00", "*", type_=sa.String())
                 return sa.func.repeat("*", count, type_=sa.String())
 
             tail = sa.func.substr(column, length - keep + 1, type_=sa.String())
             return sa.case((length > keep, stars(length - keep).concat(tail)), else_=stars(length))
-        if name == "generalize_date" and self._typed_date and dialect != "sqlite":
+        if name == "generalize_date" and self._typed_date and not dialect.text_clocks:
             column_type = column.type
             target: sa.types.TypeEngine[Any] = (
                 sa.DateTime(timezone=column_type.timezone)
                 if isinstance(column_type, sa.DateTime)
                 else sa.Date()
             )
-            if dialect == "postgresql":
+            if dialect.date_trunc:
                 return sa.cast(sa.func.date_trunc(self.spec.to, column), target)
             pattern = "%Y-%m-01" if self.spec.to == "month" else "%Y-01-01"
             return sa.cast(sa.func.date_format(column, pattern, type_=sa.String()), target)

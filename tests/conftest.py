@@ -1,9 +1,9 @@
 """Shared fixtures: a fresh database on every dialect, a SQLite world for the audit tests, and a
 moto S3 server.
 
-SQLite always runs. PostgreSQL and MariaDB run when ``RETENTION_TEST_POSTGRES_URL`` /
-``RETENTION_TEST_MARIADB_URL`` are set (``.ci/run`` sets them); each test gets its own schema or
-database, dropped afterwards.
+SQLite and DuckDB (embedded files) always run. PostgreSQL and MariaDB run when
+``RETENTION_TEST_POSTGRES_URL`` / ``RETENTION_TEST_MARIADB_URL`` are set (``.ci/run`` sets them);
+each test gets its own schema or database, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -105,9 +105,25 @@ def _sqlite(directory: Path) -> Iterator[Database]:
         engine.dispose()
 
 
+@contextmanager
+def _duckdb(directory: Path) -> Iterator[Database]:
+    url = f"duckdb:///{directory / 'app.duckdb'}"
+    engine = make_engine(url)
+    try:
+        yield Database(url, "duckdb", engine)
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     with _sqlite(tmp_path) as database:
+        yield database
+
+
+@pytest.fixture
+def duckdb_db(tmp_path: Path) -> Iterator[Database]:
+    with _duckdb(tmp_path) as database:
         yield database
 
 
@@ -125,14 +141,26 @@ def mariadb_db() -> Iterator[Database]:
 
 DIALECTS = [
     "sqlite",
+    "duckdb",
     pytest.param("postgres", marks=pytest.mark.postgres),
     pytest.param("mariadb", marks=pytest.mark.mariadb),
 ]
 
 
+# DuckDB is a store, never a state DB (Alembic has no DuckDB support)
+STATE_DIALECTS = [d for d in DIALECTS if d != "duckdb"]
+
+
+@pytest.fixture(params=STATE_DIALECTS)
+def state_db(request: pytest.FixtureRequest) -> Database:
+    """The same state-DB test on SQLite, PostgreSQL and MariaDB."""
+    fixture: Database = request.getfixturevalue(f"{request.param}_db")
+    return fixture
+
+
 @pytest.fixture(params=DIALECTS)
 def db(request: pytest.FixtureRequest) -> Database:
-    """The same test on SQLite, PostgreSQL and MariaDB."""
+    """The same test on SQLite, DuckDB, PostgreSQL and MariaDB."""
     fixture: Database = request.getfixturevalue(f"{request.param}_db")
     return fixture
 
@@ -175,10 +203,12 @@ def moto_endpoint() -> Iterator[str]:
 def module_db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Database]:
-    """One database per module on SQLite, PostgreSQL and MariaDB: for property tests that
-    reuse one small world across many examples."""
+    """One database per module on SQLite, DuckDB, PostgreSQL and MariaDB: for property tests
+    that reuse one small world across many examples."""
     if request.param == "sqlite":
         opened = _sqlite(tmp_path_factory.mktemp("module-db"))
+    elif request.param == "duckdb":
+        opened = _duckdb(tmp_path_factory.mktemp("module-db"))
     else:
         opened = _postgres() if request.param == "postgres" else _mariadb()
     with opened as database:

@@ -452,6 +452,7 @@ def test_output_fits_any_string_length(spec: str) -> None:
 
 BACKENDS = [
     pytest.param(None, id="sqlite"),
+    pytest.param("duckdb", id="duckdb"),
     pytest.param("RETENTION_TEST_POSTGRES_URL", id="postgres", marks=pytest.mark.postgres),
     pytest.param("RETENTION_TEST_MARIADB_URL", id="mariadb", marks=pytest.mark.mariadb),
 ]
@@ -461,10 +462,13 @@ BACKENDS = [
 def engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[sa.Engine]:
-    """One engine per backend: a temporary SQLite file, or the server named by the env var."""
+    """One engine per backend: a temporary SQLite or DuckDB file, or the server named by the
+    env var."""
     variable: str | None = request.param
     if variable is None:
         url = f"sqlite:///{tmp_path_factory.mktemp('anonymize') / 'test.db'}"
+    elif variable == "duckdb":
+        url = f"duckdb:///{tmp_path_factory.mktemp('anonymize') / 'test.duckdb'}"
     else:
         url = os.environ.get(variable, "")
         if not url:
@@ -561,13 +565,14 @@ def test_set_based_exists_for_null_redact_mask_and_typed_dates() -> None:
     offered = {
         (case.id, dialect)
         for case in CASES
-        for dialect in ("sqlite", "postgresql", "mariadb")
+        for dialect in ("sqlite", "postgresql", "mariadb", "duckdb")
         if anonymizer(case).set_based(dialect) is not None
     }
     simple = {c.id for c in CASES if c.id.startswith(("null", "redact", "mask"))}
     typed = {"date-month", "datetime-month", "datetime-year"}
-    assert offered == {(c, d) for c in simple for d in ("sqlite", "postgresql", "mariadb")} | {
-        (c, d) for c in typed for d in ("postgresql", "mariadb")
+    every = ("sqlite", "postgresql", "mariadb", "duckdb")
+    assert offered == {(c, d) for c in simple for d in every} | {
+        (c, d) for c in typed for d in ("postgresql", "mariadb", "duckdb")
     }
 
 

@@ -29,6 +29,7 @@ from retention.errors import ConfigError
 from retention.executor import Executor
 from retention.planner import make_plan
 from retention.runevents import RUN_ACTION
+from retention.sqldialects import dialect
 from retention.stores.windows import FIRST_WINDOW
 from retention.testing import FixedClock, OnPoint, replace_file
 
@@ -199,6 +200,14 @@ def test_cascade_deletes_children_first_and_audits_them(world: Scenario) -> None
     }
     config = world.config([rule()], datasets=datasets, batch_size=1, audit={"keys": "plain"})
     result = run(config)
+    if not dialect(world.db.dialect).cascade_with_foreign_keys:  # DuckDB: refused, whole
+        assert result.outcomes[0].acted == 0
+        assert "cannot delete rows and the rows referring to them" in str(
+            result.outcomes[0].message
+        )
+        assert sorted(rows(world)) == [1, 2] and sorted(rows(world, MESSAGES)) == [10, 11, 12]
+        assert [(e.outcome, e.count) for e in audit_entries(config)] == [("refused", 0)]
+        return
     assert result.outcomes[0].acted == 2
     assert result.outcomes[0].cascaded == {"messages": 3}
     assert rows(world) == {} and rows(world, MESSAGES) == {}

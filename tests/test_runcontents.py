@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
 
@@ -18,6 +19,13 @@ from retention.stores.sql import make_engine
 
 from .conftest import Database
 from .scenario import Scenario, at, rule, utc
+
+
+@pytest.fixture
+def db(state_db: Database) -> Database:
+    """`db` here is a state DB: SQLite, PostgreSQL and MariaDB (DuckDB is only a store)."""
+    return state_db
+
 
 NOW = utc("2026-06-01 00:00:00")
 runner = CliRunner()

@@ -29,6 +29,13 @@ from retention.stores.sql import make_engine
 from .conftest import Database
 from .scenario import Scenario, rule, utc
 
+
+@pytest.fixture
+def db(state_db: Database) -> Database:
+    """`db` here is a state DB: SQLite, PostgreSQL and MariaDB (DuckDB is only a store)."""
+    return state_db
+
+
 FIXTURE = Path(__file__).parent / "fixtures" / "state_v1.json"
 V1 = json.loads(FIXTURE.read_text())
 V1_KEY = V1["hmac_key"].encode()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -20,6 +21,12 @@ from retention.statedb import StateProblem, check_state, open_state
 
 from .conftest import Database
 from .scenario import Scenario, rule
+
+
+@pytest.fixture
+def db(state_db: Database) -> Database:
+    """`db` here is a state DB: SQLite, PostgreSQL and MariaDB (DuckDB is only a store)."""
+    return state_db
 
 
 def test_a_current_or_new_state_db_has_no_problem(db: Database, tmp_path: Path) -> None:

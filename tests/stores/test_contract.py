@@ -1,5 +1,5 @@
-"""The Store contract, one suite over every backend: SQLite, PostgreSQL, MariaDB, S3 on a moto
-server, a file tree, and a Delta table.
+"""The Store contract, one suite over every backend: SQLite, DuckDB, PostgreSQL, MariaDB, S3 on a
+moto server, a file tree, and a Delta table.
 
 Each backend holds the same world — twelve records of four accounts, eight of them long due,
 four recent — and must plan, delete, re-read holds between batches, change nothing in a dry
@@ -182,6 +182,7 @@ def _delta(sqlite_db: Database, tmp_path: Path) -> Backend:
 @pytest.fixture(
     params=[
         "sqlite",
+        "duckdb",
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("mariadb", marks=pytest.mark.mariadb),
         "s3",
@@ -190,8 +191,8 @@ def _delta(sqlite_db: Database, tmp_path: Path) -> Backend:
     ]
 )
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """The same world on each of the six backends."""
-    if request.param in ("sqlite", "postgres", "mariadb"):
+    """The same world on each of the seven backends."""
+    if request.param in ("sqlite", "duckdb", "postgres", "mariadb"):
         db: Database = request.getfixturevalue(f"{request.param}_db")
         yield _sql(db, tmp_path)
     elif request.param == "s3":

@@ -27,10 +27,10 @@ from sqlalchemy import (
     Column,
     Connection,
     RootTransaction,
+    Select,
     Table,
     and_,
     delete,
-    inspect,
     select,
     true,
     update,
@@ -42,6 +42,7 @@ from ...datasets import Dataset
 from ...errors import ForeignKeyRefused, first_line
 from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
 from ..windows import WindowSizer
+from . import partitions
 from .keys import KeyTuple, fetch_keys, fetch_rows, format_keys, key_after, key_upto, keys_json
 from .precedence import ceded, without
 from .schema import Schema
@@ -57,6 +58,7 @@ class _Done:
     formatted: list[str] = field(default_factory=list)
     children: list[tuple[str, list[KeyTuple]]] = field(default_factory=list)
     ticket: Ticket | None = None
+    detail: str | None = None
 
     def result(self, dataset: str) -> BatchResult:
         """Its audit entries (cascaded children first, each under its own dataset) and counts."""
@@ -72,7 +74,7 @@ class _Done:
             if keys
         ]
         if self.keys:
-            notes.append(Note("done"))  # the intent's keys, already being hashed
+            notes.append(Note("done", detail=self.detail))  # the intent's keys, being hashed
         return BatchResult(
             acted=len(self.keys),
             notes=tuple(notes),
@@ -115,7 +117,7 @@ def pipelined(store: Schema, run: Enforcement) -> bool:
     once the one before is written and only if the holds file has not changed since it was read
     for it (else it is prepared again): a hold placed while a batch is written protects the next
     one, as in the plain loop."""
-    return run.live and store.dialect == "postgresql"
+    return run.live and store.sql.pipelined
 
 
 class Batches:
@@ -146,6 +148,10 @@ class Batches:
                     ThreadPoolExecutor(1, thread_name_prefix="retention-data")
                 )
                 stack.callback(setattr, self, "data_thread", None)
+            if run.live and rule.action == "delete" and self.store.sql.partitions:
+                yield from self._partitions(connections[0])
+                holds = run.holds()
+                selection = self.builder.build(rule, dataset, holds)
             landing: _Landing | None = None  # a prepared batch being written
             sizer = WindowSizer(run.batch_size, run.batch_seconds)
             for turn in itertools.count():
@@ -168,6 +174,11 @@ class Batches:
                         key_upto(selection.key, end),
                     )
                     run.probe.reached("window")
+                    if self.store.sql.snapshot_at_begin:
+                        # it reads as of its transaction's start: the batch's begins now, so
+                        # its DELETE/UPDATE sees what changed since the window was chosen
+                        batch.commit()
+                        batch = connection.begin()
                     started = self._batch(connection, selection, window)
                 before, landing = landing, None
                 written = None if before is None else before.written.result()
@@ -195,6 +206,31 @@ class Batches:
                     break
                 if not again:
                     last = end
+
+    def _partitions(self, connection: Connection) -> Iterator[BatchResult]:
+        """Empty, each in one transaction, the partitions whose every row is to be deleted
+        now (:mod:`.partitions`): their keys are the batch's intent and audit entry, as a row
+        batch's are. The rest of the table is left to the row batches."""
+        with connection.begin():
+            selection = self.builder.build(self.rule, self.dataset, self.run.holds())
+            found = partitions.droppable_partitions(connection, selection)
+        for partition in found:
+            if self.run.should_stop():
+                raise Stopped
+            with connection.begin():
+                partitions.lock(connection, partition)
+                # read after the lock: nothing can change in the partition until the commit
+                selection = self.builder.build(self.rule, self.dataset, self.run.holds())
+                keys = partitions.whole_partition_keys(connection, selection, partition)
+                if keys is None:
+                    continue
+                self.run.probe.reached("write")
+                partitions.truncate(connection, partition)
+                done = self._intend(keys, [])
+                done.detail = f"partition {partition.name} truncated"
+            result = self._committed(done)
+            if result is not None:
+                yield result
 
     def _land(self, landing: _Landing, written: list[KeyTuple] | None) -> BatchResult | None:
         """Finish a batch whose write returned `written`: record its intent, commit it."""
@@ -308,7 +344,7 @@ class Batches:
             table = store.table(child.config.table)
             link = store.column(table, cascade.column)
             parents = select(parent_key).where(parent_condition)
-            if connection.dialect.name in ("mysql", "mariadb"):
+            if not store.sql.self_subquery:
                 # MySQL refuses a subquery on a table the same statement changes; materialise it.
                 parents = select(parents.subquery().c[0])
             child_condition = link.in_(parents)
@@ -326,10 +362,10 @@ class Batches:
         condition: ColumnElement[bool],
     ) -> list[KeyTuple]:
         """DELETE ... WHERE condition, returning the deleted keys (selected first where needed)."""
-        if connection.dialect.delete_returning:
+        if self.store.sql.delete_returning:
             statement = delete(table).where(condition).returning(*key)
             return fetch_keys(connection.execute(statement), key)
-        locked = select(*key).where(condition).with_for_update()
+        locked = self._locked(select(*key).where(condition))
         found = fetch_keys(connection.execute(locked), key)
         if found:
             connection.execute(delete(table).where(condition))
@@ -351,11 +387,11 @@ class Batches:
         done_now = and_(*(a.done(dialect) for a in anonymizers.values()))
         columns = [table.c[name] for name in anonymizers]
         width = len(selection.key)
-        if dialect == "sqlite":
+        if self.store.sql.python_functions:
             set_based = sqlite_functions(connection, anonymizers, set_based)
         in_sql = all(expr is not None for expr in set_based.values())
         changed: list[KeyTuple] | None = None
-        if in_sql and connection.dialect.update_returning:
+        if in_sql and self.store.sql.update_returning:
             # one statement: the predicate is checked as each record is changed, and RETURNING
             # says which were
             self.run.probe.reached("write")
@@ -363,7 +399,7 @@ class Batches:
             result = connection.execute(statement.returning(*selection.key))
             keys = changed = fetch_keys(result, selection.key)
         else:
-            locked = select(*selection.key, *columns).where(condition).with_for_update()
+            locked = self._locked(select(*selection.key, *columns).where(condition))
             rows = fetch_rows(connection.execute(locked), [*selection.key, *columns])
             keys = [tuple(row[:width]) for row in rows]
             if not keys:
@@ -412,16 +448,24 @@ class Batches:
             changed = [k for k in map(tuple, connection.execute(query)) if k in selected]
         return self._intend(changed, [])
 
+    def _locked(self, query: Select[Any]) -> Select[Any]:
+        """`query`, locking the rows it reads where the database has row locks (DuckDB's
+        optimistic transactions refuse a conflicting commit instead)."""
+        return query.with_for_update() if self.store.sql.row_locks else query
+
     def _describe_refusal(self, exc: IntegrityError) -> str:
         table = self.dataset.config.table or ""
-        inspector = inspect(self.store.engine)
-        referencing = []
-        for other in inspector.get_table_names():
-            for fk in inspector.get_foreign_keys(other):
-                if fk.get("referred_table") == table:
-                    referencing += [(other, col) for col in fk.get("constrained_columns", [])]
+        referencing = self.store.referencing(table)
         declared = {(c.dataset.config.table, c.column) for c in self.dataset.cascade}
         undeclared = [f"{t}.{c}" for t, c in referencing if (t, c) not in declared]
+        if not undeclared and not self.store.sql.cascade_with_foreign_keys:
+            cascaded = ", ".join(sorted(f"{t}.{c}" for t, c in referencing)) or "a cascade child"
+            return (
+                f"deleting from {table} is refused by the foreign key from {cascaded}: "
+                f"{self.store.dialect} cannot delete rows and the rows referring to them in one "
+                "transaction, even children first; nothing in this batch was changed. Drop the "
+                f"foreign key (the cascade still deletes the children first) ({first_line(exc)})"
+            )
         where = ", ".join(undeclared) if undeclared else "another table"
         return (
             f"deleting from {table} is refused by a foreign key from {where}; nothing in this "

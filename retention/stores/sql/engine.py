@@ -37,7 +37,7 @@ def make_engine(url: str, *, connect_timeout: float = 10.0, immediate: bool = Fa
     except NoSuchModuleError:
         raise StoreMisconfigured(
             f"unknown database dialect or driver {make_url(url).drivername!r} (tested: "
-            "sqlite, postgresql+psycopg, mysql+pymysql)"
+            "sqlite, postgresql+psycopg, mysql+pymysql, duckdb)"
         ) from None
     except ImportError as exc:
         raise StoreMisconfigured(_missing_driver(make_url(url).get_dialect().name, exc)) from None
@@ -45,7 +45,8 @@ def make_engine(url: str, *, connect_timeout: float = 10.0, immediate: bool = Fa
 
 def _missing_driver(dialect: str, exc: ImportError) -> str:
     """Which package provides the driver, and the extra that installs it."""
-    extra = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}.get(dialect)
+    extras = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "duckdb": "duckdb"}
+    extra = extras.get(dialect)
     module = exc.name or "its driver"
     hint = f": pip install 'retention[{extra}]'" if extra else f": install the {module} package"
     return f"the {dialect} driver ({module}) is not installed{hint}"

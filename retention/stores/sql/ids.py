@@ -29,6 +29,7 @@ from sqlalchemy import types as sqltypes
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...ids import WHITESPACE, canonical_id, canonical_ids, integer_id
+from ...sqldialects import dialect as capabilities
 
 SQLITE_ID_FUNCTION = "retention_id"
 IdKind = Literal["integer", "text", "other"]
@@ -37,9 +38,7 @@ _INTEGER_PATTERN = "^[+-]?[0-9]+$"
 _ZERO_PATTERN = "^[+-]?0+$"
 _LEADING_SPACE = f"^[{WHITESPACE}]+"
 _TRAILING_SPACE = f"[{WHITESPACE}]+$"
-# the widest integer any supported database stores (MariaDB's BIGINT UNSIGNED; SQLite: int64)
-_INT_RANGE = {"sqlite": (-(2**63), 2**63 - 1)}
-_DEFAULT_INT_RANGE = (-(2**63), 2**64 - 1)
+_MIN_INTEGER = -(2**63)
 
 
 def sqlite_canonical_id(value: object) -> str | None:
@@ -60,11 +59,13 @@ def id_kind(column: ColumnElement[Any]) -> IdKind:
 def canonical_sql(expr: ColumnElement[Any], dialect: str) -> ColumnElement[str]:
     """`expr` (text) in canonical form, as SQL of `dialect`; NULL stays NULL."""
     text: ColumnElement[str] = type_coerce(expr, String())
-    if dialect == "sqlite":
+    trim = capabilities(dialect).id_trim
+    if trim == "function":
         return type_coerce(getattr(func, SQLITE_ID_FUNCTION)(text), String())
-    if dialect == "postgresql":
+    if trim in ("btrim", "trim_chars"):
+        trimmer = func.btrim if trim == "btrim" else func.trim
         trimmed: ColumnElement[str] = type_coerce(
-            func.btrim(text, literal(WHITESPACE, String())), String()
+            trimmer(text, literal(WHITESPACE, String())), String()
         )
     else:  # MySQL / MariaDB: TRIM removes spaces only
         trimmed = text.regexp_replace(literal(_LEADING_SPACE, String()), literal("", String()))
@@ -96,7 +97,7 @@ def id_matches(
     wanted = sorted(canonical_ids(ids))
     kind = id_kind(column)
     if kind == "integer":
-        low, high = _INT_RANGE.get(dialect, _DEFAULT_INT_RANGE)
+        low, high = _MIN_INTEGER, capabilities(dialect).max_integer
         numbers = sorted({n for n in map(integer_id, wanted) if n is not None and low <= n <= high})
         if not numbers:
             return false()

@@ -64,6 +64,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import TypeEngine
 
+from ...sqldialects import dialect as capabilities
+
 __all__ = ["MAX_DOCUMENT", "update_from_rows"]
 
 MAX_DOCUMENT = 1 << 20
@@ -182,7 +184,9 @@ def update_from_rows(
 
 def _has_json_table(connection: Connection) -> bool:
     dialect = connection.dialect
-    if dialect.name not in ("mysql", "mariadb") or not getattr(dialect, "is_mariadb", False):
+    if capabilities(dialect.name).write_back != "json_table" or not getattr(
+        dialect, "is_mariadb", False
+    ):
         return False
     return tuple(dialect.server_version_info or ())[:2] >= (10, 6)
 

@@ -40,7 +40,9 @@ def ceded(
     query = row_query.where(condition, s.actionable, or_(*(expr for _, expr in rivals)))
     order = {rule.id: index for index, rule in enumerate(s.dataset.rules)}
     found: list[tuple[KeyTuple, bool]] = []
-    for row in connection.execute(query.order_by(*s.key)).mappings():
+    # read whole (one window's rows) before the subject rows are: a DuckDB connection has one
+    # open result at a time
+    for row in connection.execute(query.order_by(*s.key)).mappings().all():
         subject = subject_row(store, connection, s.dataset, row)
         mine = (due_moment(s.dataset, s.rule, row, subject), order[s.rule.id])
         for index, (rule, _) in enumerate(rivals):

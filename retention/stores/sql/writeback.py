@@ -14,6 +14,7 @@ from sqlalchemy import Column, Connection, Date, DateTime, and_, bindparam, func
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...anonymize import Anonymizer
+from ...sqldialects import dialect
 from .keys import KeyTuple
 from .mysqlwriteback import update_from_rows
 from .pgwriteback import update_from_json
@@ -63,7 +64,7 @@ def write_back(
     ``apply``'s, so every record changed is now done.
     """
     key, table = selection.key, selection.table
-    if connection.dialect.name == "postgresql":
+    if dialect(connection.dialect.name).write_back == "jsonb":
         changed = update_from_json(connection, table, key, columns, condition, keys, values)
         if changed is not None:
             return changed

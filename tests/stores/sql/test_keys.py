@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import (
     Column,
     Date,
@@ -28,7 +29,9 @@ from sqlalchemy import (
     select,
 )
 
+from retention.settings import SqlStoreConfig
 from retention.stores.sql.keys import fetch_keys, fetch_rows, keys_json
+from retention.stores.sql.schema import Schema
 
 from ...conftest import Database
 
@@ -50,6 +53,7 @@ KEY_TYPES: list[tuple[str, Any, list[Any]]] = [
 def test_fetched_keys_read_as_sqlalchemy_reads_them(
     db: Database, name: str, type_: Any, values: list[Any]
 ) -> None:
+    """Keys of each type come back from fetch_keys/fetch_rows as SQLAlchemy reads them."""
     table = Table(
         f"keys_{name}",
         MetaData(),
@@ -57,7 +61,8 @@ def test_fetched_keys_read_as_sqlalchemy_reads_them(
         Column("n", Integer),
     )
     table.create(db.engine)
-    reflected = Table(table.name, MetaData(), autoload_with=db.engine)
+    store = Schema("app", SqlStoreConfig(kind="sql", url=SecretStr(db.url)))
+    reflected = store.table(table.name)  # as the store reflects it (DuckDB: from its catalog)
     with db.engine.begin() as connection:
         connection.execute(insert(table), [{"id": v, "n": i} for i, v in enumerate(values)])
     key = (reflected.c.id,)
@@ -72,3 +77,4 @@ def test_fetched_keys_read_as_sqlalchemy_reads_them(
     assert [tuple(str(p) for p in k) for k in decoded] == [
         tuple(str(p) for p in k) for k in expected
     ]
+    store.dispose()

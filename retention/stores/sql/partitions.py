@@ -1,0 +1,106 @@
+"""Whole partitions of a PostgreSQL partitioned table, emptied at once when all their rows are due.
+
+Time-partitioned tables are the usual shape of large personal-data tables. When every row of a
+partition is due, unheld, not blocked by a keep rule and left to no other rule, ``TRUNCATE`` of
+the partition is a thousand times cheaper than deleting its rows batch by batch. The check and
+the truncate run in one transaction that first takes the partition's ``ACCESS EXCLUSIVE`` lock,
+so no row can arrive, change or be held in the partition between them: the holds are read after
+the lock. A partition with one row that must stay (or a table other tables refer to, or a
+dataset with cascade children) goes by row batches instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Table, exists, literal, literal_column, not_, select, text
+
+from .keys import KeyTuple, fetch_keys
+from .select import Selection
+
+_LEAVES = text(
+    "WITH RECURSIVE tree(oid) AS ("
+    " SELECT inhrelid FROM pg_inherits WHERE inhparent = CAST(:parent AS regclass)"
+    " UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid) "
+    "SELECT c.oid, n.nspname, c.relname FROM tree JOIN pg_class c ON c.oid = tree.oid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' ORDER BY c.relname"
+)
+_PARTITIONED = text(
+    "SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = CAST(:parent AS regclass)"
+)
+_REFERENCED = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid IN "
+    "(SELECT CAST(:parent AS regclass) UNION ALL SELECT inhrelid FROM pg_inherits "
+    "WHERE inhparent = CAST(:parent AS regclass)))"
+)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One leaf partition: its oid (to pick its rows out of the parent by ``tableoid``) and
+    its quoted name."""
+
+    oid: int
+    schema: str
+    name: str
+
+    def quoted(self, connection: Connection) -> str:
+        preparer = connection.dialect.identifier_preparer
+        return f"{preparer.quote_schema(self.schema)}.{preparer.quote(self.name)}"
+
+
+def _regclass(connection: Connection, table: Table) -> str:
+    preparer = connection.dialect.identifier_preparer
+    name = preparer.quote(table.name)
+    return f"{preparer.quote_schema(table.schema)}.{name}" if table.schema else name
+
+
+def droppable_partitions(connection: Connection, selection: Selection) -> list[Partition]:
+    """The leaf partitions of `selection`'s table that could be emptied whole: none when the
+    table is not partitioned, another table refers to it, or its dataset cascades or has rival
+    delete rules (their records are chosen row by row)."""
+    if selection.dataset.cascade or selection.rivals:
+        return []
+    parent = _regclass(connection, selection.table)
+    if not connection.execute(_PARTITIONED, {"parent": parent}).scalar():
+        return []
+    if connection.execute(_REFERENCED, {"parent": parent}).scalar():
+        return []
+    rows = connection.execute(_LEAVES, {"parent": parent})
+    return [Partition(int(oid), str(schema), str(name)) for oid, schema, name in rows]
+
+
+def lock(connection: Connection, partition: Partition) -> None:
+    """No reader or writer reaches the partition until the transaction ends."""
+    connection.exec_driver_sql(
+        f"LOCK TABLE {partition.quoted(connection)} IN ACCESS EXCLUSIVE MODE"
+    )
+
+
+def whole_partition_keys(
+    connection: Connection, selection: Selection, partition: Partition
+) -> list[KeyTuple] | None:
+    """The keys of every row of `partition` when all of them are actionable now (else None,
+    and None for an empty partition)."""
+    table = selection.table
+    mine: Any = literal_column(f"{_regclass(connection, table)}.tableoid") == literal(partition.oid)
+    blocking = exists(select(literal(1)).select_from(table).where(mine, not_(selection.actionable)))
+    if connection.execute(select(blocking)).scalar():
+        return None
+    query = select(*selection.key).where(mine).order_by(*selection.key)
+    keys = fetch_keys(connection.execute(query), selection.key)
+    return keys or None
+
+
+def truncate(connection: Connection, partition: Partition) -> None:
+    connection.exec_driver_sql(f"TRUNCATE TABLE {partition.quoted(connection)}")
+
+
+__all__ = [
+    "Partition",
+    "droppable_partitions",
+    "lock",
+    "truncate",
+    "whole_partition_keys",
+]

@@ -1,0 +1,223 @@
+"""Partition drops on PostgreSQL: a partition whose every row is due and free is truncated in
+one transaction with its keys audited; any other partition goes by row batches; held rows
+survive whatever the layout."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from retention.audit import AuditLog
+from retention.executor import Executor
+from retention.runevents import RUN_ACTION
+from retention.statedb import open_state
+from retention.testing import CrashAt, SimulatedCrash, examples
+
+from ...conftest import Database
+from ...scenario import Scenario, rule, utc
+
+pytestmark = pytest.mark.postgres
+
+NOW = utc("2026-06-01 00:00:00")
+EVENTS = {
+    "store": "app",
+    "table": "events",
+    "key": ["id", "created_at"],
+    "category": "events",
+    "subject": {"type": "account", "column": "account_id"},
+    "timestamps": {"created": "created_at"},
+}
+YEARS = (2023, 2024, 2025, 2026)  # one partition each; 2026's rows are recent, never due
+
+
+def partitioned(db: Database, tmp_path: Path) -> Scenario:
+    """Accounts 1..4, and `events` partitioned by year of `created_at`."""
+    world = Scenario(db, tmp_path)
+    world.accounts(*({"id": a} for a in range(1, 5)))
+    with db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE TABLE events (id integer, created_at timestamp, account_id integer, "
+                "PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at)"
+            )
+        )
+        for year in YEARS:
+            connection.execute(
+                text(
+                    f"CREATE TABLE events_{year} PARTITION OF events FOR VALUES FROM "
+                    f"('{year}-01-01') TO ('{year + 1}-01-01')"
+                )
+            )
+    return world
+
+
+def add(db: Database, rows: list[tuple[int, dt.datetime, int]]) -> None:
+    with db.engine.begin() as connection:
+        for key, created, account in rows:
+            connection.execute(
+                text("INSERT INTO events VALUES (:id, :created, :account)"),
+                {"id": key, "created": created, "account": account},
+            )
+
+
+def present(db: Database) -> dict[str, set[int]]:
+    """The ids left, per partition."""
+    with db.engine.connect() as connection:
+        query = text("SELECT tableoid::regclass::text, id FROM events")
+        found: dict[str, set[int]] = {}
+        for partition, key in connection.execute(query):
+            found.setdefault(partition, set()).add(key)
+        return found
+
+
+def entries(config: Any) -> list[Any]:
+    engine = open_state(config.settings.state_db.get_secret_value())
+    try:
+        log = AuditLog(engine, keys="plain", hmac_key=None)
+        assert log.verify().ok
+        return [e for e in log.entries() if e.action != RUN_ACTION]
+    finally:
+        engine.dispose()
+
+
+def config_for(world: Scenario, holds: dict[str, Any] | None = None) -> Any:
+    return world.config(
+        [rule("purge", applies_to={"dataset": "events"}, retain="P1Y")],
+        datasets={"events": EVENTS},
+        holds=holds,
+        audit={"keys": "plain"},
+        batch_size=2,
+    )
+
+
+def test_a_due_unheld_partition_is_truncated_with_its_keys_audited(
+    postgres_db: Database, tmp_path: Path
+) -> None:
+    """2023's and 2024's partitions are wholly due: each goes in one truncate, audited with every
+    key it held; 2025 holds one row not yet due, so its due rows go by row batches."""
+    world = partitioned(postgres_db, tmp_path)
+    add(postgres_db, [(i, dt.datetime(2023, 3, i), 1) for i in range(1, 6)])
+    add(postgres_db, [(i, dt.datetime(2024, 2, i), 2) for i in range(6, 9)])
+    add(postgres_db, [(9, dt.datetime(2025, 1, 9), 3), (10, dt.datetime(2025, 12, 1), 3)])
+    config = config_for(world)
+    Executor(config, now=NOW, live=True).run()
+    assert present(postgres_db) == {"events_2025": {10}}
+    truncated = [
+        (e.detail, json.loads(e.keys)) for e in entries(config) if "truncated" in (e.detail or "")
+    ]
+    assert [detail for detail, _ in truncated] == [
+        "partition events_2023 truncated",
+        "partition events_2024 truncated",
+    ]
+    assert [len(keys) for _, keys in truncated] == [5, 3]
+    rest = [json.loads(e.keys) for e in entries(config) if "truncated" not in (e.detail or "")]
+    assert rest == [["9/2025-01-09 00:00:00"]]
+
+
+def test_a_partition_with_one_held_row_is_not_dropped(
+    postgres_db: Database, tmp_path: Path
+) -> None:
+    """A hold on account 2 covers one row of 2023's partition: the partition stays, its other
+    rows are deleted by row batches, the held row survives."""
+    world = partitioned(postgres_db, tmp_path)
+    add(postgres_db, [(i, dt.datetime(2023, 3, i), 1 + (i == 3)) for i in range(1, 6)])
+    config = config_for(world, {"holds": [{"id": "case", "subjects": {"account": [2]}}]})
+    Executor(config, now=NOW, live=True).run()
+    assert present(postgres_db) == {"events_2023": {3}}
+    found = entries(config)
+    assert not any("truncated" in (e.detail or "") for e in found)
+    assert sorted(k.split("/")[0] for e in found for k in json.loads(e.keys)) == [
+        "1",
+        "2",
+        "4",
+        "5",
+    ]
+
+
+def test_a_table_other_tables_refer_to_goes_by_row_batches(
+    postgres_db: Database, tmp_path: Path
+) -> None:
+    """A foreign key to the partitioned table: no partition is truncated (the rows other tables
+    need are found by the row batches' refusal, which names the partitioned table)."""
+    world = partitioned(postgres_db, tmp_path)
+    add(postgres_db, [(i, dt.datetime(2023, 3, i), 1) for i in range(1, 4)])
+    with postgres_db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE TABLE notes (id integer PRIMARY KEY, event_id integer, "
+                "event_at timestamp, FOREIGN KEY (event_id, event_at) "
+                "REFERENCES events (id, created_at))"
+            )
+        )
+        connection.execute(text("INSERT INTO notes VALUES (1, 2, '2023-03-02')"))
+    config = config_for(world)
+    result = Executor(config, now=NOW, live=True).run()
+    outcome = result.outcomes[0]
+    assert outcome.acted == 0 and present(postgres_db) == {"events_2023": {1, 2, 3}}
+    message = str(outcome.message)
+    assert "deleting from events is refused by a foreign key from notes.event_id" in message
+
+
+LAYOUTS = st.lists(
+    st.tuples(st.sampled_from(YEARS[:3]), st.integers(1, 4)), min_size=1, max_size=12
+)
+
+
+@settings(
+    max_examples=examples(15),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(layout=LAYOUTS, held=st.sets(st.integers(1, 4), max_size=2))
+def test_held_rows_survive_whatever_the_partition_layout(
+    postgres_db: Database, tmp_path_factory: pytest.TempPathFactory, layout: Any, held: set[int]
+) -> None:
+    """Rows spread over partitions in any way, any accounts held: every held row survives, every
+    free due row is gone, and the audit names each deleted key once."""
+    world = partitioned_fresh(postgres_db, tmp_path_factory.mktemp("layout"))
+    rows = [
+        (i, dt.datetime(year, 5, 1) + dt.timedelta(hours=i), a)
+        for i, (year, a) in enumerate(layout)
+    ]
+    add(postgres_db, rows)
+    holds = {"holds": [{"id": "case", "subjects": {"account": sorted(held)}}]} if held else None
+    config = config_for(world, holds)
+    Executor(config, now=NOW, live=True).run()
+    left = {key for keys in present(postgres_db).values() for key in keys}
+    assert left == {i for i, _, a in rows if a in held}
+    audited = [
+        k.split("/")[0] for e in entries(config) if e.outcome == "done" for k in json.loads(e.keys)
+    ]
+    assert sorted(audited) == sorted(str(i) for i, _, a in rows if a not in held)
+
+
+def partitioned_fresh(db: Database, directory: Path) -> Scenario:
+    """`partitioned`, after dropping what an earlier example left."""
+    with db.engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS events"))
+        connection.execute(text("DROP TABLE IF EXISTS tickets, messages, accounts CASCADE"))
+    return partitioned(db, directory)
+
+
+def test_a_crash_after_a_truncates_intent_is_settled_once(
+    postgres_db: Database, tmp_path: Path
+) -> None:
+    """Killed after the partition's intent is durable and before the truncate commits: nothing
+    was truncated; the next run truncates it, and every key is audited exactly once."""
+    world = partitioned(postgres_db, tmp_path)
+    add(postgres_db, [(i, dt.datetime(2023, 3, i), 1) for i in range(1, 4)])
+    config = config_for(world)
+    with pytest.raises(SimulatedCrash):
+        Executor(config, now=NOW, live=True, probe=CrashAt("intent", 1)).run()
+    assert present(postgres_db) == {"events_2023": {1, 2, 3}}
+    Executor(config, now=NOW, live=True).run()
+    assert present(postgres_db) == {}
+    done = [k for e in entries(config) if e.outcome == "done" for k in json.loads(e.keys)]
+    assert sorted(k.split("/")[0] for k in done) == ["1", "2", "3"]
