@@ -33,6 +33,7 @@ class Capabilities:
     - ``recount_after_run``: what is left after a live run is counted afresh (a cheap count);
       else it is what the store reported it could not do (a second listing is not cheap).
     - ``probed_when_ready``: `/readyz` reaches it (a connection; a listing would not be cheap).
+    - ``quarantine``: deleted records can be kept restorable for a while (``quarantine:``).
     """
 
     locator: Locator
@@ -49,6 +50,7 @@ class Capabilities:
     max_batch: int | None = None
     recount_after_run: bool = True
     probed_when_ready: bool = True
+    quarantine: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ SQL = Capabilities(
     record_clocks="declared",
     subject_link="column",
     subject_tables=True,
+    quarantine=True,
 )
 
 

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .durations import Duration
 from .weakkeys import key_problem
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
@@ -124,6 +125,8 @@ class DatasetConfig(Model):
     cascade: list[CascadeConfig] = Field(default_factory=list)
     timezone: str | None = None
     tag: str | None = None
+    # deleted records are kept this long in a quarantine table, restorable, then purged
+    quarantine: Duration | None = None
 
     @model_validator(mode="after")
     def _one_location(self) -> DatasetConfig:

@@ -46,6 +46,7 @@ def test_every_command_has_help() -> None:
         "discover",
         "approve",
         "schedule",
+        "restore",
     ]
     for command in commands:
         code, out, _ = invoke(command, "--help")

@@ -31,6 +31,10 @@ from ..rules import Rule
 
 Ticket = str  # an intent's id, from CommitPoint.intend
 
+# the actions of a quarantined dataset's second steps (``quarantine:``), as audited
+PURGE, RESTORE = "purge quarantine", "restore"
+CONFLICT = "not restored: a record with this key exists again"
+
 
 class Stopped(Exception):
     """Raised by a store's enforcement, after its last batch is settled, when the run was asked
@@ -285,6 +289,7 @@ class Enforcement:
     batch_size: int
     probe: Probe
     legal_holds: LegalHoldBook | None = None
+    run_id: str = ""  # what a quarantined delete tags its rows with (restore --run)
 
     @property
     def live(self) -> bool:
@@ -326,6 +331,18 @@ class Store(Protocol):
         """What an interrupted batch of `dataset` really changed, judged from the data
         (recovery); `rule` None when the rule is no longer configured."""
 
+    def purge(self, dataset: Dataset, now: dt.datetime, run: Enforcement) -> Iterator[BatchResult]:
+        """Remove for good what a quarantined `dataset` (``quarantine:``) kept of its deleted
+        records whose restore window ended by `now`, batch by batch through the commit point
+        (a dry run only says what it would purge)."""
+
+    def restore(
+        self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        """Put back what run `run_id` (its rule `rule`, when given) deleted from a
+        quarantined `dataset` and its window still keeps, batch by batch through the commit
+        point; a record whose key exists again is reported, never overwritten."""
+
     def describe(
         self, dataset: Dataset, key: str, holds: HoldsFile, now: dt.datetime
     ) -> Description:
@@ -339,6 +356,9 @@ class Store(Protocol):
 
 
 __all__ = [
+    "CONFLICT",
+    "PURGE",
+    "RESTORE",
     "BatchResult",
     "Capabilities",
     "CommitPoint",

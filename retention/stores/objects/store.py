@@ -184,6 +184,14 @@ class ObjectStore(ABC):
         notes = (Note("done", gone, RECOVERED),) if gone else ()
         return BatchResult(acted=len(gone), notes=notes)
 
+    def purge(self, dataset: Dataset, now: dt.datetime, run: Enforcement) -> Iterator[BatchResult]:
+        return iter(())  # no quarantine on object stores (config refuses `quarantine:`)
+
+    def restore(
+        self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        return iter(())
+
     def describe(
         self, dataset: Dataset, key: str, holds: HoldsFile, now: dt.datetime
     ) -> Description:

@@ -30,7 +30,7 @@ from ..base import (
     Tally,
     Target,
 )
-from . import check, describe, plan, settle, subjects
+from . import check, describe, plan, quarantine, settle, subjects
 from .batches import Batches
 from .engine import translated
 from .schema import Schema
@@ -107,6 +107,16 @@ class SqlStore(Schema):
     def settle(self, intent: StoredIntent, dataset: Dataset, rule: Rule | None) -> BatchResult:
         with translated(self.name):
             return settle.settle(self, self.builder(_EPOCH), intent, dataset, rule)
+
+    def purge(self, dataset: Dataset, now: dt.datetime, run: Enforcement) -> Iterator[BatchResult]:
+        with translated(self.name):
+            yield from quarantine.purge(self, dataset, now, run)
+
+    def restore(
+        self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        with translated(self.name):
+            yield from quarantine.restore(self, dataset, run_id, rule, run)
 
     def describe(
         self, dataset: Dataset, key: str, holds: HoldsFile, now: dt.datetime
