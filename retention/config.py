@@ -453,7 +453,7 @@ def _check_dataset(
                     (*where, "subject", "type"),
                 )
             )
-        elif can.subject_link == "column" and subject.store != ds.store:
+        elif can.subject_link == "column" and can.subject_tables and subject.store != ds.store:
             errors.append(
                 lines.error(
                     f"subject type {ds.subject.type!r} lives in store {subject.store!r}; a SQL "
@@ -478,6 +478,13 @@ def _check_dataset(
     if can.subject_link == "template":
         for message, at in check_object_dataset(ds, can, settings.subjects):
             errors.append(lines.error(message, (*where, *at)))
+    if ds.purge_after is not None and not can.purges:
+        errors.append(
+            lines.error(
+                f"`purge_after` is for lake tables; a {store.kind} store's deletes are final",
+                (*where, "purge_after"),
+            )
+        )
     if ds.timezone is not None:
         try:
             check_zone(ds.timezone)

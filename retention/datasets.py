@@ -10,14 +10,18 @@ engine passes these values down; no layer looks a dataset up by name again.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from .durations import Duration
 from .kinds import Capabilities, capabilities
-from .rules import Rule
+from .periods import YearStart, period_end, rounded_set
+from .rules import Clock, Rule
 from .settings import DatasetConfig, Settings, SubjectConfig
 from .templates import KeyTemplate, subject_type, template_of
+from .timemath import IntervalSet, add_duration, due_clock_set
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +64,22 @@ class Dataset:
     calendar: ZoneInfo  # the configured zone: durations are added on its calendar
     template: KeyTemplate | None  # object datasets: the prefix or glob, parsed
     cascade: tuple[Cascade, ...] = ()
+    fiscal_start: YearStart = (1, 1)  # the financial year's first day, for fiscal_year_end
+
+    def due_set(self, clock: Clock, delay: Duration, now: dt.datetime) -> IntervalSet:
+        """Exactly the (unrounded) clock starts of `clock` that are `delay` old at `now`: the
+        set the stores compare their clock columns with."""
+        instants = due_clock_set(delay, now, self.calendar)
+        if clock.round_to is None:
+            return instants
+        return rounded_set(instants, clock.round_to, self.calendar, self.fiscal_start)
+
+    def due_at(self, clock: Clock, start: dt.datetime, delay: Duration) -> dt.datetime:
+        """When a record whose `clock` started at `start` is `delay` old (OverflowError or
+        ValueError past year 9999)."""
+        if clock.round_to is not None:
+            start = period_end(start, clock.round_to, self.calendar, self.fiscal_start)
+        return add_duration(start, delay, self.calendar)
 
     @property
     def keeps(self) -> tuple[Rule, ...]:
@@ -123,6 +143,7 @@ def resolve(settings: Settings, rules: tuple[Rule, ...]) -> dict[str, Dataset]:
             calendar=zone,
             template=template_of(config, kind),
             cascade=children,
+            fiscal_start=settings.fiscal_start(),
         )
         return done[name]
 

@@ -238,6 +238,7 @@ class Executor:
             commit=self.ledger if self.live else None,
             should_stop=self.should_stop,
             batch_size=self.config.settings.batch_size,
+            batch_seconds=self.config.settings.batch_seconds,
             probe=self.ledger.probe,
             legal_holds=LegalHolds(self.ledger),
             run_id=self.run_id,
@@ -295,7 +296,7 @@ class Executor:
         for dataset in self.config.datasets.values():
             if dataset.config.quarantine is None or (datasets and dataset.name not in datasets):
                 continue
-            results = stores[dataset.store].purge(dataset, self.now, self._enforcement())
+            results = stores[dataset.store].purge_quarantine(dataset, self.now, self._enforcement())
             self._quarantine_step(results, dataset.name, PURGE, outcomes)
 
     def _quarantine_step(

@@ -15,14 +15,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .config import Config
+from .datasets import Dataset
 from .disposals import Disposal, disposal
 from .durations import Duration
 from .errors import ConfigError, RecordNotFound
 from .holds import HoldsFile
 from .rules import Rule
 from .stores import Stores
-from .stores.base import Flags, Store
-from .timemath import add_duration
+from .stores.base import Flags, RuleView, Store
 
 
 @dataclass(frozen=True)
@@ -120,10 +120,8 @@ def explain(
                 status=status,
                 clock=str(rule.after),
                 clock_start=view.start,
-                due_at=_after(view.start, rule.delay, zone),
-                overdue_at=_after(view.start, rule.delay + rule.within, zone)
-                if rule.within
-                else None,
+                due_at=_after(resolved, rule, view.start, rule.delay),
+                overdue_at=_deadline(resolved, view, description.rules),
             )
         )
     verdict = _verdict(verdicts, description.holds, holds.freeze, zone)
@@ -140,15 +138,34 @@ def explain(
     )
 
 
-def _after(start: dt.datetime | None, delay: Duration, zone: ZoneInfo) -> dt.datetime | None:
+def _after(
+    dataset: Dataset, rule: Rule, start: dt.datetime | None, delay: Duration
+) -> dt.datetime | None:
     """`start` + `delay`, or None when the clock has not started or the sum is past year 9999
     (a stored clock far in the future: never due)."""
     if start is None:
         return None
     try:
-        return add_duration(start, delay, zone)
+        return dataset.due_at(rule.after, start, delay)
     except (OverflowError, ValueError):
         return None
+
+
+def _deadline(dataset: Dataset, view: RuleView, views: tuple[RuleView, ...]) -> dt.datetime | None:
+    """When the record becomes overdue for `view`'s rule: `within` after it is due and after
+    every keep rule covering it ran out (None: no deadline, or a keep that never ends)."""
+    rule = view.rule
+    if rule.within is None:
+        return None
+    moments = [_after(dataset, rule, view.start, rule.delay + rule.within)]
+    if rule.destructive:
+        moments += [
+            _after(dataset, keep.rule, keep.start, keep.rule.delay + rule.within)
+            for keep in views
+            if keep.rule.action == "keep" and keep.flags.scope
+        ]
+    known = [m for m in moments if m is not None]
+    return max(known) if len(known) == len(moments) else None
 
 
 def _status(rule: Rule, flags: Flags, start: dt.datetime | None) -> str:

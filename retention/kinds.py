@@ -34,6 +34,8 @@ class Capabilities:
       else it is what the store reported it could not do (a second listing is not cheap).
     - ``probed_when_ready``: `/readyz` reaches it (a connection; a listing would not be cheap).
     - ``quarantine``: deleted records can be kept restorable for a while (``quarantine:``).
+    - ``purges``: a delete leaves the rows in old files until a physical step removes them
+      (lake tables: ``purge_after`` applies).
     """
 
     locator: Locator
@@ -51,6 +53,7 @@ class Capabilities:
     recount_after_run: bool = True
     probed_when_ready: bool = True
     quarantine: bool = False
+    purges: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,21 @@ def _objects(
     )
 
 
+# Lake tables: rows with declared columns, read as Arrow and deleted by predicate, one table
+# commit per batch; their subjects' lifecycle tables live in a SQL store.
+DELTA = Capabilities(
+    locator="table",
+    actions=frozenset({"delete"}),
+    where=False,
+    cascade=False,
+    declared_keys=True,
+    record_clocks="declared",
+    subject_link="column",
+    subject_tables=False,
+    probed_when_ready=False,
+    purges=True,
+)
+
 KINDS: dict[str, Kind] = {
     "sql": Kind("retention.stores.sql:SqlStore", SQL),
     "s3": Kind(
@@ -107,6 +125,7 @@ KINDS: dict[str, Kind] = {
         "retention.stores.objects.filesystem:FilesystemStore",
         _objects("glob", ("symlinks", "paths outside the root"), "refused", tag_clock=False),
     ),
+    "delta": Kind("retention.stores.lake.delta:DeltaStore", DELTA),
 }
 
 
@@ -115,4 +134,4 @@ def capabilities(kind: str) -> Capabilities:
     return KINDS[kind].capabilities
 
 
-__all__ = ["KINDS", "SQL", "Capabilities", "Kind", "Locator", "capabilities"]
+__all__ = ["DELTA", "KINDS", "SQL", "Capabilities", "Kind", "Locator", "capabilities"]

@@ -100,6 +100,7 @@ def would_act(
         commit=None,
         should_stop=lambda: False,
         batch_size=config.settings.batch_size,
+        batch_seconds=config.settings.batch_seconds,
         probe=NoProbe(),
     )
     found: Acting = {}

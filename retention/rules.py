@@ -19,6 +19,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from .anonymize import StrategySpec
 from .durations import Duration
+from .periods import PERIODS, Period
 from .settings import FieldError, Model, check_cron
 
 RULE_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
@@ -41,15 +42,19 @@ class ClockRef:
 
 @dataclass(frozen=True)
 class Clock:
-    """When a rule's clock starts: one reference, or the earliest/latest of several."""
+    """When a rule's clock starts: one reference, or the earliest/latest of several; moved to
+    the end of its period (year, month, fiscal year) when `round_to` says so."""
 
     refs: tuple[ClockRef, ...]
     combine: Literal["one", "earliest", "latest"] = "one"
+    round_to: Period | None = None
 
     def __str__(self) -> str:
         if self.combine == "one":
-            return str(self.refs[0])
-        return f"{self.combine}({', '.join(str(r) for r in self.refs)})"
+            text = str(self.refs[0])
+        else:
+            text = f"{self.combine}({', '.join(str(r) for r in self.refs)})"
+        return text if self.round_to is None else f"{text} rounded to {self.round_to}"
 
     def start(self, moments: Sequence[dt.datetime | None]) -> dt.datetime | None:
         """When this clock started, given when each of its references happened (None: not
@@ -63,21 +68,27 @@ class Clock:
 
     @classmethod
     def parse(cls, raw: object) -> Clock:
-        """Parse ``record.x``, ``subject.y``, ``{earliest: [...]}`` or ``{latest: [...]}``."""
+        """Parse ``record.x``, ``subject.y``, ``{earliest: [...]}``, ``{latest: [...]}``, or
+        ``{event: record.x, round_to: year_end}`` (``round_to`` also beside earliest/latest)."""
         if isinstance(raw, Clock):
             return raw
         if isinstance(raw, str):
             return cls((_parse_ref(raw),))
-        if isinstance(raw, Mapping) and len(raw) == 1:
-            ((combine, refs),) = raw.items()
-            if combine in ("earliest", "latest") and isinstance(refs, list) and refs:
-                parsed = tuple(_parse_ref(r) for r in refs)
-                if len(set(parsed)) != len(parsed):
-                    raise ValueError(f"{combine} lists the same clock twice")
-                return cls(parsed, combine)
+        if isinstance(raw, Mapping) and raw:
+            rest = dict(raw)
+            round_to = _parse_period(rest.pop("round_to")) if "round_to" in rest else None
+            if len(rest) == 1:
+                ((combine, refs),) = rest.items()
+                if combine == "event" and round_to is not None:
+                    return cls((_parse_ref(refs),), "one", round_to)
+                if combine in ("earliest", "latest") and isinstance(refs, list) and refs:
+                    parsed = tuple(_parse_ref(r) for r in refs)
+                    if len(set(parsed)) != len(parsed):
+                        raise ValueError(f"{combine} lists the same clock twice")
+                    return cls(parsed, combine, round_to)
         raise ValueError(
             "after must be record.<timestamp>, subject.<event>, "
-            "{earliest: [...]} or {latest: [...]}"
+            "{earliest: [...]}, {latest: [...]} or {event: ..., round_to: year_end}"
         )
 
 
@@ -87,6 +98,13 @@ def _parse_ref(raw: object) -> ClockRef:
         raise ValueError(f"{raw!r} is not a clock: use record.<timestamp> or subject.<event>")
     source: Literal["record", "subject"] = "record" if match[1] == "record" else "subject"
     return ClockRef(source, match[2])
+
+
+def _parse_period(raw: object) -> Period:
+    for period in PERIODS:
+        if raw == period:
+            return period
+    raise ValueError(f"round_to must be one of {', '.join(PERIODS)}, not {raw!r}")
 
 
 def _parse_strategies(raw: object) -> dict[str, StrategySpec]:

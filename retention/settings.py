@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .durations import Duration
+from .periods import YearStart, parse_year_start
 from .weakkeys import key_problem
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
@@ -85,8 +86,36 @@ class FilesystemStoreConfig(Model):
         return self.model_copy(update={"root": str(root if root.is_absolute() else base / root)})
 
 
+class DeltaStoreConfig(Model):
+    """Delta Lake tables (delta-rs) in folders under `root`, a directory (``s3://`` roots are
+    refused: see :mod:`retention.stores.lake.delta`). `purge_after`: how long deleted rows stay
+    in the table's files (time travel) before they are vacuumed; None: the table's own
+    ``delta.deletedFileRetentionDuration`` (delta's default, 7 days)."""
+
+    kind: Literal["delta"]
+    root: str
+    purge_after: Duration | None = None
+
+    @field_validator("root")
+    @classmethod
+    def _local_root(cls, value: str) -> str:
+        if "://" in value and not value.startswith("file://"):
+            raise ValueError(
+                f"root {value.split('://', 1)[0]}:// is not supported: delta tables must live "
+                "in a local directory (delta-rs's vacuum and time travel could not be tested "
+                "against an S3 endpoint here)"
+            )
+        return value.removeprefix("file://")
+
+    def relative_to(self, base: Path) -> DeltaStoreConfig:
+        """A relative root, made relative to `base` (the config's folder)."""
+        root = Path(self.root).expanduser()
+        return self.model_copy(update={"root": str(root if root.is_absolute() else base / root)})
+
+
 StoreConfig = Annotated[
-    SqlStoreConfig | S3StoreConfig | FilesystemStoreConfig, Field(discriminator="kind")
+    SqlStoreConfig | S3StoreConfig | FilesystemStoreConfig | DeltaStoreConfig,
+    Field(discriminator="kind"),
 ]
 
 
@@ -127,6 +156,7 @@ class DatasetConfig(Model):
     tag: str | None = None
     # deleted records are kept this long in a quarantine table, restorable, then purged
     quarantine: Duration | None = None
+    purge_after: Duration | None = None  # lake tables: overrides the store's
 
     @model_validator(mode="after")
     def _one_location(self) -> DatasetConfig:
@@ -261,7 +291,10 @@ class Settings(BaseSettings):
     dry_run: bool = True
     schedule: str = "0 3 * * *"
     timezone: str = "UTC"
-    batch_size: int = Field(5000, ge=1, le=1_000_000)
+    # the first day of the financial year (MM-DD), for clocks rounded to fiscal_year_end
+    fiscal_year_start: str = "01-01"
+    batch_size: int = Field(100_000, ge=1, le=1_000_000)
+    batch_seconds: float = Field(1.0, gt=0, le=3600)
     limits: Limits = Field(default_factory=Limits)
     hmac_key: SecretStr | None = None
     audit: AuditSettings = Field(default_factory=AuditSettings)
@@ -295,6 +328,12 @@ class Settings(BaseSettings):
     def _valid_cron(cls, value: str) -> str:
         return check_cron(value)
 
+    @field_validator("fiscal_year_start", mode="before")
+    @classmethod
+    def _valid_year_start(cls, value: object) -> object:
+        parse_year_start(str(value))
+        return str(value)
+
     @field_validator("state_db")
     @classmethod
     def _parsable_url(cls, value: SecretStr) -> SecretStr:
@@ -319,6 +358,10 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         """The configured time zone."""
         return ZoneInfo(self.timezone)
+
+    def fiscal_start(self) -> YearStart:
+        """The first day of the financial year as (month, day)."""
+        return parse_year_start(self.fiscal_year_start)
 
 
 def sqlite_relative_to(url: str, base: Path) -> str:

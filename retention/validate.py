@@ -94,6 +94,26 @@ def audit_key_warnings(config: Config) -> list[SettingWarning]:
     return [SettingWarning("audit.keys", message)]
 
 
+def deadline_warnings(config: Config) -> list[SettingWarning]:
+    """Delete rules a keep rule can block (on their dataset, or a cascade child) that have no
+    `within`: once the statutory minimum ends, a failure to delete would never be overdue."""
+    found: dict[str, set[str]] = {}
+    for dataset in config.datasets.values():
+        keeps = {k.id for k in dataset.keeps}
+        keeps |= {k.id for c in dataset.cascade for k in c.dataset.keeps}
+        for rule in dataset.rules:
+            if rule.action == "delete" and rule.within is None and keeps:
+                found.setdefault(rule.id, set()).update(keeps)
+    return [
+        SettingWarning(
+            f"rule {rule_id}: within",
+            f"keep rule {', '.join(sorted(keeps))} can block this delete, and it has no "
+            "`within`: once the minimum ends, a failure to delete is never overdue",
+        )
+        for rule_id, keeps in found.items()
+    ]
+
+
 def check_hold_ids(config: Config, stores: Mapping[str, Store] | None = None) -> list[HoldWarning]:
     """Warnings for the ids of active holds that no subject has (likely typos); not problems:
     `validate` still exits 0 on them."""
@@ -101,4 +121,12 @@ def check_hold_ids(config: Config, stores: Mapping[str, Store] | None = None) ->
         return unmatched_hold_ids(config, config.load_holds(), opened)
 
 
-__all__ = ["Problem", "check_hold_ids", "check_state_db", "check_stores"]
+__all__ = [
+    "Problem",
+    "SettingWarning",
+    "audit_key_warnings",
+    "check_hold_ids",
+    "check_state_db",
+    "check_stores",
+    "deadline_warnings",
+]

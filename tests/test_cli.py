@@ -304,3 +304,20 @@ def test_help_loads_neither_the_engine_nor_sqlalchemy() -> None:
     )
     assert "Usage" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_delete_a_keep_rule_can_block_without_within_is_a_warning(world: Scenario) -> None:
+    """validate warns, naming the delete rule and the keep rule, when a delete a statutory
+    minimum can hold back has no `within` (it would never be overdue); with one, no warning."""
+    keep = rule("minimum", action="keep", retain="P5Y")
+    path = world.write([rule("gone", retain="P1Y"), keep])
+    code, out, err = invoke("validate", "-c", str(path), "--json")
+    assert code == 0
+    (warning,) = json.loads(out)["warnings"]
+    assert warning["field"] == "rule gone: within"
+    assert "keep rule minimum can block this delete" in warning["message"]
+    code, _, err = invoke("validate", "-c", str(path))
+    assert code == 0 and "warning: rule gone: within: keep rule minimum" in err
+    path = world.write([rule("gone", retain="P1Y", within="P1M"), keep])
+    code, out, _ = invoke("validate", "-c", str(path), "--json")
+    assert code == 0 and json.loads(out)["warnings"] == []

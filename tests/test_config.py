@@ -342,7 +342,7 @@ def test_wrong_store_kind(files: Files) -> None:
     )
     error = files.error()
     assert where(error) == (files.path("config.yaml"), 4, "stores.app.kind")
-    assert error.message == "unknown kind 'postgres' (use sql, s3 or filesystem)"
+    assert error.message == "unknown kind 'postgres' (use sql, s3, filesystem or delta)"
 
 
 def test_store_without_kind(files: Files) -> None:
@@ -357,7 +357,7 @@ def test_store_without_kind(files: Files) -> None:
     )
     error = files.error()
     assert where(error) == (files.path("config.yaml"), 3, "stores.app.kind")
-    assert error.message == "required field is missing (use sql, s3 or filesystem)"
+    assert error.message == "required field is missing (use sql, s3, filesystem or delta)"
 
 
 def test_dataset_with_both_table_and_prefix(files: Files) -> None:
@@ -1597,3 +1597,34 @@ def test_a_store_url_this_install_cannot_open_is_bad_input(
     result = runner.invoke(app, ["validate", "--config", str(files.config)])
     assert result.exit_code == 2, result.output
     assert expected in result.stderr
+
+
+def test_a_rounded_clock_loads_and_a_bad_period_names_its_line(files: Files) -> None:
+    """`after: {event: ..., round_to: ...}` loads; an unknown period is an error at `after`."""
+    files.write(
+        "rules/pack.yaml",
+        """
+        policy: {name: Test policy}
+        rules:
+          - id: tickets.keep
+            applies_to: {dataset: tickets}
+            after: {event: record.created, round_to: fiscal_year_end}
+            retain: P5Y
+            action: keep
+        """,
+    )
+    (rule,) = load_config(files.config).rules
+    assert str(rule.after) == "record.created rounded to fiscal_year_end"
+    text = (files.root / "rules/pack.yaml").read_text().replace("fiscal_year_end", "week_end")
+    files.write("rules/pack.yaml", text)
+    error = files.error()
+    assert where(error) == (files.path("rules/pack.yaml"), 5, "rules[0].after")
+    assert "round_to must be one of year_end, month_end, fiscal_year_end" in error.message
+
+
+def test_fiscal_year_start_must_be_a_day_of_every_year(files: Files) -> None:
+    """fiscal_year_start is MM-DD; 29 February is refused at its line."""
+    files.write("config.yaml", "rules: []\nfiscal_year_start: 02-29\n")
+    error = files.error()
+    assert where(error) == (files.path("config.yaml"), 2, "fiscal_year_start")
+    assert "use MM-DD" in error.message

@@ -29,6 +29,7 @@ from retention.errors import ConfigError
 from retention.executor import Executor
 from retention.planner import make_plan
 from retention.runevents import RUN_ACTION
+from retention.stores.windows import FIRST_WINDOW
 from retention.testing import FixedClock, OnPoint, replace_file
 
 from .conftest import Database
@@ -95,6 +96,20 @@ def test_delete_in_batches_audited_and_second_run_idle(world: Scenario) -> None:
     again = run(config)
     assert again.outcomes[0].acted == 0
     assert len(audit_entries(config)) == 3
+
+
+def test_windows_grow_from_the_first_size_toward_the_cap(world: Scenario) -> None:
+    """With the default settings a run starts with a window of 5,000 keys and grows it while
+    batches are quick: 40,000 due rows go in fewer batches than a fixed 5,000 would take, each
+    audited, and nothing due is left."""
+    world.tickets(*old_tickets(40_000))
+    config = world.config([rule(retain="P30D")], audit={"keys": "plain"})
+    result = run(config)
+    (outcome,) = result.outcomes
+    assert outcome.acted == 40_000 and rows(world) == {}
+    sizes = [len(json.loads(e.keys)) for e in audit_entries(config)]
+    assert sum(sizes) == 40_000 and len(sizes) == outcome.batches < 8
+    assert sizes[0] == FIRST_WINDOW and max(sizes) > FIRST_WINDOW
 
 
 def test_dry_run_changes_nothing_but_reports_the_same(world: Scenario) -> None:

@@ -252,6 +252,95 @@ def test_rule_days_follow_the_configured_calendar_across_dst(world: Scenario) ->
     assert world.plan(config, utc("2026-03-29 10:00:00"))["r"].due == 1
 
 
+def test_clock_rounded_to_year_end_in_the_configured_zone(world: Scenario) -> None:
+    """Kept five years from the end of the year: a record of 29 February 2024 (Oslo) is due at
+    2030-01-01 00:00 Oslo time (2029-12-31 23:00 UTC), to the microsecond, one of 31 December
+    23:59:59 too; one of 1 January 2025 00:00 a year later. The same on a subject's clock.
+    (Naive timestamps are wall time in the configured zone.)"""
+    world.accounts({"id": 1, "closed_at": at("2024-12-31 23:59:59.999999")})
+    world.tickets(
+        {"id": 1, "created_at": at("2024-02-29 12:00:00")},
+        {"id": 2, "created_at": at("2024-12-31 23:59:59")},
+        {"id": 3, "created_at": at("2025-01-01 00:00:00")},
+        {"id": 4, "account_id": 1, "created_at": at("2029-01-01")},
+    )
+    rounded = {"event": "record.created", "round_to": "year_end"}
+    config = world.config(
+        [
+            rule("r", after=rounded, retain="P5Y", where={"account_id": None}),
+            rule("s", after={"event": "subject.closed", "round_to": "year_end"}, retain="P5Y"),
+        ],
+        timezone="Europe/Oslo",
+    )
+    before = world.plan(config, utc("2029-12-31 22:59:59.999999"))
+    on = world.plan(config, utc("2029-12-31 23:00:00"))
+    assert (before["r"].due, on["r"].due, on["r"].samples) == (0, 2, ("1", "2"))
+    assert (before["s"].due, on["s"].due) == (0, 1)
+    assert world.plan(config, utc("2030-12-31 23:00:00"))["r"].due == 3
+
+
+def test_clock_rounded_to_month_and_fiscal_year_end(world: Scenario) -> None:
+    """month_end: 29 February + P1M is due on 1 April; fiscal_year_end with the financial year
+    starting 07-01: a record of 30 June is due P1Y after 1 July, one of 1 July a year later."""
+    world.tickets(
+        {"id": 1, "created_at": at("2024-02-29 12:00:00"), "status": "m"},
+        {"id": 2, "created_at": at("2026-06-30 23:59:59"), "status": "f"},
+        {"id": 3, "created_at": at("2026-07-01 00:00:00"), "status": "f"},
+    )
+    config = world.config(
+        [
+            rule(
+                "m",
+                after={"event": "record.created", "round_to": "month_end"},
+                retain="P1M",
+                where={"status": "m"},
+            ),
+            rule(
+                "f",
+                after={"event": "record.created", "round_to": "fiscal_year_end"},
+                retain="P1Y",
+                where={"status": "f"},
+            ),
+        ],
+        fiscal_year_start="07-01",
+    )
+    assert world.plan(config, utc("2024-03-31 23:59:59.999999"))["m"].due == 0
+    assert world.plan(config, utc("2024-04-01 00:00:00"))["m"].due == 1
+    assert world.plan(config, utc("2027-06-30 23:59:59.999999"))["f"].due == 0
+    assert world.plan(config, utc("2027-07-01 00:00:00"))["f"].samples == ("2",)
+    assert world.plan(config, utc("2028-07-01 00:00:00"))["f"].due == 2
+
+
+def test_explain_shows_the_rounded_due_date(world: Scenario) -> None:
+    """explain names the rounding in the clock and gives the due date after it."""
+    world.tickets({"id": 1, "created_at": at("2026-03-05 10:00:00")})
+    config = world.config(
+        [rule(after={"event": "record.created", "round_to": "year_end"}, retain="P5Y")]
+    )
+    (verdict,) = explain(config, "tickets", "1", utc("2027-01-01")).rules
+    assert verdict.clock == "record.created rounded to year_end"
+    assert verdict.due_at == utc("2032-01-01")
+
+
+def test_a_delete_held_back_by_a_keep_rule_is_overdue_within_after_the_minimum(
+    world: Scenario,
+) -> None:
+    """A delete due after P1Y with `within: P1M`, blocked by a P5Y minimum: blocked and never
+    overdue while the minimum runs, not overdue at once when it ends, overdue one month after
+    it ends; explain gives that deadline."""
+    world.tickets({"id": 1, "created_at": at("2020-01-01 00:00:00")})
+    config = world.config(
+        [rule("gone", retain="P1Y", within="P1M"), rule("minimum", action="keep", retain="P5Y")]
+    )
+    during = world.plan(config, utc("2024-12-31 23:59:59"))["gone"]
+    assert (during.due, during.blocked, during.overdue) == (1, 1, 0)
+    ended = world.plan(config, utc("2025-01-31 23:59:59.999999"))["gone"]
+    assert (ended.actionable, ended.overdue) == (1, 0)
+    assert world.plan(config, utc("2025-02-01 00:00:00"))["gone"].overdue == 1
+    verdicts = {v.rule: v for v in explain(config, "tickets", "1", utc("2025-01-15")).rules}
+    assert verdicts["gone"].overdue_at == utc("2025-02-01 00:00:00")
+
+
 def _tickets() -> dict[str, object]:
     from .scenario import TICKETS_DATASET
 

@@ -119,6 +119,17 @@ def test_holds_explain_and_audit_show_ids_and_dates_whole(company: Company, widt
     _assert_readable(screen, width, acted | {company.run.run_id})
 
 
+def test_a_stacked_row_says_which_date_is_which(company: Company) -> None:
+    """At 80 columns `holds` stacks its rows: each date keeps its column's name beside it, so an
+    expiry and a review date cannot be mistaken for one another."""
+    screen = _screen(80, "holds", "-c", str(company.config_file), "--now", NOW)
+    reviewed = [h for h in company.config.load_holds().holds if h.review_by]
+    assert reviewed
+    stacked = not any("review" in line and "reason" in line for line in screen.splitlines())
+    for hold in reviewed:
+        assert (f"review by {hold.review_by}" in screen) == stacked, screen
+
+
 def test_wide_prints_the_full_table_on_one_line_per_row(company: Company) -> None:
     """`--wide` keeps every column header in full on one line, however narrow `COLUMNS`."""
     screen = _screen(80, "plan", "-c", str(company.config_file), "--now", NOW, "--wide")

@@ -149,11 +149,17 @@ datasets:
     subject: {type: account, column: account_id}
     timestamps: {created: created_at}
 audit: {keys: plain}
+fiscal_year_start: 07-01
 """
 VALID_PACK = """\
 policy: {name: Fuzz}
 rules:
   - {id: r, applies_to: {dataset: tickets}, after: record.created, retain: P30D, action: delete}
+  - id: fy
+    applies_to: {dataset: tickets}
+    after: {event: record.created, round_to: fiscal_year_end}
+    retain: P5Y
+    action: keep
 """
 VALID_HOLDS = """\
 holds:
@@ -199,6 +205,12 @@ _FRAGMENTS = [
     "    blocks: []",
     "    blocks: [keep]",
     "    blocks: delete",
+    "    after: {event: subject.closed, round_to: month_end}",
+    "    after: {latest: [record.created], round_to: year_end}",
+    "    after: {event: record.created, round_to: week_end}",
+    "    after: {round_to: year_end}",
+    "fiscal_year_start: 02-29",
+    "fiscal_year_start: 7",
     "null",
     "true",
     "\x00",

@@ -57,11 +57,13 @@ def validate(config_file: ConfigOption = None, as_json: JsonOption = False) -> N
             check_hold_ids,
             check_state_db,
             check_stores,
+            deadline_warnings,
         )
 
         problems = check_state_db(config) + check_stores(config)
         warnings: list[SettingWarning | HoldWarning] = [
             *audit_key_warnings(config),
+            *deadline_warnings(config),
             *check_hold_ids(config),
         ]
     if as_json:
@@ -299,8 +301,8 @@ EXPLAIN_COLUMNS = (
     Col("rule", ident=True),
     Col("action", ident=True),
     Col("clock"),
-    Col("clock started", "started", ident=True),
-    Col("due", ident=True),
+    Col("clock started", "started", ident=True, labelled=True),
+    Col("due", ident=True, labelled=True),
     Col("status"),
 )
 
@@ -356,8 +358,8 @@ HOLDS_COLUMNS = (
     Col("active"),
     Col("scope"),
     Col("records covered", "records", numeric=True),
-    Col("expires", ident=True),
-    Col("review by", "review", ident=True),
+    Col("expires", ident=True, labelled=True),
+    Col("review by", "review", ident=True, labelled=True),
     Col("reason"),
 )
 

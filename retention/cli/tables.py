@@ -22,12 +22,14 @@ from .common import out
 @dataclass(frozen=True)
 class Col:
     """One column: its header, an abbreviation for narrow terminals, and whether it identifies
-    the row (shown whole, never wrapped or cut) or holds a number (right-aligned)."""
+    the row (shown whole, never wrapped or cut) or holds a number (right-aligned). A `labelled`
+    identifying cell (a date, whose meaning is its column's) keeps its header in a stacked row."""
 
     header: str
     short: str | None = None
     ident: bool = False
     numeric: bool = False
+    labelled: bool = False
 
 
 Cells = Sequence[str]
@@ -127,9 +129,7 @@ def _stacked(
     idents = [i for i, c in enumerate(columns) if c.ident]
     others = [i for i, c in enumerate(columns) if not c.ident]
     for row in rows:
-        head = [
-            Text.from_markup(f"[bold]{row[i]}[/]" if i == idents[0] else row[i]) for i in idents
-        ]
+        head = [_stacked_ident(columns[i], row[i], first=i == idents[0]) for i in idents]
         for line in _fill(head, console.width, "  "):
             console.print(line, highlight=False, soft_wrap=True)
         pairs = [
@@ -137,6 +137,12 @@ def _stacked(
         ]
         for line in _fill(pairs, console.width - 2):
             console.print(Text("  ").append_text(line), highlight=False, soft_wrap=True)
+
+
+def _stacked_ident(col: Col, cell: str, *, first: bool) -> Text:
+    if first:
+        return Text.from_markup(f"[bold]{cell}[/]")
+    return Text.from_markup(f"{escape(col.header)} {cell}" if col.labelled else cell)
 
 
 def _fill(pairs: Sequence[Text], width: int, separator: str = " · ") -> list[Text]:

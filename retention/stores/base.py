@@ -286,10 +286,11 @@ class Enforcement:
     holds: Callable[[], HoldsFile]  # re-read before every batch; raises ConfigError if unusable
     commit: CommitPoint | None  # None: a dry run (same path, stops before the change)
     should_stop: Callable[[], bool]
-    batch_size: int
+    batch_size: int  # the cap: windows grow toward it while batches finish within batch_seconds
     probe: Probe
     legal_holds: LegalHoldBook | None = None
     run_id: str = ""  # what a quarantined delete tags its rows with (restore --run)
+    batch_seconds: float = 1.0
 
     @property
     def live(self) -> bool:
@@ -331,7 +332,9 @@ class Store(Protocol):
         """What an interrupted batch of `dataset` really changed, judged from the data
         (recovery); `rule` None when the rule is no longer configured."""
 
-    def purge(self, dataset: Dataset, now: dt.datetime, run: Enforcement) -> Iterator[BatchResult]:
+    def purge_quarantine(
+        self, dataset: Dataset, now: dt.datetime, run: Enforcement
+    ) -> Iterator[BatchResult]:
         """Remove for good what a quarantined `dataset` (``quarantine:``) kept of its deleted
         records whose restore window ended by `now`, batch by batch through the commit point
         (a dry run only says what it would purge)."""

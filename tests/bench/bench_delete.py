@@ -1,7 +1,7 @@
 """Deleting half of a table: retention against the SQL a DBA would type, in one run.
 
     .venv/bin/python tests/bench/bench_delete.py [--rows N] [--dialect sqlite|postgresql|mariadb]
-        [--batch-size 5000 --batch-size 50000] [--layout scattered|ordered]
+        [--batch-size 5000 --batch-size 50000] [--layout scattered|ordered|dates]
 
 On fresh copies of one data set (see benchlib.py), each timed on its own:
 
@@ -135,7 +135,7 @@ def bench(args: Any, dialect: str, url: str | None, work: Path, report: b.Report
                 )
                 assert deleted == due, (deleted, due)
                 runs.setdefault(f"k{size}", []).append(seconds)
-            for size in args.batch_size:
+            for size in [*args.batch_size, 0]:  # 0: retention's default settings
 
                 def ours(name: str, engine: Any, size: int = size) -> Any:
                     directory = work / f"retention-{name}"
@@ -145,6 +145,12 @@ def bench(args: Any, dialect: str, url: str | None, work: Path, report: b.Report
                     seconds, result = b.run_retention(config)
                     assert result.outcomes[0].acted == due, result.as_dict()
                     verify(engine, shape, dialect, expected)
+                    if not size:
+                        batches, longest = b.batch_cadence(config)
+                        print(
+                            f"[{dialect}] default settings: {batches} batches, at most "
+                            f"{longest:.2f} s between two batch entries"
+                        )
                     return seconds
 
                 _, seconds = on_copy(ours)
@@ -162,6 +168,9 @@ def bench(args: Any, dialect: str, url: str | None, work: Path, report: b.Report
             report.add(
                 f"(c) retention run --execute, batch {size}", times[name], due, runs=runs[name]
             )
+        report.add(
+            "(c) retention run --execute, default settings", times["c0"], due, runs=runs["c0"]
+        )
         if args.sample:
             seconds, deleted = on_copy(lambda _n, e: naive_delete(e, shape, dialect, args.sample))
             extrapolated = seconds * due / deleted
@@ -186,6 +195,29 @@ def bench(args: Any, dialect: str, url: str | None, work: Path, report: b.Report
             report.ratio(f"c/b' batch {size} (audit overhead)", c / times[f"k{size}"])
             if "d" in times:
                 report.ratio(f"d/c batch {size}", times["d"] / c)
+        default = times["c0"]
+        target = default_target(dialect, shape.layout)
+        report.ratio(
+            "c/a default settings",
+            default / times["a"],
+            f"<= {target}",
+            default / times["a"] <= target,
+        )
+        best = min(times[f"k{size}"] for size in args.batch_size)
+        met = None if dialect != "postgresql" else default / best <= 1.1
+        report.ratio(
+            "c/b' default settings, against the best b'",
+            default / best,
+            "" if met is None else "<= 1.1",
+            met,
+        )
+
+
+def default_target(dialect: str, layout: str) -> float:
+    """Issue 21's target for retention's default settings, as a ratio to the raw DELETE."""
+    if dialect == "sqlite":
+        return 1.0 if layout == "dates" else 1.5
+    return 2.0
 
 
 def main(argv: list[str]) -> None:

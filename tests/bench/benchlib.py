@@ -9,7 +9,9 @@ multiple of 100, that is 1% of the subjects and of the rows.
 ``layout`` says how time relates to the primary key: ``scattered`` (the default) spreads the
 timestamps over the key space by a fixed permutation, so every key window holds due and not-due
 rows, as in a table filled out of order or migrated; ``ordered`` makes time grow with the key,
-as in an append-only log, so the due rows are the first half of the key space.
+as in an append-only log, so the due rows are the first half of the key space; ``dates`` is
+scattered like the first, with the clock a date without a time (noon of each of 730 days): the
+common case of a clock with few distinct values.
 
 The baselines are what a DBA would type: plain SQL through the same driver, with the cutoff and
 the held subjects written into the statement. Each measurement runs on its own fresh copy of
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
@@ -78,6 +81,18 @@ class Shape:
     def step_seconds(self) -> float:
         return SPAN.total_seconds() / self.rows
 
+    @property
+    def permuted(self) -> bool:
+        return self.layout in ("scattered", "dates")
+
+    def offset(self, seconds: str, days: str = "FLOOR({} / 86400)") -> str:
+        """SQL for the row's offset from START in seconds, from `seconds` (SQL for its exact
+        offset): the same, or noon of its day in the ``dates`` layout (`days`: the dialect's
+        whole days of a number of seconds)."""
+        if self.layout == "dates":
+            return f"({days.format(f'({seconds})')} * 86400 + 43200)"
+        return seconds
+
 
 def cutoff_param(dialect: str) -> Any:
     """The cutoff as the driver compares it with the stored column."""
@@ -129,7 +144,8 @@ class SqliteBackend(Backend):
         path = self.workdir / "template.db"
         if path.exists():
             path.unlink()
-        position = "(i * :permute) % :rows" if shape.layout == "scattered" else "(i - 1)"
+        position = "(i * :permute) % :rows" if shape.permuted else "(i - 1)"
+        offset = shape.offset(f"CAST({position} * :step AS INTEGER)", "{} / 86400")
         engine = self.engine("template")
         with engine.begin() as c:
             c.exec_driver_sql("PRAGMA journal_mode=DELETE")
@@ -154,7 +170,7 @@ class SqliteBackend(Backend):
                     "WHERE i < :rows) "
                     "INSERT INTO events SELECT i, i % :subjects + 1, "
                     "strftime('%Y-%m-%d %H:%M:%f', :start, "
-                    f"'+' || CAST({position} * :step AS INTEGER) || '.5 seconds'), "
+                    f"'+' || CAST({offset} AS INTEGER) || '.5 seconds'), "
                     "'user' || i || '@example.com', "
                     "'10.' || (i % 256) || '.' || (i / 256 % 256) || '.' || (i % 250 + 1), "
                     "'Name ' || i FROM n"
@@ -207,7 +223,8 @@ class PostgresBackend(ServerBackend):
 
     def build_template(self, shape: Shape, *, with_subjects: bool = True) -> None:
         schema = self.prefix + "template"
-        position = "(i::bigint * :permute) % :rows" if shape.layout == "scattered" else "(i - 1)"
+        position = "(i::bigint * :permute) % :rows" if shape.permuted else "(i - 1)"
+        offset = shape.offset(f"floor({position} * :step)")
         with self.admin.connect() as c:
             c.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
             c.exec_driver_sql(f"CREATE SCHEMA {schema}")
@@ -231,7 +248,7 @@ class PostgresBackend(ServerBackend):
                 text(
                     f"INSERT INTO {schema}.events SELECT i, i % :subjects + 1, "
                     "CAST(:start AS timestamptz) "
-                    f"+ make_interval(secs => floor({position} * :step) + 0.5),"
+                    f"+ make_interval(secs => {offset} + 0.5),"
                     " 'user' || i || '@example.com', "
                     "'10.' || (i % 256) || '.' || (i / 256 % 256) || '.' || (i % 250 + 1), "
                     "'Name ' || i FROM generate_series(1, :rows) i"
@@ -297,7 +314,8 @@ class MariaBackend(ServerBackend):
 
     def build_template(self, shape: Shape, *, with_subjects: bool = True) -> None:
         db = self.prefix + "template"
-        position = "(seq * :permute) % :rows" if shape.layout == "scattered" else "(seq - 1)"
+        position = "(seq * :permute) % :rows" if shape.permuted else "(seq - 1)"
+        offset = shape.offset(f"FLOOR({position} * :step)")
         with self.admin.connect() as c:
             c.exec_driver_sql(f"DROP DATABASE IF EXISTS {db}")
             c.exec_driver_sql(f"CREATE DATABASE {db}")
@@ -319,7 +337,7 @@ class MariaBackend(ServerBackend):
                 text(
                     f"INSERT INTO {db}.events SELECT seq, seq % :subjects + 1, "
                     "TIMESTAMPADD(MICROSECOND, "
-                    f"FLOOR({position} * :step) * 1000000 + 500000, :start), "
+                    f"{offset} * 1000000 + 500000, :start), "
                     "CONCAT('user', seq, '@example.com'), "
                     "CONCAT('10.', seq % 256, '.', FLOOR(seq / 256) % 256, '.', seq % 250 + 1), "
                     f"CONCAT('Name ', seq) FROM seq_1_to_{shape.rows}"
@@ -455,7 +473,7 @@ def write_config(
     shape: Shape,
     *,
     rules: list[dict[str, Any]],
-    batch_size: int = 5000,
+    batch_size: int = 5000,  # 0: leave it to the default
     state_url: str | None = None,
 ) -> Path:
     """config.yaml, rules/pack.yaml and holds.yaml for the `events` table; the config path."""
@@ -472,7 +490,7 @@ def write_config(
         "holds": "holds.yaml",
         "hmac_key": HMAC_KEY,
         "audit": {"keys": "hmac"},
-        "batch_size": batch_size,
+        **({"batch_size": batch_size} if batch_size else {}),  # 0: the default
         "limits": {"max_fraction": 1.0, "max_actions_per_run": 1_000_000_000},
         "stores": {"app": {"kind": "sql", "url": url}},
         "subjects": {
@@ -515,6 +533,23 @@ ANONYMIZE_RULE: dict[str, Any] = {
     "action": "anonymize",
     "anonymize": {"email": "hash", "ip": "truncate_ip", "name": "null"},
 }
+
+
+def batch_cadence(config_path: Path) -> tuple[int, float]:
+    """A finished run's batches and the longest time between two of its batch entries: about
+    how long a hold placed mid-run, or a stop, waits for the batch under way."""
+    from retention.audit import AuditLog
+    from retention.runevents import RUN_ACTION
+    from retention.statedb import open_state
+
+    engine = open_state(f"sqlite:///{config_path.parent / 'state.db'}")
+    try:
+        entries = list(AuditLog(engine, keys="plain", hmac_key=None).entries())
+    finally:
+        engine.dispose()
+    times = [dt.datetime.fromisoformat(e.at) for e in entries if e.action != RUN_ACTION]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    return len(times), max(gaps, default=0.0)
 
 
 def run_retention(config_path: Path) -> tuple[float, Any]:
@@ -601,7 +636,7 @@ def common_args(description: str, *, sizes: bool = False) -> argparse.ArgumentPa
         help="repeat for several (default: sqlite and postgresql)",
     )
     parser.add_argument("--url", action="append", default=[], help="dialect=URL, to override")
-    parser.add_argument("--layout", choices=("scattered", "ordered"), default="scattered")
+    parser.add_argument("--layout", choices=("scattered", "ordered", "dates"), default="scattered")
     parser.add_argument(
         "--workdir", help="where SQLite files and state DBs go (default: a temp dir)"
     )
@@ -611,7 +646,9 @@ def common_args(description: str, *, sizes: bool = False) -> argparse.ArgumentPa
 
 def batch_args(parser: argparse.ArgumentParser) -> None:
     """The options of the benchmarks that compare batch sizes against a per-row loop."""
-    parser.add_argument("--batch-size", type=int, action="append")
+    parser.add_argument(
+        "--batch-size", type=int, action="append", help="repeat for several; 0: the default"
+    )
     parser.add_argument("--sample", type=int, default=10_000, help="rows for (d); 0 skips it")
     parser.add_argument("--repeat", type=int, default=1, help="runs of (a)-(c); medians shown")
 

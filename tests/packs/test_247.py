@@ -119,7 +119,14 @@ def test_job_applications_through_an_employment_partner(world: DemoWorld) -> Non
     rule = "247.job-applications.after-decision"
     rejected = world.keys("job_applications", status="rejected", consent=True)[0]
     decided = world.stamp("job_applications", rejected, "updated")
-    world.timeline("job_applications", rejected, rule, start=decided, due=plus(decided, "P1Y"))
+    world.timeline(
+        "job_applications",
+        rejected,
+        rule,
+        start=decided,
+        due=plus(decided, "P1Y"),
+        overdue=plus(decided, "P1Y7D"),
+    )
     hired = world.key("job_applications", status="hired")
     assert (
         world.status(

@@ -112,3 +112,18 @@ def test_validate_passes_for_the_pack_on_its_demo(pack: str, tmp_path: Path) -> 
     result = CliRunner().invoke(app, ["validate", "--config", str(company.config)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ok:")
+    assert "warning" not in result.output, result.output
+
+
+@pytest.mark.parametrize("pack", shipped_packs())
+def test_every_delete_a_keep_rule_can_block_has_a_deadline(pack: str) -> None:
+    """Every delete rule of a pack that covers what one of its keep rules covers has a
+    `within`: once the statutory minimum ends, a failure to delete shows as overdue."""
+    rules = yaml.safe_load(pack_text(pack))["rules"]
+    kept = [r["applies_to"] for r in rules if r["action"] == "keep"]
+    missing = [
+        r["id"]
+        for r in rules
+        if r["action"] == "delete" and r["applies_to"] in kept and "within" not in r
+    ]
+    assert not missing, f"{pack}: delete rules a keep rule can block have no within: {missing}"

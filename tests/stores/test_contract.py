@@ -1,5 +1,5 @@
 """The Store contract, one suite over every backend: SQLite, PostgreSQL, MariaDB, S3 on a moto
-server, and a file tree.
+server, a file tree, and a Delta table.
 
 Each backend holds the same world — twelve records of four accounts, eight of them long due,
 four recent — and must plan, delete, re-read holds between batches, change nothing in a dry
@@ -33,6 +33,7 @@ from retention.testing import CrashAt, OnPoint, SimulatedCrash, replace_file
 
 from ..conftest import Database
 from ..scenario import TICKETS, TICKETS_DATASET, Scenario, rule, utc
+from .lakeworld import ids_at, write_records
 from .objectworld import object_rule, s3_client, s3_store, seed
 
 NOW = utc("2026-06-01 00:00:00")
@@ -153,6 +154,31 @@ def _filesystem(sqlite_db: Database, tmp_path: Path) -> Backend:
     )
 
 
+def _delta(sqlite_db: Database, tmp_path: Path) -> Backend:
+    world = Scenario(sqlite_db, tmp_path)
+    world.accounts(*({"id": a} for a in range(1, 5)))
+    lake = tmp_path / "lake"
+    rows = [(i, account_of(i), OLD if old(i) else RECENT) for i in RECORDS]
+    write_records(lake / "records", rows, files=3)
+
+    def present() -> set[int]:
+        found = ids_at(lake / "records")
+        assert found is not None
+        return found
+
+    return Backend(
+        "delta",
+        world,
+        present,
+        {**TICKETS_DATASET, "store": "lake", "table": "records", "personal": {}},
+        {
+            "app": {"kind": "sql", "url": sqlite_db.url},
+            "lake": {"kind": "delta", "root": str(lake)},
+        },
+        lambda rule_id: rule(rule_id, applies_to={"dataset": "records"}),
+    )
+
+
 @pytest.fixture(
     params=[
         "sqlite",
@@ -160,10 +186,11 @@ def _filesystem(sqlite_db: Database, tmp_path: Path) -> Backend:
         pytest.param("mariadb", marks=pytest.mark.mariadb),
         "s3",
         "filesystem",
+        "delta",
     ]
 )
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """The same world on each of the five backends."""
+    """The same world on each of the six backends."""
     if request.param in ("sqlite", "postgres", "mariadb"):
         db: Database = request.getfixturevalue(f"{request.param}_db")
         yield _sql(db, tmp_path)
@@ -171,6 +198,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield _s3(
             request.getfixturevalue("sqlite_db"), tmp_path, request.getfixturevalue("moto_endpoint")
         )
+    elif request.param == "delta":
+        yield _delta(request.getfixturevalue("sqlite_db"), tmp_path)
     else:
         yield _filesystem(request.getfixturevalue("sqlite_db"), tmp_path)
 

@@ -17,7 +17,7 @@ from ...datasets import Dataset
 from ...holds import Hold, HoldsFile
 from ...ids import canonical_id
 from ...rules import Rule
-from ...timemath import IntervalSet, due_clock_set
+from ...timemath import IntervalSet
 from ..base import SubjectEvents, SubjectSource
 from .records import ObjectRecord
 
@@ -53,14 +53,20 @@ class Evaluator:
         self.subject_type = dataset.subject.name if dataset.subject is not None else None
         self.rules = list(dataset.rules)
         self.keeps = list(dataset.keeps)
-        zone = dataset.calendar
         self._due: dict[str, IntervalSet] = {
-            r.id: due_clock_set(r.delay, now, zone) for r in self.rules
+            r.id: dataset.due_set(r.after, r.delay, now) for r in self.rules
         }
         self._overdue: dict[str, IntervalSet] = {
-            r.id: due_clock_set(r.delay + r.within, now, zone)
+            r.id: dataset.due_set(r.after, r.delay + r.within, now)
             for r in self.rules
             if r.within is not None
+        }
+        # a keep rule's end + the rule's `within`: the deadline of what the keep held back
+        self._keep_overdue: dict[tuple[str, str], IntervalSet] = {
+            (r.id, k.id): dataset.due_set(k.after, k.delay + r.within, now)
+            for r in self.rules
+            if r.within is not None and r.destructive
+            for k in self.keeps
         }
         self.events = sorted(
             {ref.name for r in self.rules for ref in r.after.refs if ref.source == "subject"}
@@ -81,7 +87,7 @@ class Evaluator:
         values: list[dt.datetime | None] = []
         for ref in rule.after.refs:
             if ref.source == "record":
-                values.append(record.created)
+                values.append(record.clock(ref.name))
             else:
                 values.append(events.get(ref.name) if events is not None else None)
         return rule.after.start(values)
@@ -140,7 +146,10 @@ class Page:
                 keep_start = e.start(keep, record, events)
                 if keep_start is None or keep_start not in e._due[keep.id]:
                     blocked = True
-                    break
+                if overdue and (
+                    keep_start is None or keep_start not in e._keep_overdue[(rule.id, keep.id)]
+                ):
+                    overdue = False
         unreadable = not due and e.unreadable(rule, record, subject)
         return Verdict(start, due, bool(overdue), held, blocked, unreadable)
 

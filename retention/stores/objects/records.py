@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # S3's DeleteObjects takes at most this many keys; listings come in pages of this size.
@@ -35,6 +36,12 @@ class ObjectRecord:
     versions: tuple[Version, ...] = (Version(None),)
     problem: str | None = None
     clock_unreadable: bool = False
+    # rows of a lake table: every declared timestamp by name (None: only `created`)
+    clocks: Mapping[str, dt.datetime | None] | None = None
+
+    def clock(self, name: str) -> dt.datetime | None:
+        """The record clock `name` (``record.<name>``) when it started."""
+        return self.created if self.clocks is None else self.clocks.get(name)
 
     @property
     def entries(self) -> int:
@@ -51,6 +58,7 @@ class DeleteResult:
     deleted: tuple[str, ...] = ()
     vetoed: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    detail: str | None = None  # what the deleted keys' audit entry says of how (a table version)
 
 
 __all__ = ["PAGE_SIZE", "DeleteResult", "ObjectRecord", "Version"]

@@ -23,6 +23,7 @@ from ...datasets import Dataset
 from ...errors import StoreError
 from ...kinds import Capabilities
 from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
+from ..windows import WindowSizer
 from .evaluate import Evaluator
 from .records import DeleteResult, ObjectRecord
 
@@ -64,8 +65,9 @@ class ObjectRun:
         self.dataset = target.dataset
         self.label = store.capabilities.veto_label
         self.evaluator = store.evaluator(target.dataset, target.now)
-        limit = store.capabilities.max_batch or run.batch_size
-        self.limit = min(run.batch_size, limit)
+        cap = min(run.batch_size, store.capabilities.max_batch or run.batch_size)
+        self.sizer = WindowSizer(cap, run.batch_seconds)
+        self.limit = self.sizer.next()
         self.inflight: deque[tuple[Ticket, list[ObjectRecord], Future[DeleteResult]]] = deque()
         self.judged_with = run.holds()  # the holds the current page was judged with
         self.broken: str | None = None
@@ -101,7 +103,13 @@ class ObjectRun:
             if self.run.should_stop():
                 yield None
                 return
-            self.judged_with = self.run.holds()
+            latest = self.run.holds()
+            if batch and latest is not self.judged_with:
+                # a batch carried over from the last page was judged with the holds before
+                again = self.evaluator.page(batch, latest)
+                batch = [r for r in batch if again.verdict(self.rule, r).free]
+                entries = sum(r.entries for r in batch)
+            self.judged_with = latest
             view = self.evaluator.page(page, self.judged_with)
             free = [r for r in page if view.verdict(self.rule, r).free]
             protected = self.store.protected(free, self.target.now) if free else {}
@@ -114,6 +122,7 @@ class ObjectRun:
                 if batch and entries + record.entries > self.limit:
                     yield from self._submit(batch)
                     batch, entries = [], 0
+                    self.limit = self.sizer.next()
                 batch.append(record)
                 entries += record.entries
             if self.broken is not None:
@@ -162,7 +171,7 @@ class ObjectRun:
             return None
         notes = []
         for label, keys, why in (
-            ("done", list(outcome.deleted), None),
+            ("done", list(outcome.deleted), outcome.detail),
             (self.label, sorted(outcome.vetoed), summary(outcome.vetoed.values())),
             ("failed", sorted(outcome.failed), summary(outcome.failed.values())),
         ):

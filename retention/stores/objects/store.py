@@ -184,7 +184,9 @@ class ObjectStore(ABC):
         notes = (Note("done", gone, RECOVERED),) if gone else ()
         return BatchResult(acted=len(gone), notes=notes)
 
-    def purge(self, dataset: Dataset, now: dt.datetime, run: Enforcement) -> Iterator[BatchResult]:
+    def purge_quarantine(
+        self, dataset: Dataset, now: dt.datetime, run: Enforcement
+    ) -> Iterator[BatchResult]:
         return iter(())  # no quarantine on object stores (config refuses `quarantine:`)
 
     def restore(

@@ -41,6 +41,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ...datasets import Dataset
 from ...errors import ForeignKeyRefused, first_line
 from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
+from ..windows import WindowSizer
 from .keys import KeyTuple, fetch_keys, fetch_rows, format_keys, key_after, key_upto, keys_json
 from .precedence import ceded, without
 from .quarantine import keep, quarantine_table, window_end
@@ -153,6 +154,7 @@ class Batches:
                 )
                 stack.callback(setattr, self, "data_thread", None)
             landing: _Landing | None = None  # a prepared batch being written
+            sizer = WindowSizer(run.batch_size, run.batch_seconds)
             for turn in itertools.count():
                 if run.should_stop():
                     if landing is not None:
@@ -165,7 +167,7 @@ class Batches:
                     holds, selection = latest, self.builder.build(rule, dataset, latest)
                 connection = connections[turn % len(connections)]
                 batch = connection.begin()  # the batch's transaction, window query included
-                end = self._window_end(connection, selection, last)
+                end = self._window_end(connection, selection, last, sizer.next())
                 started: _Done | _Prepared | BatchResult | None = None
                 if end is not None:
                     window = and_(
@@ -218,13 +220,13 @@ class Batches:
         return result if done.keys else None
 
     def _window_end(
-        self, connection: Connection, selection: Selection, last: KeyTuple | None
+        self, connection: Connection, selection: Selection, last: KeyTuple | None, size: int
     ) -> KeyTuple | None:
-        """The last key of the next window of `batch_size` rows in primary-key order."""
+        """The last key of the next window of `size` rows in primary-key order."""
         page = select(*selection.key)
         if last is not None:
             page = page.where(key_after(selection.key, last))
-        window = page.order_by(*selection.key).limit(self.run.batch_size).subquery()
+        window = page.order_by(*selection.key).limit(size).subquery()
         columns = list(window.c)
         query = select(*columns).order_by(*(c.desc() for c in columns)).limit(1)
         row = connection.execute(query).first()

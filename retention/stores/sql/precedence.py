@@ -19,7 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ...datasets import Dataset
 from ...rules import Rule
-from ...timemath import add_duration, parse_stored
+from ...timemath import parse_stored
 from .ids import id_matches
 from .keys import KeyTuple, key_in
 from .schema import Schema
@@ -69,7 +69,7 @@ def due_moment(
     if start is None:
         return None
     try:
-        return add_duration(start, rule.delay, dataset.calendar)
+        return dataset.due_at(rule.after, start, rule.delay)
     except (OverflowError, ValueError):
         return None
 

@@ -22,7 +22,6 @@ from ...durations import Duration
 from ...errors import SchemaError
 from ...holds import Hold, HoldsFile
 from ...rules import Rule
-from ...timemath import due_clock_set
 from .clock import ClockColumn, clock_in
 from .ids import id_matches, in_values
 from .schema import Schema
@@ -99,11 +98,7 @@ class SelectionBuilder:
         table = self.store.table(ds.table)
         key = tuple(self.store.column(table, name) for name in ds.key_columns)
         due = self._clock(rule, dataset, table, rule.delay)
-        overdue = (
-            self._clock(rule, dataset, table, rule.delay + rule.within)
-            if rule.within is not None
-            else false()
-        )
+        overdue = self.overdue(rule, dataset, table)
         delete_rules = dataset.deletes_besides(rule)
         superseded: ColumnElement[bool] = false()
         done: ColumnElement[bool] = false()
@@ -267,7 +262,7 @@ class SelectionBuilder:
     def _build_clock(
         self, rule: Rule, dataset: Dataset, table: Table, delay: Any
     ) -> ColumnElement[bool]:
-        instants = due_clock_set(delay, self.now, dataset.calendar)
+        instants = dataset.due_set(rule.after, delay, self.now)
         refs = rule.after.refs
         if all(ref.source == "subject" for ref in refs):
             subject_table, subject_key, link, subject = self._subject(dataset, table)
@@ -292,6 +287,22 @@ class SelectionBuilder:
             return ClockColumn(value, clock.kind, clock.zone)
 
         return clock_in(rule.after, instants, column)
+
+    def overdue(self, rule: Rule, dataset: Dataset, table: Table) -> ColumnElement[bool]:
+        """Records past the rule's deadline: `within` after it became due and after every
+        keep rule covering them ran out — a delete a statutory minimum held back is overdue
+        `within` after the minimum ends, not at once."""
+        within = rule.within
+        if within is None:
+            return false()
+        ended = [
+            or_(
+                not_(self.scope(keep, table)),
+                self._clock(keep, dataset, table, keep.delay + within),
+            )
+            for keep in (dataset.keeps if rule.destructive else ())
+        ]
+        return and_(self._clock(rule, dataset, table, rule.delay + within), *ended)
 
     def unreadable(self, rule: Rule, dataset: Dataset, table: Table) -> ColumnElement[bool]:
         """Records with a clock `rule` needs that holds a value but not a timestamp (SQLite

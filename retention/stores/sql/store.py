@@ -108,7 +108,9 @@ class SqlStore(Schema):
         with translated(self.name):
             return settle.settle(self, self.builder(_EPOCH), intent, dataset, rule)
 
-    def purge(self, dataset: Dataset, now: dt.datetime, run: Enforcement) -> Iterator[BatchResult]:
+    def purge_quarantine(
+        self, dataset: Dataset, now: dt.datetime, run: Enforcement
+    ) -> Iterator[BatchResult]:
         with translated(self.name):
             yield from quarantine.purge(self, dataset, now, run)
 

@@ -309,3 +309,41 @@ def test_a_hold_that_blocks_only_anonymize_does_not_keep_files(world: Scenario, 
     assert plan_of(config)["age"].held == 1
     run(config)
     assert files(root) == ["uploads/2/b"]
+
+
+def test_clock_rounded_to_year_end_on_files(world: Scenario, root: Path) -> None:
+    """Objects are judged by the same rounded clock as rows: files of 2025 kept one year from
+    the end of their year are due on 2027-01-01 00:00, not before; a file of 2026 a year later."""
+    touch(root, "uploads/1/early.pdf", utc("2025-01-01 00:00:00").timestamp())
+    touch(root, "uploads/1/late.pdf", utc("2025-12-31 23:59:59").timestamp())
+    touch(root, "uploads/1/new.pdf", utc("2026-01-01 00:00:00").timestamp())
+    rounded = {"event": "record.created", "round_to": "year_end"}
+    config = configure(world, root, [object_rule("y", after=rounded, retain="P1Y")])
+
+    def due(now: str) -> tuple[str, ...]:
+        (row,) = make_plan(config, utc(now)).rules
+        return row.samples
+
+    assert due("2026-12-31 23:59:59.999999") == ()
+    assert due("2027-01-01 00:00:00") == ("uploads/1/early.pdf", "uploads/1/late.pdf")
+    assert len(due("2028-01-01 00:00:00")) == 3
+
+
+def test_a_delete_held_back_by_a_keep_rule_is_overdue_within_after_the_minimum(
+    world: Scenario, root: Path
+) -> None:
+    """On files as on rows: the deadline of a delete a keep rule held back runs from the end
+    of the minimum, not from the delete's own due date."""
+    touch(root, "uploads/1/a.pdf", utc("2020-01-01 00:00:00").timestamp())
+    rules = [
+        object_rule("gone", retain="P1Y", within="P1M"),
+        object_rule("minimum", action="keep", retain="P5Y"),
+    ]
+    config = configure(world, root, rules)
+
+    def gone(now: str) -> Any:
+        return {row.rule: row for row in make_plan(config, utc(now)).rules}["gone"]
+
+    assert (gone("2024-12-31 23:59:59").blocked, gone("2024-12-31 23:59:59").overdue) == (1, 0)
+    assert (gone("2025-01-31 23:59:59").actionable, gone("2025-01-31 23:59:59").overdue) == (1, 0)
+    assert gone("2025-02-01 00:00:00").overdue == 1

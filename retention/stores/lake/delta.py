@@ -1,0 +1,394 @@
+"""The Delta Lake store (delta-rs): a dataset is a table folder under the store's root.
+
+Rows are read as Arrow, a page at a time, and judged by the same evaluator as listed objects
+(:mod:`retention.stores.objects.evaluate`): declared timestamps, the subject's lifecycle events
+from its SQL store, holds and keep rules. A batch is deleted by one predicate — its keys, and
+the rule, holds and keep rules again (:mod:`.predicate`) — in one table commit, tagged with the
+dataset's name and audited as "logically deleted (version N)".
+
+The deleted rows are still in the files older versions reference (time travel) until the table
+is vacuumed. Once a delete commit is older than ``purge_after`` (dataset, store, else the
+table's own ``delta.deletedFileRetentionDuration``, 7 days by default) the next live run vacuums
+the table, and each such commit is audited again as "physically gone (vacuum at T, n files
+removed)": only when every file it removed is really gone. delta-rs deletes by rewriting files
+(copy-on-write), so no deletion vectors are written; a table whose protocol requires them is
+refused by delta-rs and reported as a store error. The vacuum commits name the versions they
+purged, so a version is audited as gone once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+from deltalake import CommitProperties, DeltaTable
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+from ...datasets import Dataset, SubjectType
+from ...durations import Duration
+from ...errors import StoreError
+from ...holds import HoldsFile
+from ...rules import Rule
+from ...settings import DeltaStoreConfig, Settings
+from ...timemath import add_duration, parse_stored
+from ..base import (
+    BatchResult,
+    Counts,
+    Enforcement,
+    Intent,
+    Note,
+    StoredIntent,
+    SubjectSource,
+    Target,
+)
+from ..objects.records import PAGE_SIZE, DeleteResult, ObjectRecord
+from ..objects.store import RECOVERED, ObjectStore
+from .predicate import delete_predicate
+
+DATASET_TAG = "retention.dataset"  # on a delete commit: the dataset it enforced
+PURGED_TAG = "retention.purged"  # on a vacuum commit: the delete versions it made gone
+PURGE = "purge"  # the audit action of the physical step
+GONE = "physically gone"
+LEFT = "NoLongerDue: the delete predicate (rule, holds, keep rules) no longer matched it"
+DEFAULT_WINDOW = Duration(days=7)  # delta's own default deletedFileRetentionDuration
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_UTC = ZoneInfo("UTC")
+_INTERVAL = re.compile(r"^\s*interval\s+(\d+)\s+(week|day|hour|minute|second)s?\s*$", re.I)
+
+
+def _wall() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def window_of(text: str | None) -> Duration | None:
+    """A table property ``interval 7 days`` as a duration (None: absent or unreadable)."""
+    found = _INTERVAL.match(text or "")
+    if found is None:
+        return None
+    count, unit = int(found[1]), found[2].lower()
+    if unit == "week":
+        return Duration(days=7 * count)
+    return Duration(**{unit + "s": count})
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """One delete commit this dataset's rules made, not yet audited as physically gone."""
+
+    version: int
+    at: dt.datetime
+    rows: int
+    gone_by: dt.datetime  # its files may be vacuumed from this moment
+
+
+class DeltaStore(ObjectStore):
+    """Delta tables under one root directory."""
+
+    kind = "delta"
+
+    def __init__(
+        self,
+        name: str,
+        config: DeltaStoreConfig,
+        settings: Settings | None = None,
+        subject_sources: Callable[[SubjectType], SubjectSource] | None = None,
+        clock: Callable[[], dt.datetime] = _wall,
+    ) -> None:
+        super().__init__(name, config, settings, subject_sources)
+        self.root = Path(config.root)
+        # the table's own time: commit timestamps and delta's vacuum are on the wall clock
+        self.clock = clock
+        self._acting: Target | None = None  # the rule being enforced
+        self._holds: HoldsFile | None = None  # the holds its current batch was judged with
+
+    def uri(self, dataset: Dataset) -> str:
+        assert dataset.config.table is not None
+        return str(self.root / dataset.config.table)
+
+    def table(self, dataset: Dataset, version: int | None = None) -> DeltaTable:
+        try:
+            return DeltaTable(self.uri(dataset), version=version)
+        except TableNotFoundError:
+            raise StoreError(f"no delta table {dataset.config.table!r}", store=self.name) from None
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
+
+    def window(self, dataset: Dataset, table: DeltaTable) -> Duration:
+        """How long deleted rows stay in old files before a run vacuums them."""
+        config: DeltaStoreConfig = self.config
+        own = table.metadata().configuration.get("delta.deletedFileRetentionDuration")
+        return dataset.config.purge_after or config.purge_after or window_of(own) or DEFAULT_WINDOW
+
+    def mode(self, dataset: Dataset) -> str:
+        return (
+            "delta table: rows deleted by key predicate, one commit per batch; old files vacuumed"
+        )
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _columns(self, dataset: Dataset) -> list[str]:
+        wanted = [*dataset.key_columns, *dataset.config.timestamps.values()]
+        if dataset.subject_column is not None:
+            wanted.append(dataset.subject_column)
+        return list(dict.fromkeys(wanted))
+
+    def _record(self, dataset: Dataset, row: dict[str, Any]) -> ObjectRecord:
+        (key,) = dataset.key_columns
+        clocks: dict[str, dt.datetime | None] = {}
+        unreadable = False
+        for name, column in dataset.config.timestamps.items():
+            value = row.get(column)
+            clocks[name] = parse_stored(value, dataset.zone) if value is not None else None
+            unreadable = unreadable or (value is not None and clocks[name] is None)
+        subject = row.get(dataset.subject_column) if dataset.subject_column else None
+        created = clocks.get("created")
+        return ObjectRecord(
+            key=str(row[key]),
+            modified=created or _EPOCH,
+            created=created,
+            subject=None if subject is None else str(subject),
+            clocks=clocks,
+            clock_unreadable=unreadable,
+        )
+
+    def _scan(
+        self, dataset: Dataset, table: DeltaTable, where: Any = None
+    ) -> Iterator[list[ObjectRecord]]:
+        scanner = table.to_pyarrow_dataset().scanner(
+            columns=self._columns(dataset), filter=where, batch_size=PAGE_SIZE
+        )
+        for batch in scanner.to_batches():
+            if batch.num_rows:
+                yield [self._record(dataset, row) for row in batch.to_pylist()]
+
+    def pages(self, dataset: Dataset, prefix: str | None = None) -> Iterator[list[ObjectRecord]]:
+        yield from self._scan(dataset, self.table(dataset))
+
+    def _keyed(self, dataset: Dataset, table: DeltaTable, keys: Sequence[str]) -> set[str]:
+        """Which of `keys` the table's current version has."""
+        (column,) = dataset.key_columns
+        type_ = table.to_pyarrow_dataset().schema.field(column).type
+        values = pa.array([int(k) if pa.types.is_integer(type_) else k for k in keys], type_)
+        where = pc.field(column).isin(values)
+        return {r.key for page in self._scan(dataset, table, where) for r in page}
+
+    def head(self, dataset: Dataset, key: str) -> ObjectRecord | None:
+        table = self.table(dataset)
+        (column,) = dataset.key_columns
+        type_ = table.to_pyarrow_dataset().schema.field(column).type
+        if pa.types.is_integer(type_) and not re.fullmatch(r"[+-]?\d+", key):
+            return None
+        values = pa.array([int(key) if pa.types.is_integer(type_) else key], type_)
+        for page in self._scan(dataset, table, pc.field(column).isin(values)):
+            return page[0]
+        return None
+
+    def absent(self, dataset: Dataset, entries: Sequence[Sequence[Any]]) -> list[str]:
+        keys = [str(entry[0]) for entry in entries]
+        present = self._keyed(dataset, self.table(dataset), keys)
+        return [k for k in keys if k not in present]
+
+    def reach(self, dataset: Dataset | None = None) -> list[str]:
+        if not self.root.is_dir():
+            return [f"root {self.root} is not a directory"]
+        if dataset is None:
+            return []
+        if len(dataset.key_columns) != 1:
+            return ["a delta dataset has one key column"]
+        try:
+            schema = self.table(dataset).to_pyarrow_dataset().schema
+        except StoreError as exc:
+            return [str(exc)]
+        missing = [c for c in self._columns(dataset) if c not in schema.names]
+        return [f"table {dataset.config.table!r} has no column {c!r}" for c in missing]
+
+    # -- the logical step ----------------------------------------------------------------------
+
+    def delete(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> DeleteResult:
+        """One commit deleting the batch's rows by their keys, the rule, the holds the batch was
+        judged with (re-read before it) and the keep rules in its predicate; a row the
+        predicate no longer matches is left (and reported) for the next run, and a concurrent
+        writer's conflicting commit fails this one."""
+        target, holds = self._acting, self._holds
+        assert target is not None and holds is not None, "a delete happens inside enforce()"
+        table = self.table(dataset)
+        keys = [r.key for r in records]
+        present = self._keyed(dataset, table, keys)
+        if not present:
+            return DeleteResult()
+        schema = table.to_pyarrow_dataset().schema
+        predicate = delete_predicate(
+            sorted(present), target.rule, dataset, target.now, holds, schema
+        )
+        try:
+            table.delete(
+                predicate,
+                commit_properties=CommitProperties(custom_metadata={DATASET_TAG: dataset.name}),
+            )
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
+        left = self._keyed(dataset, table, sorted(present))
+        detail = f"logically deleted (version {table.version()})"
+        return DeleteResult(
+            deleted=tuple(k for k in keys if k in present and k not in left),
+            failed={k: LEFT for k in keys if k in left},
+            detail=detail,
+        )
+
+    # -- the physical step ---------------------------------------------------------------------
+
+    def deleted(self, dataset: Dataset, table: DeltaTable) -> list[Deleted]:
+        """This dataset's delete commits not yet audited as physically gone, oldest first."""
+        history = table.history()
+        purged = {
+            int(v)
+            for entry in history
+            for v in str(entry.get(PURGED_TAG, "")).split(",")
+            if v.strip().isdigit()
+        }
+        window = self.window(dataset, table)
+        found = []
+        for entry in history:
+            if entry.get(DATASET_TAG) != dataset.name or entry.get("operation") != "DELETE":
+                continue
+            if entry["version"] in purged:
+                continue
+            at = _EPOCH + dt.timedelta(milliseconds=int(entry["timestamp"]))
+            rows = int(entry.get("operationMetrics", {}).get("num_deleted_rows", 0))
+            found.append(Deleted(entry["version"], at, rows, add_duration(at, window, _UTC)))
+        return sorted(found, key=lambda d: d.version)
+
+    def removed_files(self, dataset: Dataset, version: int) -> set[str]:
+        """The files commit `version` took out of the table (they still hold its rows)."""
+        before = set(self.table(dataset, version - 1).file_uris())
+        return before - set(self.table(dataset, version).file_uris())
+
+    def gone(self, dataset: Dataset, version: int) -> bool:
+        """Whether every file delete commit `version` removed is gone from storage."""
+        try:
+            files = self.removed_files(dataset, version)
+        except StoreError:
+            return True  # the log before it was cleaned up: nothing can reach those files
+        return not any(Path(f.removeprefix("file://")).exists() for f in files)
+
+    def purge(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
+        """Vacuum the table when one of its delete commits has passed its window; audit each
+        commit whose files are really gone."""
+        dataset = target.dataset
+        table = self.table(dataset)
+        now = self.clock()
+        due = [d for d in self.deleted(dataset, table) if d.gone_by <= now]
+        if not due or run.commit is None:
+            return
+        versions = [d.version for d in due]
+        ticket = run.commit.intend(
+            Intent(
+                rule=target.rule.id,
+                dataset=dataset.name,
+                action=PURGE,
+                keys=[],
+                payload=json.dumps({"versions": versions}),
+            )
+        )
+        run.probe.reached("write")
+        # delta removes what was tombstoned more than this many whole hours before its own now
+        hours = max(0, math.floor((_wall() - max(d.at for d in due)).total_seconds() / 3600))
+        try:
+            removed = table.vacuum(
+                retention_hours=hours,
+                dry_run=False,
+                enforce_retention_duration=False,
+                commit_properties=CommitProperties(
+                    custom_metadata={PURGED_TAG: ",".join(map(str, versions))}
+                ),
+            )
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
+        detail = f"vacuum at {now.isoformat(timespec='seconds')}, {len(removed)} files removed"
+        result = BatchResult(notes=self._gone_notes(dataset, due, detail), audited=True)
+        run.commit.done(ticket, result)
+        yield result
+
+    def _gone_notes(
+        self, dataset: Dataset, due: Sequence[Deleted], detail: str
+    ) -> tuple[Note, ...]:
+        return tuple(
+            Note(
+                GONE,
+                keys=[],
+                detail=f"{detail}; logically deleted at version {d.version}",
+                action=PURGE,
+                count=d.rows,
+            )
+            for d in due
+            if self.gone(dataset, d.version)
+        )
+
+    # -- the Store protocol, where a lake table differs ----------------------------------------
+
+    def enforce(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
+        read = run.holds
+
+        def holds() -> HoldsFile:
+            self._holds = read()
+            return self._holds
+
+        self._acting, self._holds = target, read()
+        try:
+            yield from super().enforce(target, replace(run, holds=holds))
+        finally:
+            self._acting = None
+        if target.rule.destructive:
+            yield from self.purge(target, run)
+
+    def settle(self, intent: StoredIntent, dataset: Dataset, rule: Rule | None) -> BatchResult:
+        if intent.action != PURGE:
+            return super().settle(intent, dataset, rule)
+        versions = set(json.loads(intent.payload)["versions"])
+        table = self.table(dataset)
+        rows = {
+            e["version"]: int(e.get("operationMetrics", {}).get("num_deleted_rows", 0))
+            for e in table.history()
+            if e.get("operation") == "DELETE"
+        }
+        due = [Deleted(v, _EPOCH, rows[v], _EPOCH) for v in sorted(versions) if v in rows]
+        return BatchResult(notes=self._gone_notes(dataset, due, RECOVERED))
+
+    def plan(self, targets: Sequence[Target], holds: HoldsFile, samples: int) -> list[Counts]:
+        """The counts, and for a rule that deletes the rows its earlier runs deleted that are
+        still in the table's old files, with the date they may be vacuumed."""
+        counts = super().plan(targets, holds, samples)
+        present: dict[str, list[Deleted]] = {}
+        found = []
+        for target, count in zip(targets, counts, strict=True):
+            dataset = target.dataset
+            if not target.rule.destructive:
+                found.append(count)
+                continue
+            if dataset.name not in present:
+                present[dataset.name] = self.deleted(dataset, self.table(dataset))
+            pending = present[dataset.name]
+            rows = sum(d.rows for d in pending)
+            if not rows:
+                found.append(count)
+                continue
+            by = max(d.gone_by for d in pending).date().isoformat()
+            note = (
+                f"{rows} deleted records still physically present in old table files "
+                f"(versions {', '.join(str(d.version) for d in pending)}): gone by {by}"
+            )
+            extra = {**count.extra, "physically_present": rows, "physically_gone_by": by}
+            found.append(replace(count, notes=(*count.notes, note), extra=extra))
+        return found
+
+
+__all__ = ["Deleted", "DeltaStore", "window_of"]

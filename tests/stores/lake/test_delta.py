@@ -1,0 +1,218 @@
+"""The Delta Lake store: rows deleted by predicate are logically deleted (a new table version,
+still readable by time travel) until the table's purge window has passed, and physically gone
+(vacuumed, readable at no version) after; the audit log records both states per batch, the
+plan shows what is deleted but still present and when it will be gone, held rows survive both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deltalake import DeltaTable
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from retention.audit import AuditEntry, AuditLog
+from retention.config import Config
+from retention.durations import Duration
+from retention.errors import ConfigError
+from retention.executor import Executor
+from retention.planner import make_plan
+from retention.runevents import RUN_ACTION
+from retention.statedb import open_state
+from retention.stores.lake.delta import DeltaStore, window_of
+from retention.testing import CrashAt, SimulatedCrash, examples
+
+from ...conftest import Database
+from ...scenario import TICKETS_DATASET, Scenario, rule, utc
+from ..lakeworld import ids_at, readable_anywhere, write_records
+
+NOW = utc("2026-06-01 00:00:00")
+OLD = NOW - dt.timedelta(days=400)
+RECENT = NOW - dt.timedelta(days=2)
+RECORDS = range(1, 13)  # record i belongs to account 1 + i % 4; i <= 8 are old
+HOLD = {"holds": [{"id": "case", "subjects": {"account": ["2"]}}]}
+DUE = {i for i in RECORDS if i <= 8}
+HELD = {i for i in DUE if 1 + i % 4 == 2}
+GONE = DUE - HELD
+
+
+def world(
+    db: Database, tmp_path: Path, dataset: dict[str, Any] | None = None, **store: Any
+) -> tuple[Config, Path]:
+    scenario = Scenario(db, tmp_path)
+    scenario.accounts(*({"id": a} for a in range(1, 5)))
+    lake = tmp_path / "lake"
+    rows = [(i, 1 + i % 4, OLD if i <= 8 else RECENT) for i in RECORDS]
+    write_records(lake / "records", rows, files=3)
+    config = scenario.config(
+        [rule("purge", applies_to={"dataset": "records"})],
+        holds=HOLD,
+        datasets={
+            "records": {
+                **TICKETS_DATASET,
+                "store": "lake",
+                "table": "records",
+                "personal": {},
+                **(dataset or {}),
+            }
+        },
+        stores={
+            "app": {"kind": "sql", "url": db.url},
+            "lake": {"kind": "delta", "root": str(lake), **store},
+        },
+        batch_size=3,
+        audit={"keys": "plain"},
+    )
+    return config, lake / "records"
+
+
+def entries(config: Config) -> list[AuditEntry]:
+    engine = open_state(config.settings.state_db.get_secret_value())
+    try:
+        log = AuditLog(engine, keys="plain", hmac_key=None)
+        assert log.verify().ok
+        return [e for e in log.entries() if e.action != RUN_ACTION]
+    finally:
+        engine.dispose()
+
+
+def later(config: Config, days: int) -> DeltaStore:
+    """The lake store as it will be `days` from now (the table's own clock)."""
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+    return DeltaStore("lake", config.settings.stores["lake"], config.settings, clock=lambda: at)
+
+
+def run(config: Config, **kwargs: Any) -> Any:
+    return Executor(config, now=NOW, live=True, **kwargs).run()
+
+
+def test_deleted_rows_stay_readable_until_the_window_passes_then_are_gone_everywhere(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """Within the table's window a deleted record is gone from the latest version but still
+    readable at an older one (logically deleted, version N audited); once the window has passed
+    the next run vacuums it, audits each batch as physically gone, and the record is readable at
+    no version. Held records are in the latest version throughout."""
+    config, table = world(sqlite_db, tmp_path)
+    run(config)
+    assert ids_at(table) == set(RECORDS) - GONE
+    assert all(readable_anywhere(table, i) for i in GONE)
+    done = [e for e in entries(config) if e.outcome == "done"]
+    assert sorted(int(k) for e in done for k in json.loads(e.keys)) == sorted(GONE)
+    versions = {e.detail for e in done}
+    assert len(versions) == len(done) and all("logically deleted (version" in v for v in versions)
+    assert not [e for e in entries(config) if e.outcome == "physically gone"]
+
+    run(config, stores={"lake": later(config, 6)})  # still inside delta's default 7 days
+    assert all(readable_anywhere(table, i) for i in GONE)
+
+    run(config, stores={"lake": later(config, 8)})
+    assert ids_at(table) == set(RECORDS) - GONE
+    assert not any(readable_anywhere(table, i) for i in GONE)
+    assert all(i in (ids_at(table) or set()) for i in HELD)
+    gone = [e for e in entries(config) if e.outcome == "physically gone"]
+    assert [e.action for e in gone] == ["purge"] * len(done)
+    assert sum(e.count for e in gone) == len(GONE)
+    assert all("vacuum at" in (e.detail or "") for e in gone)
+    assert all("files removed" in (e.detail or "") for e in gone)
+
+    run(config, stores={"lake": later(config, 9)})  # already gone: not audited again
+    assert len([e for e in entries(config) if e.outcome == "physically gone"]) == len(gone)
+
+
+def test_plan_shows_deleted_records_still_present_and_when_they_will_be_gone(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """After a live run inside the window, the plan says how many deleted records the table's
+    old files still hold and the date they will be gone (the delete commit + the window)."""
+    config, table = world(sqlite_db, tmp_path, purge_after="P3D")
+    run(config)
+    (row,) = make_plan(config, NOW).rules
+    assert row.actionable == 0
+    commit = DeltaTable(str(table)).history()[0]["timestamp"] / 1000
+    by = (dt.datetime.fromtimestamp(commit, dt.UTC) + dt.timedelta(days=3)).date().isoformat()
+    assert any(f"{len(GONE)} deleted records still physically present" in n for n in row.notes)
+    assert any(f"gone by {by}" in n for n in row.notes)
+
+
+def test_purge_after_zero_erases_in_the_same_run(sqlite_db: Database, tmp_path: Path) -> None:
+    """`purge_after: P0D` on the dataset (over the store's) vacuums in the run that deletes."""
+    config, table = world(sqlite_db, tmp_path, {"purge_after": "P0D"}, purge_after="P30D")
+    run(config)
+    assert not any(readable_anywhere(table, i) for i in GONE)
+    assert all(readable_anywhere(table, i) for i in HELD | (set(RECORDS) - DUE))
+
+
+def test_a_crash_during_the_physical_step_is_settled_by_the_next_run(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """Killed after the vacuum's intent is durable: the next run's recovery settles it (the
+    batches audited as gone once their files are), and nothing is audited twice."""
+    config, table = world(sqlite_db, tmp_path)
+    run(config)
+    batches = len([e for e in entries(config) if e.outcome == "done"])
+    with pytest.raises(SimulatedCrash):
+        run(config, stores={"lake": later(config, 8)}, probe=CrashAt("intent"))
+    assert all(readable_anywhere(table, i) for i in GONE)  # the vacuum never started
+    run(config, stores={"lake": later(config, 8)})
+    assert not any(readable_anywhere(table, i) for i in GONE)
+    gone = [e for e in entries(config) if e.outcome == "physically gone"]
+    assert len(gone) == batches
+
+
+@pytest.mark.parametrize(
+    ("store", "dataset", "message"),
+    [
+        ({"root": "s3://bucket/lake"}, {}, "s3:// is not supported"),
+        ({}, {"store": "app", "table": "tickets"}, "`purge_after` is for lake tables"),
+    ],
+)
+def test_refused_configurations(
+    sqlite_db: Database,
+    tmp_path: Path,
+    store: dict[str, Any],
+    dataset: dict[str, Any],
+    message: str,
+) -> None:
+    """An s3:// root (delta-rs was not tested against a bucket here) and `purge_after` on a
+    dataset whose deletes are final are configuration errors naming the field."""
+    scenario = Scenario(sqlite_db, tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        scenario.config(
+            [rule("purge", applies_to={"dataset": "records"})],
+            datasets={
+                "records": {
+                    **TICKETS_DATASET,
+                    "store": "lake",
+                    "table": "records",
+                    "purge_after": "P1D",
+                    **dataset,
+                }
+            },
+            stores={
+                "app": {"kind": "sql", "url": sqlite_db.url},
+                "lake": {"kind": "delta", "root": str(tmp_path), **store},
+            },
+        )
+
+
+def test_window_of_reads_the_tables_own_property() -> None:
+    """``delta.deletedFileRetentionDuration`` is read in delta's ``interval N unit`` form."""
+    assert str(window_of("interval 7 days")) == "P7D"
+    assert str(window_of("interval 2 weeks")) == "P14D"
+    assert str(window_of("interval 36 hours")) == "PT36H"
+    assert window_of("soon") is None and window_of(None) is None
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(st.text() | st.from_regex(r"\s*interval\s+\d+\s+\w+\s*", fullmatch=True))
+def test_window_of_reads_any_text_or_says_none(text: str) -> None:
+    """Whatever a table's property holds, it is read as a duration or not at all (never an
+    error): the store then falls back to the configured or default window."""
+    found = window_of(text)
+    assert found is None or isinstance(found, Duration)
