@@ -42,6 +42,7 @@ from .legalholds import LegalHolds
 from .outcomes import RuleOutcome, RuleStatus, RunResult, RunStatus
 from .planner import targets
 from .recovery import reconcile
+from .replay import Matcher, recorded
 from .rules import Rule
 from .runevents import finish_fields, start_fields
 from .statedb import as_utc, open_state, utcnow
@@ -181,6 +182,54 @@ class Executor:
                 self._quarantine_step(results, dataset.name, RESTORE, outcomes)
 
         return self._session(body)
+
+    def replay(self, since: dt.datetime) -> RunResult:
+        """Apply again every delete and anonymize the audit log recorded at or after `since`
+        to the records a backup restore brought back (matched by their keys' HMAC under
+        ``audit.keys: hmac``): a run of its own, audited; held records are never touched."""
+
+        def body(stores: Stores, outcomes: list[RuleOutcome]) -> None:
+            for group in recorded(self.audit, since):
+                outcome = RuleOutcome(group.rule, group.dataset, group.action)
+                outcomes.append(outcome)
+                dataset = self.config.datasets.get(group.dataset)
+                rule = next((r for r in self.config.rules if r.id == group.rule), None)
+                if dataset is None or rule is None or rule.action != group.action:
+                    outcome.status = RuleStatus.INVALID
+                    outcome.message = "not replayed: the rule or dataset is no longer configured"
+                    continue
+                if not dataset.capabilities.replay:
+                    outcome.status = RuleStatus.INVALID
+                    outcome.message = f"not replayed: a {dataset.kind} dataset cannot replay"
+                    continue
+                if group.unkeyed:
+                    outcome.note(f"{group.unkeyed} recorded with no keys (audit.keys: none)")
+                outcome.planned = len(group.keys)
+                store = stores[dataset.store]
+                results = store.replay(
+                    Target(rule, dataset, self.now),
+                    Matcher(self.audit, group.keys),
+                    self._enforcement(),
+                )
+                self._steps(
+                    target=Target(rule, dataset, self.now), outcome=outcome, results=results
+                )
+
+        return self._session(body)
+
+    def _steps(
+        self, *, target: Target, outcome: RuleOutcome, results: Iterator[BatchResult]
+    ) -> None:
+        """Record a replay's batches; a store that fails stops only this rule's replay."""
+        tallies = _Tallies()
+        broken: StoreError | None = None
+        try:
+            for result in results:
+                self._record(target, outcome, result, tallies)
+        except StoreError as exc:
+            broken = exc
+        self.ledger.flush()
+        tallies.conclude(outcome, broken)
 
     def _session(self, body: Callable[[Stores, list[RuleOutcome]], None]) -> RunResult:
         """A run around `body`: the lease (live), recovery of interrupted runs, the run's row

@@ -33,6 +33,7 @@ class Capabilities:
     - ``recount_after_run``: what is left after a live run is counted afresh (a cheap count);
       else it is what the store reported it could not do (a second listing is not cheap).
     - ``probed_when_ready``: `/readyz` reaches it (a connection; a listing would not be cheap).
+    - ``replay``: recorded deletes and anonymizations can be applied again (``replay``).
     - ``quarantine``: deleted records can be kept restorable for a while (``quarantine:``).
     - ``purges``: a delete leaves the rows in old files until a physical step removes them
       (lake tables: ``purge_after`` applies).
@@ -53,6 +54,7 @@ class Capabilities:
     recount_after_run: bool = True
     probed_when_ready: bool = True
     quarantine: bool = False
+    replay: bool = False
     purges: bool = False
 
 
@@ -75,6 +77,7 @@ SQL = Capabilities(
     subject_link="column",
     subject_tables=True,
     quarantine=True,
+    replay=True,
 )
 
 

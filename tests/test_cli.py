@@ -47,6 +47,7 @@ def test_every_command_has_help() -> None:
         "approve",
         "schedule",
         "restore",
+        "replay",
     ]
     for command in commands:
         code, out, _ = invoke(command, "--help")

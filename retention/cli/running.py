@@ -321,3 +321,44 @@ def restore(
         if not result.outcomes:
             out.print(f"nothing of run {run_id} is in quarantine (purged, or never quarantined)")
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def replay(
+    since: Annotated[
+        str,
+        typer.Option(
+            "--since",
+            help="The moment the backup was taken (ISO 8601; without an offset, in the "
+            "configured time zone).",
+        ),
+    ],
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    execute: Annotated[
+        bool, typer.Option("--execute", help="Change data (otherwise a dry run).")
+    ] = False,
+    wide: WideOption = False,
+) -> None:
+    """After a backup restore: apply again every delete and anonymize the audit log recorded
+    since then, to the records the backup brought back (matched by their keys' HMAC under
+    `audit.keys: hmac`); a run of its own, audited; a dry run unless --execute.
+
+    Held records, and records a keep rule still protects, are never touched."""
+    from ..executor import Executor
+    from .auditing import _parse_when
+
+    with handled(as_json):
+        config = load(config_file)
+        moment = _parse_when(since, config, "--since")
+        assert moment is not None
+        with interruptible() as stop:
+            executor = Executor(config, now=dt.datetime.now(dt.UTC), live=execute, should_stop=stop)
+            result = executor.replay(moment)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        print_run(result, config.settings.zone(), wide=wide)
+        if not result.outcomes:
+            out.print(f"the audit log records no live delete or anonymize since {since}")
+    raise typer.Exit(result.exit_code)

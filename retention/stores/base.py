@@ -35,6 +35,9 @@ Ticket = str  # an intent's id, from CommitPoint.intend
 PURGE, RESTORE = "purge quarantine", "restore"
 CONFLICT = "not restored: a record with this key exists again"
 
+# given the text form of some record keys, which of them the audit log recorded (`replay`)
+KeyMatcher = Callable[[Sequence[str]], list[bool]]
+
 
 class Stopped(Exception):
     """Raised by a store's enforcement, after its last batch is settled, when the run was asked
@@ -339,6 +342,13 @@ class Store(Protocol):
         records whose restore window ended by `now`, batch by batch through the commit point
         (a dry run only says what it would purge)."""
 
+    def replay(
+        self, target: Target, recorded: KeyMatcher, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        """Apply `target`'s action again to the records whose keys `recorded` names (after a
+        backup restore brought them back), batch by batch through the commit point; never to
+        a record a hold or a keep rule protects now."""
+
     def restore(
         self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
     ) -> Iterator[BatchResult]:
@@ -370,6 +380,7 @@ __all__ = [
     "Enforcement",
     "Flags",
     "Intent",
+    "KeyMatcher",
     "LegalHoldBook",
     "Note",
     "PlacedHold",

@@ -30,6 +30,7 @@ from ..base import (
     Description,
     Enforcement,
     Flags,
+    KeyMatcher,
     Note,
     Problem,
     RuleView,
@@ -188,6 +189,11 @@ class ObjectStore(ABC):
         self, dataset: Dataset, now: dt.datetime, run: Enforcement
     ) -> Iterator[BatchResult]:
         return iter(())  # no quarantine on object stores (config refuses `quarantine:`)
+
+    def replay(
+        self, target: Target, recorded: KeyMatcher, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        return iter(())  # not for object stores (Capabilities.replay)
 
     def restore(
         self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement

@@ -23,6 +23,7 @@ from ..base import (
     Counts,
     Description,
     Enforcement,
+    KeyMatcher,
     Problem,
     StoredIntent,
     SubjectEvents,
@@ -33,6 +34,7 @@ from ..base import (
 from . import check, describe, plan, quarantine, settle, subjects
 from .batches import Batches
 from .engine import translated
+from .replay import Replay
 from .schema import Schema
 from .select import Selection, SelectionBuilder
 
@@ -113,6 +115,12 @@ class SqlStore(Schema):
     ) -> Iterator[BatchResult]:
         with translated(self.name):
             yield from quarantine.purge(self, dataset, now, run)
+
+    def replay(
+        self, target: Target, recorded: KeyMatcher, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        with translated(self.name):
+            yield from Replay(self, self.builder(target.now), target, run, recorded)
 
     def restore(
         self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
