@@ -14,6 +14,8 @@ On fresh copies of one data set (see benchlib.py), each timed on its own:
 (c) ``retention run --execute`` (the Executor, in this process): audit log on with keys stored as
     HMAC, intents in the state DB (SQLite, next to the data), the holds file re-read per batch;
     afterwards exactly the due, unheld rows must be gone and the held ones kept;
+(p) on MariaDB, where Percona Toolkit is installed (Debian's ``percona-toolkit``): ``pt-archiver
+    --purge --bulk-delete --commit-each`` at ``--limit`` 1,000, 5,000 and 50,000, no audit;
 (d) a naive per-row loop (select the due keys, delete each one, commit each) on a sample of
     10,000 rows, extrapolated to the whole job.
 
@@ -22,11 +24,16 @@ Prints rows/s for each and the ratios c/a, c/b, c/b' and d/c.
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -68,6 +75,33 @@ def batched_delete_keys(engine: Any, shape: b.Shape, dialect: str, batch_size: i
         return len(keys)
 
     return b.keyset_loop(engine, batch_size, step)
+
+
+def pt_archiver(url: str, shape: b.Shape, limit: int) -> int:
+    """(p) `pt-archiver --purge --bulk-delete --commit-each --limit N` (Percona Toolkit, the
+    tool MySQL and MariaDB users reach for; no audit at all) on the same predicate."""
+    parts = make_url(url)
+    source = f"h={parts.host},P={parts.port or 3306},u={parts.username},D={parts.database},t=events"
+    held = ",".join(str(i) for i in shape.held)
+    where = f"created_at < '{b.CUTOFF:%Y-%m-%d %H:%M:%S}' AND subject_id NOT IN ({held})"
+    command = [
+        "pt-archiver",
+        "--source",
+        source,
+        "--purge",
+        "--where",
+        where,
+        "--limit",
+        str(limit),
+    ]
+    command += ["--commit-each", "--bulk-delete", "--no-check-charset", "--statistics"]
+    env = {**os.environ, "TZ": "UTC"}
+    if parts.password:
+        env["MYSQL_PWD"] = parts.password
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    deleted = re.search(r"^DELETE\s+(\d+)", done.stdout, re.MULTILINE)
+    assert deleted is not None, done.stdout
+    return int(deleted.group(1))
 
 
 def naive_delete(engine: Any, shape: b.Shape, dialect: str, sample: int) -> int:
@@ -135,6 +169,13 @@ def bench(args: Any, dialect: str, url: str | None, work: Path, report: b.Report
                 )
                 assert deleted == due, (deleted, due)
                 runs.setdefault(f"k{size}", []).append(seconds)
+            if dialect == "mariadb" and shutil.which("pt-archiver"):
+                for limit in PT_LIMITS:
+                    seconds, deleted = on_copy(
+                        lambda n, _e, lim=limit: pt_archiver(db.url(n), shape, lim)
+                    )
+                    assert deleted == due, (deleted, due)
+                    runs.setdefault(f"p{limit}", []).append(seconds)
             for size in [*args.batch_size, 0]:  # 0: retention's default settings
 
                 def ours(name: str, engine: Any, size: int = size) -> Any:
@@ -171,6 +212,15 @@ def bench(args: Any, dialect: str, url: str | None, work: Path, report: b.Report
         report.add(
             "(c) retention run --execute, default settings", times["c0"], due, runs=runs["c0"]
         )
+        peers = [limit for limit in PT_LIMITS if f"p{limit}" in times]
+        for limit in peers:
+            name = f"p{limit}"
+            report.add(
+                f"(p) pt-archiver --purge --bulk-delete, limit {limit}",
+                times[name],
+                due,
+                runs=runs[name],
+            )
         if args.sample:
             seconds, deleted = on_copy(lambda _n, e: naive_delete(e, shape, dialect, args.sample))
             extrapolated = seconds * due / deleted
@@ -203,6 +253,14 @@ def bench(args: Any, dialect: str, url: str | None, work: Path, report: b.Report
             f"<= {target}",
             default / times["a"] <= target,
         )
+        if peers:
+            fastest = min(times[f"p{limit}"] for limit in peers)
+            report.ratio(
+                "c/p default settings, against pt-archiver at its best limit",
+                default / fastest,
+                "<= 1.0",
+                default / fastest <= 1.0,
+            )
         best = min(times[f"k{size}"] for size in args.batch_size)
         met = None if dialect != "postgresql" else default / best <= 1.1
         report.ratio(
@@ -211,6 +269,9 @@ def bench(args: Any, dialect: str, url: str | None, work: Path, report: b.Report
             "" if met is None else "<= 1.1",
             met,
         )
+
+
+PT_LIMITS = (1_000, 5_000, 50_000)
 
 
 def default_target(dialect: str, layout: str) -> float:
