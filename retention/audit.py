@@ -219,6 +219,13 @@ class AuditLog:
             self._helper.close()
             self._helper = None
 
+    def logged_form(self, keys: Sequence[str]) -> list[str]:
+        """How each of `keys` appears in the log's entries (their HMACs under ``audit.keys:
+        hmac``, else as they are): what `replay` matches a store's keys against."""
+        if self.key_mode == "hmac" and self._hmac is not None and keys:
+            return list(self._hmac.digests(list(keys)))
+        return list(keys)
+
     def key_digest(self, key: str) -> str:
         """How `key` appears in the log under `audit.keys: hmac` (for `audit show --key`)."""
         if self.key_mode == "hmac" and self._hmac is not None:

@@ -468,6 +468,13 @@ def _check_dataset(
             errors.append(lines.error(f"unknown dataset {cascade.dataset!r}", path))
         elif child.store != ds.store:
             errors.append(lines.error("a cascade child must live in the same store", path))
+    if ds.quarantine is not None and not can.quarantine:
+        errors.append(
+            lines.error(
+                f"a dataset on a {store.kind} store has no quarantine (only SQL tables do)",
+                (*where, "quarantine"),
+            )
+        )
     if can.subject_link == "template":
         for message, at in check_object_dataset(ds, can, settings.subjects):
             errors.append(lines.error(message, (*where, *at)))

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 
 from sqlalchemy import Engine, func, insert, select, update
@@ -42,12 +42,23 @@ from .legalholds import LegalHolds
 from .outcomes import RuleOutcome, RuleStatus, RunResult, RunStatus
 from .planner import SAMPLE_KEYS, targets
 from .recovery import reconcile
+from .replay import Matcher, recorded
 from .rules import Rule
 from .runevents import finish_fields, start_fields
 from .statedb import as_utc, open_state, utcnow
 from .statetables import runs
 from .stores import Stores
-from .stores.base import BatchResult, Enforcement, Probe, Stopped, Store, Target
+from .stores.base import (
+    CONFLICT,
+    PURGE,
+    RESTORE,
+    BatchResult,
+    Enforcement,
+    Probe,
+    Stopped,
+    Store,
+    Target,
+)
 
 Progress = Callable[[Rule, str, int, int], None]
 
@@ -140,7 +151,94 @@ class Executor:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self, rule_ids: Sequence[str] = (), datasets: Sequence[str] = ()) -> RunResult:
-        """One pass: reconcile interrupted runs, then every selected rule × dataset."""
+        """One pass: reconcile interrupted runs, then every selected rule × dataset, then the
+        purge of what quarantined datasets kept past its restore window."""
+
+        def body(stores: Stores, outcomes: list[RuleOutcome]) -> None:
+            for target in targets(self.config, self.now, rule_ids, datasets):
+                rule = target.rule
+                if not (rule.destructive or rule.asserts_absent):
+                    continue
+                action = rule.action if rule.destructive else "assert_absent"
+                outcome = RuleOutcome(rule.id, target.dataset.name, action)
+                outcomes.append(outcome)
+                if rule.asserts_absent:
+                    self._absent(stores[target.dataset.store], target, outcome)
+                if rule.destructive:
+                    self._enforce(stores[target.dataset.store], target, outcome)
+            if self.live:
+                self._lingering(stores, outcomes)
+                self._purge(stores, datasets, outcomes)
+
+        return self._session(body)
+
+    def restore(self, source_run: str, rule: str | None = None) -> RunResult:
+        """Put back what run `source_run` deleted from quarantined datasets (its rule `rule`
+        only, when given), while their restore window lasts: a run of its own, audited (a dry
+        run only says what it would restore). Records whose key exists again are reported
+        and left in quarantine."""
+
+        def body(stores: Stores, outcomes: list[RuleOutcome]) -> None:
+            for dataset in self.config.datasets.values():
+                if dataset.config.quarantine is None:
+                    continue
+                store = stores[dataset.store]
+                results = store.restore(dataset, source_run, rule, self._enforcement())
+                self._quarantine_step(results, dataset.name, RESTORE, outcomes)
+
+        return self._session(body)
+
+    def replay(self, since: dt.datetime) -> RunResult:
+        """Apply again every delete and anonymize the audit log recorded at or after `since`
+        to the records a backup restore brought back (matched by their keys' HMAC under
+        ``audit.keys: hmac``): a run of its own, audited; held records are never touched."""
+
+        def body(stores: Stores, outcomes: list[RuleOutcome]) -> None:
+            for group in recorded(self.audit, since):
+                outcome = RuleOutcome(group.rule, group.dataset, group.action)
+                outcomes.append(outcome)
+                dataset = self.config.datasets.get(group.dataset)
+                rule = next((r for r in self.config.rules if r.id == group.rule), None)
+                if dataset is None or rule is None or rule.action != group.action:
+                    outcome.status = RuleStatus.INVALID
+                    outcome.message = "not replayed: the rule or dataset is no longer configured"
+                    continue
+                if not dataset.capabilities.replay:
+                    outcome.status = RuleStatus.INVALID
+                    outcome.message = f"not replayed: a {dataset.kind} dataset cannot replay"
+                    continue
+                if group.unkeyed:
+                    outcome.note(f"{group.unkeyed} recorded with no keys (audit.keys: none)")
+                outcome.planned = len(group.keys)
+                store = stores[dataset.store]
+                results = store.replay(
+                    Target(rule, dataset, self.now),
+                    Matcher(self.audit, group.keys),
+                    self._enforcement(),
+                )
+                self._steps(
+                    target=Target(rule, dataset, self.now), outcome=outcome, results=results
+                )
+
+        return self._session(body)
+
+    def _steps(
+        self, *, target: Target, outcome: RuleOutcome, results: Iterator[BatchResult]
+    ) -> None:
+        """Record a replay's batches; a store that fails stops only this rule's replay."""
+        tallies = _Tallies()
+        broken: StoreError | None = None
+        try:
+            for result in results:
+                self._record(target, outcome, result, tallies)
+        except StoreError as exc:
+            broken = exc
+        self.ledger.flush()
+        tallies.conclude(outcome, broken)
+
+    def _session(self, body: Callable[[Stores, list[RuleOutcome]], None]) -> RunResult:
+        """A run around `body`: the lease (live), recovery of interrupted runs, the run's row
+        and its start and end entries in the chain."""
         if self.live:
             refuse_future(self.now, self.clock())
         own_lease = False
@@ -155,7 +253,7 @@ class Executor:
                         self.lease.acquire()
             with Stores(self.config.settings, self._given_stores) as stores:
                 recovered = reconcile(self.ledger, self.config, stores) if self.live else 0
-                return self._run(stores, rule_ids, datasets, recovered)
+                return self._run(stores, body, recovered)
         finally:
             self.audit.close()
             if own_lease and self.lease is not None:
@@ -165,26 +263,17 @@ class Executor:
                 self.state.dispose()
 
     def _run(
-        self, stores: Stores, rule_ids: Sequence[str], datasets: Sequence[str], recovered: int
+        self,
+        stores: Stores,
+        body: Callable[[Stores, list[RuleOutcome]], None],
+        recovered: int,
     ) -> RunResult:
         self._start_run()
         self._audit_expiries()
         outcomes: list[RuleOutcome] = []
         status = RunStatus.COMPLETE
         try:
-            for target in targets(self.config, self.now, rule_ids, datasets):
-                rule = target.rule
-                if not (rule.destructive or rule.asserts_absent):
-                    continue
-                action = rule.action if rule.destructive else "assert_absent"
-                outcome = RuleOutcome(rule.id, target.dataset.name, action)
-                outcomes.append(outcome)
-                if rule.asserts_absent:
-                    self._absent(stores[target.dataset.store], target, outcome)
-                if rule.destructive:
-                    self._enforce(stores[target.dataset.store], target, outcome)
-            if self.live:
-                self._lingering(stores, outcomes)
+            body(stores, outcomes)
         except Stopped:
             status = RunStatus.INTERRUPTED
         except StateDBError:
@@ -197,9 +286,8 @@ class Executor:
         self._finish_run(status, outcomes)
         return RunResult(self.run_id, self.live, status, tuple(outcomes), recovered, self.now)
 
-    def _enforce(self, store: Store, target: Target, outcome: RuleOutcome) -> None:
-        """One rule on one dataset: count, check the breakers, act batch by batch."""
-        enforcement = Enforcement(
+    def _enforcement(self) -> Enforcement:
+        return Enforcement(
             holds=self._holds,
             commit=self.ledger if self.live else None,
             should_stop=self.should_stop,
@@ -207,7 +295,12 @@ class Executor:
             batch_seconds=self.config.settings.batch_seconds,
             probe=self.ledger.probe,
             legal_holds=LegalHolds(self.ledger),
+            run_id=self.run_id,
         )
+
+    def _enforce(self, store: Store, target: Target, outcome: RuleOutcome) -> None:
+        """One rule on one dataset: count, check the breakers, act batch by batch."""
+        enforcement = self._enforcement()
         tallies = _Tallies()
         broken: StoreError | None = None
         stopped = False
@@ -261,6 +354,51 @@ class Executor:
             outcome.status, outcome.message = RuleStatus.FAILED, str(exc)
             return
         outcome.violations, outcome.samples = counts.due - counts.done, counts.samples
+
+    def _purge(self, stores: Stores, datasets: Sequence[str], outcomes: list[RuleOutcome]) -> None:
+        """The second step of a quarantined delete: what is past its restore window goes for
+        good, audited per rule and batch (``purge quarantine``)."""
+        for dataset in self.config.datasets.values():
+            if dataset.config.quarantine is None or (datasets and dataset.name not in datasets):
+                continue
+            results = stores[dataset.store].purge_quarantine(dataset, self.now, self._enforcement())
+            self._quarantine_step(results, dataset.name, PURGE, outcomes)
+
+    def _quarantine_step(
+        self,
+        results: Iterator[BatchResult],
+        dataset: str,
+        action: str,
+        outcomes: list[RuleOutcome],
+    ) -> None:
+        """Count a purge or restore batch by batch, per dataset (audited by the store when
+        live; here when dry); a store that fails stops only this dataset's step."""
+        found: dict[str, RuleOutcome] = {}
+        conflicts: Counter[str] = Counter()
+
+        def outcome(name: str) -> RuleOutcome:
+            if name not in found:
+                found[name] = RuleOutcome(action, name, action)
+                outcomes.append(found[name])
+            return found[name]
+
+        try:
+            for result in results:
+                if not result.audited:
+                    self.ledger.note(action, dataset, action, result)
+                for note in result.notes:
+                    name = note.dataset or dataset
+                    if note.outcome in ("done", "would restore", "would purge"):
+                        outcome(name).acted += result.acted
+                        outcome(name).batches += 1
+                    elif note.keys:
+                        conflicts[name] += len(note.keys)
+        except StoreError as exc:
+            failed = outcome(dataset)
+            failed.status, failed.message = RuleStatus.UNREACHABLE, str(exc)
+        self.ledger.flush()
+        for name, count in sorted(conflicts.items()):
+            outcome(name).note(f"{count} {CONFLICT}")
 
     def _holds(self) -> HoldsFile:
         """The holds file re-read now, judged at the run's moment (expired holds released)."""

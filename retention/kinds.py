@@ -33,6 +33,8 @@ class Capabilities:
     - ``recount_after_run``: what is left after a live run is counted afresh (a cheap count);
       else it is what the store reported it could not do (a second listing is not cheap).
     - ``probed_when_ready``: `/readyz` reaches it (a connection; a listing would not be cheap).
+    - ``replay``: recorded deletes and anonymizations can be applied again (``replay``).
+    - ``quarantine``: deleted records can be kept restorable for a while (``quarantine:``).
     - ``purges``: a delete leaves the rows in old files until a physical step removes them
       (lake tables: ``purge_after`` applies).
     """
@@ -51,6 +53,8 @@ class Capabilities:
     max_batch: int | None = None
     recount_after_run: bool = True
     probed_when_ready: bool = True
+    quarantine: bool = False
+    replay: bool = False
     purges: bool = False
 
 
@@ -72,6 +76,8 @@ SQL = Capabilities(
     record_clocks="declared",
     subject_link="column",
     subject_tables=True,
+    quarantine=True,
+    replay=True,
 )
 
 

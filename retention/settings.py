@@ -157,6 +157,8 @@ class DatasetConfig(Model):
     cascade: list[CascadeConfig] = Field(default_factory=list)
     timezone: str | None = None
     tag: str | None = None
+    # deleted records are kept this long in a quarantine table, restorable, then purged
+    quarantine: Duration | None = None
     purge_after: Duration | None = None  # lake tables: overrides the store's
 
     @model_validator(mode="after")

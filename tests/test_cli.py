@@ -46,6 +46,8 @@ def test_every_command_has_help() -> None:
         "discover",
         "approve",
         "schedule",
+        "restore",
+        "replay",
     ]
     for command in commands:
         code, out, _ = invoke(command, "--help")

@@ -286,3 +286,81 @@ def approve(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command()
+def restore(
+    run_id: Annotated[
+        str, typer.Option("--run", help="The run whose quarantined deletions to put back.")
+    ],
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    rule: Annotated[
+        str | None, typer.Option("--rule", help="Only what this rule deleted in that run.")
+    ] = None,
+    execute: Annotated[
+        bool, typer.Option("--execute", help="Put the records back (otherwise a dry run).")
+    ] = False,
+    wide: WideOption = False,
+) -> None:
+    """Put back what a run deleted from quarantined datasets (`quarantine:`) while their
+    restore window lasts: a run of its own, audited; a dry run unless --execute.
+
+    A record whose key exists again is reported and left in quarantine, never overwritten.
+    Restored records are as due as before: fix the rule or place a hold first."""
+    from ..executor import Executor
+
+    with handled(as_json):
+        config = load(config_file)
+        moment = dt.datetime.now(dt.UTC)
+        with interruptible() as stop:
+            executor = Executor(config, now=moment, live=execute, should_stop=stop)
+            result = executor.restore(run_id, rule)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        print_run(result, config.settings.zone(), wide=wide)
+        if not result.outcomes:
+            out.print(f"nothing of run {run_id} is in quarantine (purged, or never quarantined)")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def replay(
+    since: Annotated[
+        str,
+        typer.Option(
+            "--since",
+            help="The moment the backup was taken (ISO 8601; without an offset, in the "
+            "configured time zone).",
+        ),
+    ],
+    config_file: ConfigOption = None,
+    as_json: JsonOption = False,
+    execute: Annotated[
+        bool, typer.Option("--execute", help="Change data (otherwise a dry run).")
+    ] = False,
+    wide: WideOption = False,
+) -> None:
+    """After a backup restore: apply again every delete and anonymize the audit log recorded
+    since then, to the records the backup brought back (matched by their keys' HMAC under
+    `audit.keys: hmac`); a run of its own, audited; a dry run unless --execute.
+
+    Held records, and records a keep rule still protects, are never touched."""
+    from ..executor import Executor
+    from .auditing import _parse_when
+
+    with handled(as_json):
+        config = load(config_file)
+        moment = _parse_when(since, config, "--since")
+        assert moment is not None
+        with interruptible() as stop:
+            executor = Executor(config, now=dt.datetime.now(dt.UTC), live=execute, should_stop=stop)
+            result = executor.replay(moment)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        print_run(result, config.settings.zone(), wide=wide)
+        if not result.outcomes:
+            out.print(f"the audit log records no live delete or anonymize since {since}")
+    raise typer.Exit(result.exit_code)

@@ -31,6 +31,13 @@ from ..rules import Rule
 
 Ticket = str  # an intent's id, from CommitPoint.intend
 
+# the actions of a quarantined dataset's second steps (``quarantine:``), as audited
+PURGE, RESTORE = "purge quarantine", "restore"
+CONFLICT = "not restored: a record with this key exists again"
+
+# given the text form of some record keys, which of them the audit log recorded (`replay`)
+KeyMatcher = Callable[[Sequence[str]], list[bool]]
+
 
 class Stopped(Exception):
     """Raised by a store's enforcement, after its last batch is settled, when the run was asked
@@ -285,6 +292,7 @@ class Enforcement:
     batch_size: int  # the cap: windows grow toward it while batches finish within batch_seconds
     probe: Probe
     legal_holds: LegalHoldBook | None = None
+    run_id: str = ""  # what a quarantined delete tags its rows with (restore --run)
     batch_seconds: float = 1.0
 
     @property
@@ -327,6 +335,27 @@ class Store(Protocol):
         """What an interrupted batch of `dataset` really changed, judged from the data
         (recovery); `rule` None when the rule is no longer configured."""
 
+    def purge_quarantine(
+        self, dataset: Dataset, now: dt.datetime, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        """Remove for good what a quarantined `dataset` (``quarantine:``) kept of its deleted
+        records whose restore window ended by `now`, batch by batch through the commit point
+        (a dry run only says what it would purge)."""
+
+    def replay(
+        self, target: Target, recorded: KeyMatcher, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        """Apply `target`'s action again to the records whose keys `recorded` names (after a
+        backup restore brought them back), batch by batch through the commit point; never to
+        a record a hold or a keep rule protects now."""
+
+    def restore(
+        self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        """Put back what run `run_id` (its rule `rule`, when given) deleted from a
+        quarantined `dataset` and its window still keeps, batch by batch through the commit
+        point; a record whose key exists again is reported, never overwritten."""
+
     def describe(
         self, dataset: Dataset, key: str, holds: HoldsFile, now: dt.datetime
     ) -> Description:
@@ -340,6 +369,9 @@ class Store(Protocol):
 
 
 __all__ = [
+    "CONFLICT",
+    "PURGE",
+    "RESTORE",
     "BatchResult",
     "Capabilities",
     "CommitPoint",
@@ -348,6 +380,7 @@ __all__ = [
     "Enforcement",
     "Flags",
     "Intent",
+    "KeyMatcher",
     "LegalHoldBook",
     "Note",
     "PlacedHold",

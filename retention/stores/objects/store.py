@@ -30,6 +30,7 @@ from ..base import (
     Description,
     Enforcement,
     Flags,
+    KeyMatcher,
     Note,
     Problem,
     RuleView,
@@ -183,6 +184,21 @@ class ObjectStore(ABC):
         gone = self.absent(dataset, entries)
         notes = (Note("done", gone, RECOVERED),) if gone else ()
         return BatchResult(acted=len(gone), notes=notes)
+
+    def purge_quarantine(
+        self, dataset: Dataset, now: dt.datetime, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        return iter(())  # no quarantine on object stores (config refuses `quarantine:`)
+
+    def replay(
+        self, target: Target, recorded: KeyMatcher, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        return iter(())  # not for object stores (Capabilities.replay)
+
+    def restore(
+        self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        return iter(())
 
     def describe(
         self, dataset: Dataset, key: str, holds: HoldsFile, now: dt.datetime

@@ -45,6 +45,7 @@ from ..windows import WindowSizer
 from . import partitions
 from .keys import KeyTuple, fetch_keys, fetch_rows, format_keys, key_after, key_upto, keys_json
 from .precedence import ceded, without
+from .quarantine import keep, quarantine_table, window_end
 from .schema import Schema
 from .select import Selection, SelectionBuilder
 from .writeback import sqlite_functions, write_back
@@ -131,6 +132,12 @@ class Batches:
         self.rule = target.rule
         self.dataset = target.dataset
         self.data_thread: ThreadPoolExecutor | None = None
+        # a quarantined dataset's deletes keep their rows restorable (created on demand)
+        self.quarantine = (
+            dataset_quarantine(store, self.dataset)
+            if run.live and self.rule.action == "delete" and self.dataset.config.quarantine
+            else {}
+        )
 
     def __iter__(self) -> Iterator[BatchResult]:
         run, rule, dataset = self.run, self.rule, self.dataset
@@ -148,7 +155,13 @@ class Batches:
                     ThreadPoolExecutor(1, thread_name_prefix="retention-data")
                 )
                 stack.callback(setattr, self, "data_thread", None)
-            if run.live and rule.action == "delete" and self.store.sql.partitions:
+            # a quarantined delete copies its rows out first: no partition is emptied whole
+            if (
+                run.live
+                and rule.action == "delete"
+                and self.store.sql.partitions
+                and not self.quarantine
+            ):
                 yield from self._partitions(connections[0])
                 holds = run.holds()
                 selection = self.builder.build(rule, dataset, holds)
@@ -313,7 +326,9 @@ class Batches:
                 self._delete_children(
                     connection, self.dataset, selection.table, condition, children
                 )
-                return self._delete_returning(connection, selection.table, selection.key, condition)
+                return self._delete_returning(
+                    connection, selection.table, selection.key, condition, self.dataset
+                )
             except IntegrityError as exc:
                 raise ForeignKeyRefused(
                     self._describe_refusal(exc), rule=self.rule.id, dataset=self.dataset.name
@@ -350,9 +365,8 @@ class Batches:
             child_condition = link.in_(parents)
             self._delete_children(connection, child, table, child_condition, out)
             key = tuple(store.column(table, name) for name in child.key_columns)
-            out.append(
-                (child.name, self._delete_returning(connection, table, key, child_condition))
-            )
+            deleted = self._delete_returning(connection, table, key, child_condition, child)
+            out.append((child.name, deleted))
 
     def _delete_returning(
         self,
@@ -360,8 +374,13 @@ class Batches:
         table: Table,
         key: tuple[Column[Any], ...],
         condition: ColumnElement[bool],
+        dataset: Dataset,
     ) -> list[KeyTuple]:
-        """DELETE ... WHERE condition, returning the deleted keys (selected first where needed)."""
+        """DELETE ... WHERE condition, returning the deleted keys (selected first where needed);
+        on a quarantined dataset the deleted rows are copied to its quarantine table."""
+        quarantine = self.quarantine.get(dataset.name)
+        if quarantine is not None:
+            return self._delete_into(connection, table, key, condition, quarantine)
         if self.store.sql.delete_returning:
             statement = delete(table).where(condition).returning(*key)
             return fetch_keys(connection.execute(statement), key)
@@ -370,6 +389,39 @@ class Batches:
         if found:
             connection.execute(delete(table).where(condition))
         return found
+
+    def _delete_into(
+        self,
+        connection: Connection,
+        table: Table,
+        key: tuple[Column[Any], ...],
+        condition: ColumnElement[bool],
+        quarantine: Table,
+    ) -> list[KeyTuple]:
+        """DELETE ... WHERE condition, the deleted rows kept in `quarantine` (same
+        transaction): exactly the rows the DELETE returned (or, without RETURNING, the rows it
+        deletes, selected and locked first)."""
+        columns = list(table.columns)
+        if connection.dialect.delete_returning:
+            rows = connection.execute(delete(table).where(condition).returning(*columns)).all()
+        else:
+            rows = connection.execute(select(*columns).where(condition).with_for_update()).all()
+            if rows:
+                connection.execute(delete(table).where(condition))
+        now = self.target.now
+        keep(
+            connection,
+            quarantine,
+            table,
+            rows,
+            run_id=self.run.run_id,
+            rule=self.rule.id,
+            now=now,
+            window=window_end(self.dataset, now),
+        )
+        names = [c.name for c in columns]
+        positions = [names.index(c.name) for c in key]
+        return sorted(tuple(row[i] for i in positions) for row in rows)
 
     def _anonymize(
         self, connection: Connection, selection: Selection, in_batch: ColumnElement[bool]
@@ -474,4 +526,13 @@ class Batches:
         )
 
 
-__all__ = ["Batches", "pipelined"]
+def dataset_quarantine(store: Schema, dataset: Dataset) -> dict[str, Table]:
+    """The quarantine tables a delete on `dataset` keeps its rows (and its cascade
+    children's) in, by dataset name; created now if they do not exist yet."""
+    found = {dataset.name: quarantine_table(store, dataset, create=True)}
+    for cascade in dataset.cascade:
+        found.update(dataset_quarantine(store, cascade.dataset))
+    return {name: table for name, table in found.items() if table is not None}
+
+
+__all__ = ["Batches", "dataset_quarantine", "pipelined"]

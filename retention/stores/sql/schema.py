@@ -117,6 +117,14 @@ class Schema:
         self._tables[name] = table
         return table
 
+    def define(self, name: str, columns: list[Column[Any]]) -> Table:
+        """A table `name` (``schema.table`` allowed) this store is about to create, known
+        from now on like a reflected one."""
+        schema, _, bare = name.rpartition(".")
+        table = Table(bare, self._metadata, *columns, schema=schema or None)
+        self._tables[name] = table
+        return table
+
     def column(self, table: Table, name: str) -> Column[Any]:
         """The column `name` of `table`, or a SchemaError listing the real ones."""
         if name not in table.c:

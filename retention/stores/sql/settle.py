@@ -15,7 +15,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ...datasets import Dataset
 from ...rules import Rule
-from ..base import BatchResult, Note, StoredIntent
+from ..base import PURGE, RESTORE, BatchResult, Note, StoredIntent
+from . import quarantine
 from .keys import KeyTuple, format_keys, key_in, normal_key
 from .schema import Schema
 from .select import SelectionBuilder
@@ -31,6 +32,8 @@ def settle(
     rule: Rule | None,
 ) -> BatchResult:
     """The audit entries an interrupted batch is owed."""
+    if intent.action in (PURGE, RESTORE):
+        return quarantine.settle(store, intent.action, intent.payload, dataset)
     keys = [tuple(k) for k in json.loads(intent.payload)]
     children = [(name, [tuple(k) for k in ks]) for name, ks in json.loads(intent.children)]
     notes: list[Note] = []

@@ -23,6 +23,7 @@ from ..base import (
     Counts,
     Description,
     Enforcement,
+    KeyMatcher,
     Problem,
     StoredIntent,
     SubjectEvents,
@@ -30,9 +31,10 @@ from ..base import (
     Tally,
     Target,
 )
-from . import check, describe, plan, settle, subjects
+from . import check, describe, plan, quarantine, settle, subjects
 from .batches import Batches
 from .engine import translated
+from .replay import Replay
 from .schema import Schema
 from .select import Selection, SelectionBuilder
 
@@ -107,6 +109,24 @@ class SqlStore(Schema):
     def settle(self, intent: StoredIntent, dataset: Dataset, rule: Rule | None) -> BatchResult:
         with translated(self.name):
             return settle.settle(self, self.builder(_EPOCH), intent, dataset, rule)
+
+    def purge_quarantine(
+        self, dataset: Dataset, now: dt.datetime, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        with translated(self.name):
+            yield from quarantine.purge(self, dataset, now, run)
+
+    def replay(
+        self, target: Target, recorded: KeyMatcher, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        with translated(self.name):
+            yield from Replay(self, self.builder(target.now), target, run, recorded)
+
+    def restore(
+        self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+    ) -> Iterator[BatchResult]:
+        with translated(self.name):
+            yield from quarantine.restore(self, dataset, run_id, rule, run)
 
     def describe(
         self, dataset: Dataset, key: str, holds: HoldsFile, now: dt.datetime
