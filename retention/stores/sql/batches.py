@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -40,7 +41,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ...datasets import Dataset
 from ...errors import ForeignKeyRefused, first_line
+from ...recordfacts import RecordFacts
 from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
+from .facts import FactColumns
 from .keys import KeyTuple, fetch_keys, fetch_rows, format_keys, key_after, key_upto, keys_json
 from .precedence import ceded, without
 from .schema import Schema
@@ -53,6 +56,7 @@ class _Done:
     """What one batch changed, in its still open transaction, and its intent's ticket."""
 
     keys: list[KeyTuple]
+    facts: list[RecordFacts] = field(default_factory=list)
     formatted: list[str] = field(default_factory=list)
     children: list[tuple[str, list[KeyTuple]]] = field(default_factory=list)
     ticket: Ticket | None = None
@@ -128,6 +132,7 @@ class Batches:
         self.rule = target.rule
         self.dataset = target.dataset
         self.data_thread: ThreadPoolExecutor | None = None
+        self._fact_columns: FactColumns | None = None
 
     def __iter__(self) -> Iterator[BatchResult]:
         run, rule, dataset = self.run, self.rule, self.dataset
@@ -233,19 +238,43 @@ class Batches:
         and finished). Records an earlier due delete rule also deletes now are left to it."""
         window = without(selection, ceded(connection, self.store, selection, window), window)
         if not self.run.live:
-            query = select(*selection.key).where(window, selection.actionable)
-            keys = [tuple(r) for r in connection.execute(query.order_by(*selection.key))]
+            facts = self._facts(selection)
+            query = select(*selection.key, *facts.columns).where(window, selection.actionable)
+            rows = [tuple(r) for r in connection.execute(query.order_by(*selection.key))]
+            width = len(selection.key)
+            keys = [row[:width] for row in rows]
             outcome = "would " + self.rule.action
-            notes = (Note(outcome, format_keys(keys)),) if keys else ()
+            found = facts.read(rows, width, self.target.now)
+            notes = (Note(outcome, format_keys(keys), facts=found),) if keys else ()
             return BatchResult(acted=len(keys), notes=notes)
         if self.rule.action == "delete":
             return self._delete(connection, selection, window)
         return self._anonymize(connection, selection, window)
 
-    def _intend(self, keys: list[KeyTuple], children: list[tuple[str, list[KeyTuple]]]) -> _Done:
+    def _facts(self, selection: Selection) -> FactColumns:
+        """The per-record fact columns of `selection` (built again only when it is)."""
+        if self._fact_columns is None or self._fact_columns.selection is not selection:
+            self._fact_columns = FactColumns(self.store, selection)
+        return self._fact_columns
+
+    def _split(
+        self, selection: Selection, rows: list[KeyTuple]
+    ) -> tuple[list[KeyTuple], list[RecordFacts]]:
+        """Rows of key and fact columns, in key order, as keys and their facts."""
+        width = len(selection.key)
+        rows.sort(key=itemgetter(*range(width)))
+        facts = self._facts(selection).read(rows, width, self.target.now)
+        return [row[:width] for row in rows], facts
+
+    def _intend(
+        self,
+        keys: list[KeyTuple],
+        children: list[tuple[str, list[KeyTuple]]],
+        facts: list[RecordFacts],
+    ) -> _Done:
         """Inside the open data transaction: the batch's intent, recorded by the engine before
         the data commits (nothing to record if the batch changed nothing)."""
-        done = _Done(keys, children=children)
+        done = _Done(keys, facts, children=children)
         if not keys and not any(k for _, k in children):
             return done
         done.formatted = format_keys(keys)
@@ -256,6 +285,7 @@ class Batches:
             keys=done.formatted,
             payload=keys_json(keys, done.formatted),
             children=json.dumps(children, default=str),
+            facts=tuple(facts),
         )
         assert self.run.commit is not None
         done.ticket = self.run.commit.intend(intent)
@@ -269,13 +299,17 @@ class Batches:
         condition = and_(in_batch, selection.actionable)
         children: list[tuple[str, list[KeyTuple]]] = []
 
+        facts = self._facts(selection).columns
+
         def write() -> list[KeyTuple]:
             self.run.probe.reached("write")
             try:
                 self._delete_children(
                     connection, self.dataset, selection.table, condition, children
                 )
-                return self._delete_returning(connection, selection.table, selection.key, condition)
+                return self._delete_returning(
+                    connection, selection.table, selection.key, condition, facts
+                )
             except IntegrityError as exc:
                 raise ForeignKeyRefused(
                     self._describe_refusal(exc), rule=self.rule.id, dataset=self.dataset.name
@@ -283,7 +317,8 @@ class Batches:
 
         def finish(deleted: list[KeyTuple] | None) -> _Done:
             assert deleted is not None  # write() always says what it deleted
-            return self._intend(deleted, children)
+            keys, found = self._split(selection, deleted)
+            return self._intend(keys, children, found)
 
         if self.data_thread is not None:
             return _Prepared(write, finish)
@@ -322,13 +357,19 @@ class Batches:
         table: Table,
         key: tuple[Column[Any], ...],
         condition: ColumnElement[bool],
+        extra: Sequence[ColumnElement[Any]] = (),
     ) -> list[KeyTuple]:
-        """DELETE ... WHERE condition, returning the deleted keys (selected first where needed)."""
+        """DELETE ... WHERE condition, returning the deleted keys (selected first where needed),
+        each followed by the values of `extra` (unsorted then: the caller sorts by key)."""
+        columns = [*key, *extra]
         if connection.dialect.delete_returning:
-            statement = delete(table).where(condition).returning(*key)
-            return fetch_keys(connection.execute(statement), key)
-        locked = select(*key).where(condition).with_for_update()
-        found = fetch_keys(connection.execute(locked), key)
+            statement = delete(table).where(condition).returning(*columns)
+            result = connection.execute(statement)
+        else:
+            result = connection.execute(select(*columns).where(condition).with_for_update())
+        found = fetch_rows(result, columns) if extra else fetch_keys(result, key)
+        if connection.dialect.delete_returning:
+            return found
         if found:
             connection.execute(delete(table).where(condition))
         return found
@@ -349,6 +390,7 @@ class Batches:
         done_now = and_(*(a.done(dialect) for a in anonymizers.values()))
         columns = [table.c[name] for name in anonymizers]
         width = len(selection.key)
+        facts = self._facts(selection).columns
         if dialect == "sqlite":
             set_based = sqlite_functions(connection, anonymizers, set_based)
         in_sql = all(expr is not None for expr in set_based.values())
@@ -358,14 +400,18 @@ class Batches:
             # says which were
             self.run.probe.reached("write")
             statement = update(table).where(condition).values(**set_based)
-            result = connection.execute(statement.returning(*selection.key))
-            keys = changed = fetch_keys(result, selection.key)
+            returned = [*selection.key, *facts]
+            result = connection.execute(statement.returning(*returned))
+            keys, found = self._split(selection, fetch_rows(result, returned))
+            changed = keys
         else:
-            locked = select(*selection.key, *columns).where(condition).with_for_update()
-            rows = fetch_rows(connection.execute(locked), [*selection.key, *columns])
+            locked = select(*selection.key, *facts, *columns).where(condition).with_for_update()
+            rows = fetch_rows(connection.execute(locked), [*selection.key, *facts, *columns])
             keys = [tuple(row[:width]) for row in rows]
             if not keys:
                 return _Done([])
+            found = self._facts(selection).read(rows, width, self.target.now)
+            rows = [row[:width] + row[width + len(facts) :] for row in rows]
             if in_sql:
                 self.run.probe.reached("write")
                 connection.execute(update(table).where(condition).values(**set_based))
@@ -384,12 +430,12 @@ class Batches:
                     return _Prepared(
                         write,
                         lambda written: self._anonymized(
-                            connection, selection, in_batch, done_now, keys, written
+                            connection, selection, in_batch, done_now, keys, found, written
                         ),
                     )
                 self.run.probe.reached("write")
                 changed = write_back(*arguments)
-        return self._anonymized(connection, selection, in_batch, done_now, keys, changed)
+        return self._anonymized(connection, selection, in_batch, done_now, keys, found, changed)
 
     def _anonymized(
         self,
@@ -398,6 +444,7 @@ class Batches:
         in_batch: ColumnElement[bool],
         done_now: ColumnElement[bool],
         keys: list[KeyTuple],
+        facts: list[RecordFacts],
         changed: list[KeyTuple] | None,
     ) -> _Done:
         """The batch's commit point, once its records are written (`changed`: the keys the
@@ -408,7 +455,8 @@ class Batches:
             query = select(*selection.key).where(in_batch, done_now).order_by(*selection.key)
             selected = set(keys)
             changed = [k for k in map(tuple, connection.execute(query)) if k in selected]
-        return self._intend(changed, [])
+        by_key = dict(zip(keys, facts, strict=True))
+        return self._intend(changed, [], [by_key[key] for key in changed])
 
     def _describe_refusal(self, exc: IntegrityError) -> str:
         table = self.dataset.config.table or ""
