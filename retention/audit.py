@@ -15,6 +15,13 @@ entries from the end is detected too.
 Record keys are kept as configured (``audit.keys``): ``plain``, ``hmac`` (HMAC-SHA256 with the
 settings key, so a DPO can check whether a given key was acted on without the log revealing it)
 or ``none`` (counts only).
+
+An entry that acted on records also carries, per record and in the order of its keys, the
+record's facts (``records``, :mod:`retention.recordfacts`): ``[subject, due, late]``, the
+subject's id in the keys' form (its HMAC under ``hmac``, null under ``none``), the due time
+(UTC ISO 8601) and how many seconds after its deadline it was acted on (null: on time, or no
+deadline). The hash covers ``records`` only when an entry has them, so entries written before
+they existed (revision 0004) verify as they did.
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ from sqlalchemy.exc import IntegrityError
 from .auditkeys import KeyRing, hmac_keys, seal
 from .errors import ConfigError
 from .hmackeys import HmacHelper, KeyHmac
+from .ids import canonical_id
 from .logs import get_logger
+from .recordfacts import RecordFacts
 from .runevents import MARKER_ACTION, MARKER_RUN_ID, RunEvents
 from .settings import Settings
 from .statetables import audit, runs
@@ -79,11 +88,23 @@ class AuditEntry:
     hash: str
     seal: str | None = None
     key_id: str | None = None
+    records: str | None = None  # per record [subject, due, late seconds]; hashed when present
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["keys"] = json.loads(self.keys)
+        data["records"] = json.loads(self.records) if self.records is not None else None
         return data
+
+    def facts(self) -> list[tuple[str | None, str | None, int | None]]:
+        """Each record's (subject, due, late seconds), in the order of the keys; empty for
+        entries without them."""
+        if self.records is None:
+            return []
+        try:
+            return [(r[0], r[1], r[2]) for r in json.loads(self.records)]
+        except (ValueError, TypeError, IndexError, KeyError):
+            return []
 
 
 Problem = Literal["tampered", "key"]
@@ -109,6 +130,7 @@ def _tampered(
 
 
 _HASH_ORDER = tuple(sorted(_HASHED_FIELDS))
+_HASH_ORDER_WITH_RECORDS = tuple(sorted((*_HASHED_FIELDS, "records")))
 _UNREADABLE = "{} holds a value that is not of its column's type (written behind retention's back)"
 
 
@@ -120,7 +142,8 @@ def entry_hash(fields: dict[str, Any], *, encoded_keys: str | None = None) -> st
     JSON-encoded (`encoded_keys`, see :class:`ProtectedKeys`) instead of being escaped again.
     """
     parts = []
-    for name in _HASH_ORDER:
+    order = _HASH_ORDER if fields.get("records") is None else _HASH_ORDER_WITH_RECORDS
+    for name in order:
         if name == "keys" and encoded_keys is not None:
             parts.append(f'"keys":{encoded_keys}')
         else:
@@ -226,6 +249,32 @@ class AuditLog:
             return list(self._hmac.digests(list(keys)))
         return list(keys)
 
+    def protect_records(self, facts: Sequence[RecordFacts]) -> str | None:
+        """The per-record facts of a batch as the log stores them (None when there are none):
+        subjects in the keys' form, each distinct subject hashed once."""
+        if not facts:
+            return None
+        subjects = sorted({f.subject for f in facts if f.subject is not None})
+        if self.key_mode == "hmac" and self._hmac is not None:
+            form: dict[str, str] = dict(zip(subjects, self._hmac.digests(subjects), strict=True))
+        elif self.key_mode == "plain":
+            form = {subject: subject for subject in subjects}
+        else:
+            form = {}
+        rows = [
+            [
+                None if fact.subject is None else form.get(fact.subject),
+                None if fact.due is None else fact.due.astimezone(dt.UTC).isoformat(),
+                None if fact.late is None else int(fact.late.total_seconds()),
+            ]
+            for fact in facts
+        ]
+        return json.dumps(rows)  # as `export` decodes and a reader re-encodes it
+
+    def subject_digest(self, subject: str) -> str:
+        """How the subject id `subject` appears in entries' records (``retention subject``)."""
+        return self.key_digest(canonical_id(subject))
+
     def key_digest(self, key: str) -> str:
         """How `key` appears in the log under `audit.keys: hmac` (for `audit show --key`)."""
         if self.key_mode == "hmac" and self._hmac is not None:
@@ -246,6 +295,7 @@ class AuditLog:
         detail: str | None = None,
         at: dt.datetime | None = None,
         connection: Connection | None = None,
+        records: str | None = None,
     ) -> AuditEntry:
         """Append one entry at the head of the chain (retrying if another writer was first)."""
         protected = keys if isinstance(keys, ProtectedKeys) else self.protect(keys)
@@ -261,6 +311,7 @@ class AuditLog:
             "keys": protected.text,
             "outcome": outcome,
             "detail": detail,
+            "records": records,
         }
         if connection is not None and connection.dialect.name == "sqlite":
             # the state DB's transactions begin IMMEDIATE: no other writer can take the next
@@ -539,9 +590,10 @@ def export(entries: Iterator[AuditEntry], stream: IO[str], fmt: Literal["jsonl",
             count += 1
         return count
     writer = csv.writer(stream)
-    writer.writerow([*_HASHED_FIELDS, "hash", "seal", "key_id"])
+    names = (*_HASHED_FIELDS, "hash", "seal", "key_id", "records")
+    writer.writerow(names)
     for entry in entries:
         data = asdict(entry)
-        writer.writerow([data[name] for name in (*_HASHED_FIELDS, "hash", "seal", "key_id")])
+        writer.writerow([data[name] for name in names])
         count += 1
     return count

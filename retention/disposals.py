@@ -3,16 +3,18 @@
 `explain` on a key its store no longer holds asks the audit log for the live batch that
 deleted it: the entries of that dataset whose keys hold the key's HMAC (or the plain key under
 ``audit.keys: plain``; under ``none`` the log cannot say). The log holds no plain personal data
-for this: the key is hashed with the same key the run used.
+for this: the key is hashed with the same key the run used. Entries written since state-DB
+revision 0004 also say when the record was due and whether it went late.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from .audit import AuditLog
+from .audit import AuditEntry, AuditLog
 from .config import Config
 from .statedb import open_state
 
@@ -26,6 +28,8 @@ class Disposal:
     at: dt.datetime
     rule: str | None
     dataset: str
+    due: dt.datetime | None = None  # when it was due (None: an entry from before 0004)
+    late_seconds: int | None = None  # how long after its deadline it went (None: on time)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +38,8 @@ class Disposal:
             "at": self.at.isoformat(),
             "rule": self.rule,
             "dataset": self.dataset,
+            "due": self.due.isoformat() if self.due else None,
+            "late_seconds": self.late_seconds,
         }
 
 
@@ -53,11 +59,22 @@ def disposal(config: Config, dataset: str, key: str) -> Disposal | None:
             if found is None:
                 return None
             at = dt.datetime.fromisoformat(found.at)
-            return Disposal(found.seq, found.run_id, at, found.rule, dataset)
+            due, late = _facts(found, log.key_digest(key))
+            return Disposal(found.seq, found.run_id, at, found.rule, dataset, due, late)
         finally:
             log.close()
     finally:
         engine.dispose()
+
+
+def _facts(entry: AuditEntry, digest: str) -> tuple[dt.datetime | None, int | None]:
+    """The due time and lateness the entry records for the key whose log form is `digest`."""
+    try:
+        index = json.loads(entry.keys).index(digest)
+        _, due, late = entry.facts()[index]
+        return (dt.datetime.fromisoformat(due) if due else None), late
+    except (ValueError, IndexError, TypeError):
+        return None, None
 
 
 __all__ = ["Disposal", "disposal"]

@@ -168,6 +168,7 @@ class Executor:
                     self._enforce(stores[target.dataset.store], target, outcome)
             if self.live:
                 self._lingering(stores, outcomes)
+                self._kept(stores, outcomes)
                 self._purge(stores, datasets, outcomes)
 
         return self._session(body)
@@ -456,6 +457,39 @@ class Executor:
                     outcome="lingering",
                     count=outcome.lingering,
                     detail="still due and unheld after the run",
+                )
+
+    def _kept(self, stores: Stores, outcomes: list[RuleOutcome]) -> None:
+        """What the run kept, per dataset it acted on: per hold in force the records the hold
+        covers, per keep rule the records whose minimum has not run out; one ``keep`` entry
+        per dataset, the numbers in its detail (a record kept for two reasons is in both)."""
+        holds = self._holds()
+        for name in dict.fromkeys(o.dataset for o in outcomes if o.status == RuleStatus.OK):
+            dataset = self.config.datasets[name]
+            store = stores[dataset.store]
+            keeps = dataset.keeps
+            try:
+                by_hold = {
+                    hold.id: store.covered(dataset, hold)
+                    for hold in holds.active()
+                    if hold.covers_dataset(name)
+                }
+                targets = [Target(k, dataset, self.now) for k in keeps]
+                counted = store.plan(targets, holds, 0) if targets else []
+            except StoreError:
+                continue  # the store went away after acting: the rules' outcomes say so
+            by_keep = {keep.id: c.in_scope - c.due for keep, c in zip(keeps, counted, strict=True)}
+            kept = {
+                "holds": {k: n for k, n in by_hold.items() if n},
+                "keep_rules": {k: n for k, n in by_keep.items() if n},
+            }
+            if kept["holds"] or kept["keep_rules"]:
+                self.ledger.append(
+                    dataset=name,
+                    action="keep",
+                    outcome="kept",
+                    count=0,
+                    detail=json.dumps(kept, sort_keys=True),
                 )
 
     # -- run bookkeeping ---------------------------------------------------------------------

@@ -105,6 +105,10 @@ def explain(
                 f"deleted on {_in_zone(gone.at, zone)} by run {gone.run_id} under rule "
                 f"{gone.rule} (audit entry {gone.seq})"
             )
+            if gone.due is not None:
+                verdict += f"; due since {_in_zone(gone.due, zone)}, " + (
+                    f"late by {_span(gone.late_seconds)}" if gone.late_seconds else "on time"
+                )
             return Explanation(dataset, key, now, verdict, (), deleted=gone)
     label = store.capabilities.veto_label
     verdicts = []
@@ -247,6 +251,12 @@ def _verdict(
             "timestamp it needs is fixed"
         )
     return "no rule will act on this record yet (its clocks have not started)"
+
+
+def _span(seconds: int) -> str:
+    """A lateness as days (or hours, under a day)."""
+    days, rest = divmod(seconds, 86400)
+    return f"{days} day{'s' * (days != 1)}" if days else f"{rest // 3600} h"
 
 
 def _in_zone(value: dt.datetime | None, zone: ZoneInfo) -> str:

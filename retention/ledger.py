@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .audit import AuditLog, ProtectedKeys
 from .errors import StateDBError, first_line
 from .lease import Lease
+from .recordfacts import RecordFacts
 from .statedb import take_intent, utcnow
 from .statetables import intents
 from .stores.base import BatchResult, Intent, Note, Probe, StoredIntent, Ticket
@@ -133,6 +134,7 @@ class Ledger:
                 keys=note.keys or (),
                 count=note.count,
                 detail=note.detail,
+                records=self.audit.protect_records(note.facts),
             )
 
     def append(self, **fields: Any) -> None:
@@ -188,6 +190,7 @@ class Ledger:
                     intent.action,
                     note,
                     batch.protected,
+                    intent.facts,
                 )
 
     def _append(
@@ -199,12 +202,15 @@ class Ledger:
         action: str,
         note: Note,
         protected: Callable[[], ProtectedKeys] | None,
+        facts: Sequence[RecordFacts] = (),
     ) -> None:
         if note.keys is None:
             assert protected is not None, "only a batch's own entry names its intent's keys"
             keys: Sequence[str] | ProtectedKeys = protected()
+            records = self.audit.protect_records(facts)
         else:
             keys = note.keys
+            records = self.audit.protect_records(note.facts)
         self.audit.append(
             run_id=run_id,
             rule=rule,
@@ -216,6 +222,7 @@ class Ledger:
             count=note.count,
             detail=note.detail,
             connection=connection,
+            records=records,
         )
 
 

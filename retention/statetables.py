@@ -54,6 +54,7 @@ audit = Table(
     Column("hash", String(64), nullable=False),
     Column("seal", String(64)),
     Column("key_id", String(64)),  # the id of the HMAC key that made `seal` (auditkeys.py)
+    Column("records", LONG_TEXT),  # per record [subject, due, late] (audit.py; revision 0004)
 )
 
 intents = Table(

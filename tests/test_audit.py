@@ -537,6 +537,8 @@ def test_export_jsonl(world: Scenario, hmac_key: str | None) -> None:
         assert exported["prev_hash"] == prev
         assert isinstance(exported["keys"], list)
         recomputed = {**exported, "keys": json.dumps(exported["keys"])}
+        if exported["records"] is not None:
+            recomputed["records"] = json.dumps(exported["records"])
         assert entry_hash(recomputed) == exported["hash"]
         prev = exported["hash"]
 
@@ -552,7 +554,7 @@ def test_export_csv(world: Scenario, tmp_path: Path) -> None:
         parsed = list(csv.DictReader(stream))
     rows = log.rows()
     assert len(parsed) == len(rows) == 8
-    assert set(parsed[0]) == {*HASHED, "hash", "seal", "key_id"}
+    assert set(parsed[0]) == {*HASHED, "hash", "seal", "key_id", "records"}
     for exported, row in zip(parsed, rows, strict=True):
         assert int(exported["seq"]) == row["seq"]
         assert exported["hash"] == row["hash"]

@@ -40,9 +40,22 @@ def test_explain_a_deleted_record_names_its_run_and_rule(world: Scenario, keys: 
     assert found.verdict.startswith("deleted on 2026-")
     assert f"by run {report.run_id} under rule tickets.old" in found.verdict
     assert found.as_dict()["deleted"]["dataset"] == "tickets"
+    assert found.deleted.due is not None and found.deleted.due.date().isoformat() == "2021-01-01"
+    assert found.verdict.endswith("; due since 2021-01-01 00:00:00 UTC, on time")
     assert explain(config, "tickets", "2", NOW).deleted is None  # still there
     with pytest.raises(RecordNotFound):
         explain(config, "tickets", "3", NOW)
+
+
+def test_explain_says_how_late_a_deleted_record_went(world: Scenario) -> None:
+    """A record deleted after its deadline (due + within) is explained as late, by how much."""
+    world.tickets({"id": 1, "created_at": at("2026-01-01")})
+    config = world.config([rule("tickets.old", retain="P30D", within="P10D")])
+    Executor(config, now=NOW, live=True).run()
+    found = explain(config, "tickets", "1", NOW)
+    assert found.deleted is not None
+    assert found.deleted.late_seconds == int((NOW - utc("2026-02-10 00:00:00")).total_seconds())
+    assert found.verdict.endswith("late by 111 days")
 
 
 def test_without_keys_in_the_log_a_deleted_record_is_not_found(world: Scenario) -> None:

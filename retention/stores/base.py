@@ -27,6 +27,7 @@ from typing import Protocol
 from ..datasets import Dataset, SubjectType
 from ..holds import Hold, HoldsFile
 from ..kinds import Capabilities
+from ..recordfacts import RecordFacts
 from ..rules import Rule
 
 Ticket = str  # an intent's id, from CommitPoint.intend
@@ -116,8 +117,10 @@ class Problem:
 class Note:
     """One audit entry a batch produces.
 
-    `keys` None means the keys of the batch's intent (already being put in their audit form);
-    `dataset` and `action` default to the batch's (a cascade child names its own).
+    `keys` None means the keys of the batch's intent (already being put in their audit form),
+    and their facts; `facts` are those of `keys` otherwise (each record's subject, due time and
+    lateness, when the store knows them); `dataset` and `action` default to the batch's (a
+    cascade child names its own).
     """
 
     outcome: str  # done | would delete | blocked by object lock | refused | failed | ...
@@ -126,6 +129,7 @@ class Note:
     dataset: str | None = None
     action: str | None = None
     count: int | None = None
+    facts: Sequence[RecordFacts] = ()
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,8 @@ class Intent:
 
     `keys` are the records' keys in their audit text form (``42``, ``7/3``, an object key);
     `payload` is the store's own JSON to settle the batch after a crash (key tuples, object
-    versions); `children` the cascaded rows, likewise.
+    versions); `children` the cascaded rows, likewise; `facts` each key's subject, due time and
+    lateness, for its audit entry (not kept in the intent: a settled batch has none).
     """
 
     rule: str
@@ -163,6 +168,7 @@ class Intent:
     keys: Sequence[str]
     payload: str
     children: str = "[]"
+    facts: Sequence[RecordFacts] = ()
 
 
 @dataclass(frozen=True)
@@ -386,6 +392,7 @@ __all__ = [
     "PlacedHold",
     "Probe",
     "Problem",
+    "RecordFacts",
     "RuleView",
     "Stopped",
     "Store",

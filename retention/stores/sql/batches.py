@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -40,9 +41,11 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ...datasets import Dataset
 from ...errors import ForeignKeyRefused, first_line
+from ...recordfacts import RecordFacts
 from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
 from ..windows import WindowSizer
 from . import partitions
+from .facts import FactColumns
 from .keys import KeyTuple, fetch_keys, fetch_rows, format_keys, key_after, key_upto, keys_json
 from .precedence import ceded, without
 from .quarantine import keep, quarantine_table, window_end
@@ -56,6 +59,7 @@ class _Done:
     """What one batch changed, in its still open transaction, and its intent's ticket."""
 
     keys: list[KeyTuple]
+    facts: list[RecordFacts] = field(default_factory=list)
     formatted: list[str] = field(default_factory=list)
     children: list[tuple[str, list[KeyTuple]]] = field(default_factory=list)
     ticket: Ticket | None = None
@@ -138,6 +142,7 @@ class Batches:
             if run.live and self.rule.action == "delete" and self.dataset.config.quarantine
             else {}
         )
+        self._fact_columns: FactColumns | None = None
 
     def __iter__(self) -> Iterator[BatchResult]:
         run, rule, dataset = self.run, self.rule, self.dataset
@@ -234,12 +239,14 @@ class Batches:
                 partitions.lock(connection, partition)
                 # read after the lock: nothing can change in the partition until the commit
                 selection = self.builder.build(self.rule, self.dataset, self.run.holds())
-                keys = partitions.whole_partition_keys(connection, selection, partition)
-                if keys is None:
+                facts = self._facts(selection).columns
+                rows = partitions.whole_partition_keys(connection, selection, partition, facts)
+                if rows is None:
                     continue
                 self.run.probe.reached("write")
                 partitions.truncate(connection, partition)
-                done = self._intend(keys, [])
+                keys, record_facts = self._split(selection, rows)
+                done = self._intend(keys, [], record_facts)
                 done.detail = f"partition {partition.name} truncated"
             result = self._committed(done)
             if result is not None:
@@ -284,19 +291,43 @@ class Batches:
         and finished). Records an earlier due delete rule also deletes now are left to it."""
         window = without(selection, ceded(connection, self.store, selection, window), window)
         if not self.run.live:
-            query = select(*selection.key).where(window, selection.actionable)
-            keys = [tuple(r) for r in connection.execute(query.order_by(*selection.key))]
+            facts = self._facts(selection)
+            query = select(*selection.key, *facts.columns).where(window, selection.actionable)
+            rows = [tuple(r) for r in connection.execute(query.order_by(*selection.key))]
+            width = len(selection.key)
+            keys = [row[:width] for row in rows]
             outcome = "would " + self.rule.action
-            notes = (Note(outcome, format_keys(keys)),) if keys else ()
+            found = facts.read(rows, width, self.target.now)
+            notes = (Note(outcome, format_keys(keys), facts=found),) if keys else ()
             return BatchResult(acted=len(keys), notes=notes)
         if self.rule.action == "delete":
             return self._delete(connection, selection, window)
         return self._anonymize(connection, selection, window)
 
-    def _intend(self, keys: list[KeyTuple], children: list[tuple[str, list[KeyTuple]]]) -> _Done:
+    def _facts(self, selection: Selection) -> FactColumns:
+        """The per-record fact columns of `selection` (built again only when it is)."""
+        if self._fact_columns is None or self._fact_columns.selection is not selection:
+            self._fact_columns = FactColumns(self.store, selection)
+        return self._fact_columns
+
+    def _split(
+        self, selection: Selection, rows: list[KeyTuple]
+    ) -> tuple[list[KeyTuple], list[RecordFacts]]:
+        """Rows of key and fact columns, in key order, as keys and their facts."""
+        width = len(selection.key)
+        rows.sort(key=itemgetter(*range(width)))
+        facts = self._facts(selection).read(rows, width, self.target.now)
+        return [row[:width] for row in rows], facts
+
+    def _intend(
+        self,
+        keys: list[KeyTuple],
+        children: list[tuple[str, list[KeyTuple]]],
+        facts: list[RecordFacts],
+    ) -> _Done:
         """Inside the open data transaction: the batch's intent, recorded by the engine before
         the data commits (nothing to record if the batch changed nothing)."""
-        done = _Done(keys, children=children)
+        done = _Done(keys, facts, children=children)
         if not keys and not any(k for _, k in children):
             return done
         done.formatted = format_keys(keys)
@@ -307,6 +338,7 @@ class Batches:
             keys=done.formatted,
             payload=keys_json(keys, done.formatted),
             children=json.dumps(children, default=str),
+            facts=tuple(facts),
         )
         assert self.run.commit is not None
         done.ticket = self.run.commit.intend(intent)
@@ -320,6 +352,8 @@ class Batches:
         condition = and_(in_batch, selection.actionable)
         children: list[tuple[str, list[KeyTuple]]] = []
 
+        facts = self._facts(selection).columns
+
         def write() -> list[KeyTuple]:
             self.run.probe.reached("write")
             try:
@@ -327,7 +361,7 @@ class Batches:
                     connection, self.dataset, selection.table, condition, children
                 )
                 return self._delete_returning(
-                    connection, selection.table, selection.key, condition, self.dataset
+                    connection, selection.table, selection.key, condition, self.dataset, facts
                 )
             except IntegrityError as exc:
                 raise ForeignKeyRefused(
@@ -336,7 +370,8 @@ class Batches:
 
         def finish(deleted: list[KeyTuple] | None) -> _Done:
             assert deleted is not None  # write() always says what it deleted
-            return self._intend(deleted, children)
+            keys, found = self._split(selection, deleted)
+            return self._intend(keys, children, found)
 
         if self.data_thread is not None:
             return _Prepared(write, finish)
@@ -375,17 +410,23 @@ class Batches:
         key: tuple[Column[Any], ...],
         condition: ColumnElement[bool],
         dataset: Dataset,
+        extra: Sequence[ColumnElement[Any]] = (),
     ) -> list[KeyTuple]:
-        """DELETE ... WHERE condition, returning the deleted keys (selected first where needed);
-        on a quarantined dataset the deleted rows are copied to its quarantine table."""
+        """DELETE ... WHERE condition, returning the deleted keys (selected first where needed),
+        each followed by the values of `extra` (unsorted then: the caller sorts by key); on a
+        quarantined dataset the deleted rows are copied to its quarantine table."""
         quarantine = self.quarantine.get(dataset.name)
         if quarantine is not None:
-            return self._delete_into(connection, table, key, condition, quarantine)
-        if self.store.sql.delete_returning:
-            statement = delete(table).where(condition).returning(*key)
-            return fetch_keys(connection.execute(statement), key)
-        locked = self._locked(select(*key).where(condition))
-        found = fetch_keys(connection.execute(locked), key)
+            return self._delete_into(connection, table, key, condition, quarantine, extra)
+        columns = [*key, *extra]
+        returning = self.store.sql.delete_returning
+        if returning:
+            result = connection.execute(delete(table).where(condition).returning(*columns))
+        else:
+            result = connection.execute(self._locked(select(*columns).where(condition)))
+        found = fetch_rows(result, columns) if extra else fetch_keys(result, key)
+        if returning:
+            return found
         if found:
             connection.execute(delete(table).where(condition))
         return found
@@ -397,23 +438,26 @@ class Batches:
         key: tuple[Column[Any], ...],
         condition: ColumnElement[bool],
         quarantine: Table,
+        extra: Sequence[ColumnElement[Any]] = (),
     ) -> list[KeyTuple]:
         """DELETE ... WHERE condition, the deleted rows kept in `quarantine` (same
         transaction): exactly the rows the DELETE returned (or, without RETURNING, the rows it
-        deletes, selected and locked first)."""
+        deletes, selected and locked first). Returns their keys, each followed by `extra`."""
         columns = list(table.columns)
-        if connection.dialect.delete_returning:
-            rows = connection.execute(delete(table).where(condition).returning(*columns)).all()
+        returned = [*columns, *extra]
+        if self.store.sql.delete_returning:
+            rows = connection.execute(delete(table).where(condition).returning(*returned)).all()
         else:
-            rows = connection.execute(select(*columns).where(condition).with_for_update()).all()
+            rows = connection.execute(self._locked(select(*returned).where(condition))).all()
             if rows:
                 connection.execute(delete(table).where(condition))
+        width = len(columns)
         now = self.target.now
         keep(
             connection,
             quarantine,
             table,
-            rows,
+            [tuple(row[:width]) for row in rows],
             run_id=self.run.run_id,
             rule=self.rule.id,
             now=now,
@@ -421,7 +465,7 @@ class Batches:
         )
         names = [c.name for c in columns]
         positions = [names.index(c.name) for c in key]
-        return sorted(tuple(row[i] for i in positions) for row in rows)
+        return sorted(tuple(row[i] for i in positions) + tuple(row[width:]) for row in rows)
 
     def _anonymize(
         self, connection: Connection, selection: Selection, in_batch: ColumnElement[bool]
@@ -439,6 +483,7 @@ class Batches:
         done_now = and_(*(a.done(dialect) for a in anonymizers.values()))
         columns = [table.c[name] for name in anonymizers]
         width = len(selection.key)
+        facts = self._facts(selection).columns
         if self.store.sql.python_functions:
             set_based = sqlite_functions(connection, anonymizers, set_based)
         in_sql = all(expr is not None for expr in set_based.values())
@@ -448,14 +493,18 @@ class Batches:
             # says which were
             self.run.probe.reached("write")
             statement = update(table).where(condition).values(**set_based)
-            result = connection.execute(statement.returning(*selection.key))
-            keys = changed = fetch_keys(result, selection.key)
+            returned = [*selection.key, *facts]
+            result = connection.execute(statement.returning(*returned))
+            keys, found = self._split(selection, fetch_rows(result, returned))
+            changed = keys
         else:
-            locked = self._locked(select(*selection.key, *columns).where(condition))
-            rows = fetch_rows(connection.execute(locked), [*selection.key, *columns])
+            locked = self._locked(select(*selection.key, *facts, *columns).where(condition))
+            rows = fetch_rows(connection.execute(locked), [*selection.key, *facts, *columns])
             keys = [tuple(row[:width]) for row in rows]
             if not keys:
                 return _Done([])
+            found = self._facts(selection).read(rows, width, self.target.now)
+            rows = [row[:width] + row[width + len(facts) :] for row in rows]
             if in_sql:
                 self.run.probe.reached("write")
                 connection.execute(update(table).where(condition).values(**set_based))
@@ -474,12 +523,12 @@ class Batches:
                     return _Prepared(
                         write,
                         lambda written: self._anonymized(
-                            connection, selection, in_batch, done_now, keys, written
+                            connection, selection, in_batch, done_now, keys, found, written
                         ),
                     )
                 self.run.probe.reached("write")
                 changed = write_back(*arguments)
-        return self._anonymized(connection, selection, in_batch, done_now, keys, changed)
+        return self._anonymized(connection, selection, in_batch, done_now, keys, found, changed)
 
     def _anonymized(
         self,
@@ -488,6 +537,7 @@ class Batches:
         in_batch: ColumnElement[bool],
         done_now: ColumnElement[bool],
         keys: list[KeyTuple],
+        facts: list[RecordFacts],
         changed: list[KeyTuple] | None,
     ) -> _Done:
         """The batch's commit point, once its records are written (`changed`: the keys the
@@ -498,7 +548,8 @@ class Batches:
             query = select(*selection.key).where(in_batch, done_now).order_by(*selection.key)
             selected = set(keys)
             changed = [k for k in map(tuple, connection.execute(query)) if k in selected]
-        return self._intend(changed, [])
+        by_key = dict(zip(keys, facts, strict=True))
+        return self._intend(changed, [], [by_key[key] for key in changed])
 
     def _locked(self, query: Select[Any]) -> Select[Any]:
         """`query`, locking the rows it reads where the database has row locks (DuckDB's

@@ -59,7 +59,7 @@ def fetch_keys(result: CursorResult[Any], key: tuple[Column[Any], ...]) -> list[
     return rows
 
 
-def fetch_rows(result: CursorResult[Any], columns: Sequence[Column[Any]]) -> list[KeyTuple]:
+def fetch_rows(result: CursorResult[Any], columns: Sequence[ColumnElement[Any]]) -> list[KeyTuple]:
     """Every row of a result of `columns`, as plain tuples.
 
     When no column needs SQLAlchemy's conversion of what the driver returns (integers and
@@ -73,7 +73,7 @@ def fetch_rows(result: CursorResult[Any], columns: Sequence[Column[Any]]) -> lis
     description = (cursor.description if cursor is not None else None) or []
     codes = [d[1] for d in description] if len(description) == len(columns) else []
 
-    def converted(index: int, column: Column[Any]) -> bool:
+    def converted(index: int, column: ColumnElement[Any]) -> bool:
         code = codes[index] if codes else None
         try:
             processor = column.type.dialect_impl(dialect).result_processor(dialect, code)

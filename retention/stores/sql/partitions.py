@@ -11,12 +11,14 @@ dataset with cascade children) goes by row batches instead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table, exists, literal, literal_column, not_, select, text
+from sqlalchemy.sql.elements import ColumnElement
 
-from .keys import KeyTuple, fetch_keys
+from .keys import KeyTuple, fetch_keys, fetch_rows
 from .select import Selection
 
 _LEAVES = text(
@@ -79,17 +81,21 @@ def lock(connection: Connection, partition: Partition) -> None:
 
 
 def whole_partition_keys(
-    connection: Connection, selection: Selection, partition: Partition
+    connection: Connection,
+    selection: Selection,
+    partition: Partition,
+    extra: Sequence[ColumnElement[Any]] = (),
 ) -> list[KeyTuple] | None:
-    """The keys of every row of `partition` when all of them are actionable now (else None,
-    and None for an empty partition)."""
+    """The keys of every row of `partition`, each followed by the values of `extra`, when all
+    of them are actionable now (else None, and None for an empty partition)."""
     table = selection.table
     mine: Any = literal_column(f"{_regclass(connection, table)}.tableoid") == literal(partition.oid)
     blocking = exists(select(literal(1)).select_from(table).where(mine, not_(selection.actionable)))
     if connection.execute(select(blocking)).scalar():
         return None
-    query = select(*selection.key).where(mine).order_by(*selection.key)
-    keys = fetch_keys(connection.execute(query), selection.key)
+    columns = [*selection.key, *extra]
+    result = connection.execute(select(*columns).where(mine).order_by(*selection.key))
+    keys = fetch_rows(result, columns) if extra else fetch_keys(result, selection.key)
     return keys or None
 
 
