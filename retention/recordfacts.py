@@ -78,7 +78,12 @@ class FactsOf:
         self._one = rule.after.combine == "one"
 
     def __call__(self, subject: object, starts: Sequence[dt.datetime | None]) -> RecordFacts:
-        start = starts[0] if self._one else self.rule.after.start(starts)
+        if not starts:  # a rule with no clock (assert_absent): nothing is due, nothing late
+            start = None
+        elif self._one:
+            start = starts[0]
+        else:
+            start = self.rule.after.start(starts)
         subject_id: str | None = None
         if subject is not None:
             subject_id = self._ids.get(subject)

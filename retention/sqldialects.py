@@ -30,6 +30,9 @@ class Dialect:
     - ``delete_returning``, ``update_returning``: ``DELETE``/``UPDATE ... RETURNING`` (else the
       keys are selected first); None: as SQLAlchemy's dialect reports for the server it reached
       (MariaDB has ``DELETE ... RETURNING``, MySQL does not; neither has it for ``UPDATE``).
+    - ``returning_subqueries``: a ``RETURNING`` list may hold a subquery (the per-record facts
+      of a subject clock read the subject table); DuckDB refuses one ("SUBQUERY is not
+      supported in returning statements"), so there the rows are selected first.
     - ``row_locks``: ``SELECT ... FOR UPDATE`` (DuckDB has none: its optimistic transactions
       refuse a conflicting commit instead).
     - ``snapshot_at_begin``: a transaction reads the database as of its start (DuckDB), not as
@@ -61,6 +64,7 @@ class Dialect:
     tested: bool
     delete_returning: bool | None
     update_returning: bool | None
+    returning_subqueries: bool = True
     row_locks: bool = True
     snapshot_at_begin: bool = False
     cascade_with_foreign_keys: bool = True
@@ -123,6 +127,7 @@ DUCKDB = Dialect(
     tested=True,
     delete_returning=True,
     update_returning=True,
+    returning_subqueries=False,
     row_locks=False,
     snapshot_at_begin=True,
     cascade_with_foreign_keys=False,

@@ -59,10 +59,12 @@ def ips(world: Scenario) -> dict[int, str | None]:
 
 
 def audited(config: Config) -> list[tuple[str, str, int]]:
+    """The rules' audit entries (not the runs' events, nor the record of what a run kept)."""
     engine = open_state(config.settings.state_db.get_secret_value())
     try:
         log = AuditLog(engine, keys="plain", hmac_key=None)
-        return [(e.rule, e.action, e.count) for e in log.entries() if e.action != RUN_ACTION]
+        skipped = (RUN_ACTION, "keep")
+        return [(e.rule, e.action, e.count) for e in log.entries() if e.action not in skipped]
     finally:
         engine.dispose()
 

@@ -187,6 +187,26 @@ class Model:
             return False
         return add_duration(start, r.delay(overdue=overdue), self.zone) <= self.world.now
 
+    def overdue(self, ticket: Ticket, r: ModelRule) -> bool:
+        """Past `r`'s deadline: `within` after it is due and, for a delete or an anonymize,
+        `within` after every keep rule covering the ticket ran out (a minimum that held the
+        record back moves the deadline; one that never started never ends)."""
+        if r.within is None or not self.due(ticket, r, overdue=True):
+            return False
+        if r.action == "keep":
+            return True
+        within = Duration.parse(r.within)
+        for keep in self.world.rules:
+            if keep.action != "keep" or not self.in_scope(ticket, keep):
+                continue
+            start = self.clock_start(ticket, keep)
+            if (
+                start is None
+                or add_duration(start, keep.delay() + within, self.zone) > self.world.now
+            ):
+                return False
+        return True
+
     @staticmethod
     def in_scope(ticket: Ticket, r: ModelRule) -> bool:
         if r.where is _NO_WHERE:
@@ -286,11 +306,7 @@ class Model:
             "superseded": n("superseded"),
             "done": n("done"),
             "actionable": len(actionable),
-            "overdue": sum(
-                1
-                for key in actionable
-                if r.within is not None and self.due(self._ticket(key), r, overdue=True)
-            ),
+            "overdue": sum(1 for key in actionable if self.overdue(self._ticket(key), r)),
             "samples": tuple(str(key) for key in actionable[:5]) if destructive else (),
             "actionable_keys": actionable if destructive else None,
         }
@@ -321,9 +337,7 @@ class Model:
             "held": n(lambda t, r: verdicts[t.id, r.id] == "held"),
             "blocked": n(lambda t, r: verdicts[t.id, r.id] == "blocked"),
             "actionable": n(lambda t, r: verdicts[t.id, r.id] == "actionable"),
-            "overdue": n(
-                lambda t, r: selects(t, r) and r.within is not None and self.due(t, r, overdue=True)
-            ),
+            "overdue": n(lambda t, r: selects(t, r) and self.overdue(t, r)),
         }
 
     def _ticket(self, key: int) -> Ticket:

@@ -419,7 +419,7 @@ class Batches:
         if quarantine is not None:
             return self._delete_into(connection, table, key, condition, quarantine, extra)
         columns = [*key, *extra]
-        returning = self.store.sql.delete_returning
+        returning = self._returning(extra)
         if returning:
             result = connection.execute(delete(table).where(condition).returning(*columns))
         else:
@@ -445,7 +445,7 @@ class Batches:
         deletes, selected and locked first). Returns their keys, each followed by `extra`."""
         columns = list(table.columns)
         returned = [*columns, *extra]
-        if self.store.sql.delete_returning:
+        if self._returning(extra):
             rows = connection.execute(delete(table).where(condition).returning(*returned)).all()
         else:
             rows = connection.execute(self._locked(select(*returned).where(condition))).all()
@@ -488,7 +488,7 @@ class Batches:
             set_based = sqlite_functions(connection, anonymizers, set_based)
         in_sql = all(expr is not None for expr in set_based.values())
         changed: list[KeyTuple] | None = None
-        if in_sql and self.store.sql.update_returning:
+        if in_sql and self.store.sql.update_returning and self._returning(facts):
             # one statement: the predicate is checked as each record is changed, and RETURNING
             # says which were
             self.run.probe.reached("write")
@@ -550,6 +550,12 @@ class Batches:
             changed = [k for k in map(tuple, connection.execute(query)) if k in selected]
         by_key = dict(zip(keys, facts, strict=True))
         return self._intend(changed, [], [by_key[key] for key in changed])
+
+    def _returning(self, extra: Sequence[ColumnElement[Any]]) -> bool:
+        """Whether a DELETE returns its keys and `extra` itself (an UPDATE's caller also asks
+        ``update_returning``), or the rows are selected first."""
+        sql = self.store.sql
+        return bool(sql.delete_returning) and (not extra or sql.returning_subqueries)
 
     def _locked(self, query: Select[Any]) -> Select[Any]:
         """`query`, locking the rows it reads where the database has row locks (DuckDB's
