@@ -27,6 +27,7 @@ from .common import (
     handled,
     load,
     out,
+    parse_when,
     write_output,
 )
 from .tables import Col, show
@@ -184,23 +185,6 @@ def audit_checkpoint(
     )
 
 
-def _parse_when(value: str | None, config: Config, option: str) -> dt.datetime | None:
-    """An ISO date or timestamp; without an offset, in the configured zone (like --now)."""
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(
-            f"{value!r} is not an ISO 8601 date or timestamp", file="command line", field=option
-        ) from None
-    if parsed.tzinfo is None:
-        from ..timemath import wall_to_utc
-
-        return wall_to_utc(parsed, config.settings.zone())
-    return parsed
-
-
 @audit_app.command("rules")
 def audit_rules(
     run_id: Annotated[str, typer.Argument(help="The run id (as `audit show` lists it).")],
@@ -269,8 +253,8 @@ def audit_show(
     """Audit entries, filtered by run, rule, dataset, date or record key."""
     with handled(as_json):
         config = load(config_file)
-        start = _parse_when(since, config, "--since")
-        end = _parse_when(until, config, "--until")
+        start = parse_when(since, config, "--since")
+        end = parse_when(until, config, "--until")
     with handled(as_json), _audit_log(config) as log:
         entries = log.entries(
             run_id=run_id, rule=rule, dataset=dataset, since=start, until=end, key=key

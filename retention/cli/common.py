@@ -254,3 +254,20 @@ def warn_absent(rows: Iterable[Any]) -> None:
 
 def dim(value: int) -> str:
     return str(value) if value else "[dim]0[/]"
+
+
+def parse_when(value: str | None, config: Config, option: str) -> dt.datetime | None:
+    """An ISO date or timestamp; without an offset, in the configured zone (like --now)."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"{value!r} is not an ISO 8601 date or timestamp", file="command line", field=option
+        ) from None
+    if parsed.tzinfo is None:
+        from ..timemath import wall_to_utc
+
+        return wall_to_utc(parsed, config.settings.zone())
+    return parsed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -26,10 +26,15 @@ from .common import (
     load,
     out,
     parse_now,
+    parse_when,
     warn_absent,
     warn_unreadable,
 )
 from .tables import Col, show
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..outcomes import RunResult
 
 
 @app.command()
@@ -316,13 +321,13 @@ def restore(
         with interruptible() as stop:
             executor = Executor(config, now=moment, live=execute, should_stop=stop)
             result = executor.restore(run_id, rule)
-    if as_json:
-        emit_json(result.as_dict())
-    else:
-        print_run(result, config.settings.zone(), wide=wide)
-        if not result.outcomes:
-            out.print(f"nothing of run {run_id} is in quarantine (purged, or never quarantined)")
-    raise typer.Exit(result.exit_code)
+    _report(
+        result,
+        config,
+        as_json,
+        wide,
+        f"nothing of run {run_id} is in quarantine (purged, or never quarantined)",
+    )
 
 
 @app.command()
@@ -348,19 +353,31 @@ def replay(
 
     Held records, and records a keep rule still protects, are never touched."""
     from ..executor import Executor
-    from .auditing import _parse_when
 
     with handled(as_json):
         config = load(config_file)
-        moment = _parse_when(since, config, "--since")
+        moment = parse_when(since, config, "--since")
         assert moment is not None
         with interruptible() as stop:
-            executor = Executor(config, now=dt.datetime.now(dt.UTC), live=execute, should_stop=stop)
+            present = dt.datetime.now(dt.UTC)
+            executor = Executor(config, now=present, live=execute, should_stop=stop)
             result = executor.replay(moment)
+    _report(
+        result,
+        config,
+        as_json,
+        wide,
+        f"the audit log records no live delete or anonymize since {since}",
+    )
+
+
+def _report(result: RunResult, config: Config, as_json: bool, wide: bool, empty: str) -> None:
+    """A restore's or replay's result as `run` prints it (`empty` when it found nothing), and
+    its exit code."""
     if as_json:
         emit_json(result.as_dict())
     else:
         print_run(result, config.settings.zone(), wide=wide)
         if not result.outcomes:
-            out.print(f"the audit log records no live delete or anonymize since {since}")
+            out.print(empty)
     raise typer.Exit(result.exit_code)
