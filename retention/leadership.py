@@ -9,7 +9,8 @@ over. Each shard's lease keeps its own fencing epoch: the batch of a dataset che
 of that dataset's shard in the transaction that writes its intent and audit entries, so a
 replica whose shard was taken over cannot act on it any more, whatever else it still leads.
 
-:meth:`Leadership.acquire` (a `retention run` on the command line) takes every shard or none.
+:meth:`Leadership.acquire` (a `retention run` on the command line) takes every shard or none;
+a replica that has joined never does (it leads its share, or nothing).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Leadership:
         self.units = dict(units)
         self.dataset_shard = shard_of(self.units)
         self._ttl = ttl
+        self._joined = False
         self.leases = {
             shard: Lease(engine, holder=self.holder, ttl=ttl, clock=clock, name=lease_name(shard))
             for shard in sorted(self.units)
@@ -105,6 +107,7 @@ class Leadership:
         """Count this replica among the alive (or renew that), for one ttl."""
         now = self.clock()
         expires = now + self._ttl
+        self._joined = True
         with self.engine.begin() as connection:
             changed = connection.execute(
                 update(replicas).where(replicas.c.holder == self.holder).values(expires_at=expires)
@@ -179,7 +182,10 @@ class Leadership:
     # -- a whole-configuration run (the command line) ----------------------------------------
 
     def acquire(self) -> None:
-        """Take every shard's lease, or none and raise LeaseUnavailable naming a holder."""
+        """Take every shard's lease, or none and raise LeaseUnavailable naming a holder; a
+        replica (joined) that leads nothing any more raises LeaseLost instead."""
+        if self._joined:
+            raise LeaseLost("this replica leads no shard any more; stopping before acting")
         for shard, lease in self.leases.items():
             if lease.epoch is None and not lease.try_acquire():
                 current = lease.current()
