@@ -32,6 +32,7 @@ from sqlalchemy import (
 from retention.audit import AuditLog
 from retention.config import load_config
 from retention.errors import LeaseLost
+from retention.executor import Executor
 from retention.leadership import Leadership
 from retention.schedule import mark_covered, read_shard_covered, register_shards
 from retention.shards import shards
@@ -204,6 +205,57 @@ def test_replicas_take_a_fair_share_and_fencing_holds_per_shard(tmp_path: Path) 
     state.dispose()
 
 
+def test_a_taken_over_shard_is_fenced_while_the_others_go_on(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """A replica leading every shard stalls after its first batch on d1 long enough for d1's
+    lease to be taken over: its next batch on d1 is refused at the commit point (LeaseLost) and
+    changes nothing. The new leader of d1 finishes d1; the stalled replica, still leading the
+    other shards, finishes those; every record is deleted and audited exactly once."""
+    world = Scenario(sqlite_db, tmp_path)
+    tables.create_all(sqlite_db.engine)
+    fill(sqlite_db.engine, range(1, 10))
+    config = load_config(write_config(world, f"sqlite:///{tmp_path / 'state.db'}"))
+    state = open_state(config.settings.state_db.get_secret_value())
+    clock = FixedClock(utc("2026-06-01 00:00"))
+    ttl = dt.timedelta(seconds=30)
+    units = shards(config)
+    paused = Leadership(state, units, holder="paused", ttl=ttl, clock=clock.now)
+    usurper = Leadership(state, units, holder="usurper", ttl=ttl, clock=clock.now)
+    paused.acquire()
+
+    def pause(_: Any, dataset: str, done: int, planned: int) -> None:
+        if dataset == "d1" and done == 3:  # after the first batch: a stall past d1's lease
+            clock.moment += dt.timedelta(seconds=31)
+            for shard, lease in paused.leases.items():
+                if shard != "d1":
+                    lease.check()  # the other shards' leases are still renewed
+            assert usurper.leases["d1"].try_acquire()
+
+    run = Executor(config, now=clock.now(), live=True, state=state, lease=paused, progress=pause)
+    with pytest.raises(LeaseLost):
+        run.run()
+    assert paused.held() == [s for s in PARENTS if s != "d1"]
+    assert left(sqlite_db.engine)["d1"] == 6
+    assert not acted(state)  # the first batch's entries were to go with the refused intent
+    with state.connect() as connection:
+        assert connection.execute(select(intents.c.dataset)).scalars().all() == ["d1"]
+
+    # the stalled replica's next run leaves d1's intent to d1's leader, which settles it
+
+    others = [d for d in (*PARENTS, LINES) if d != "d1"]
+    Executor(config, now=clock.now(), live=True, state=state, lease=paused).run(datasets=others)
+    with state.connect() as connection:
+        assert connection.execute(select(intents.c.dataset)).scalars().all() == ["d1"]
+    Executor(config, now=clock.now(), live=True, state=state, lease=usurper).run(datasets=["d1"])
+    assert left(sqlite_db.engine) == dict.fromkeys(DATA, 0)
+    counts = acted(state)
+    assert set(counts) == {(name, str(i)) for name in PARENTS for i in range(1, 10)}
+    assert max(counts.values()) == 1
+    assert AuditLog(state, keys="plain", hmac_key=None).verify().ok
+    state.dispose()
+
+
 def test_a_state_db_from_before_shards_is_upgraded_and_keeps_its_marks(tmp_path: Path) -> None:
     """A state DB at revision 0004 (one lease, marks per rule) is upgraded on open; a shard
     led for the first time starts from the rule's mark: no fire time repeated or skipped."""
@@ -318,3 +370,28 @@ def test_replicas_split_the_datasets_survive_a_sigkill_and_never_act_twice(
     for daemon in survivors:
         assert daemon.stop() == 0
     assert AuditLog(postgres_db.engine, keys="plain", hmac_key=None).verify().ok
+
+
+def test_one_replica_leads_every_shard_on_sqlite(
+    sqlite_db: Database, tmp_path: Path, replicas: list[Daemon]
+) -> None:
+    """Alone (here on a SQLite state DB) a replica with shard leases leads every shard and
+    does all the work, each record once; a clean stop gives its shards back at once."""
+    world = Scenario(sqlite_db, tmp_path)
+    tables.create_all(sqlite_db.engine)
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    replicas.append(Daemon(write_config(world, state_url)))
+    (daemon,) = replicas
+    wait_until(lambda: sorted(leads(daemon)) == PARENTS, 20, "it leads every shard")
+    fill(sqlite_db.engine, range(1, 21))
+    wait_until(lambda: not any(left(sqlite_db.engine).values()), 40, "everything due is gone")
+    assert daemon.stop() == 0
+    assert daemon.wait_for("shards released")["shards"] == PARENTS
+    state = open_state(state_url)
+    try:
+        counts = acted(state)
+        assert set(counts) == {(name, str(i)) for name in PARENTS for i in range(1, 21)}
+        assert max(counts.values()) == 1
+        assert AuditLog(state, keys="plain", hmac_key=None).verify().ok
+    finally:
+        state.dispose()
