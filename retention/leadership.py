@@ -29,6 +29,8 @@ from .shards import lease_name, shard_of
 from .statedb import as_utc
 from .statetables import replicas
 
+_FORGET = dt.timedelta(days=1)  # how long the row of a replica that died is kept
+
 
 class Leadership:
     """The shard leases of one holder over one state DB."""
@@ -104,11 +106,13 @@ class Leadership:
     # -- membership and the fair share ---------------------------------------------------------
 
     def join(self) -> None:
-        """Count this replica among the alive (or renew that), for one ttl."""
+        """Count this replica among the alive (or renew that), for one ttl; forget replicas
+        that died a day ago (a clean stop removes its own row)."""
         now = self.clock()
         expires = now + self._ttl
         self._joined = True
         with self.engine.begin() as connection:
+            connection.execute(delete(replicas).where(replicas.c.expires_at < now - _FORGET))
             changed = connection.execute(
                 update(replicas).where(replicas.c.holder == self.holder).values(expires_at=expires)
             ).rowcount
