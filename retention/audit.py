@@ -261,14 +261,19 @@ class AuditLog:
             form = {subject: subject for subject in subjects}
         else:
             form = {}
-        rows = [
-            [
-                None if fact.subject is None else form.get(fact.subject),
-                None if fact.due is None else fact.due.astimezone(dt.UTC).isoformat(),
-                None if fact.late is None else int(fact.late.total_seconds()),
-            ]
-            for fact in facts
-        ]
+        dues: dict[dt.datetime | None, str | None] = {}  # each distinct due formatted once
+        rows = []
+        for fact in facts:
+            due = fact.due
+            if due not in dues:
+                dues[due] = None if due is None else due.astimezone(dt.UTC).isoformat()
+            rows.append(
+                [
+                    None if fact.subject is None else form.get(fact.subject),
+                    dues[due],
+                    None if fact.late is None else int(fact.late.total_seconds()),
+                ]
+            )
         return json.dumps(rows)  # as `export` decodes and a reader re-encodes it
 
     def subject_digest(self, subject: str) -> str:
