@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...recordfacts import FactsOf, RecordFacts
+from ...rules import Rule
 from ...timemath import parse_stored
 from .keys import KeyTuple
 from .schema import Schema
@@ -46,7 +47,9 @@ def _reader(zone: ZoneInfo) -> Callable[[object], dt.datetime | None]:
 
 
 class FactColumns:
-    """The extra columns of one selection's batch statements, and how to read them back."""
+    """The extra columns of one selection's batch statements, and how to read them back: the
+    subject, the rule's clock values, and for each keep rule that moves the rule's deadline
+    (:attr:`Selection.keeps`) whether it covers the record and its clock values."""
 
     def __init__(self, store: Schema, selection: Selection) -> None:
         dataset, table, rule = selection.dataset, selection.table, selection.rule
@@ -57,12 +60,25 @@ class FactColumns:
         if dataset.subject_column is not None:
             subject_column = store.column(table, dataset.subject_column)
             self.columns.append(subject_column.label("retention_subject"))
+        self._clocks(store, selection, rule, "retention_clock")
+        self.keep_readers: list[list[Callable[[object], dt.datetime | None]]] = []
+        for number, (keep, covers) in enumerate(selection.keeps):
+            self.columns.append(case((covers, 1), else_=0).label(f"retention_keep{number}"))
+            self.keep_readers.append(self._clocks(store, selection, keep, f"retention_k{number}c"))
+
+    def _clocks(
+        self, store: Schema, selection: Selection, rule: Rule, prefix: str
+    ) -> list[Callable[[object], dt.datetime | None]]:
+        """Add a column per clock ref of `rule`; their readers (also added to `readers` for
+        the selection's own rule)."""
+        dataset, table = selection.dataset, selection.table
+        readers = self.readers if rule is selection.rule else []
         for index, ref in enumerate(rule.after.refs):
-            label = f"retention_clock{index}"
+            label = f"{prefix}{index}"
             if ref.source == "record":
                 column = store.column(table, dataset.config.timestamps[ref.name])
                 self.columns.append(store.as_stored(column).label(label))
-                self.readers.append(_reader(store.clock_column(column, dataset.zone).zone))
+                readers.append(_reader(store.clock_column(column, dataset.zone).zone))
                 continue
             subject = dataset.subject
             assert subject is not None and dataset.subject_column is not None
@@ -74,18 +90,34 @@ class FactColumns:
             key = store.column(subject_table, subject.config.key)
             value = select(store.as_stored(event)).where(key == link).scalar_subquery()
             self.columns.append(value.label(label))
-            self.readers.append(_reader(store.clock_column(event, subject.zone).zone))
+            readers.append(_reader(store.clock_column(event, subject.zone).zone))
+        return readers
 
     def read(self, rows: Sequence[KeyTuple], width: int, now: dt.datetime) -> list[RecordFacts]:
         """The facts of each row (its first `width` values the key, then these columns)."""
-        make = FactsOf(self.selection.rule, self.selection.dataset.calendar, now)
+        selection, dataset = self.selection, self.selection.dataset
+        make = FactsOf(
+            selection.rule,
+            dataset.calendar,
+            now,
+            fiscal_start=dataset.fiscal_start,
+            keeps=[keep for keep, _ in selection.keeps],
+        )
         subject_at = width if self.has_subject else None
         first_clock = width + self.has_subject
+        first_keep = first_clock + len(self.readers)
         facts = []
         for row in rows:
             starts = [read(row[first_clock + i]) for i, read in enumerate(self.readers)]
             subject = row[subject_at] if subject_at is not None else None
-            facts.append(make(subject, starts))
+            keeps: list[list[dt.datetime | None] | None] = []
+            at = first_keep
+            for readers in self.keep_readers:
+                covers = row[at]
+                values = [read(row[at + 1 + i]) for i, read in enumerate(readers)]
+                keeps.append(values if covers else None)
+                at += 1 + len(readers)
+            facts.append(make(subject, starts, keeps))
         return facts
 
 
