@@ -143,7 +143,7 @@ def readable(sealed: dict[str, Any]) -> str:
         lines.append(f"{item['dataset']} (store {item['store']}, by {item['via']}):")
         for acted in item["cleared"]:
             count = (
-                f"{acted['records']} records"
+                _records(acted["records"])
                 if acted["records"] is not None
                 else f"its rows, with entry {acted['cascade_of']}"
             )
@@ -154,7 +154,7 @@ def readable(sealed: dict[str, Any]) -> str:
         for group in item["kept"]:
             lines.append("  " + _kept_line(group))
         if item["due_now"]:
-            lines.append(f"  DUE NOW, not yet acted on: {item['due_now']} records")
+            lines.append(f"  DUE NOW, not yet acted on: {_records(item['due_now'])}")
         if not item["records_now"]:
             lines.append("  nothing of the subject is left here")
     if sealed["checked_and_empty"]:
@@ -169,7 +169,7 @@ def readable(sealed: dict[str, Any]) -> str:
     else:
         lines.append("NOT COMPLETE: records of this subject are due and not yet acted on.")
     if sealed["records_kept"]:
-        lines.append(f"{sealed['records_kept']} records are still kept, for the reasons above.")
+        lines.append(f"{_records(sealed['records_kept'])} still kept, for the reasons above.")
     lines.extend(sealed["notes"])
     seal = sealed["seal"]
     lines += [
@@ -180,23 +180,25 @@ def readable(sealed: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _records(count: int) -> str:
+    return f"{count} record" + "s" * (count != 1)
+
+
 def _kept_line(group: dict[str, Any]) -> str:
-    records, state, rule = group["records"], group["state"], group["rule"]
+    records, state, rule = _records(group["records"]), group["state"], group["rule"]
     if state == HELD:
-        return (
-            f"kept: {records} records held by {', '.join(group['holds'])} (rule {rule} would act)"
-        )
+        return f"kept: {records} held by {', '.join(group['holds'])} (rule {rule} would act)"
     if state == KEPT:
         return (
-            f"kept: {records} records by keep rule {', '.join(group['keep_rules'])} until "
+            f"kept: {records} by keep rule {', '.join(group['keep_rules'])} until "
             f"{group['to']} (then rule {rule})"
         )
     if state == ANONYMIZED:
-        return f"kept anonymized: {records} records (rule {rule})"
+        return f"kept anonymized: {records} (rule {rule})"
     if state == NO_RULE:
-        return f"kept: {records} records no rule removes"
+        return f"kept: {records} no rule removes"
     when = f", due {group['from']}" + (f" to {group['to']}" if group["to"] != group["from"] else "")
-    return f"kept: {records} records {state} (rule {rule}{when if group['from'] else ''})"
+    return f"kept: {records} {state} (rule {rule}{when if group['from'] else ''})"
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,7 @@ def verify(
 def _parse(data: bytes) -> dict[str, Any]:
     try:
         sealed = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise AuditError("certificate was edited: it is not JSON") from None
     if not isinstance(sealed, dict) or sealed.get("format") != FORMAT:
         raise AuditError(f"not a certificate: no format {FORMAT!r}")
@@ -252,7 +254,7 @@ def _parse(data: bytes) -> dict[str, Any]:
             for acted in item["cleared"]:
                 int(acted["seq"]), str(acted["hash"])
         int(sealed["audit_head"]["seq"])
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError):
         raise AuditError("certificate was edited: a field is missing or malformed") from None
     return sealed
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from .audit import AuditEntry, AuditLog
 from .config import Config
-from .datasets import Dataset
-from .errors import ConfigError
+from .datasets import Dataset, SubjectType
+from .errors import ConfigError, StoreError
 from .holds import HoldsFile
 from .ids import canonical_id
 from .statedb import open_state
@@ -203,7 +203,19 @@ def lookup(
         engine.dispose()
     views: list[DatasetView] = []
     unattributed: list[Unattributed] = []
+    notes = []
     with Stores(settings, stores) as opened:
+        kind = SubjectType(subject_type, settings.subjects[subject_type], settings.zone())
+        try:
+            present, _ = opened.subjects(kind).known_subjects(kind, [subject])
+        except StoreError as exc:
+            notes.append(f"could not look {subject_type} {subject} up in its table: {exc}")
+        else:
+            if subject not in present:
+                notes.append(
+                    f"{kind.config.table} has no {subject_type} {subject} (now): only records "
+                    "that still name it, and the audit log, can say anything of it"
+                )
         for dataset in config.datasets.values():
             via, reason = _path(config.datasets, dataset, subject_type)
             store = opened[dataset.store] if reason is None else None
@@ -222,7 +234,6 @@ def lookup(
             )
             acted = tuple(history.get(dataset.name, ()))
             views.append(DatasetView(dataset.name, dataset.store, how, count, groups, acted))
-    notes = []
     if digest is None:
         notes.append("audit.keys is none: the audit log keeps no subjects, so it has no history")
     return SubjectReport(

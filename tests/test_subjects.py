@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import update
@@ -22,10 +29,11 @@ from retention.certificates import Sealer, build, document, verify, write
 from retention.cli import app
 from retention.config import Config
 from retention.demo import build_demo
-from retention.errors import AuditError, AuditKeyError, RetentionError
+from retention.errors import AuditError, AuditKeyError, ConfigError, RetentionError
 from retention.executor import Executor
 from retention.statedb import open_state
 from retention.statetables import audit
+from retention.stores.sql import make_engine
 from retention.subjects import DUE, HELD, KEPT, PENDING, lookup
 from retention.testing import examples
 
@@ -154,7 +162,7 @@ def test_a_held_account_s_certificate_says_what_is_kept_and_why(
     (kept,) = tickets["kept"]
     assert (kept["state"], kept["holds"], kept["records"]) == (HELD, ["case-8"], 1)
     _, text = write(sealed, tmp_path / "held.json")
-    assert "kept: 1 records held by case-8 (rule r would act)" in text.read_text()
+    assert "kept: 1 record held by case-8 (rule r would act)" in text.read_text()
 
 
 def _edit(sealed: dict[str, Any], path: tuple[Any, ...]) -> None:
@@ -185,8 +193,6 @@ def _leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 def _certificate() -> tuple[Path, Config]:
     """One certificate on a SQLite world, made once for the property tests."""
     import tempfile
-
-    from retention.stores.sql import make_engine
 
     directory = Path(tempfile.mkdtemp(prefix="retention-cert-"))
     url = f"sqlite:///{directory / 'app.db'}"
@@ -307,3 +313,76 @@ def test_on_the_demo_a_closed_account_s_certificate_lists_every_dataset_and_veri
     assert f"held by legal-{moment.year}-017" in text
     kept = [g for d in json.loads(Path("106.json").read_text())["datasets"] for g in d["kept"]]
     assert kept and any(g["holds"] == [f"legal-{moment.year}-017"] for g in kept)
+
+
+def test_with_a_signing_key_the_certificate_is_signed_and_checked_with_the_public_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `audit.signing_key` the certificate is Ed25519-signed: an auditor checks it with
+    only the state DB URL and the public key; without that key it is a key problem (exit 6)."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    public = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    _, config = _world(
+        Database(url, "sqlite", make_engine(url)), tmp_path, audit={"signing_key": pem}
+    )
+    Executor(config, now=NOW, live=True).run()
+    sealed = Sealer(config.settings).seal(build(lookup(config, "account", "7", NOW), NOW))
+    assert sealed["seal"]["algorithm"] == "ed25519"
+    path, _ = write(sealed, tmp_path / "cert.json")
+    (tmp_path / "retention.pub").write_bytes(public)
+    state = config.settings.state_db.get_secret_value()
+    monkeypatch.setenv("RETENTION_HMAC_KEY", "test-key-not-secret")
+    runner = CliRunner()
+    base = ["audit", "verify-certificate", str(path), "--state-db", state]
+    checked = runner.invoke(app, [*base, "--verify-key", str(tmp_path / "retention.pub")])
+    assert checked.exit_code == 0, checked.output
+    unknown = runner.invoke(app, base)
+    assert unknown.exit_code == 6 and "not held here" in unknown.output
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(
+    body=st.fixed_dictionaries(
+        {"format": st.just("retention-erasure-certificate/1")},
+        optional={
+            "seal": _JSON,
+            "subject": _JSON,
+            "datasets": _JSON,
+            "audit_head": _JSON,
+            "not_attributed": _JSON,
+        },
+    )
+    | _JSON,
+    raw=st.booleans(),
+)
+def test_any_file_given_to_verify_certificate_fails_with_one_clear_error(
+    body: Any, raw: bool
+) -> None:
+    """Whatever file is given, verify-certificate ends in an AuditError, AuditKeyError or
+    ConfigError (one message, an exit code), never another exception."""
+    path, config = _certificate()
+    forged = path.with_name("fuzzed.json")
+    text = json.dumps(body) if raw else document(body) if isinstance(body, dict) else "["
+    forged.write_text(text)
+    engine = open_state(config.settings.state_db.get_secret_value())
+    try:
+        with pytest.raises((AuditError, AuditKeyError, ConfigError)):
+            verify(forged, config.settings, engine)
+    finally:
+        engine.dispose()
+
+
+def test_an_unknown_subject_type_is_a_clear_input_error() -> None:
+    """`retention subject` with a type the config does not declare exits 2 naming it."""
+    config = _certificate()[1]
+    result = CliRunner().invoke(app, ["subject", "person", "7", "--config", str(config.path)])
+    assert result.exit_code == 2 and "unknown subject type 'person'" in result.output
