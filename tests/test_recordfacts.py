@@ -292,3 +292,65 @@ def test_due_times_of_text_clocks_in_every_stored_form(world: Scenario, db: Data
         assert [f[1] for f in entry.facts()] == [due for _, due in stored.values()]
     finally:
         engine.dispose()
+
+
+def test_a_clock_rounded_to_year_end_is_due_and_late_as_the_evaluator_judges_it(
+    world: Scenario, db: Database
+) -> None:
+    """A record whose clock is rounded to the end of the year is due `retain` after 1 January,
+    and late only `within` after that: acted on a few days after the unrounded deadline it
+    is on time, and its due time is the rounded one (as `plan` and `explain` judge it)."""
+    world.accounts({"id": 7})
+    world.tickets(
+        {"id": 1, "account_id": 7, "created_at": at("2025-12-20 00:00:00")},  # on time
+        {"id": 2, "account_id": 7, "created_at": at("2024-06-01 00:00:00")},  # late
+    )
+    rounded = rule(
+        after={"event": "record.created", "round_to": "year_end"}, retain="P30D", within="P10D"
+    )
+    config = world.config([rounded], **_state(db))
+    now = utc("2026-02-05 00:00:00")
+    assert world.plan(config, now)["r"].overdue == 1
+    Executor(config, now=now, live=True).run()
+    engine = open_state(_url(config))
+    try:
+        (entry,) = acted(engine)
+        late_2 = int((now - utc("2025-02-10 00:00:00")).total_seconds())
+        assert [(f[1], f[2]) for f in entry.facts()] == [
+            ("2026-01-31T00:00:00+00:00", None),
+            ("2025-01-31T00:00:00+00:00", late_2),
+        ]
+    finally:
+        engine.dispose()
+
+
+def test_a_delete_a_keep_rule_held_back_is_late_only_after_the_keep_minimum_and_within(
+    world: Scenario, db: Database
+) -> None:
+    """A delete that a keep rule blocked is recorded late only `within` after the keep minimum
+    ended (where the plan counts it overdue), and by the time since then; records the keep rule
+    never covered are late from their own deadline."""
+    world.accounts({"id": 7})
+    world.tickets(
+        {"id": 1, "account_id": 7, "created_at": at("2025-05-01"), "status": "legal"},
+        {"id": 2, "account_id": 7, "created_at": at("2025-04-01"), "status": "legal"},
+        {"id": 3, "account_id": 7, "created_at": at("2025-05-01"), "status": "open"},
+    )
+    keep = rule("minimum", retain="P1Y", action="keep", where={"status": ["legal"]})
+    config = world.config([rule(retain="P30D", within="P7D"), keep], **_state(db))
+    now = utc("2026-05-05 00:00:00")
+    assert world.plan(config, now)["r"].overdue == 2
+    Executor(config, now=now, live=True).run()
+    engine = open_state(_url(config))
+    try:
+        (entry,) = acted(engine)
+        late_2 = int((now - utc("2026-04-08 00:00:00")).total_seconds())
+        late_3 = int((now - utc("2025-06-07 00:00:00")).total_seconds())
+        assert [f[2] for f in entry.facts()] == [None, late_2, late_3]
+        assert [f[1] for f in entry.facts()] == [
+            "2025-05-31T00:00:00+00:00",
+            "2025-05-01T00:00:00+00:00",
+            "2025-05-31T00:00:00+00:00",
+        ]
+    finally:
+        engine.dispose()

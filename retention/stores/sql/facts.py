@@ -14,11 +14,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...ids import canonical_id
 from ...recordfacts import FactsOf, RecordFacts
+from ...rules import Rule
 from ...timemath import parse_stored
 from .keys import KeyTuple
 from .schema import Schema
@@ -56,7 +57,9 @@ def _reader(zone: ZoneInfo) -> Callable[[object], dt.datetime | None]:
 
 
 class FactColumns:
-    """The extra columns of one selection's batch statements, and how to read them back."""
+    """The extra columns of one selection's batch statements, and how to read them back: the
+    subject, the rule's clock values, and for each keep rule that moves the rule's deadline
+    (:attr:`Selection.keeps`) whether it covers the record and its clock values."""
 
     def __init__(self, store: Schema, selection: Selection) -> None:
         dataset, table, rule = selection.dataset, selection.table, selection.rule
@@ -67,12 +70,25 @@ class FactColumns:
         if dataset.subject_column is not None:
             subject_column = store.column(table, dataset.subject_column)
             self.columns.append(subject_column.label("retention_subject"))
+        self._clocks(store, selection, rule, "retention_clock")
+        self.keep_readers: list[list[Callable[[object], dt.datetime | None]]] = []
+        for number, (keep, covers) in enumerate(selection.keeps):
+            self.columns.append(case((covers, 1), else_=0).label(f"retention_keep{number}"))
+            self.keep_readers.append(self._clocks(store, selection, keep, f"retention_k{number}c"))
+
+    def _clocks(
+        self, store: Schema, selection: Selection, rule: Rule, prefix: str
+    ) -> list[Callable[[object], dt.datetime | None]]:
+        """Add a column per clock ref of `rule`; their readers (also added to `readers` for
+        the selection's own rule)."""
+        dataset, table = selection.dataset, selection.table
+        readers = self.readers if rule is selection.rule else []
         for index, ref in enumerate(rule.after.refs):
-            label = f"retention_clock{index}"
+            label = f"{prefix}{index}"
             if ref.source == "record":
                 column = store.column(table, dataset.config.timestamps[ref.name])
                 self.columns.append(store.as_stored(column).label(label))
-                self.readers.append(_reader(store.clock_column(column, dataset.zone).zone))
+                readers.append(_reader(store.clock_column(column, dataset.zone).zone))
                 continue
             subject = dataset.subject
             assert subject is not None and dataset.subject_column is not None
@@ -84,45 +100,57 @@ class FactColumns:
             key = store.column(subject_table, subject.config.key)
             value = select(store.as_stored(event)).where(key == link).scalar_subquery()
             self.columns.append(value.label(label))
-            self.readers.append(_reader(store.clock_column(event, subject.zone).zone))
+            readers.append(_reader(store.clock_column(event, subject.zone).zone))
+        return readers
 
     def read(self, rows: Sequence[KeyTuple], width: int, now: dt.datetime) -> list[RecordFacts]:
         """The facts of each row (its first `width` values the key, then these columns).
 
-        Once per acted-on record, so each distinct subject and each distinct set of clock
-        values is turned into facts once per batch (a clock with few distinct values, such as
-        a date, costs a dictionary look-up per record)."""
-        make = FactsOf(self.selection.rule, self.selection.dataset.calendar, now)
-        first_clock = width + self.has_subject
-        readers = self.readers
+        Once per acted-on record, so each distinct set of clock and keep-rule values is turned
+        into facts once per batch and each distinct subject into its id once (a clock with few
+        distinct values, such as a date, costs a dictionary look-up per record)."""
+        selection, dataset = self.selection, self.selection.dataset
+        make = FactsOf(
+            selection.rule,
+            dataset.calendar,
+            now,
+            fiscal_start=dataset.fiscal_start,
+            keeps=[keep for keep, _ in selection.keeps],
+        )
         subject_at = width if self.has_subject else None
-        known: dict[object, RecordFacts] = {}
+        first_clock = width + self.has_subject
+        first_keep = first_clock + len(self.readers)
+        stop = first_keep + sum(1 + len(readers) for readers in self.keep_readers)
+        known: dict[tuple[object, ...], RecordFacts] = {}
+        subjects: dict[object, str | None] = {None: None}
         facts: list[RecordFacts] = []
         append = facts.append
-        if len(readers) == 1:  # the common case: one clock, facts by its value, then subject
-            (reader,) = readers
-            subjects: dict[object, str | None] = {None: None}
-            for row in rows:
-                value = row[first_clock]
-                found = known.get(value)
-                if found is None:
-                    found = known[value] = make(None, [reader(value)])
-                subject = None if subject_at is None else row[subject_at]
-                if subject not in subjects:
-                    subjects[subject] = canonical_id(subject)
-                subject_id = subjects[subject]
-                append(found if subject_id is None else RecordFacts(subject_id, *found[1:]))
-            return facts
-        stop = first_clock + len(readers)
         for row in rows:
-            subject = None if subject_at is None else row[subject_at]
-            values = row[first_clock:stop]
-            found = known.get((subject, values))
+            values = tuple(row[first_clock:stop])
+            found = known.get(values)
             if found is None:
-                starts = [read(value) for read, value in zip(readers, values, strict=True)]
-                found = known[subject, values] = make(subject, starts)
-            append(found)
+                found = known[values] = make(None, *self.starts_and_keeps(values))
+            subject = None if subject_at is None else row[subject_at]
+            if subject not in subjects:
+                subjects[subject] = canonical_id(subject)
+            subject_id = subjects[subject]
+            append(found if subject_id is None else RecordFacts(subject_id, *found[1:]))
         return facts
+
+    def starts_and_keeps(
+        self, values: Sequence[object]
+    ) -> tuple[list[dt.datetime | None], list[list[dt.datetime | None] | None]]:
+        """One row's clock values read as instants, and per keep rule the instants of its
+        clocks when it covers the row (else None)."""
+        starts = [read(value) for read, value in zip(self.readers, values, strict=False)]
+        keeps: list[list[dt.datetime | None] | None] = []
+        at = len(self.readers)
+        for readers in self.keep_readers:
+            covers = values[at]
+            keep_values = [read(values[at + 1 + i]) for i, read in enumerate(readers)]
+            keeps.append(keep_values if covers else None)
+            at += 1 + len(readers)
+        return starts, keeps
 
 
 __all__ = ["FactColumns"]
