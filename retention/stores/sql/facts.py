@@ -53,24 +53,26 @@ class FactColumns:
         self.selection = selection
         self.columns: list[ColumnElement[Any]] = []
         self.readers: list[Callable[[object], dt.datetime | None]] = []
-        self.has_subject = dataset.subject_column is not None
-        if dataset.subject_column is not None:
-            subject_column = store.column(table, dataset.subject_column)
-            self.columns.append(subject_column.label("retention_subject"))
-        for index, ref in enumerate(rule.after.refs):
+        # the subject the rule reads (the dataset's primary one unless the rule names another)
+        ref = dataset.subject_of(rule)
+        column = ref.column if ref is not None else None
+        self.has_subject = column is not None
+        if column is not None:
+            self.columns.append(store.column(table, column).label("retention_subject"))
+        for index, clock in enumerate(rule.after.refs):
             label = f"retention_clock{index}"
-            if ref.source == "record":
-                column = store.column(table, dataset.config.timestamps[ref.name])
-                self.columns.append(store.as_stored(column).label(label))
-                self.readers.append(_reader(store.clock_column(column, dataset.zone).zone))
+            if clock.source == "record":
+                stamp = store.column(table, dataset.config.timestamps[clock.name])
+                self.columns.append(store.as_stored(stamp).label(label))
+                self.readers.append(_reader(store.clock_column(stamp, dataset.zone).zone))
                 continue
-            subject = dataset.subject
-            assert subject is not None and dataset.subject_column is not None
+            assert ref is not None and column is not None
+            subject = ref.type
             subject_table = store.table(subject.config.table)
             if subject_table is table:
                 subject_table = subject_table.alias("subject")  # type: ignore[assignment]
-            event = store.column(subject_table, subject.event_column(ref.name))
-            link = store.column(table, dataset.subject_column)
+            event = store.column(subject_table, subject.event_column(clock.name))
+            link = store.column(table, column)
             key = store.column(subject_table, subject.config.key)
             value = select(store.as_stored(event)).where(key == link).scalar_subquery()
             self.columns.append(value.label(label))
