@@ -36,7 +36,7 @@ class RuleVerdict:
     clock_start: dt.datetime | None = None
     due_at: dt.datetime | None = None
     overdue_at: dt.datetime | None = None
-    subject: str | None = None  # the subject the rule read (``user (user_id)``), if it reads one
+    subject: str | None = None  # the one of several subjects the rule read: ``user (user_id)``
 
     def as_dict(self) -> dict[str, Any]:
         def iso(value: dt.datetime | None) -> str | None:
@@ -146,8 +146,8 @@ def explain(
 
 
 def _subject_read(dataset: Dataset, rule: Rule) -> str | None:
-    """The subject `rule` reads on `dataset` (type and column), if it reads one."""
-    ref = dataset.subject_of(rule) if rule.reads_subject else None
+    """The subject `rule` reads on `dataset` (type and column), when it reads one of several."""
+    ref = dataset.subject_of(rule) if rule.reads_subject and len(dataset.subjects) > 1 else None
     return str(ref) if ref is not None else None
 
 
