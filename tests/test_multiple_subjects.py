@@ -18,6 +18,7 @@ from retention.config import load_config
 from retention.errors import ConfigErrors
 from retention.explain import explain
 from retention.testing import examples
+from retention.validate import check_stores
 
 from .conftest import Database
 from .subjectworld import CUSTOMER, CUSTOMERS, ORDERS, USER, USERS, World, at, rule, utc
@@ -150,8 +151,6 @@ def test_subjects_the_config_cannot_tell_apart_are_refused(
 
 def test_validate_checks_every_subject_column(world: World) -> None:
     """`validate` checks each listed subject's column exists, naming its place in the list."""
-    from retention.validate import check_stores
-
     config = world.config([BY_CUSTOMER], subject=[CUSTOMER, {"type": "user", "column": "usr"}])
     (problem,) = check_stores(config)
     assert problem.where == "datasets.orders.subject[1].column"

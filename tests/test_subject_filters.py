@@ -10,7 +10,9 @@ import pytest
 
 from retention.config import load_config
 from retention.errors import ConfigErrors
+from retention.executor import Executor
 from retention.explain import explain
+from retention.planner import make_plan
 from retention.validate import check_stores
 
 from .conftest import Database
@@ -193,3 +195,16 @@ def test_subject_filters_the_config_cannot_read_are_refused(
     assert errors, [str(e) for e in caught.value.errors]
     assert errors[0].file == str(path.parent / "rules" / "pack.yaml")
     assert errors[0].field is not None and errors[0].field.startswith("rules[0].where")
+
+
+def test_plan_and_run_refuse_an_unknown_subject_column_and_delete_nothing(world: World) -> None:
+    """Planned or run without `validate`, a filter on a column the subject's table lacks skips
+    the rule with a message naming the column, and nothing is deleted."""
+    config = world.config([rule("delete-no", where={"subject.countri": ["NO"]})])
+    plan = make_plan(config, NOW)
+    (skipped,) = plan.skipped
+    assert skipped.rules == ("delete-no",) and "countri" in skipped.message
+    result = Executor(config, now=NOW, live=True).run()
+    (outcome,) = result.outcomes
+    assert str(outcome.status) != "ok" and "countri" in (outcome.message or "")
+    assert world.order_ids() == [1, 2, 3, 4, 5, 6]
