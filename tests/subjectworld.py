@@ -49,6 +49,15 @@ ORDERS = Table(
     Column("email", String(120)),
 )
 
+# an order's lines, deleted with it (`cascade`); a line may name a user of its own
+LINES = Table(
+    "order_lines",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("order_id", Integer, nullable=False),
+    Column("user_id", Integer),
+)
+
 SUBJECTS = {
     "customer": {
         "store": "app",
@@ -73,6 +82,17 @@ def orders_dataset(subject: Any = None) -> dict[str, Any]:
         "timestamps": {"created": "created_at"},
         "personal": {"email": "email"},
     }
+
+
+def lines_dataset(subject: Any = None) -> dict[str, Any]:
+    """The order lines, a cascade child of the orders; `subject`: none by default."""
+    found: dict[str, Any] = {
+        "store": "app",
+        "table": "order_lines",
+        "key": "id",
+        "category": "order_lines",
+    }
+    return found if subject is None else {**found, "subject": subject}
 
 
 def at(text: str) -> dt.datetime:
@@ -116,6 +136,10 @@ class World:
         with self.db.engine.begin() as connection:
             for table in reversed(metadata.sorted_tables):
                 connection.execute(delete(table))
+
+    def line_ids(self) -> list[int]:
+        with self.db.engine.connect() as connection:
+            return [r[0] for r in connection.execute(select(LINES.c.id).order_by(LINES.c.id))]
 
     def order_ids(self) -> list[int]:
         with self.db.engine.connect() as connection:

@@ -21,7 +21,20 @@ from retention.testing import examples
 from retention.validate import check_stores
 
 from .conftest import Database
-from .subjectworld import CUSTOMER, CUSTOMERS, ORDERS, USER, USERS, World, at, rule, utc
+from .subjectworld import (
+    CUSTOMER,
+    CUSTOMERS,
+    LINES,
+    ORDERS,
+    USER,
+    USERS,
+    World,
+    at,
+    lines_dataset,
+    orders_dataset,
+    rule,
+    utc,
+)
 
 NOW = utc("2026-06-01 00:00:00")
 RECENT = at("2026-05-01 00:00:00")
@@ -90,6 +103,26 @@ def test_a_hold_on_any_of_a_records_subjects_protects_it(world: World) -> None:
         "by-customer": "customer (customer_id)",
         "by-user": "user (user_id)",
     }
+
+
+def test_a_hold_on_a_cascade_childs_subject_keeps_its_parent(world: World) -> None:
+    """A delete cascades to the order's lines; a line naming a held user keeps its order (and
+    its lines) from the customer's rule, though the order's own user is not held."""
+    world.rows(LINES, {"id": 10, "order_id": 1, "user_id": 8}, {"id": 20, "order_id": 2})
+    datasets = {
+        "orders": {
+            **orders_dataset(BOTH),
+            "cascade": [{"dataset": "order_lines", "column": "order_id"}],
+        },
+        "order_lines": lines_dataset(USER),
+    }
+    holds = [{"id": "user-case", "subjects": {"user": [8]}}]
+    config = world.config([BY_CUSTOMER], datasets=datasets, holds=holds)
+    plan = world.plan(config, NOW)["by-customer"]
+    assert (plan.held, plan.samples) == (2, ("5",))  # order 1 by its line, 2 by its own user
+    world.run(config, NOW)
+    assert world.order_ids() == [1, 2, 3, 4, 6]
+    assert world.line_ids() == [10, 20]
 
 
 def test_a_subject_filter_reads_the_rules_subject(world: World) -> None:

@@ -16,7 +16,17 @@ from retention.planner import make_plan
 from retention.validate import check_stores
 
 from .conftest import Database
-from .subjectworld import CUSTOMERS, ORDERS, World, at, rule, utc
+from .subjectworld import (
+    CUSTOMERS,
+    LINES,
+    ORDERS,
+    World,
+    at,
+    lines_dataset,
+    orders_dataset,
+    rule,
+    utc,
+)
 
 NOW = utc("2026-06-01 00:00:00")
 OLD = at("2020-01-01 00:00:00")
@@ -54,6 +64,21 @@ def test_a_filtered_delete_covers_only_its_subjects_in_plan_and_batched_run(worl
     assert (plan.in_scope, plan.due, plan.actionable, plan.samples) == (2, 2, 2, ("1", "6"))
     world.run(config, NOW)
     assert world.order_ids() == [2, 3, 4, 5]
+
+
+def test_a_filtered_delete_takes_its_records_children_along(world: World) -> None:
+    """The lines of a Norwegian customer's order go with it (`cascade`); others' lines stay."""
+    world.rows(LINES, {"id": 10, "order_id": 1}, {"id": 20, "order_id": 2})
+    datasets = {
+        "orders": {
+            **orders_dataset(),
+            "cascade": [{"dataset": "order_lines", "column": "order_id"}],
+        },
+        "order_lines": lines_dataset(),
+    }
+    config = world.config([rule("delete-no", where={"subject.country": ["NO"]})], datasets=datasets)
+    world.run(config, NOW)
+    assert (world.order_ids(), world.line_ids()) == ([2, 3, 4, 5], [20])
 
 
 def test_several_subject_filters_must_all_match(world: World) -> None:
