@@ -182,6 +182,22 @@ def test_subjects_the_config_cannot_tell_apart_are_refused(
     assert any(f == field and message in m for f, m in found), found
 
 
+def test_several_subjects_are_for_sql_tables(world: World, tmp_path: Path) -> None:
+    """A lake table keeps one subject: several are joined in SQL, which it has not."""
+    path = world.write(
+        [BY_CUSTOMER],
+        stores={
+            "app": {"kind": "sql", "url": world.db.url},
+            "lake": {"kind": "delta", "root": str(tmp_path / "lake")},
+        },
+        datasets={"orders": {**orders_dataset(BOTH), "store": "lake"}},
+    )
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(path)
+    found = [(e.field, e.message) for e in caught.value.errors]
+    assert any(f == "datasets.orders.subject" and "one subject" in m for f, m in found), found
+
+
 def test_validate_checks_every_subject_column(world: World) -> None:
     """`validate` checks each listed subject's column exists, naming its place in the list."""
     config = world.config([BY_CUSTOMER], subject=[CUSTOMER, {"type": "user", "column": "usr"}])
