@@ -22,6 +22,7 @@ from typing import Any
 from .approvals import check_approval, needs_size
 from .breakers import check_breakers
 from .config import Config
+from .datasets import Dataset
 from .errors import (
     ApprovalRequired,
     CircuitBreakerTripped,
@@ -48,6 +49,8 @@ class RulePlan(Counts):
     store: str
     action: str
     asserts_absent: bool = False  # `action: assert_absent`: `action` is what it does then
+    # on a dataset with several subjects: the one the rule read (``user (user_id)``)
+    subject: str | None = None
 
     @classmethod
     def of(cls, target: Target, counts: Counts) -> RulePlan:
@@ -59,6 +62,7 @@ class RulePlan(Counts):
             store=target.dataset.store,
             action=target.rule.action,
             asserts_absent=target.rule.asserts_absent,
+            subject=_subject_read(target.dataset, target.rule),
             **fields,
         )
 
@@ -95,8 +99,15 @@ class RulePlan(Counts):
                 if self.asserts_absent
                 else {}
             ),
+            **({"subject": self.subject} if self.subject is not None else {}),
             **self.extra,
         }
+
+
+def _subject_read(dataset: Dataset, rule: Rule) -> str | None:
+    """The subject `rule` reads on `dataset` when the dataset has several to choose from."""
+    ref = dataset.subject_of(rule) if rule.reads_subject and len(dataset.subjects) > 1 else None
+    return str(ref) if ref is not None else None
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,8 @@ class SubjectConfig(Model):
 
 
 class SubjectLink(Model):
+    """A dataset's column naming the subject (of type `type`) each record belongs to."""
+
     type: str
     column: str
 
@@ -151,7 +153,9 @@ class DatasetConfig(Model):
     glob: str | None = None
     key: str | list[str] | None = None
     category: str
-    subject: SubjectLink | None = None
+    # one subject, or several (``[{type: account, column: account_id}, {type: user, ...}]``):
+    # the first is the one a rule reads unless it names another (`subject:` on the rule)
+    subject: SubjectLink | list[SubjectLink] | None = None
     timestamps: dict[str, str] = Field(default_factory=dict)
     personal: dict[str, str] = Field(default_factory=dict)
     cascade: list[CascadeConfig] = Field(default_factory=list)
@@ -173,6 +177,19 @@ class DatasetConfig(Model):
             raise FieldError(
                 "a table dataset needs a key (its primary key column or columns)", "key"
             )
+        if isinstance(self.subject, list):
+            if not self.subject:
+                raise FieldError(
+                    "subject lists no subject: give one or more {type, column}, or remove it",
+                    "subject",
+                )
+            types = [link.type for link in self.subject]
+            if len(set(types)) != len(types):
+                raise FieldError(
+                    "subject names a subject type twice: a rule could not tell which column "
+                    "it reads",
+                    "subject",
+                )
         if self.key is not None:
             columns = [self.key] if isinstance(self.key, str) else self.key
             if not columns or not all(column.strip() for column in columns):
@@ -180,6 +197,13 @@ class DatasetConfig(Model):
             if len(set(columns)) != len(columns):
                 raise FieldError("the key names a column twice", "key")
         return self
+
+    @property
+    def subject_links(self) -> tuple[SubjectLink, ...]:
+        """Every subject link, the primary (first) one first; none for an object dataset."""
+        if self.subject is None:
+            return ()
+        return tuple(self.subject) if isinstance(self.subject, list) else (self.subject,)
 
     @property
     def key_columns(self) -> tuple[str, ...]:
@@ -265,6 +289,7 @@ class RuleOverride(Model):
     within: str | None = None
     schedule: str | None = None
     where: dict[str, Any] | None = None
+    subject: str | None = None  # the subject type the rule reads, on a dataset with several
 
 
 class _DictSource(PydanticBaseSettingsSource):

@@ -275,6 +275,8 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None, *, wide: bool = False
         notes = row.notes  # object stores: how deletes are done, what their protections keep
         if notes and row.due:
             out.print(f"{row.rule} on {row.dataset}: {'; '.join(notes)}", highlight=False)
+        if row.subject is not None:
+            out.print(f"{row.rule} on {row.dataset} reads subject {row.subject}", highlight=False)
     if result.holds_in_force:
         out.print(f"holds in force: {', '.join(result.holds_in_force)}", highlight=False)
     for hold, ends in result.holds_ending:
@@ -335,7 +337,7 @@ def explain_command(
         (
             verdict.rule,
             verdict.action,
-            verdict.clock,
+            verdict.clock if verdict.subject is None else f"{verdict.clock} of {verdict.subject}",
             _when(verdict.clock_start, zone),
             _when(verdict.due_at, zone),
             verdict.status,

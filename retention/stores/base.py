@@ -240,12 +240,13 @@ class SubjectRecords(Protocol):
     def subject_records(
         self,
         dataset: Dataset,
+        subject_type: str,
         subject: str,
         via: SubjectPath,
         holds: HoldsFile,
         now: dt.datetime,
     ) -> Iterator[tuple[str, Description]]:
-        """Every record of `dataset` belonging to the subject `subject` (canonical id), in key
+        """Every record of `dataset` belonging to `subject` (canonical id) of `subject_type`, in key
         order: its key (text form) and every rule's view of it, as :meth:`Store.describe`."""
 
 

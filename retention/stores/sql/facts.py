@@ -66,10 +66,11 @@ class FactColumns:
         self.selection = selection
         self.columns: list[ColumnElement[Any]] = []
         self.readers: list[Callable[[object], dt.datetime | None]] = []
-        self.has_subject = dataset.subject_column is not None
-        if dataset.subject_column is not None:
-            subject_column = store.column(table, dataset.subject_column)
-            self.columns.append(subject_column.label("retention_subject"))
+        # the subject the rule reads (the dataset's primary one unless the rule names another)
+        ref = dataset.subject_of(rule)
+        self.has_subject = ref is not None and ref.column is not None
+        if ref is not None and ref.column is not None:
+            self.columns.append(store.column(table, ref.column).label("retention_subject"))
         self._clocks(store, selection, rule, "retention_clock")
         self.keep_readers: list[list[Callable[[object], dt.datetime | None]]] = []
         for number, (keep, covers) in enumerate(selection.keeps):
@@ -79,24 +80,26 @@ class FactColumns:
     def _clocks(
         self, store: Schema, selection: Selection, rule: Rule, prefix: str
     ) -> list[Callable[[object], dt.datetime | None]]:
-        """Add a column per clock ref of `rule`; their readers (also added to `readers` for
-        the selection's own rule)."""
+        """Add a column per clock ref of `rule` (a subject event read through the subject that
+        rule reads); their readers (also added to `readers` for the selection's own rule)."""
         dataset, table = selection.dataset, selection.table
         readers = self.readers if rule is selection.rule else []
-        for index, ref in enumerate(rule.after.refs):
+        ref = dataset.subject_of(rule)
+        column = ref.column if ref is not None else None
+        for index, clock in enumerate(rule.after.refs):
             label = f"{prefix}{index}"
-            if ref.source == "record":
-                column = store.column(table, dataset.config.timestamps[ref.name])
-                self.columns.append(store.as_stored(column).label(label))
-                readers.append(_reader(store.clock_column(column, dataset.zone).zone))
+            if clock.source == "record":
+                stamp = store.column(table, dataset.config.timestamps[clock.name])
+                self.columns.append(store.as_stored(stamp).label(label))
+                readers.append(_reader(store.clock_column(stamp, dataset.zone).zone))
                 continue
-            subject = dataset.subject
-            assert subject is not None and dataset.subject_column is not None
+            assert ref is not None and column is not None
+            subject = ref.type
             subject_table = store.table(subject.config.table)
             if subject_table is table:
                 subject_table = subject_table.alias("subject")  # type: ignore[assignment]
-            event = store.column(subject_table, subject.event_column(ref.name))
-            link = store.column(table, dataset.subject_column)
+            event = store.column(subject_table, subject.event_column(clock.name))
+            link = store.column(table, column)
             key = store.column(subject_table, subject.config.key)
             value = select(store.as_stored(event)).where(key == link).scalar_subquery()
             self.columns.append(value.label(label))

@@ -138,6 +138,7 @@ class SqlStore(Schema):
     def subject_records(
         self,
         dataset: Dataset,
+        subject_type: str,
         subject: str,
         via: SubjectPath,
         holds: HoldsFile,
@@ -145,7 +146,9 @@ class SqlStore(Schema):
     ) -> Iterator[tuple[str, Description]]:
         with translated(self.name):
             builder = self.builder(now)
-            yield from subjectrecords.subject_records(self, builder, dataset, subject, via, holds)
+            yield from subjectrecords.subject_records(
+                self, builder, dataset, subject_type, subject, via, holds
+            )
 
     def covered(self, dataset: Dataset, hold: Hold) -> int:
         assert dataset.config.table is not None
