@@ -13,9 +13,9 @@ snapshot older than it and removes the files only those snapshots referenced (da
 manifests, manifest lists): pyiceberg 0.12's ``expire_snapshots`` only drops snapshots from the
 metadata and has no orphan-file removal, so this store removes those files itself, through the
 table's FileIO. Each delete snapshot is audited again as "physically gone (expired at T, n files
-removed)" only when its parent snapshot is gone from the table and every data file the delete
-replaced is gone from storage; a parent that is a branch or tag head cannot be expired, and
-its delete is never audited as gone.
+removed)" only when no older snapshot is left in the table and every data file the delete
+replaced is gone from storage; a branch or tag head older than a delete cannot be expired, and
+that delete is not audited as gone while it is there.
 """
 
 from __future__ import annotations
@@ -56,23 +56,34 @@ _UTC = ZoneInfo("UTC")
 
 
 def window_of(text: str | None) -> Duration | None:
-    """The table property ``history.expire.max-snapshot-age-ms`` as a duration (None: absent
-    or not a whole number of milliseconds)."""
-    if text is None or not text.strip().isdigit():
+    """The table property ``history.expire.max-snapshot-age-ms`` as a duration (None: absent,
+    not a whole number of milliseconds, or longer than any period can be)."""
+    found = (text or "").strip()
+    if not (found.isascii() and found.isdigit()):
         return None
-    return Duration(seconds=int(text.strip()) // 1000)
+    try:
+        return Duration(seconds=int(found) // 1000)
+    except ValueError:
+        return None
 
 
 def at(snapshot: Snapshot) -> dt.datetime:
     return EPOCH + dt.timedelta(milliseconds=snapshot.timestamp_ms)
 
 
-def total(snapshot: Snapshot | None) -> int:
-    """The rows of the table at `snapshot` (from its summary; 0 when it says nothing)."""
-    if snapshot is None or snapshot.summary is None:
-        return 0
-    value = snapshot.summary.get("total-records") or "0"
-    return int(value) if value.isdigit() else 0
+def _count(snapshot: Snapshot, name: str) -> int:
+    value = snapshot.summary.get(name) if snapshot.summary is not None else None
+    return int(value) if value is not None and value.isascii() and value.isdigit() else 0
+
+
+def removed_rows(snapshot: Snapshot) -> int:
+    """The rows a delete snapshot removed: those of the files it dropped less those it wrote
+    back (copy-on-write), from its summary."""
+    return max(0, _count(snapshot, "deleted-records") - _count(snapshot, "added-records"))
+
+
+def older(snapshots: Iterable[Snapshot], moment: dt.datetime) -> list[Snapshot]:
+    return [s for s in snapshots if at(s) < moment]
 
 
 def data_files(table: Table, snapshot: Snapshot) -> set[str]:
@@ -255,60 +266,58 @@ class IcebergStore(LakeStore):
     # -- the physical step ---------------------------------------------------------------------
 
     def deleted(self, dataset: Dataset, table: Table | None = None) -> list[Deleted]:
-        """This dataset's delete snapshots whose parent snapshot (which still reads the deleted
-        rows) is in the table, oldest first."""
+        """This dataset's delete snapshots that some older snapshot of the table (which may
+        still read their rows) outlives, oldest first."""
         table = table or self.table(dataset)
         window = self.window(dataset, table)
+        snapshots = table.metadata.snapshots
         found = []
-        for snapshot in table.metadata.snapshots:
+        for snapshot in snapshots:
             summary = snapshot.summary
             if summary is None or summary.get(DATASET_TAG) != dataset.name:
                 continue
-            if summary.operation.value not in DELETES or snapshot.parent_snapshot_id is None:
-                continue
-            parent = table.metadata.snapshot_by_id(snapshot.parent_snapshot_id)
-            if parent is None:
-                continue
-            rows = max(0, total(parent) - total(snapshot))
             when = at(snapshot)
-            found.append(
-                Deleted(snapshot.snapshot_id, when, rows, add_duration(when, window, _UTC))
-            )
+            if summary.operation.value not in DELETES or not older(snapshots, when):
+                continue
+            gone_by = add_duration(when, window, _UTC)
+            found.append(Deleted(snapshot.snapshot_id, when, removed_rows(snapshot), gone_by))
         return sorted(found, key=lambda d: d.at)
 
     def purge(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
         """Expire the snapshots older than the newest delete snapshot whose window has passed,
-        remove the files only they reached, and audit each delete whose rows are really gone."""
+        remove the files only they reached, and audit each delete whose rows are really gone.
+
+        A branch or tag head cannot be expired: when one is older than that delete, the
+        delete snapshots themselves are kept too, so that the plan goes on showing their rows
+        as present (they are, at that head) until it is removed."""
         dataset = target.dataset
         table = self.table(dataset)
         now = self.clock()
-        due = [d for d in self.deleted(dataset, table) if d.gone_by <= now]
+        pending = self.deleted(dataset, table)
+        due = [d for d in pending if d.gone_by <= now]
         if not due or run.commit is None:
             return
         meta = table.metadata
         protected = {ref.snapshot_id for ref in meta.refs.values()}
         cutoff = max(d.at for d in due)
-        expire = [s for s in meta.snapshots if at(s) < cutoff and s.snapshot_id not in protected]
-        ids = {s.snapshot_id for s in expire}
-        kept = [s for s in meta.snapshots if s.snapshot_id not in ids]
+        stuck = [s.snapshot_id for s in older(meta.snapshots, cutoff) if s.snapshot_id in protected]
+        spared = protected | ({d.version for d in pending} if stuck else set())
+        ids = {s.snapshot_id for s in older(meta.snapshots, cutoff)} - spared
         try:
-            doomed = files(table, expire) - files(table, kept)
-            gone = [self._removed(table, d) for d in due]
+            doomed = files(table, (s for s in meta.snapshots if s.snapshot_id in ids)) - files(
+                table, (s for s in meta.snapshots if s.snapshot_id not in ids)
+            )
+            gone = [self._replaced(table, d) for d in due]
         except FAILURES as exc:
             raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
+        payload = {"expire": sorted(ids), "files": sorted(doomed), "gone": gone}
         ticket = run.commit.intend(
             Intent(
                 rule=target.rule.id,
                 dataset=dataset.name,
                 action=PURGE,
                 keys=[],
-                payload=json.dumps(
-                    {
-                        "expire": sorted(ids),
-                        "files": sorted(doomed),
-                        "gone": gone,
-                    }
-                ),
+                payload=json.dumps(payload),
             )
         )
         run.probe.reached("write")
@@ -319,31 +328,32 @@ class IcebergStore(LakeStore):
         except FAILURES as exc:
             raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
         detail = f"expired at {now.isoformat(timespec='seconds')}, {removed} files removed"
+        remarks = tuple(
+            f"{dataset.name}: snapshot {s} is a branch or tag head older than its deletes, "
+            "so the rows they deleted stay readable there until it is removed"
+            for s in stuck
+        )
         result = BatchResult(
-            notes=self._gone_notes(dataset, gone, detail),
-            audited=True,
-            remarks=tuple(
-                f"{dataset.name}: snapshot {d['parent']} is a branch or tag head, so the rows "
-                f"snapshot {d['snapshot']} deleted stay readable there"
-                for d in gone
-                if d["parent"] in protected
-            ),
+            notes=self._gone_notes(dataset, gone, detail), audited=True, remarks=remarks
         )
         run.commit.done(ticket, result)
         yield result
 
-    def _removed(self, table: Table, deleted: Deleted) -> dict[str, Any]:
-        """What one delete snapshot replaced: its parent, its rows, the data files it dropped."""
+    def _replaced(self, table: Table, deleted: Deleted) -> dict[str, Any]:
+        """One delete snapshot, its moment, its rows and the data files it dropped (None: its
+        parent is no longer in the table, so they cannot be known)."""
         snapshot = table.metadata.snapshot_by_id(deleted.version)
-        assert snapshot is not None and snapshot.parent_snapshot_id is not None
-        parent = table.metadata.snapshot_by_id(snapshot.parent_snapshot_id)
-        assert parent is not None
-        dropped = data_files(table, parent) - data_files(table, snapshot)
+        assert snapshot is not None
+        parent_id = snapshot.parent_snapshot_id
+        parent = None if parent_id is None else table.metadata.snapshot_by_id(parent_id)
+        dropped = None
+        if parent is not None:
+            dropped = sorted(data_files(table, parent) - data_files(table, snapshot))
         return {
             "snapshot": deleted.version,
-            "parent": parent.snapshot_id,
+            "at": snapshot.timestamp_ms,
             "rows": deleted.rows,
-            "files": sorted(dropped),
+            "files": dropped,
         }
 
     def _remove(self, dataset: Dataset, paths: Sequence[str]) -> int:
@@ -361,12 +371,14 @@ class IcebergStore(LakeStore):
     def _gone_notes(
         self, dataset: Dataset, gone: Sequence[dict[str, Any]], detail: str
     ) -> tuple[Note, ...]:
-        """A "physically gone" entry for each delete whose parent snapshot is no longer in the
-        table and whose dropped data files are all gone from storage (re-read: fail closed)."""
+        """A "physically gone" entry for each delete that no older snapshot of the table
+        (re-read) outlives and whose dropped data files are known and all gone from storage:
+        anything less and its rows may still be read, so nothing is said (fail closed)."""
         table = self.table(dataset)
         notes = []
         for deleted in gone:
-            if table.metadata.snapshot_by_id(deleted["parent"]) is not None:
+            moment = EPOCH + dt.timedelta(milliseconds=deleted["at"])
+            if deleted["files"] is None or older(table.metadata.snapshots, moment):
                 continue
             if any(exists(table, path) for path in deleted["files"]):
                 continue
