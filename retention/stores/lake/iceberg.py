@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -51,6 +52,7 @@ DELETES = ("delete", "overwrite")  # the operations of our delete snapshots
 AGE_PROPERTY = "history.expire.max-snapshot-age-ms"
 DEFAULT_WINDOW = Duration(days=5)  # Iceberg's own default snapshot age
 LEFT = "NoLongerDue: the delete filter (rule, holds, keep rules) no longer matched it"
+NO_MATCH = "Delete operation did not match any records"  # pyiceberg's warning
 FAILURES = (CommitFailedException, SQLAlchemyError, OSError, ValueError)
 _UTC = ZoneInfo("UTC")
 
@@ -252,7 +254,10 @@ class IcebergStore(LakeStore):
         where = delete_filter(sorted(present), target.rule, dataset, target.now, holds, schema)
         before = table.metadata.current_snapshot_id
         try:
-            table.delete(where, snapshot_properties={DATASET_TAG: dataset.name})
+            with warnings.catch_warnings():
+                # every row stopped being due or became held since it was judged: reported below
+                warnings.filterwarnings("ignore", NO_MATCH)
+                table.delete(where, snapshot_properties={DATASET_TAG: dataset.name})
         except FAILURES as exc:
             raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
         after = table.metadata.current_snapshot_id
