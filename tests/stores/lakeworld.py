@@ -59,13 +59,23 @@ def readable_anywhere(path: Path, record: int) -> bool:
     return any(record in (ids_at(path, v) or set()) for v in range(latest + 1))
 
 
-def iceberg_catalog(directory: Path) -> SqlCatalog:
-    """A SQLite SQL catalog in `directory` (catalog.db), its warehouse `directory`/warehouse."""
+def catalog_url(directory: Path) -> str:
+    """Where the tests' SQL catalog of `directory` is: a PostgreSQL database a test put there
+    (catalog.url), else SQLite (catalog.db)."""
+    pointer = directory / "catalog.url"
+    if pointer.exists():
+        return pointer.read_text()
+    return f"sqlite:///{directory / 'catalog.db'}"
+
+
+def iceberg_catalog(directory: Path, url: str | None = None) -> SqlCatalog:
+    """The SQL catalog of `directory` (SQLite unless `url` names another database, which is
+    then remembered for the directory), its warehouse `directory`/warehouse."""
     (directory / "warehouse").mkdir(parents=True, exist_ok=True)
+    if url is not None:
+        (directory / "catalog.url").write_text(url)
     return SqlCatalog(
-        "default",
-        uri=f"sqlite:///{directory / 'catalog.db'}",
-        warehouse=f"file://{directory / 'warehouse'}",
+        "default", uri=catalog_url(directory), warehouse=f"file://{directory / 'warehouse'}"
     )
 
 
@@ -73,18 +83,23 @@ def iceberg_store(directory: Path, **fields: Any) -> dict[str, Any]:
     """The store config of the catalog :func:`iceberg_catalog` made in `directory`."""
     return {
         "kind": "iceberg",
-        "catalog": f"sqlite:///{directory / 'catalog.db'}",
+        "catalog": catalog_url(directory),
         "warehouse": str(directory / "warehouse"),
         **fields,
     }
 
 
 def write_iceberg(
-    directory: Path, name: str, rows: Iterable[tuple[int, int, dt.datetime]], *, files: int = 1
+    directory: Path,
+    name: str,
+    rows: Iterable[tuple[int, int, dt.datetime]],
+    *,
+    files: int = 1,
+    url: str | None = None,
 ) -> None:
     """An Iceberg table `name` (NAMESPACE.NAME) of `rows` (id, account, created), in `files`
-    appends (snapshots) of one file each."""
-    catalog = iceberg_catalog(directory)
+    appends (snapshots) of one file each, in the catalog of `directory` (or at `url`)."""
+    catalog = iceberg_catalog(directory, url)
     catalog.create_namespace_if_not_exists(name.split(".")[0])
     table = catalog.create_table(name, schema=SCHEMA)
     rows = list(rows)

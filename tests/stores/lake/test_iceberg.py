@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +55,19 @@ TABLE = "crm.records"
 
 
 def world(
-    db: Database, tmp_path: Path, dataset: dict[str, Any] | None = None, **store: Any
+    db: Database,
+    tmp_path: Path,
+    dataset: dict[str, Any] | None = None,
+    catalog: str | None = None,
+    **store: Any,
 ) -> tuple[Config, Path]:
+    """Twelve records of four accounts in an Iceberg table (three snapshots), its catalog in
+    SQLite (or at `catalog`), the accounts in `db`."""
     scenario = Scenario(db, tmp_path)
     scenario.accounts(*({"id": a} for a in range(1, 5)))
     lake = tmp_path / "iceberg"
     rows = [(i, 1 + i % 4, OLD if i <= 8 else RECENT) for i in RECORDS]
-    write_iceberg(lake, TABLE, rows, files=3)
+    write_iceberg(lake, TABLE, rows, files=3, url=catalog)
     config = scenario.config(
         [rule("purge", applies_to={"dataset": "records"})],
         holds=HOLD,
@@ -89,14 +97,24 @@ def entries(config: Config) -> list[AuditEntry]:
         engine.dispose()
 
 
-def later(config: Config, days: int) -> IcebergStore:
-    """The lake store as it will be `days` from now (the table's own clock)."""
+@contextmanager
+def later(config: Config, days: int) -> Iterator[dict[str, IcebergStore]]:
+    """The stores with the lake store as it will be `days` from now (the table's own clock)."""
     at = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
-    return IcebergStore("lake", config.settings.stores["lake"], config.settings, clock=lambda: at)
+    settings = config.settings
+    store = IcebergStore("lake", settings.stores["lake"], settings, clock=lambda: at)
+    try:
+        yield {"lake": store}
+    finally:
+        store.close()
 
 
-def run(config: Config, **kwargs: Any) -> Any:
-    return Executor(config, now=NOW, live=True, **kwargs).run()
+def run(config: Config, *, days: int | None = None, **kwargs: Any) -> Any:
+    """A live run now, or as the table's clock will be `days` from now."""
+    if days is None:
+        return Executor(config, now=NOW, live=True, **kwargs).run()
+    with later(config, days) as stores:
+        return Executor(config, now=NOW, live=True, stores=stores, **kwargs).run()
 
 
 def anywhere(lake: Path, records: set[int]) -> set[int]:
@@ -126,10 +144,10 @@ def test_deleted_rows_stay_readable_until_the_window_passes_then_are_gone_everyw
     assert all(str(s) in " ".join(d or "" for d in details) for s in snapshots[len(first) :])
     assert not [e for e in entries(config) if e.outcome == "physically gone"]
 
-    run(config, stores={"lake": later(config, 4)})  # still inside Iceberg's default 5 days
+    run(config, days=4)  # still inside Iceberg's default 5 days
     assert anywhere(lake, GONE) == GONE
 
-    run(config, stores={"lake": later(config, 6)})
+    run(config, days=6)
     assert iceberg_ids(lake, TABLE) == set(RECORDS) - GONE
     assert anywhere(lake, GONE) == set()
     assert iceberg_ids(lake, TABLE) >= HELD
@@ -139,8 +157,23 @@ def test_deleted_rows_stay_readable_until_the_window_passes_then_are_gone_everyw
     assert all("expired at" in (e.detail or "") for e in gone)
     assert all("files removed" in (e.detail or "") for e in gone)
 
-    run(config, stores={"lake": later(config, 7)})  # already gone: not audited again
+    run(config, days=7)  # already gone: not audited again
     assert len([e for e in entries(config) if e.outcome == "physically gone"]) == len(gone)
+
+
+@pytest.mark.postgres
+def test_a_catalog_in_postgresql(
+    sqlite_db: Database, postgres_db: Database, tmp_path: Path
+) -> None:
+    """The catalog can live in PostgreSQL: the same two steps, the same audit."""
+    config, lake = world(sqlite_db, tmp_path, catalog=postgres_db.url, purge_after="P1D")
+    run(config)
+    assert iceberg_ids(lake, TABLE) == set(RECORDS) - GONE
+    assert anywhere(lake, GONE) == GONE
+    run(config, days=2)
+    assert anywhere(lake, GONE) == set()
+    gone = [e for e in entries(config) if e.outcome == "physically gone"]
+    assert sum(e.count or 0 for e in gone) == len(GONE)
 
 
 def test_plan_shows_deleted_records_still_present_and_when_they_will_be_gone(
@@ -187,9 +220,9 @@ def test_a_crash_during_the_physical_step_is_settled_by_the_next_run(
     run(config)
     batches = len([e for e in entries(config) if e.outcome == "done"])
     with pytest.raises(SimulatedCrash):
-        run(config, stores={"lake": later(config, 6)}, probe=CrashAt("intent"))
+        run(config, days=6, probe=CrashAt("intent"))
     assert anywhere(lake, GONE) == GONE  # the expiry never started
-    run(config, stores={"lake": later(config, 6)})
+    run(config, days=6)
     assert anywhere(lake, GONE) == set()
     assert len([e for e in entries(config) if e.outcome == "physically gone"]) == batches
 
@@ -207,11 +240,12 @@ def test_a_tagged_snapshot_keeps_its_rows_and_the_audit_never_says_gone(
     table.manage_snapshots().create_tag(table.metadata.current_snapshot_id, "audit").commit()
     catalog.engine.dispose()
     run(config)
-    result = run(config, stores={"lake": later(config, 2)})
+    result = run(config, days=2)
     assert anywhere(lake, GONE) == GONE
     assert not [e for e in entries(config) if e.outcome == "physically gone"]
     assert "branch or tag head" in (result.outcomes[0].message or "")
-    (row,) = make_plan(config, NOW, stores={"lake": later(config, 2)}).rules
+    with later(config, 2) as stores:
+        (row,) = make_plan(config, NOW, stores=stores).rules
     assert row.extra["physically_present"] == len(GONE)
 
 
