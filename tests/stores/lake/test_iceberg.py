@@ -227,6 +227,24 @@ def test_a_crash_during_the_physical_step_is_settled_by_the_next_run(
     assert len([e for e in entries(config) if e.outcome == "physically gone"]) == batches
 
 
+def test_a_crash_before_the_physical_step_is_audited_is_settled_from_the_table(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """Killed after the snapshots were expired and their files removed, before the entry was
+    written: recovery finds the expiry committed, the files gone, and audits each batch as
+    physically gone once."""
+    config, lake = world(sqlite_db, tmp_path)
+    run(config)
+    batches = len([e for e in entries(config) if e.outcome == "done"])
+    with pytest.raises(SimulatedCrash):
+        run(config, days=6, probe=CrashAt("audit"))  # nothing else is due: the purge's entry
+    assert anywhere(lake, GONE) == set()
+    assert not [e for e in entries(config) if e.outcome == "physically gone"]
+    run(config, days=6)
+    gone = [e for e in entries(config) if e.outcome == "physically gone"]
+    assert len(gone) == batches and all("interruption" in (e.detail or "") for e in gone)
+
+
 def test_a_tagged_snapshot_keeps_its_rows_and_the_audit_never_says_gone(
     sqlite_db: Database, tmp_path: Path
 ) -> None:
