@@ -28,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
@@ -44,7 +45,8 @@ from ...timemath import add_duration
 from ..base import BatchResult, Enforcement, Intent, Note, StoredIntent, SubjectSource, Target
 from ..objects.records import PAGE_SIZE, DeleteResult, ObjectRecord
 from ..objects.store import RECOVERED
-from .rowfilter import delete_filter, keyed
+from .predicate import usable
+from .rowfilter import delete_filter, keyed, span
 from .table import EPOCH, GONE, PURGE, Deleted, LakeStore, wall
 
 DATASET_TAG = "retention.dataset"  # in a delete snapshot's summary: the dataset it enforced
@@ -199,10 +201,22 @@ class IcebergStore(LakeStore):
         yield from self._scan(dataset, self.table(dataset))
 
     def _keyed(self, dataset: Dataset, table: Table, keys: Sequence[str]) -> set[str]:
-        """Which of `keys` the table's current snapshot has."""
+        """Which of `keys` the table's current snapshot has: a scan of the key column over
+        the keys' span, matched against the keys in Arrow."""
         (column,) = dataset.key_columns
-        where = keyed(column, keys, self.schema(table).field(column).type)
-        return {r.key for page in self._scan(dataset, table, where) for r in page}
+        type_ = self.schema(table).field(column).type
+        values = pa.array(
+            [int(k) if pa.types.is_integer(type_) else k for k in usable(keys, type_)], type_
+        )
+        scan = table.scan(row_filter=span(column, keys, type_), selected_fields=(column,))
+        found: set[str] = set()
+        try:
+            for batch in scan.to_arrow_batch_reader():
+                hits = batch.column(column).filter(pc.is_in(batch.column(column), values))
+                found.update(str(v) for v in hits.to_pylist())
+        except FAILURES as exc:
+            raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
+        return found
 
     def head(self, dataset: Dataset, key: str) -> ObjectRecord | None:
         table = self.table(dataset)

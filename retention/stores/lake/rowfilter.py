@@ -60,6 +60,17 @@ def keyed(column: str, keys: Sequence[str], type_: pa.DataType) -> BooleanExpres
     return _predicate(In, column, {_value(k, type_) for k in found}) if found else AlwaysFalse()
 
 
+def span(column: str, keys: Sequence[str], type_: pa.DataType) -> BooleanExpression:
+    """The rows whose key lies between the least and the greatest of `keys`: what prunes a
+    scan's files as well as the keys themselves would, without binding thousands of literals
+    (pyiceberg converts each one again for every file it plans)."""
+    found = [_value(k, type_) for k in usable(keys, type_)]
+    if not found:
+        return AlwaysFalse()
+    low = _predicate(GreaterThanOrEqual, column, min(found))
+    return And(low, _predicate(LessThanOrEqual, column, max(found)))
+
+
 def due(rule: Rule, dataset: Dataset, now: dt.datetime, schema: pa.Schema) -> BooleanExpression:
     """The rows the rule's clock makes due (true: judged before the batch only)."""
     bounds = due_bounds(rule, dataset, now, schema)
@@ -107,4 +118,4 @@ def delete_filter(
     return found
 
 
-__all__ = ["delete_filter", "due", "instant", "keyed", "unheld"]
+__all__ = ["delete_filter", "due", "instant", "keyed", "span", "unheld"]
