@@ -376,12 +376,15 @@ class IcebergStore(LakeStore):
         }
 
     def _remove(self, dataset: Dataset, paths: Sequence[str]) -> int:
-        """Delete those of `paths` no snapshot of the table (re-read) reaches; how many went."""
+        """Delete those of `paths` no snapshot of the table (re-read) reaches and that lie in
+        the table's own location (a file added from elsewhere may not be the table's to
+        delete: it stays, and its delete is not audited as gone); how many went."""
         table = self.table(dataset)
         reachable = files(table, table.metadata.snapshots)
+        home = table.location().rstrip("/") + "/"
         removed = 0
         for path in paths:
-            if path in reachable or not exists(table, path):
+            if path in reachable or not path.startswith(home) or not exists(table, path):
                 continue
             table.io.delete(path)
             removed += 1
