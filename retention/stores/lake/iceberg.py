@@ -2,9 +2,9 @@
 
 Rows are read as Arrow, a page at a time, and judged by the same evaluator as listed objects.
 A batch is deleted by one row filter — its keys, the rule, the holds and the keep rules again
-(:mod:`.rowfilter`) — in one catalog commit (one snapshot: pyiceberg rewrites the data files
-that hold a deleted row, copy-on-write; it writes no delete files), tagged with the dataset's
-name in the snapshot summary and audited as "logically deleted (snapshot N)".
+(:mod:`.rowfilter`) — in one catalog commit (one snapshot, or two when pyiceberg drops whole
+files and rewrites others: copy-on-write, no delete files), tagged with the dataset's name and
+the batch in the snapshot summary and audited as "logically deleted (snapshot N)", its last.
 
 The deleted rows stay in the files older snapshots reference (time travel). Once a delete
 snapshot is older than ``purge_after`` (dataset, store, else the table's own
@@ -12,16 +12,18 @@ snapshot is older than ``purge_after`` (dataset, store, else the table's own
 snapshot older than it and removes the files only those snapshots referenced (data files,
 manifests, manifest lists): pyiceberg 0.12's ``expire_snapshots`` only drops snapshots from the
 metadata and has no orphan-file removal, so this store removes those files itself, through the
-table's FileIO. Each delete snapshot is audited again as "physically gone (expired at T, n files
-removed)" only when no older snapshot is left in the table and every data file the delete
-replaced is gone from storage; a branch or tag head older than a delete cannot be expired, and
-that delete is not audited as gone while it is there.
+table's FileIO. Each delete batch is audited again as "physically gone (expired at T, n files
+removed)" only when no snapshot older than its last is left in the table and every data file
+the batch replaced is gone from storage (the store deletes none outside the table's location);
+a branch or tag head older than a delete cannot be expired, and that delete is not audited as
+gone while it is there.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -50,6 +52,7 @@ from .rowfilter import delete_filter, keyed, span
 from .table import EPOCH, GONE, PURGE, Deleted, LakeStore, wall
 
 DATASET_TAG = "retention.dataset"  # in a delete snapshot's summary: the dataset it enforced
+BATCH_TAG = "retention.batch"  # and the batch (one commit may write two snapshots)
 DELETES = ("delete", "overwrite")  # the operations of our delete snapshots
 AGE_PROPERTY = "history.expire.max-snapshot-age-ms"
 DEFAULT_WINDOW = Duration(days=5)  # Iceberg's own default snapshot age
@@ -271,7 +274,8 @@ class IcebergStore(LakeStore):
             with warnings.catch_warnings():
                 # every row stopped being due or became held since it was judged: reported below
                 warnings.filterwarnings("ignore", NO_MATCH)
-                table.delete(where, snapshot_properties={DATASET_TAG: dataset.name})
+                tags = {DATASET_TAG: dataset.name, BATCH_TAG: uuid.uuid4().hex}
+                table.delete(where, snapshot_properties=tags)
         except FAILURES as exc:
             raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
         after = table.metadata.current_snapshot_id
@@ -284,22 +288,33 @@ class IcebergStore(LakeStore):
 
     # -- the physical step ---------------------------------------------------------------------
 
+    def batches(self, dataset: Dataset, table: Table) -> dict[int, list[Snapshot]]:
+        """This dataset's delete batches still in the table, by their last snapshot: one
+        commit is one snapshot, or two when pyiceberg drops whole files (a ``delete``
+        snapshot) and rewrites others (an ``overwrite`` after it)."""
+        groups: dict[str, list[Snapshot]] = {}
+        for snapshot in table.metadata.snapshots:  # in commit order
+            summary = snapshot.summary
+            if summary is None or summary.get(DATASET_TAG) != dataset.name:
+                continue
+            if summary.operation.value in DELETES:
+                batch = summary.get(BATCH_TAG) or str(snapshot.snapshot_id)
+                groups.setdefault(batch, []).append(snapshot)
+        return {group[-1].snapshot_id: group for group in groups.values()}
+
     def deleted(self, dataset: Dataset, table: Table | None = None) -> list[Deleted]:
-        """This dataset's delete snapshots that some older snapshot of the table (which may
-        still read their rows) outlives, oldest first."""
+        """This dataset's delete batches that some older snapshot of the table (which may
+        still read their rows) outlives, by their last snapshot, oldest first."""
         table = table or self.table(dataset)
         window = self.window(dataset, table)
         snapshots = table.metadata.snapshots
         found = []
-        for snapshot in snapshots:
-            summary = snapshot.summary
-            if summary is None or summary.get(DATASET_TAG) != dataset.name:
+        for last, group in self.batches(dataset, table).items():
+            when = at(group[-1])
+            if not older(snapshots, when):
                 continue
-            when = at(snapshot)
-            if summary.operation.value not in DELETES or not older(snapshots, when):
-                continue
-            gone_by = add_duration(when, window, _UTC)
-            found.append(Deleted(snapshot.snapshot_id, when, removed_rows(snapshot), gone_by))
+            rows = sum(removed_rows(s) for s in group)
+            found.append(Deleted(last, when, rows, add_duration(when, window, _UTC)))
         return sorted(found, key=lambda d: d.at)
 
     def purge(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
@@ -320,13 +335,15 @@ class IcebergStore(LakeStore):
         protected = {ref.snapshot_id for ref in meta.refs.values()}
         cutoff = max(d.at for d in due)
         stuck = [s.snapshot_id for s in older(meta.snapshots, cutoff) if s.snapshot_id in protected]
-        spared = protected | ({d.version for d in pending} if stuck else set())
+        batches = self.batches(dataset, table)
+        ours = {s.snapshot_id for d in pending for s in batches[d.version]}
+        spared = protected | (ours if stuck else set())
         ids = {s.snapshot_id for s in older(meta.snapshots, cutoff)} - spared
         try:
             doomed = files(table, (s for s in meta.snapshots if s.snapshot_id in ids)) - files(
                 table, (s for s in meta.snapshots if s.snapshot_id not in ids)
             )
-            gone = [self._replaced(table, d) for d in due]
+            gone = [self._replaced(table, d, batches[d.version]) for d in due]
         except FAILURES as exc:
             raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
         payload = {"expire": sorted(ids), "files": sorted(doomed), "gone": gone}
@@ -358,19 +375,20 @@ class IcebergStore(LakeStore):
         run.commit.done(ticket, result)
         yield result
 
-    def _replaced(self, table: Table, deleted: Deleted) -> dict[str, Any]:
-        """One delete snapshot, its moment, its rows and the data files it dropped (None: its
-        parent is no longer in the table, so they cannot be known)."""
-        snapshot = table.metadata.snapshot_by_id(deleted.version)
-        assert snapshot is not None
-        parent_id = snapshot.parent_snapshot_id
-        parent = None if parent_id is None else table.metadata.snapshot_by_id(parent_id)
+    def _replaced(
+        self, table: Table, deleted: Deleted, batch: Sequence[Snapshot]
+    ) -> dict[str, Any]:
+        """One delete batch: its last snapshot, its moment, its rows and the data files it
+        dropped (None: the snapshot before it is no longer in the table, so they cannot be
+        known)."""
+        before = batch[0].parent_snapshot_id
+        parent = None if before is None else table.metadata.snapshot_by_id(before)
         dropped = None
         if parent is not None:
-            dropped = sorted(data_files(table, parent) - data_files(table, snapshot))
+            dropped = sorted(data_files(table, parent) - data_files(table, batch[-1]))
         return {
             "snapshot": deleted.version,
-            "at": snapshot.timestamp_ms,
+            "at": batch[-1].timestamp_ms,
             "rows": deleted.rows,
             "files": dropped,
         }

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -265,6 +267,41 @@ def test_a_tagged_snapshot_keeps_its_rows_and_the_audit_never_says_gone(
     with later(config, 2) as stores:
         (row,) = make_plan(config, NOW, stores=stores).rules
     assert row.extra["physically_present"] == len(GONE)
+
+
+def test_a_file_added_from_outside_the_table_is_never_deleted(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """A data file registered with `add_files` from outside the table's location is not the
+    store's to delete: after both steps it is still there, and the batch that deleted its row
+    (one commit, two snapshots: the file dropped whole, another rewritten) is not audited as
+    physically gone (its row can still be read from that file)."""
+    config, lake = world(sqlite_db, tmp_path, purge_after="P1D")
+    outside = tmp_path / "elsewhere" / "imported.parquet"
+    outside.parent.mkdir()
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array([100], pa.int64()),
+                "account_id": pa.array([1], pa.int64()),
+                "created_at": pa.array([OLD], pa.timestamp("us", tz="UTC")),
+                "email": ["imported@example.com"],
+            }
+        ),
+        outside,
+    )
+    catalog = iceberg_catalog(lake)
+    catalog.load_table(TABLE).add_files([f"file://{outside}"])
+    catalog.engine.dispose()
+    run(config)
+    assert 100 not in iceberg_ids(lake, TABLE)
+    run(config, days=2)
+    assert outside.exists()
+    gone = [e for e in entries(config) if e.outcome == "physically gone"]
+    done = [e for e in entries(config) if e.outcome == "done"]
+    (batch,) = [e for e in done if "100" in json.loads(e.keys)]
+    snapshot = (batch.detail or "").rsplit(" ", 1)[1].rstrip(")")
+    assert not any(f"snapshot {snapshot}" in (e.detail or "") for e in gone)
 
 
 @pytest.mark.parametrize(
