@@ -93,31 +93,37 @@ def older(snapshots: Iterable[Snapshot], moment: dt.datetime) -> list[Snapshot]:
     return [s for s in snapshots if at(s) < moment]
 
 
-def data_files(table: Table, snapshot: Snapshot) -> set[str]:
-    """The data and delete files `snapshot` reads."""
-    return {
-        entry.data_file.file_path
-        for manifest in snapshot.manifests(table.io)
-        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-    }
+class Files:
+    """What a table's snapshots reach, each manifest read once (snapshots share most of them:
+    a batch's last snapshot is the next batch's parent)."""
 
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._live: dict[str, frozenset[str]] = {}
 
-def files(table: Table, snapshots: Iterable[Snapshot]) -> set[str]:
-    """Every file `snapshots` reach: manifest lists, manifests, data and delete files."""
-    found: set[str] = set()
-    seen: set[str] = set()
-    for snapshot in snapshots:
-        found.add(snapshot.manifest_list)
-        for manifest in snapshot.manifests(table.io):
-            if manifest.manifest_path in seen:
-                continue
-            seen.add(manifest.manifest_path)
-            found.add(manifest.manifest_path)
-            found |= {
-                e.data_file.file_path
-                for e in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-            }
-    return found
+    def _manifest(self, manifest: Any) -> frozenset[str]:
+        path = manifest.manifest_path
+        if path not in self._live:
+            entries = manifest.fetch_manifest_entry(self.table.io, discard_deleted=True)
+            self._live[path] = frozenset(e.data_file.file_path for e in entries)
+        return self._live[path]
+
+    def data(self, snapshot: Snapshot) -> set[str]:
+        """The data and delete files `snapshot` reads."""
+        found: set[str] = set()
+        for manifest in snapshot.manifests(self.table.io):
+            found |= self._manifest(manifest)
+        return found
+
+    def reached(self, snapshots: Iterable[Snapshot]) -> set[str]:
+        """Every file `snapshots` reach: manifest lists, manifests, data and delete files."""
+        found: set[str] = set()
+        for snapshot in snapshots:
+            found.add(snapshot.manifest_list)
+            for manifest in snapshot.manifests(self.table.io):
+                found.add(manifest.manifest_path)
+                found |= self._manifest(manifest)
+        return found
 
 
 def exists(table: Table, path: str) -> bool:
@@ -339,11 +345,11 @@ class IcebergStore(LakeStore):
         ours = {s.snapshot_id for d in pending for s in batches[d.version]}
         spared = protected | (ours if stuck else set())
         ids = {s.snapshot_id for s in older(meta.snapshots, cutoff)} - spared
+        index = Files(table)
         try:
-            doomed = files(table, (s for s in meta.snapshots if s.snapshot_id in ids)) - files(
-                table, (s for s in meta.snapshots if s.snapshot_id not in ids)
-            )
-            gone = [self._replaced(table, d, batches[d.version]) for d in due]
+            doomed = index.reached(s for s in meta.snapshots if s.snapshot_id in ids)
+            doomed -= index.reached(s for s in meta.snapshots if s.snapshot_id not in ids)
+            gone = [self._replaced(index, d, batches[d.version]) for d in due]
         except FAILURES as exc:
             raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
         payload = {"expire": sorted(ids), "files": sorted(doomed), "gone": gone}
@@ -376,16 +382,16 @@ class IcebergStore(LakeStore):
         yield result
 
     def _replaced(
-        self, table: Table, deleted: Deleted, batch: Sequence[Snapshot]
+        self, index: Files, deleted: Deleted, batch: Sequence[Snapshot]
     ) -> dict[str, Any]:
         """One delete batch: its last snapshot, its moment, its rows and the data files it
         dropped (None: the snapshot before it is no longer in the table, so they cannot be
         known)."""
         before = batch[0].parent_snapshot_id
-        parent = None if before is None else table.metadata.snapshot_by_id(before)
+        parent = None if before is None else index.table.metadata.snapshot_by_id(before)
         dropped = None
         if parent is not None:
-            dropped = sorted(data_files(table, parent) - data_files(table, batch[-1]))
+            dropped = sorted(index.data(parent) - index.data(batch[-1]))
         return {
             "snapshot": deleted.version,
             "at": batch[-1].timestamp_ms,
@@ -398,7 +404,7 @@ class IcebergStore(LakeStore):
         the table's own location (a file added from elsewhere may not be the table's to
         delete: it stays, and its delete is not audited as gone); how many went."""
         table = self.table(dataset)
-        reachable = files(table, table.metadata.snapshots)
+        reachable = Files(table).reached(table.metadata.snapshots)
         home = table.location().rstrip("/") + "/"
         removed = 0
         for path in paths:
