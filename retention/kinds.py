@@ -104,7 +104,8 @@ def _objects(
 
 
 # Lake tables: rows with declared columns, read as Arrow and deleted by predicate, one table
-# commit per batch; their subjects' lifecycle tables live in a SQL store.
+# commit (snapshot) per batch, Delta and Iceberg alike; their subjects' lifecycle tables live in
+# a SQL store.
 DELTA = Capabilities(
     locator="table",
     actions=frozenset({"delete"}),
@@ -129,6 +130,7 @@ KINDS: dict[str, Kind] = {
         _objects("glob", ("symlinks", "paths outside the root"), "refused", tag_clock=False),
     ),
     "delta": Kind("retention.stores.lake.delta:DeltaStore", DELTA),
+    "iceberg": Kind("retention.stores.lake.iceberg:IcebergStore", DELTA),
 }
 
 

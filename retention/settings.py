@@ -116,8 +116,50 @@ class DeltaStoreConfig(Model):
         return self.model_copy(update={"root": str(root if root.is_absolute() else base / root)})
 
 
+class IcebergStoreConfig(Model):
+    """Iceberg tables (pyiceberg) registered in a SQL catalog: `catalog` is the catalog
+    database's SQLAlchemy URL (SQLite or PostgreSQL, a secret: it may hold a password),
+    `catalog_name` the catalog's name in it, `warehouse` the local directory new tables' files
+    go to (``s3://`` warehouses are refused: not tested here). `purge_after`: how long deleted
+    rows stay readable at older snapshots before a run expires them and removes their files;
+    None: the table's own ``history.expire.max-snapshot-age-ms`` (Iceberg's default, 5 days)."""
+
+    kind: Literal["iceberg"]
+    catalog: SecretStr
+    warehouse: str
+    catalog_name: str = Field("default", min_length=1)
+    purge_after: Duration | None = None
+
+    @field_validator("catalog")
+    @classmethod
+    def _parsable_url(cls, value: SecretStr) -> SecretStr:
+        return check_database_url(value)
+
+    @field_validator("warehouse")
+    @classmethod
+    def _local_warehouse(cls, value: str) -> str:
+        if "://" in value and not value.startswith("file://"):
+            raise ValueError(
+                f"warehouse {value.split('://', 1)[0]}:// is not supported: iceberg tables must "
+                "live in a local directory (the physical step deletes their files, and was only "
+                "tested on a local file system)"
+            )
+        return value.removeprefix("file://")
+
+    def relative_to(self, base: Path) -> IcebergStoreConfig:
+        """A relative warehouse and SQLite catalog path, made relative to `base`."""
+        root = Path(self.warehouse).expanduser()
+        url = sqlite_relative_to(self.catalog.get_secret_value(), base)
+        return self.model_copy(
+            update={
+                "warehouse": str(root if root.is_absolute() else base / root),
+                "catalog": SecretStr(url),
+            }
+        )
+
+
 StoreConfig = Annotated[
-    SqlStoreConfig | S3StoreConfig | FilesystemStoreConfig | DeltaStoreConfig,
+    SqlStoreConfig | S3StoreConfig | FilesystemStoreConfig | DeltaStoreConfig | IcebergStoreConfig,
     Field(discriminator="kind"),
 ]
 

@@ -272,8 +272,10 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None, *, wide: bool = False
     ]
     show(PLAN_COLUMNS, rows, title=title, wide=wide)
     for row in result.rules:
-        notes = row.notes  # object stores: how deletes are done, what their protections keep
-        if notes and row.due:
+        # object stores: how deletes are done, what their protections keep; lake tables also
+        # what earlier runs deleted that is still in old files, with nothing due now
+        notes = row.notes
+        if notes and (row.due or row.extra.get("physically_present")):
             out.print(f"{row.rule} on {row.dataset}: {'; '.join(notes)}", highlight=False)
         if row.subject is not None:
             out.print(f"{row.rule} on {row.dataset} reads subject {row.subject}", highlight=False)
