@@ -26,13 +26,18 @@ from .conftest import Database
 from .scenario import MESSAGES, TICKETS, TICKETS_DATASET, Scenario, at, rule
 
 NOW = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
-DIALECTS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+DIALECTS = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+]
 runner = CliRunner()
 
 
 @pytest.fixture(params=DIALECTS)
 def qdb(request: pytest.FixtureRequest) -> Database:
-    """SQLite and PostgreSQL (the quarantine's SQL is the same Core on every dialect)."""
+    """SQLite, PostgreSQL and MariaDB (where a delete selects and locks its rows first: no
+    DELETE ... RETURNING on every version)."""
     database: Database = request.getfixturevalue(f"{request.param}_db")
     return database
 
