@@ -212,13 +212,14 @@ def test_a_crash_in_the_middle_loses_nothing_and_does_nothing_twice(
     verifies(config)
 
 
-def test_only_sql_datasets_have_a_quarantine(tmp_path: Path) -> None:
-    """`quarantine:` on a dataset in a file tree is a config error naming the field."""
-    (tmp_path / "files").mkdir()
+def test_a_lake_table_has_no_quarantine(tmp_path: Path) -> None:
+    """`quarantine:` on a Delta table (its deletes have their own `purge_after`) is a config
+    error naming the field."""
+    (tmp_path / "lake").mkdir()
     (tmp_path / "config.yaml").write_text(
-        "stores: {files: {kind: filesystem, root: files}}\n"
+        "stores: {lake: {kind: delta, root: lake}}\n"
         "datasets:\n"
-        "  logs: {store: files, glob: '*.log', category: logs, quarantine: P7D}\n"
+        "  logs: {store: lake, table: logs, key: id, category: logs, quarantine: P7D}\n"
     )
     with pytest.raises(ConfigError, match="quarantine"):
         load_config(tmp_path / "config.yaml")

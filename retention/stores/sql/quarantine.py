@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     and_,
     delete,
+    func,
     insert,
     select,
 )
@@ -36,7 +37,17 @@ from sqlalchemy import (
 from ...datasets import Dataset
 from ...errors import SchemaError
 from ...timemath import add_duration
-from ..base import CONFLICT, PURGE, RESTORE, BatchResult, Enforcement, Intent, Note, Stopped
+from ..base import (
+    CONFLICT,
+    PURGE,
+    RESTORE,
+    BatchResult,
+    Enforcement,
+    Intent,
+    Note,
+    Quarantined,
+    Stopped,
+)
 from .keys import KeyTuple, format_keys, key_after, key_in, normal_key
 from .schema import Schema
 
@@ -134,6 +145,27 @@ def quarantined(dataset: Dataset) -> list[Dataset]:
 def _groups(connection: Connection, table: Table, condition: Any) -> list[tuple[str, str]]:
     query = select(table.c[RULE], table.c[RUN]).where(condition).distinct()
     return sorted((str(rule), str(run)) for rule, run in connection.execute(query))
+
+
+def summary(store: Schema, dataset: Dataset) -> list[Quarantined]:
+    """How many rows `dataset` and each cascade child keep in quarantine, and when the first
+    and last of them are purged (one aggregate query per table)."""
+    found = []
+    for member in quarantined(dataset):
+        table = quarantine_table(store, member, create=False)
+        if table is None:
+            found.append(Quarantined(member.name, 0))
+            continue
+        window = table.c[PURGE_AFTER]
+        query = select(func.count(), func.min(window), func.max(window))
+        with store.engine.connect() as connection:
+            count, first, last = connection.execute(query).one()
+        found.append(Quarantined(member.name, int(count), _aware(first), _aware(last)))
+    return found
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    return None if moment is None else moment.replace(tzinfo=dt.UTC)
 
 
 def purge(
@@ -276,5 +308,6 @@ __all__ = [
     "quarantined",
     "restore",
     "settle",
+    "summary",
     "window_end",
 ]

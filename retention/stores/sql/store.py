@@ -25,6 +25,7 @@ from ..base import (
     Enforcement,
     KeyMatcher,
     Problem,
+    Quarantined,
     StoredIntent,
     SubjectEvents,
     SubjectSource,
@@ -115,6 +116,10 @@ class SqlStore(Schema):
     ) -> Iterator[BatchResult]:
         with translated(self.name):
             yield from quarantine.purge(self, dataset, now, run)
+
+    def quarantined(self, dataset: Dataset) -> list[Quarantined]:
+        with translated(self.name):
+            return quarantine.summary(self, dataset)
 
     def replay(
         self, target: Target, recorded: KeyMatcher, run: Enforcement
