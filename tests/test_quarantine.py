@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import MetaData, Table, func, select
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, func, insert, select
 from typer.testing import CliRunner
 
 from retention.cli import app
@@ -261,3 +261,55 @@ def test_restore_never_overwrites_and_never_loses(
             assert connection.execute(select(func.count()).select_from(TICKETS)).scalar() == 10
     finally:
         database.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_restore_puts_back_as_many_rows_as_were_quarantined_in_large_batches(
+    postgres_db: Database, tmp_path: Path
+) -> None:
+    """20,000 rows with a four-column key, deleted and restored in batches of 17,000: every
+    quarantined row comes back, counted and audited once. (A batch's keys went into one
+    IN-list, four parameters a key: past PostgreSQL's 65,535 bound parameters the restore
+    failed, restoring fewer rows than were quarantined; a single-column key needed batches
+    over 65,535 rows.)"""
+    db = postgres_db
+    names = ("region", "shard", "day", "seq")
+    events = Table(
+        "events",
+        MetaData(),
+        *(Column(name, Integer, primary_key=True, autoincrement=False) for name in names),
+        Column("created_at", DateTime),
+    )
+    events.metadata.create_all(db.engine)
+    total = 20_000
+    old = dt.datetime(2020, 1, 1)
+    with db.engine.begin() as connection:
+        data = [
+            {"region": i % 3, "shard": i % 7, "day": i % 11, "seq": i, "created_at": old}
+            for i in range(total)
+        ]
+        connection.execute(insert(events), data)
+    dataset = {
+        "store": "app",
+        "table": "events",
+        "key": list(names),
+        "category": "logs",
+        "timestamps": {"created": "created_at"},
+        "quarantine": "P7D",
+    }
+    config = Scenario(db, tmp_path).write(
+        [rule("events.delete", applies_to={"dataset": "events"})],
+        datasets={"events": dataset},
+        batch_size=17_000,
+    )
+    deleted = run(config)
+    assert [o.acted for o in deleted.outcomes] == [total]
+    assert len(rows(db, "retention_quarantine_events")) == total
+    restored = Executor(load_config(config), now=NOW, live=True).restore(deleted.run_id)
+    (outcome,) = restored.outcomes
+    assert (outcome.acted, outcome.batches, outcome.status) == (total, 2, "ok")
+    assert len(rows(db, "events")) == total
+    assert rows(db, "retention_quarantine_events") == []
+    entries = audit(config)
+    assert sum(e["count"] for e in entries if e["action"] == "restore") == total
+    verifies(config)

@@ -48,7 +48,7 @@ from ..base import (
     Quarantined,
     Stopped,
 )
-from .keys import KeyTuple, format_keys, key_after, key_in, normal_key
+from .keys import KeyTuple, chunked, format_keys, key_after, key_in, normal_key
 from .schema import Schema
 
 PREFIX = "retention_quarantine_"
@@ -236,7 +236,8 @@ def _batches(
             if restoring:
                 present = {
                     normal_key(tuple(r))
-                    for r in connection.execute(select(*live_key).where(key_in(live_key, keys)))
+                    for chunk in chunked(keys)
+                    for r in connection.execute(select(*live_key).where(key_in(live_key, chunk)))
                 }
                 conflicts = [k for k in keys if normal_key(k) in present]
             refused = set(conflicts)
@@ -265,7 +266,8 @@ def _batches(
                     if k not in refused
                 ]
                 connection.execute(insert(live), values)
-            connection.execute(delete(table).where(mine, key_in(key, acting)))
+            for chunk in chunked(acting):
+                connection.execute(delete(table).where(mine, key_in(key, chunk)))
             formatted = format_keys(acting)
             payload = json.dumps({"run": run_id, "keys": acting}, default=str)
             intent = Intent(rule, dataset.name, action, formatted, payload)
@@ -290,8 +292,7 @@ def settle(store: Schema, action: str, payload: str, dataset: Dataset) -> BatchR
     if table is not None:
         key = tuple(table.c[name] for name in dataset.key_columns)
         with store.engine.connect() as connection:
-            for start in range(0, len(keys), 1000):
-                chunk = keys[start : start + 1000]
+            for chunk in chunked(keys):
                 query = select(*key).where(table.c[RUN] == run_id, key_in(key, chunk))
                 present |= {normal_key(tuple(row)) for row in connection.execute(query)}
     gone = [k for k in keys if normal_key(k) not in present]
