@@ -137,6 +137,30 @@ def test_a_delete_keeps_its_rows_and_restore_puts_them_back(qdb: Database, tmp_p
     verifies(config)
 
 
+def test_plan_shows_what_each_quarantined_dataset_keeps(qdb: Database, tmp_path: Path) -> None:
+    """After a quarantined delete the plan says, per dataset and cascade child, how many
+    records are kept and when they are purged (text and --json); nothing before the delete,
+    nothing once purged."""
+    config = world(qdb, tmp_path)
+    plan = ["plan", "-c", str(config), "--now", NOW.isoformat()]
+    before = json.loads(runner.invoke(app, [*plan, "--json"]).stdout)["quarantine"]
+    assert [(q["dataset"], q["count"]) for q in before] == [("tickets", 0), ("messages", 0)]
+    run(config)
+    shown = runner.invoke(app, plan)
+    assert "quarantine: tickets keeps 10, purged on 2026-11-28" in shown.stdout, shown.output
+    assert "quarantine: messages keeps 3, purged on 2026-11-28" in shown.stdout
+    data = json.loads(runner.invoke(app, [*plan, "--json"]).stdout)["quarantine"]
+    assert data[0] == {
+        "dataset": "tickets",
+        "count": 10,
+        "first_purge": "2026-11-28T00:00:00+00:00",
+        "last_purge": "2026-11-28T00:00:00+00:00",
+    }
+    run(config, NOW + dt.timedelta(days=8))
+    after = json.loads(runner.invoke(app, [*plan, "--json"]).stdout)["quarantine"]
+    assert [q["count"] for q in after] == [0, 0]
+
+
 def test_a_key_that_exists_again_is_reported_not_restored(qdb: Database, tmp_path: Path) -> None:
     """A ticket created again with a deleted one's key is left as it is: the restore reports
     its key (audited), puts back the others, and the old row stays in quarantine."""
