@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from retention.cli import app
 from retention.config import load_config
 from retention.executor import Executor
 from retention.planner import make_plan
-from retention.testing import CrashAt, FixedClock, SimulatedCrash
+from retention.stores.sql import make_engine
+from retention.testing import CrashAt, FixedClock, SimulatedCrash, examples
 
 from ...conftest import Database
 from ...scenario import Scenario, utc
@@ -322,3 +325,36 @@ def test_replay_deletes_again_what_a_restore_of_the_tree_brought_back(
     exported = json.dumps(audit(config))
     assert "01.log" not in exported
     verifies(config)
+
+
+@settings(
+    max_examples=examples(10),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    recreated=st.sets(st.sampled_from(KEYS), max_size=10),
+    batch=st.integers(1, 12),
+)
+def test_restore_never_overwrites_and_never_loses(
+    tmp_path_factory: pytest.TempPathFactory, recreated: set[str], batch: int
+) -> None:
+    """File trees: whatever keys were written again and whatever the batch size, after a
+    quarantined delete and a restore each key holds either its restored content or the new
+    one, never neither; what was not restored is still in quarantine, nothing else is."""
+    directory = tmp_path_factory.mktemp("fq")
+    url = f"sqlite:///{directory / 'app.db'}"
+    database = Database(url, "sqlite", make_engine(url))
+    try:
+        tree = Tree("files", directory, None)
+        config = world(database, directory, tree, batch_size=batch)
+        result = run(config)
+        for key in sorted(recreated):
+            tree.put(key, b"again", when=NOW)
+        restore(config, result.run_id)
+        assert tree.live() == KEYS
+        for key in KEYS:
+            assert tree.read(key) == (b"again" if key in recreated else f"body of {key}".encode())
+        assert tree.kept() == sorted(recreated)
+    finally:
+        database.engine.dispose()
