@@ -123,10 +123,11 @@ def test_a_delete_keeps_its_rows_and_restore_puts_them_back(qdb: Database, tmp_p
     kept = rows(qdb, "retention_quarantine_tickets")
     assert [r[1] for r in kept] == list(range(1, 11)) and {r[0] for r in kept} == {result.run_id}
     assert len(rows(qdb, "retention_quarantine_messages")) == 3
-    dry = runner.invoke(app, ["restore", "--run", result.run_id, "-c", str(config)])
+    restoring = ["restore", "--run", result.run_id, "-c", str(config), "--now", NOW.isoformat()]
+    dry = runner.invoke(app, restoring)
     assert dry.exit_code == 0, dry.output
     assert "would" in dry.stdout and live_rows(qdb) == ([], [])
-    done = runner.invoke(app, ["restore", "--run", result.run_id, "-c", str(config), "--execute"])
+    done = runner.invoke(app, [*restoring, "--execute"])
     assert done.exit_code == 0, done.output
     assert live_rows(qdb) == before
     assert rows(qdb, "retention_quarantine_tickets") == []
@@ -177,6 +178,19 @@ def test_a_key_that_exists_again_is_reported_not_restored(qdb: Database, tmp_pat
     refused = [e for e in audit(config) if e["outcome"].startswith("not restored")]
     assert [e["keys"] for e in refused] == [["4"]]
     verifies(config)
+
+
+def test_what_is_past_its_window_is_not_restored(qdb: Database, tmp_path: Path) -> None:
+    """Eight days on, before any run has purged them, the rows of a P7D window are not put
+    back (their window ended: they wait for their purge); a day before, they are."""
+    config = world(qdb, tmp_path)
+    result = run(config)
+    late = Executor(load_config(config), now=NOW + dt.timedelta(days=8), live=True)
+    assert late.restore(result.run_id).outcomes == () and live_rows(qdb) == ([], [])
+    assert len(rows(qdb, "retention_quarantine_tickets")) == 10
+    in_time = Executor(load_config(config), now=NOW + dt.timedelta(days=6), live=True)
+    (tickets, messages) = in_time.restore(result.run_id).outcomes
+    assert (tickets.acted, messages.acted) == (10, 3)
 
 
 def test_a_run_purges_what_is_past_its_window(qdb: Database, tmp_path: Path) -> None:

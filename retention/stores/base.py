@@ -379,10 +379,15 @@ class Store(Protocol):
         a record a hold or a keep rule protects now."""
 
     def restore(
-        self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+        self,
+        dataset: Dataset,
+        run_id: str,
+        rule: str | None,
+        now: dt.datetime,
+        run: Enforcement,
     ) -> Iterator[BatchResult]:
         """Put back what run `run_id` (its rule `rule`, when given) deleted from a
-        quarantined `dataset` and its window still keeps, batch by batch through the commit
+        quarantined `dataset` and its window still keeps at `now`, batch by batch through the commit
         point; a record whose key exists again is reported, never overwritten."""
 
     def describe(

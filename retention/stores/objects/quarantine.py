@@ -168,11 +168,18 @@ def purge(
 
 
 def restore(
-    store: Area, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+    store: Area,
+    dataset: Dataset,
+    run_id: str,
+    rule: str | None,
+    now: dt.datetime,
+    run: Enforcement,
 ) -> Iterator[BatchResult]:
-    """Put back what run `run_id` (its rule `rule` only, when given) deleted from `dataset`;
-    an object whose key exists again is reported and stays in quarantine."""
-    mine = (e for e in entries(store, dataset, run_id) if rule in (None, e.rule))
+    """Put back what run `run_id` (its rule `rule` only, when given) deleted from `dataset`
+    and its window still keeps at `now`; an object whose key exists again is reported and
+    stays in quarantine."""
+    found = entries(store, dataset, run_id)
+    mine = (e for e in found if rule in (None, e.rule) and e.until > now)
     yield from _steps(store, dataset, mine, run, restoring=True)
 
 

@@ -267,11 +267,16 @@ class ObjectStore(ABC):
         yield from ObjectRun(self, target, run, recorded)
 
     def restore(
-        self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+        self,
+        dataset: Dataset,
+        run_id: str,
+        rule: str | None,
+        now: dt.datetime,
+        run: Enforcement,
     ) -> Iterator[BatchResult]:
         if dataset.config.quarantine is None:
             return iter(())
-        return quarantine.restore(self, dataset, run_id, rule, run)
+        return quarantine.restore(self, dataset, run_id, rule, now, run)
 
     def describe(
         self, dataset: Dataset, key: str, holds: HoldsFile, now: dt.datetime

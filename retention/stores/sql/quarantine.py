@@ -185,16 +185,21 @@ def purge(
 
 
 def restore(
-    store: Schema, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+    store: Schema,
+    dataset: Dataset,
+    run_id: str,
+    rule: str | None,
+    now: dt.datetime,
+    run: Enforcement,
 ) -> Iterator[BatchResult]:
     """Put back the rows run `run_id` deleted from `dataset` (and its cascade children,
-    parents first), those of `rule` only when given; rows whose key exists again are reported
-    and stay in quarantine."""
+    parents first) whose window has not ended at `now`, those of `rule` only when given; rows
+    whose key exists again are reported and stay in quarantine."""
     for member in quarantined(dataset):
         table = quarantine_table(store, member, create=False)
         if table is None:
             continue
-        of_run = table.c[RUN] == run_id
+        of_run = and_(table.c[RUN] == run_id, table.c[PURGE_AFTER] > naive_utc(now))
         with store.engine.connect() as connection:
             groups = [g for g in _groups(connection, table, of_run) if rule in (None, g[0])]
         for rule_id, _ in groups:

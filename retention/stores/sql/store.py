@@ -128,10 +128,15 @@ class SqlStore(Schema):
             yield from Replay(self, self.builder(target.now), target, run, recorded)
 
     def restore(
-        self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+        self,
+        dataset: Dataset,
+        run_id: str,
+        rule: str | None,
+        now: dt.datetime,
+        run: Enforcement,
     ) -> Iterator[BatchResult]:
         with translated(self.name):
-            yield from quarantine.restore(self, dataset, run_id, rule, run)
+            yield from quarantine.restore(self, dataset, run_id, rule, now, run)
 
     def describe(
         self, dataset: Dataset, key: str, holds: HoldsFile, now: dt.datetime

@@ -193,10 +193,11 @@ def test_a_delete_moves_objects_to_quarantine_and_restore_puts_them_back(
     assert kept.first_purge == kept.last_purge == NOW + dt.timedelta(days=7)
     shown = runner.invoke(app, ["plan", "-c", str(config), "--now", NOW.isoformat()])
     assert "quarantine: files keeps 10, purged on 2026-06-08" in shown.stdout, shown.output
-    dry = runner.invoke(app, ["restore", "--run", result.run_id, "-c", str(config)])
+    restoring = ["restore", "--run", result.run_id, "-c", str(config), "--now", NOW.isoformat()]
+    dry = runner.invoke(app, restoring)
     assert dry.exit_code == 0, dry.output
     assert "would" in dry.stdout and tree.live() == []
-    done = runner.invoke(app, ["restore", "--run", result.run_id, "-c", str(config), "--execute"])
+    done = runner.invoke(app, [*restoring, "--execute"])
     assert done.exit_code == 0, done.output
     assert tree.live() == KEYS and tree.kept() == []
     assert all(tree.read(key) == f"body of {key}".encode() for key in KEYS)
@@ -221,6 +222,18 @@ def test_an_object_that_exists_again_is_reported_not_overwritten(
     refused = [e for e in audit(config) if e["outcome"].startswith("not restored")]
     assert [e["keys"] for e in refused] == [[KEYS[3]]]
     verifies(config)
+
+
+def test_what_is_past_its_window_is_not_restored(
+    sqlite_db: Database, tmp_path: Path, tree: Tree
+) -> None:
+    """Eight days on, before any run purged them, a P7D window's objects stay in quarantine
+    (they wait for their purge) and the restore finds nothing to put back."""
+    config = world(sqlite_db, tmp_path, tree)
+    result = run(config)
+    late = Executor(load_config(config), now=NOW + dt.timedelta(days=8), live=True)
+    assert late.restore(result.run_id).outcomes == ()
+    assert tree.live() == [] and tree.kept() == KEYS
 
 
 def test_a_run_purges_what_is_past_its_window(
