@@ -483,7 +483,8 @@ def _check_dataset(
     if ds.quarantine is not None and not can.quarantine:
         errors.append(
             lines.error(
-                f"a dataset on a {store.kind} store has no quarantine (only SQL tables do)",
+                f"a dataset on a {store.kind} store has no quarantine (SQL tables, buckets and "
+                "file trees do)",
                 (*where, "quarantine"),
             )
         )

@@ -100,6 +100,8 @@ def _objects(
         max_batch=1000,
         recount_after_run=False,
         probed_when_ready=False,
+        quarantine=True,  # a quarantine area in the bucket or tree (``.retention-quarantine``)
+        replay=True,
     )
 
 

@@ -34,7 +34,7 @@ from .holdcheck import HoldWarning, unmatched_hold_ids
 from .holds import HoldsFile
 from .rules import Rule
 from .stores import Stores
-from .stores.base import Counts, Store, Tally, Target
+from .stores.base import Counts, Quarantined, Store, Tally, Target
 
 SAMPLE_KEYS = 5
 
@@ -174,6 +174,7 @@ class Plan:
     records: tuple[DatasetRecords, ...] = ()
     breakers: tuple[Refusal, ...] = ()  # rules a run would refuse (limits)
     approvals: tuple[Refusal, ...] = ()  # rules a live run would wait for an approval for
+    quarantine: tuple[Quarantined, ...] = ()  # what quarantined datasets keep, restorable
 
     @property
     def violations(self) -> tuple[RulePlan, ...]:
@@ -210,6 +211,7 @@ class Plan:
             "totals": self.totals(),
             "rule_matches": self.matches(),
             "datasets": [r.as_dict() for r in self.records],
+            "quarantine": [q.as_dict() for q in self.quarantine],
         }
 
 
@@ -316,6 +318,7 @@ def make_plan(
                 continue
             records.append(DatasetRecords(dataset, name, distinct))
         warnings = tuple(unmatched_hold_ids(config, holds, opened))
+        kept = _quarantine(config, opened, datasets, failed)
     return Plan(
         now=now,
         freeze=holds.freeze,
@@ -331,7 +334,27 @@ def make_plan(
         records=tuple(r for r in records if r.store not in failed),
         breakers=tuple(breakers),
         approvals=tuple(approvals),
+        quarantine=kept,
     )
+
+
+def _quarantine(
+    config: Config, opened: Stores, datasets: Iterable[str], failed: dict[str, Any]
+) -> tuple[Quarantined, ...]:
+    """What each quarantined dataset (of `datasets`, default all) keeps now; a store that
+    cannot say is skipped with its rules (`failed`)."""
+    wanted = set(datasets)
+    found: list[Quarantined] = []
+    for dataset in config.datasets.values():
+        if dataset.config.quarantine is None or (wanted and dataset.name not in wanted):
+            continue
+        if dataset.store in failed:
+            continue
+        try:
+            found += opened[dataset.store].quarantined(dataset)
+        except StoreError as exc:
+            failed[dataset.store] = (str(exc), [], not isinstance(exc, StoreMisconfigured))
+    return tuple(found)
 
 
 def _breaker(

@@ -44,6 +44,7 @@ from .tables import Col, show
 if TYPE_CHECKING:
     from ..holdsreport import HoldsReport
     from ..planner import Plan
+    from ..stores.base import Quarantined
 
 
 @app.command()
@@ -279,6 +280,8 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None, *, wide: bool = False
             out.print(f"{row.rule} on {row.dataset}: {'; '.join(notes)}", highlight=False)
         if row.subject is not None:
             out.print(f"{row.rule} on {row.dataset} reads subject {row.subject}", highlight=False)
+    for kept in result.quarantine:
+        out.print(f"quarantine: {_kept(kept, zone or dt.UTC)}", highlight=False)
     if result.holds_in_force:
         out.print(f"holds in force: {', '.join(result.holds_in_force)}", highlight=False)
     for hold, ends in result.holds_ending:
@@ -301,6 +304,15 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None, *, wide: bool = False
             f"{skipped.message}",
             highlight=False,
         )
+
+
+def _kept(kept: Quarantined, zone: dt.tzinfo) -> str:
+    """``tickets keeps 10, purged on 2026-06-08`` (or between two dates, or nothing)."""
+    if not kept.count or kept.first_purge is None or kept.last_purge is None:
+        return f"{kept.dataset} keeps nothing"
+    first, last = (f"{m.astimezone(zone):%Y-%m-%d}" for m in (kept.first_purge, kept.last_purge))
+    when = f"on {first}" if first == last else f"from {first} to {last}"
+    return f"{kept.dataset} keeps {kept.count}, purged {when}"
 
 
 EXPLAIN_COLUMNS = (
