@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, exists, literal, literal_column, not_, select, text
+from sqlalchemy import Column, Connection, MetaData, Table, exists, literal, select, text, true
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import replacement_traverse
 
-from .keys import KeyTuple, fetch_keys, fetch_rows
+from .keys import KeyTuple, fetch_rows, key_after
 from .select import Selection
 
 _LEAVES = text(
@@ -80,23 +81,58 @@ def lock(connection: Connection, partition: Partition) -> None:
     )
 
 
-def whole_partition_keys(
+def whole_partition_rows(
     connection: Connection,
     selection: Selection,
     partition: Partition,
-    extra: Sequence[ColumnElement[Any]] = (),
+    extra: Sequence[ColumnElement[Any]],
+    chunk: int,
 ) -> list[KeyTuple] | None:
     """The keys of every row of `partition`, each followed by the values of `extra`, when all
-    of them are actionable now (else None, and None for an empty partition)."""
+    of them are actionable now; else None (and None for an empty partition).
+
+    Whether they all are is decided in the database, no row sent (the first one that is not,
+    or is unknown: NULL counts as not, ends the scan); then the rows are read in key order,
+    `chunk` at a time (keyset pages: nothing moves under the caller's lock). Both read the
+    partition itself: a filter on the parent's ``tableoid`` would read every partition, as
+    PostgreSQL prunes on the partition key only."""
     table = selection.table
-    mine: Any = literal_column(f"{_regclass(connection, table)}.tableoid") == literal(partition.oid)
-    blocking = exists(select(literal(1)).select_from(table).where(mine, not_(selection.actionable)))
-    if connection.execute(select(blocking)).scalar():
+    leaf = _leaf(table, partition)
+    staying = _on_leaf(selection.actionable, table, leaf).is_not(true())
+    one_stays = exists(select(literal(1)).select_from(leaf).where(staying))
+    if connection.execute(select(one_stays)).scalar():
         return None
-    columns = [*selection.key, *extra]
-    result = connection.execute(select(*columns).where(mine).order_by(*selection.key))
-    keys = fetch_rows(result, columns) if extra else fetch_keys(result, selection.key)
-    return keys or None
+    key = tuple(_on_leaf(column, table, leaf) for column in selection.key)
+    columns = [*key, *(_on_leaf(column, table, leaf) for column in extra)]
+    query = select(*columns).select_from(leaf).order_by(*key).limit(chunk)
+    rows: list[KeyTuple] = []
+    page = query
+    while len(part := fetch_rows(connection.execute(page), columns)) == chunk:
+        rows += part
+        page = query.where(key_after(key, part[-1][: len(key)]))  # type: ignore[arg-type]
+    rows += part
+    return rows or None
+
+
+def _leaf(table: Table, partition: Partition) -> Table:
+    """`partition` as a table with `table`'s columns (a partition has its parent's columns)."""
+    columns = [Column(c.name, c.type, key=c.key) for c in table.columns]
+    return Table(partition.name, MetaData(), *columns, schema=partition.schema)
+
+
+def _on_leaf(expression: ColumnElement[Any], table: Table, leaf: Table) -> ColumnElement[Any]:
+    """`expression` with `table` and its columns read from `leaf` instead (subqueries on
+    other tables, and aliases of `table` itself, are left as they are)."""
+
+    def swap(element: Any, **_: Any) -> Any:
+        if element is table:
+            return leaf
+        if isinstance(element, Column) and element.table is table:
+            return leaf.c[element.key]
+        return None
+
+    swapped: ColumnElement[Any] = replacement_traverse(expression, {}, swap)
+    return swapped
 
 
 def truncate(connection: Connection, partition: Partition) -> None:
@@ -108,5 +144,5 @@ __all__ = [
     "droppable_partitions",
     "lock",
     "truncate",
-    "whole_partition_keys",
+    "whole_partition_rows",
 ]
