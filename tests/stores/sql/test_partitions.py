@@ -21,6 +21,7 @@ from retention.statedb import open_state
 from retention.testing import CrashAt, SimulatedCrash, examples
 
 from ...conftest import Database
+from ...samples import load_pagila, require_sample
 from ...scenario import Scenario, rule, utc
 
 pytestmark = pytest.mark.postgres
@@ -222,3 +223,104 @@ def test_a_crash_after_a_truncates_intent_is_settled_once(
     assert present(postgres_db) == {}
     done = [k for e in entries(config) if e.outcome == "done" for k in json.loads(e.keys)]
     assert sorted(k.split("/")[0] for k in done) == ["1", "2", "3"]
+
+
+# --- Pagila: a real partitioned table (payment, by month of 2022) -------------------------
+
+PAGILA_NOW = utc("2023-03-01 00:00:00")  # P1Y: January's and February's payments are due
+HELD_CUSTOMER = 70  # one payment before March, in payment_p2022_01
+
+
+def pagila_config(db: Database, tmp_path: Path, **settings: Any) -> Any:
+    """Payments as a dataset of customers, a P1Y delete rule on them, customer 70 held."""
+    schema = load_pagila(db.url)
+    world = Scenario(db, tmp_path)
+    subjects = {
+        "customer": {
+            "store": "app",
+            "table": f"{schema}.customer",
+            "key": "customer_id",
+            "events": {"created": "create_date"},
+        }
+    }
+    payment = {
+        "store": "app",
+        "table": f"{schema}.payment",
+        "key": ["payment_date", "payment_id"],
+        "category": "payments",
+        "subject": {"type": "customer", "column": "customer_id"},
+        "timestamps": {"created": "payment_date"},
+    }
+    return world.config(
+        [rule("purge", applies_to={"dataset": "payment"}, retain="P1Y")],
+        datasets={"payment": payment},
+        subjects=subjects,
+        holds={"holds": [{"id": "case", "subjects": {"customer": [HELD_CUSTOMER]}}]},
+        audit={"keys": "plain"},
+        **settings,
+    )
+
+
+def payments(db: Database) -> dict[str, int]:
+    """Payments left per partition, and ``due`` (those before March) not held."""
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT tableoid::regclass::text, count(*) FROM payment GROUP BY 1 UNION ALL "
+                "SELECT 'due', count(*) FROM payment WHERE payment_date < '2022-03-01 00:00Z' "
+                "AND customer_id <> :held"
+            ),
+            {"held": HELD_CUSTOMER},
+        )
+        return {str(name): int(count) for name, count in rows}
+
+
+@require_sample("pagila", "pagila-data.sql")
+def test_pagila_payments_a_due_partition_is_truncated_and_a_held_row_keeps_its_own(
+    postgres_db: Database, tmp_path: Path
+) -> None:
+    """February's partition is wholly due and unheld: truncated, its 2,401 keys audited.
+    January's holds customer 70's one payment: not truncated, its 722 other payments deleted by
+    row batches, the held one kept. Later months are not due and stay whole."""
+    config = pagila_config(postgres_db, tmp_path, batch_size=500)
+    before = payments(postgres_db)
+    assert before["payment_p2022_01"] == 723 and before["payment_p2022_02"] == 2401
+    Executor(config, now=PAGILA_NOW, live=True).run()
+    after = payments(postgres_db)
+    assert after["due"] == 0  # nothing due and unheld remains
+    assert after["payment_p2022_01"] == 1 and "payment_p2022_02" not in after
+    assert {name: n for name, n in after.items() if name > "payment_p2022_02"} == {
+        name: n for name, n in before.items() if name > "payment_p2022_02"
+    }
+    found = entries(config)
+    truncated = [e for e in found if "truncated" in (e.detail or "")]
+    assert {e.detail for e in truncated} == {"partition payment_p2022_02 truncated"}
+    assert sum(len(json.loads(e.keys)) for e in truncated) == 2401
+    assert all(e.count <= 500 for e in truncated)  # batches of at most batch_size keys
+    by_rows = [k for e in found if e not in truncated for k in json.loads(e.keys)]
+    assert len(by_rows) == len(set(by_rows)) == 722
+    with postgres_db.engine.connect() as connection:
+        kept = connection.execute(
+            text("SELECT payment_date, payment_id FROM payment_p2022_01")
+        ).one()
+    assert f"{kept[0]}/{kept[1]}" not in by_rows
+
+
+@require_sample("pagila", "pagila-data.sql")
+@pytest.mark.parametrize("crash", [CrashAt("intent", 2), CrashAt("audit", 1)])
+def test_pagila_a_crash_around_a_truncate_loses_nothing_and_does_nothing_twice(
+    postgres_db: Database, tmp_path: Path, crash: CrashAt
+) -> None:
+    """Killed after the second of a partition's intents (its truncate not committed), or after
+    the truncate committed but before its audit entries: the next run ends with nothing due
+    and unheld left, and every deleted payment audited exactly once."""
+    config = pagila_config(postgres_db, tmp_path, batch_size=1000)
+    with pytest.raises(SimulatedCrash):
+        Executor(config, now=PAGILA_NOW, live=True, probe=crash).run()
+    left = payments(postgres_db)
+    assert left["payment_p2022_01"] == 723  # January goes by row batches, after the partitions
+    assert left.get("payment_p2022_02", 0) == (2401 if crash.point == "intent" else 0)
+    Executor(config, now=PAGILA_NOW, live=True).run()
+    assert payments(postgres_db)["due"] == 0
+    done = [k for e in entries(config) if e.outcome == "done" for k in json.loads(e.keys)]
+    assert len(done) == len(set(done)) == 722 + 2401
