@@ -624,6 +624,10 @@ class Batches:
 
     def _describe_refusal(self, exc: IntegrityError) -> str:
         table = self.dataset.config.table or ""
+        said = first_line(exc)
+        if self.store.sql.partitions:  # the partitioned tables, not the partitions it names
+            with self.store.engine.connect() as connection:
+                said = partitions.parent_names(connection, said)
         referencing = self.store.referencing(table)
         declared = {(c.dataset.config.table, c.column) for c in self.dataset.cascade}
         undeclared = [f"{t}.{c}" for t, c in referencing if (t, c) not in declared]
@@ -633,13 +637,13 @@ class Batches:
                 f"deleting from {table} is refused by the foreign key from {cascaded}: "
                 f"{self.store.dialect} cannot delete rows and the rows referring to them in one "
                 "transaction, even children first; nothing in this batch was changed. Drop the "
-                f"foreign key (the cascade still deletes the children first) ({first_line(exc)})"
+                f"foreign key (the cascade still deletes the children first) ({said})"
             )
         where = ", ".join(undeclared) if undeclared else "another table"
         return (
             f"deleting from {table} is refused by a foreign key from {where}; nothing in this "
             "batch was changed. Declare `cascade: [{dataset: <that dataset>, column: <column>}]` "
-            f"on dataset {self.dataset.name!r} if those rows should go too ({first_line(exc)})"
+            f"on dataset {self.dataset.name!r} if those rows should go too ({said})"
         )
 
 

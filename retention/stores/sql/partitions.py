@@ -11,6 +11,7 @@ dataset with cascade children) goes by row batches instead.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,15 @@ _LEAVES = text(
     "SELECT c.oid, n.nspname, c.relname FROM tree JOIN pg_class c ON c.oid = tree.oid "
     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' ORDER BY c.relname"
 )
+_ROOTS = text(
+    "WITH RECURSIVE up(child, parent) AS ("
+    " SELECT inhrelid, inhparent FROM pg_inherits"
+    " UNION ALL SELECT up.child, i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.parent)"
+    " SELECT c.relname, p.relname FROM up JOIN pg_class c ON c.oid = up.child"
+    " JOIN pg_class p ON p.oid = up.parent"
+    " WHERE NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = up.parent)"
+)
+_QUOTED = re.compile(r'"((?:[^"]|"")+)"')
 _PARTITIONED = text(
     "SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = CAST(:parent AS regclass)"
 )
@@ -135,6 +145,18 @@ def _on_leaf(expression: ColumnElement[Any], table: Table, leaf: Table) -> Colum
     return swapped
 
 
+def parent_names(connection: Connection, message: str) -> str:
+    """`message` (a driver's, such as a foreign key's refusal) with each quoted partition name
+    replaced by its partitioned table's: the table the user configured, not its pieces."""
+    roots = {str(child): str(root) for child, root in connection.execute(_ROOTS)}
+
+    def parent(found: re.Match[str]) -> str:
+        name = found.group(1).replace('""', '"')
+        return '"' + roots.get(name, name).replace('"', '""') + '"'
+
+    return _QUOTED.sub(parent, message)
+
+
 def truncate(connection: Connection, partition: Partition) -> None:
     connection.exec_driver_sql(f"TRUNCATE TABLE {partition.quoted(connection)}")
 
@@ -143,6 +165,7 @@ __all__ = [
     "Partition",
     "droppable_partitions",
     "lock",
+    "parent_names",
     "truncate",
     "whole_partition_rows",
 ]

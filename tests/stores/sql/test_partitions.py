@@ -146,16 +146,23 @@ def test_a_partition_with_one_held_row_is_not_dropped(
 def test_a_table_other_tables_refer_to_goes_by_row_batches(
     postgres_db: Database, tmp_path: Path
 ) -> None:
-    """A foreign key to the partitioned table: no partition is truncated (the rows other tables
-    need are found by the row batches' refusal, which names the partitioned table)."""
+    """A foreign key to the partitioned table, from a partitioned table: no partition is
+    truncated (the rows other tables need are found by the row batches' refusal), and the
+    refusal names both partitioned tables, never a partition, even in the driver's words."""
     world = partitioned(postgres_db, tmp_path)
     add(postgres_db, [(i, dt.datetime(2023, 3, i), 1) for i in range(1, 4)])
     with postgres_db.engine.begin() as connection:
         connection.execute(
             text(
-                "CREATE TABLE notes (id integer PRIMARY KEY, event_id integer, "
-                "event_at timestamp, FOREIGN KEY (event_id, event_at) "
-                "REFERENCES events (id, created_at))"
+                "CREATE TABLE notes (id integer, event_id integer, event_at timestamp, "
+                "PRIMARY KEY (id, event_at), FOREIGN KEY (event_id, event_at) "
+                "REFERENCES events (id, created_at)) PARTITION BY RANGE (event_at)"
+            )
+        )
+        connection.execute(
+            text(
+                "CREATE TABLE notes_2023 PARTITION OF notes "
+                "FOR VALUES FROM ('2023-01-01') TO ('2024-01-01')"
             )
         )
         connection.execute(text("INSERT INTO notes VALUES (1, 2, '2023-03-02')"))
@@ -165,6 +172,8 @@ def test_a_table_other_tables_refer_to_goes_by_row_batches(
     assert outcome.acted == 0 and present(postgres_db) == {"events_2023": {1, 2, 3}}
     message = str(outcome.message)
     assert "deleting from events is refused by a foreign key from notes.event_id" in message
+    assert 'on table "events"' in message and 'on table "notes"' in message
+    assert "events_2023" not in message and "notes_2023" not in message
 
 
 LAYOUTS = st.lists(
@@ -324,3 +333,33 @@ def test_pagila_a_crash_around_a_truncate_loses_nothing_and_does_nothing_twice(
     assert payments(postgres_db)["due"] == 0
     done = [k for e in entries(config) if e.outcome == "done" for k in json.loads(e.keys)]
     assert len(done) == len(set(done)) == 722 + 2401
+
+
+def test_a_row_whose_clock_is_null_keeps_its_partition(
+    postgres_db: Database, tmp_path: Path
+) -> None:
+    """A partition (by key range) holding a due row and one whose clock is NULL: the NULL one
+    is never due (the row batches leave it too), so the partition is not truncated."""
+    world = Scenario(postgres_db, tmp_path)
+    world.accounts({"id": 1})
+    with postgres_db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE TABLE logs (id integer PRIMARY KEY, created_at timestamp, "
+                "account_id integer) PARTITION BY RANGE (id)"
+            )
+        )
+        connection.execute(
+            text("CREATE TABLE logs_low PARTITION OF logs FOR VALUES FROM (1) TO (100)")
+        )
+        connection.execute(text("INSERT INTO logs VALUES (1, '2023-03-01', 1), (2, NULL, 1)"))
+    logs = {**EVENTS, "table": "logs", "key": ["id"]}
+    config = world.config(
+        [rule("purge", applies_to={"dataset": "logs"}, retain="P1Y")],
+        datasets={"logs": logs},
+        audit={"keys": "plain"},
+    )
+    Executor(config, now=NOW, live=True).run()
+    with postgres_db.engine.connect() as connection:
+        assert connection.execute(text("SELECT id FROM logs")).scalars().all() == [2]
+    assert not any("truncated" in (e.detail or "") for e in entries(config))
