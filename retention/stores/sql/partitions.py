@@ -2,11 +2,15 @@
 
 Time-partitioned tables are the usual shape of large personal-data tables. When every row of a
 partition is due, unheld, not blocked by a keep rule and left to no other rule, ``TRUNCATE`` of
-the partition is a thousand times cheaper than deleting its rows batch by batch. The check and
-the truncate run in one transaction that first takes the partition's ``ACCESS EXCLUSIVE`` lock,
-so no row can arrive, change or be held in the partition between them: the holds are read after
-the lock. A partition with one row that must stay (or a table other tables refer to, or a
-dataset with cascade children) goes by row batches instead.
+the partition is far cheaper than deleting its rows batch by batch. A first look, without a
+lock, keeps the partitions with a row that must stay out of it; each other one is checked again
+in one transaction that first takes its ``ACCESS EXCLUSIVE`` lock, so no row can arrive or
+change in it until the truncate commits, and the caller truncates it only if the holds file did
+not change since the check was built from it. A partition with one row that must stay (or a
+table other tables refer to, or a dataset with cascade children) goes by row batches instead.
+
+Every query reads the partition itself, never the parent filtered on ``tableoid``: PostgreSQL
+prunes partitions on the partition key only, and that filter reads all of them.
 """
 
 from __future__ import annotations
@@ -72,7 +76,10 @@ def _regclass(connection: Connection, table: Table) -> str:
 def droppable_partitions(connection: Connection, selection: Selection) -> list[Partition]:
     """The leaf partitions of `selection`'s table that could be emptied whole: none when the
     table is not partitioned, another table refers to it, or its dataset cascades or has rival
-    delete rules (their records are chosen row by row)."""
+    delete rules (their records are chosen row by row); else those that hold rows, all of them
+    actionable as the caller's transaction sees them. Only these are then locked (and checked
+    again): a partition the application still writes to, the current month's, is never held
+    in an exclusive lock."""
     if selection.dataset.cascade or selection.rivals:
         return []
     parent = _regclass(connection, selection.table)
@@ -81,7 +88,20 @@ def droppable_partitions(connection: Connection, selection: Selection) -> list[P
     if connection.execute(_REFERENCED, {"parent": parent}).scalar():
         return []
     rows = connection.execute(_LEAVES, {"parent": parent})
-    return [Partition(int(oid), str(schema), str(name)) for oid, schema, name in rows]
+    leaves = [Partition(int(oid), str(schema), str(name)) for oid, schema, name in rows]
+    return [p for p in leaves if _all_go(connection, selection, p)]
+
+
+def _all_go(connection: Connection, selection: Selection, partition: Partition) -> bool:
+    """Whether `partition` holds rows and every one of them is actionable now (decided in the
+    database, no row sent: the first that is not, or is unknown, NULL, ends the scan)."""
+    table = selection.table
+    leaf = _leaf(table, partition)
+    staying = _on_leaf(selection.actionable, table, leaf).is_not(true())
+    some = exists(select(literal(1)).select_from(leaf))
+    one_stays = exists(select(literal(1)).select_from(leaf).where(staying))
+    found, stays = connection.execute(select(some, one_stays)).one()
+    return bool(found) and not stays
 
 
 def lock(connection: Connection, partition: Partition) -> None:
@@ -98,20 +118,15 @@ def whole_partition_rows(
     extra: Sequence[ColumnElement[Any]],
     chunk: int,
 ) -> list[KeyTuple] | None:
-    """The keys of every row of `partition`, each followed by the values of `extra`, when all
-    of them are actionable now; else None (and None for an empty partition).
+    """The keys of every row of `partition`, each followed by the values of `extra`, when it
+    holds rows and all of them are actionable now (:func:`_all_go`); else None.
 
-    Whether they all are is decided in the database, no row sent (the first one that is not,
-    or is unknown: NULL counts as not, ends the scan); then the rows are read in key order,
-    `chunk` at a time (keyset pages: nothing moves under the caller's lock). Both read the
-    partition itself: a filter on the parent's ``tableoid`` would read every partition, as
-    PostgreSQL prunes on the partition key only."""
+    The rows are read in key order, `chunk` at a time (keyset pages: nothing moves under the
+    caller's lock)."""
+    if not _all_go(connection, selection, partition):
+        return None
     table = selection.table
     leaf = _leaf(table, partition)
-    staying = _on_leaf(selection.actionable, table, leaf).is_not(true())
-    one_stays = exists(select(literal(1)).select_from(leaf).where(staying))
-    if connection.execute(select(one_stays)).scalar():
-        return None
     key = tuple(_on_leaf(column, table, leaf) for column in selection.key)
     columns = [*key, *(_on_leaf(column, table, leaf) for column in extra)]
     query = select(*columns).select_from(leaf).order_by(*key).limit(chunk)
@@ -121,7 +136,7 @@ def whole_partition_rows(
         rows += part
         page = query.where(key_after(key, part[-1][: len(key)]))  # type: ignore[arg-type]
     rows += part
-    return rows or None
+    return rows
 
 
 def _leaf(table: Table, partition: Partition) -> Table:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -18,7 +19,7 @@ from retention.audit import AuditLog
 from retention.executor import Executor
 from retention.runevents import RUN_ACTION
 from retention.statedb import open_state
-from retention.testing import CrashAt, SimulatedCrash, examples
+from retention.testing import CrashAt, OnPoint, SimulatedCrash, examples, replace_file
 
 from ...conftest import Database
 from ...samples import load_pagila, require_sample
@@ -362,4 +363,25 @@ def test_a_row_whose_clock_is_null_keeps_its_partition(
     Executor(config, now=NOW, live=True).run()
     with postgres_db.engine.connect() as connection:
         assert connection.execute(text("SELECT id FROM logs")).scalars().all() == [2]
+    assert not any("truncated" in (e.detail or "") for e in entries(config))
+
+
+def test_a_hold_placed_as_a_partition_is_truncated_keeps_it(
+    postgres_db: Database, tmp_path: Path
+) -> None:
+    """A hold on account 2 placed just as 2023's partition is truncated (on the data thread,
+    before the commit): the partition is checked again with it, not truncated, and only
+    account 1's rows go, by row batches."""
+    world = partitioned(postgres_db, tmp_path)
+    add(postgres_db, [(i, dt.datetime(2023, 3, i), 1 + (i == 3)) for i in range(1, 6)])
+    config = config_for(world)
+    assert config.holds_path is not None
+    holds_path = config.holds_path
+    late = {"holds": [{"id": "late", "subjects": {"account": [2]}}]}
+
+    def place() -> None:
+        replace_file(holds_path, yaml.safe_dump(late))
+
+    Executor(config, now=NOW, live=True, probe=OnPoint("write", place)).run()
+    assert present(postgres_db) == {"events_2023": {3}}
     assert not any("truncated" in (e.detail or "") for e in entries(config))
