@@ -260,12 +260,9 @@ class Batches:
                 scans.append(self._scan(found[index + 1], next(lanes)))
             yield from self._drop(partition, scan)
 
-    def _scan(
-        self, partition: partitions.Partition, connection: Connection, inline: bool = False
-    ) -> _Scan:
+    def _scan(self, partition: partitions.Partition, connection: Connection) -> _Scan:
         """Lock `partition`, read its rows and, if they all go, truncate it (on the data
-        thread when pipelined, unless `inline`), in a transaction left open for
-        :meth:`_drop`."""
+        thread when pipelined), in a transaction left open for :meth:`_drop`."""
         holds = self.run.holds()
         selection = self.builder.build(self.rule, self.dataset, holds)
         columns = self._facts(selection).columns
@@ -281,21 +278,20 @@ class Batches:
             return rows
 
         rows: Future[list[KeyTuple] | None] = Future()
-        if self.data_thread is not None and not inline:
+        if self.data_thread is not None:
             rows = self.data_thread.submit(scan)
         else:
             rows.set_result(scan())
         return _Scan(connection, transaction, holds, selection, rows)
 
     def _drop(self, partition: partitions.Partition, scan: _Scan) -> Iterator[BatchResult]:
-        """Finish a scanned partition: if it was truncated with the holds in force now, its
-        batches' intents, the commit, then their audit entries."""
+        """Finish a scanned partition: if it was truncated, with the holds still those it was
+        checked with, its batches' intents, the commit, then their audit entries."""
         rows = scan.rows.result()
-        if self.run.holds() is not scan.holds:  # changed since it was read: all over again
-            scan.transaction.rollback()
-            scan = self._scan(partition, scan.connection, inline=True)
-            rows = scan.rows.result()
-        if rows is None:
+        if rows is None or self.run.holds() is not scan.holds:
+            # not all of it goes, or the holds changed since it was checked: its rows are left
+            # to the row batches, which read the holds again (checking it again here, locking
+            # it anew, could wait for the next partition's transaction: a deadlock)
             scan.transaction.rollback()
             return
         batches = []

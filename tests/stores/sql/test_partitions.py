@@ -370,8 +370,8 @@ def test_a_hold_placed_as_a_partition_is_truncated_keeps_it(
     postgres_db: Database, tmp_path: Path
 ) -> None:
     """A hold on account 2 placed just as 2023's partition is truncated (on the data thread,
-    before the commit): the partition is checked again with it, not truncated, and only
-    account 1's rows go, by row batches."""
+    before the commit): the truncate is rolled back, and the row batches, with the new holds,
+    delete only account 1's rows."""
     world = partitioned(postgres_db, tmp_path)
     add(postgres_db, [(i, dt.datetime(2023, 3, i), 1 + (i == 3)) for i in range(1, 6)])
     config = config_for(world)
