@@ -42,6 +42,7 @@ _ROOTS = text(
     " JOIN pg_class p ON p.oid = up.parent"
     " WHERE NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = up.parent)"
 )
+_AT_ONCE = 64  # partitions checked in one statement
 _QUOTED = re.compile(r'"((?:[^"]|"")+)"')
 _PARTITIONED = text(
     "SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = CAST(:parent AS regclass)"
@@ -89,19 +90,28 @@ def droppable_partitions(connection: Connection, selection: Selection) -> list[P
         return []
     rows = connection.execute(_LEAVES, {"parent": parent})
     leaves = [Partition(int(oid), str(schema), str(name)) for oid, schema, name in rows]
-    return [p for p in leaves if _all_go(connection, selection, p)]
+    found = []
+    for start in range(0, len(leaves), _AT_ONCE):
+        some = leaves[start : start + _AT_ONCE]
+        found += [p for p, go in zip(some, _all_go(connection, selection, some), strict=True) if go]
+    return found
 
 
-def _all_go(connection: Connection, selection: Selection, partition: Partition) -> bool:
-    """Whether `partition` holds rows and every one of them is actionable now (decided in the
-    database, no row sent: the first that is not, or is unknown, NULL, ends the scan)."""
+def _all_go(
+    connection: Connection, selection: Selection, leaves: Sequence[Partition]
+) -> list[bool]:
+    """Whether each of `leaves` holds rows and every one of them is actionable now, in one
+    statement (decided in the database, no row sent: in each partition the first row that is
+    not, or is unknown, NULL, ends its scan)."""
     table = selection.table
-    leaf = _leaf(table, partition)
-    staying = _on_leaf(selection.actionable, table, leaf).is_not(true())
-    some = exists(select(literal(1)).select_from(leaf))
-    one_stays = exists(select(literal(1)).select_from(leaf).where(staying))
-    found, stays = connection.execute(select(some, one_stays)).one()
-    return bool(found) and not stays
+    checks: list[ColumnElement[bool]] = []
+    for partition in leaves:
+        leaf = _leaf(table, partition)
+        staying = _on_leaf(selection.actionable, table, leaf).is_not(true())
+        checks.append(exists(select(literal(1)).select_from(leaf)))
+        checks.append(exists(select(literal(1)).select_from(leaf).where(staying)))
+    row = connection.execute(select(*checks)).one()
+    return [bool(row[i]) and not row[i + 1] for i in range(0, len(row), 2)]
 
 
 def lock(connection: Connection, partition: Partition) -> None:
@@ -123,7 +133,7 @@ def whole_partition_rows(
 
     The rows are read in key order, `chunk` at a time (keyset pages: nothing moves under the
     caller's lock)."""
-    if not _all_go(connection, selection, partition):
+    if not _all_go(connection, selection, [partition])[0]:
         return None
     table = selection.table
     leaf = _leaf(table, partition)
