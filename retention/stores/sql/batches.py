@@ -249,15 +249,15 @@ class Batches:
             selection = self.builder.build(self.rule, self.dataset, self.run.holds())
             found = partitions.droppable_partitions(connections[0], selection)
         lanes = itertools.cycle(connections)
-        scans = [self._scan(partition, next(lanes)) for partition in found[:1]]
+        ahead: list[_Scan] = []  # the next partition's scan, under way on the data thread
         for index, partition in enumerate(found):
-            scan = scans.pop()
+            scan = ahead.pop() if ahead else self._scan(partition, next(lanes))
             if self.run.should_stop():
                 wait([scan.rows])  # the connection is free once its scan is over
                 scan.transaction.rollback()
                 raise Stopped
-            if index + 1 < len(found):  # scanned while this one is truncated
-                scans.append(self._scan(found[index + 1], next(lanes)))
+            if self.data_thread is not None and index + 1 < len(found):
+                ahead.append(self._scan(found[index + 1], next(lanes)))
             yield from self._drop(partition, scan)
 
     def _scan(self, partition: partitions.Partition, connection: Connection) -> _Scan:

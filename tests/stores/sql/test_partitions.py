@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import text
 from retention.audit import AuditLog
 from retention.executor import Executor
 from retention.runevents import RUN_ACTION
+from retention.sqldialects import DIALECTS
 from retention.statedb import open_state
 from retention.testing import CrashAt, OnPoint, SimulatedCrash, examples, replace_file
 
@@ -99,11 +101,15 @@ def config_for(world: Scenario, holds: dict[str, Any] | None = None) -> Any:
     )
 
 
+@pytest.mark.parametrize("pipelined", [True, False])
 def test_a_due_unheld_partition_is_truncated_with_its_keys_audited(
-    postgres_db: Database, tmp_path: Path
+    postgres_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipelined: bool
 ) -> None:
     """2023's and 2024's partitions are wholly due: each goes in one truncate, audited with every
-    key it held; 2025 holds one row not yet due, so its due rows go by row batches."""
+    key it held; 2025 holds one row not yet due, so its due rows go by row batches. The same
+    with the next partition checked while one is audited (pipelined) or one after the other."""
+    flags = replace(DIALECTS["postgresql"], pipelined=pipelined)
+    monkeypatch.setitem(DIALECTS, "postgresql", flags)
     world = partitioned(postgres_db, tmp_path)
     add(postgres_db, [(i, dt.datetime(2023, 3, i), 1) for i in range(1, 6)])
     add(postgres_db, [(i, dt.datetime(2024, 2, i), 2) for i in range(6, 9)])
