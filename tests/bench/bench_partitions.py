@@ -92,28 +92,14 @@ def build(url: str, schema: str, rows: int) -> str:
 
 @dataclass(frozen=True)
 class Run:
-    """One live run: wall-clock and CPU seconds (this process's), the WAL the server wrote
-    meanwhile (its write work; server-wide, so other sessions' too), the rows deleted."""
+    """One live run: wall-clock and CPU seconds (this process's), the rows deleted."""
 
     seconds: float
     cpu: float
-    wal: int
     rows: int
 
     def line(self, label: str) -> str:
-        return (
-            f"  {label:<38} {self.seconds:7.2f} s, CPU {self.cpu:6.2f} s, "
-            f"WAL {self.wal / 2**20:7.1f} MiB, {self.rows:,} rows"
-        )
-
-
-def wal_position(url: str) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as c:
-            return int(c.execute(text("SELECT pg_current_wal_lsn() - '0/0'")).scalar_one())
-    finally:
-        engine.dispose()
+        return f"  {label:<38} {self.seconds:7.2f} s, CPU {self.cpu:6.2f} s, {self.rows:,} rows"
 
 
 def enforce(url: str, table: str, work: Path) -> Run:
@@ -143,14 +129,12 @@ def enforce(url: str, table: str, work: Path) -> Run:
     if table != "events":
         DIALECTS["postgresql"] = replace(flags, partitions=False)
     try:
-        wal = wal_position(url)
         started, cpu = time.perf_counter(), time.process_time()
         result = Executor(loaded, now=NOW, live=True).run()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-        wal = wal_position(url) - wal
     finally:
         DIALECTS["postgresql"] = flags
-    return Run(seconds, cpu, wal, sum(o.acted for o in result.outcomes))
+    return Run(seconds, cpu, sum(o.acted for o in result.outcomes))
 
 
 def drop(url: str, schema: str) -> None:
