@@ -107,8 +107,9 @@ class CategorySpec:
 
 
 _PERSONAL_COLUMNS = {"account": "account_id"}
-"""Personal fields stored under another column name: ``account`` is the subject link itself,
-which a de-identifying rule may null (24SevenOffice usage patterns)."""
+"""Personal fields stored under another column: ``account`` is the subject link itself, which
+a de-identifying rule may null (24SevenOffice usage patterns). Declared only for a pack whose
+rules anonymize it: elsewhere the link is the subject, not a personal field."""
 
 _TEXT = {
     "name": 120,
@@ -239,15 +240,21 @@ def define_tables(categories: Iterable[str]) -> tuple[MetaData, dict[str, Table]
     return metadata, tables
 
 
-def dataset_config(category: str) -> dict[str, Any]:
-    """The `datasets:` entry for one category's table."""
+def dataset_config(category: str, anonymized: Iterable[str] = ()) -> dict[str, Any]:
+    """The `datasets:` entry for one category's table; `anonymized` names the personal fields
+    the pack's rules anonymize there (a subject link is declared personal only then)."""
     spec = CATEGORIES[category]
     entry: dict[str, Any] = {"store": "app", "table": spec.table, "key": "id", "category": category}
     if spec.subject:
         entry["subject"] = {"type": "account", "column": "account_id"}
     entry["timestamps"] = {stamp: TIMESTAMP_COLUMNS[stamp] for stamp in spec.timestamps}
     if spec.personal:
-        entry["personal"] = {field: _PERSONAL_COLUMNS.get(field, field) for field in spec.personal}
+        wanted = set(anonymized)
+        entry["personal"] = {
+            field: _PERSONAL_COLUMNS.get(field, field)
+            for field in spec.personal
+            if field not in _PERSONAL_COLUMNS or field in wanted
+        }
     return entry
 
 
