@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.sql.elements import ColumnElement
 
+from ...ids import canonical_id
 from ...recordfacts import FactsOf, RecordFacts
 from ...timemath import parse_stored
 from .keys import KeyTuple
@@ -26,16 +27,25 @@ from .select import Selection
 
 def _reader(zone: ZoneInfo) -> Callable[[object], dt.datetime | None]:
     """:func:`parse_stored` in `zone`; for text in a zone with no offset changes, without its
-    wall-time resolution (no gaps or folds to resolve), since it runs once per record."""
+    wall-time resolution (no gaps or folds to resolve), since it runs once per record. Naive
+    text in UTC is parsed with the offset appended (a third of the cost of parsing, then
+    setting the zone); text that carries its own offset fails that and is parsed as it is."""
     if not (zone.key == "UTC" or zone.key.startswith("Etc/")):
         return lambda value: parse_stored(value, zone)
     utc = zone.key == "UTC"
+    parse = dt.datetime.fromisoformat
 
     def read(value: object) -> dt.datetime | None:
         if not isinstance(value, str):
             return parse_stored(value, zone)
+        text = value.strip()
+        if utc:
+            try:
+                return parse(text + "+00:00")
+            except (ValueError, OverflowError):
+                pass  # its own offset, a date alone, or unreadable: read it as it is
         try:
-            parsed = dt.datetime.fromisoformat(value.strip())
+            parsed = parse(text)
             if parsed.tzinfo is None:
                 return parsed.replace(tzinfo=dt.UTC) if utc else parsed.replace(tzinfo=zone)
             return parsed.astimezone(dt.UTC)
@@ -77,15 +87,41 @@ class FactColumns:
             self.readers.append(_reader(store.clock_column(event, subject.zone).zone))
 
     def read(self, rows: Sequence[KeyTuple], width: int, now: dt.datetime) -> list[RecordFacts]:
-        """The facts of each row (its first `width` values the key, then these columns)."""
+        """The facts of each row (its first `width` values the key, then these columns).
+
+        Once per acted-on record, so each distinct subject and each distinct set of clock
+        values is turned into facts once per batch (a clock with few distinct values, such as
+        a date, costs a dictionary look-up per record)."""
         make = FactsOf(self.selection.rule, self.selection.dataset.calendar, now)
-        subject_at = width if self.has_subject else None
         first_clock = width + self.has_subject
-        facts = []
+        readers = self.readers
+        subject_at = width if self.has_subject else None
+        known: dict[object, RecordFacts] = {}
+        facts: list[RecordFacts] = []
+        append = facts.append
+        if len(readers) == 1:  # the common case: one clock, facts by its value, then subject
+            (reader,) = readers
+            subjects: dict[object, str | None] = {None: None}
+            for row in rows:
+                value = row[first_clock]
+                found = known.get(value)
+                if found is None:
+                    found = known[value] = make(None, [reader(value)])
+                subject = None if subject_at is None else row[subject_at]
+                if subject not in subjects:
+                    subjects[subject] = canonical_id(subject)
+                subject_id = subjects[subject]
+                append(found if subject_id is None else RecordFacts(subject_id, *found[1:]))
+            return facts
+        stop = first_clock + len(readers)
         for row in rows:
-            starts = [read(row[first_clock + i]) for i, read in enumerate(self.readers)]
-            subject = row[subject_at] if subject_at is not None else None
-            facts.append(make(subject, starts))
+            subject = None if subject_at is None else row[subject_at]
+            values = row[first_clock:stop]
+            found = known.get((subject, values))
+            if found is None:
+                starts = [read(value) for read, value in zip(readers, values, strict=True)]
+                found = known[subject, values] = make(subject, starts)
+            append(found)
         return facts
 
 
