@@ -4,8 +4,13 @@ and whether it was acted on after its deadline (late, and by how much).
 A store reads the values these come from (the subject column, the clock's timestamps) in the
 same statement that changes the records, and turns them into :class:`RecordFacts` with
 :func:`facts_of`; the audit log keeps them beside the batch's keys, the subject in the keys'
-form (plain or HMAC, :mod:`retention.audit`). This module depends on rules, ids and timemath
-only, so every store can use it.
+form (plain or HMAC, :mod:`retention.audit`). This module depends on rules, ids, periods and
+timemath only, so every store can use it.
+
+Due times and deadlines are judged as the evaluator judges them: a clock with ``round_to`` starts
+at the end of its period (:func:`~retention.periods.period_end`), and a destructive rule's
+deadline moves past every keep rule that covered the record: `within` after the keep minimum
+ended, as the plan's ``overdue`` counts it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from zoneinfo import ZoneInfo
 
 from .durations import Duration
 from .ids import canonical_id
-from .rules import Rule
+from .periods import YearStart, period_end
+from .rules import Clock, Rule
 from .timemath import add_duration
 
 
@@ -66,37 +72,103 @@ def _shift(delay: Duration, calendar: ZoneInfo) -> Shift:
     return on_calendar
 
 
+def _rounded(clock: Clock, calendar: ZoneInfo, fiscal_start: YearStart) -> Shift | None:
+    """A clock start moved to the end of its period (None: `clock` is not rounded)."""
+    period = clock.round_to
+    if period is None:
+        return None
+
+    def end(start: dt.datetime) -> dt.datetime | None:
+        try:
+            return period_end(start, period, calendar, fiscal_start)
+        except (OverflowError, ValueError):
+            return None
+
+    return end
+
+
+# starts ↦ the clock's start: its one value, or its earliest/latest (`Clock.start`)
+_Start = Callable[[Sequence[dt.datetime | None]], dt.datetime | None]
+
+
+class _Moment:
+    """When one clock (maybe rounded) is `delay` old, from the values its refs read."""
+
+    def __init__(
+        self, clock: Clock, delay: Duration, calendar: ZoneInfo, fiscal_start: YearStart
+    ) -> None:
+        self._start: _Start = (lambda s: s[0]) if clock.combine == "one" else clock.start
+        self._round = _rounded(clock, calendar, fiscal_start)
+        self._shift = _shift(delay, calendar)
+
+    def start(self, starts: Sequence[dt.datetime | None]) -> dt.datetime | None:
+        """The clock's (rounded) start, None when it has not started."""
+        if not starts:  # a rule with no clock (assert_absent)
+            return None
+        start = self._start(starts)
+        if start is not None and self._round is not None:
+            start = self._round(start)
+        return start
+
+    def after(self, start: dt.datetime | None) -> dt.datetime | None:
+        return None if start is None else self._shift(start)
+
+
 class FactsOf:
     """The facts of the records one rule acts on at one moment, from each record's subject id
-    and when each of the rule's clocks started (in the order of ``rule.after.refs``)."""
+    and when each of the rule's clocks started (in the order of ``rule.after.refs``).
 
-    def __init__(self, rule: Rule, calendar: ZoneInfo, now: dt.datetime) -> None:
+    `keeps` are the dataset's keep rules that move a destructive rule's deadline; each record
+    then also gives, per keep rule, its clocks' values, or None when the keep rule does not
+    cover it (its ``where``)."""
+
+    def __init__(
+        self,
+        rule: Rule,
+        calendar: ZoneInfo,
+        now: dt.datetime,
+        *,
+        fiscal_start: YearStart = (1, 1),
+        keeps: Sequence[Rule] = (),
+    ) -> None:
         self.rule, self.now = rule, now
-        self._due = _shift(rule.delay, calendar)
-        self._deadline = _shift(rule.delay + rule.within, calendar) if rule.within else None
+        self._due = _Moment(rule.after, rule.delay, calendar, fiscal_start)
+        within = rule.within
+        self._deadline: _Moment | None = None
+        self._keeps: list[_Moment] = []
+        if within:
+            self._deadline = _Moment(rule.after, rule.delay + within, calendar, fiscal_start)
+            moves = keeps if rule.destructive else ()
+            self._keeps = [
+                _Moment(k.after, k.delay + within, calendar, fiscal_start) for k in moves
+            ]
         self._ids: dict[object, str] = {}
-        self._one = rule.after.combine == "one"
 
-    def __call__(self, subject: object, starts: Sequence[dt.datetime | None]) -> RecordFacts:
-        if not starts:  # a rule with no clock (assert_absent): nothing is due, nothing late
-            start = None
-        elif self._one:
-            start = starts[0]
-        else:
-            start = self.rule.after.start(starts)
+    def __call__(
+        self,
+        subject: object,
+        starts: Sequence[dt.datetime | None],
+        keeps: Sequence[Sequence[dt.datetime | None] | None] = (),
+    ) -> RecordFacts:
         subject_id: str | None = None
         if subject is not None:
             subject_id = self._ids.get(subject)
             if subject_id is None:
                 subject_id = self._ids[subject] = canonical_id(subject)
+        start = self._due.start(starts)
         if start is None:
             return RecordFacts(subject_id, None)
         late = None
         if self._deadline is not None:
-            deadline = self._deadline(start)
+            deadline = self._deadline.after(start)
+            for moment, keep_starts in zip(self._keeps, keeps, strict=False):
+                if deadline is None or keep_starts is None:  # None: the keep does not cover it
+                    continue
+                ends = moment.after(moment.start(keep_starts))
+                deadline = None if ends is None else max(deadline, ends)
             if deadline is not None and self.now > deadline:
                 late = self.now - deadline
-        return RecordFacts(subject_id, self._due(start), late)
+        return RecordFacts(subject_id, self._due.after(start), late)
 
 
 def facts_of(
@@ -105,9 +177,14 @@ def facts_of(
     now: dt.datetime,
     subject: object,
     starts: Sequence[dt.datetime | None],
+    *,
+    fiscal_start: YearStart = (1, 1),
+    keeps: Sequence[tuple[Rule, Sequence[dt.datetime | None] | None]] = (),
 ) -> RecordFacts:
-    """The facts of one record `rule` acts on at `now` (:class:`FactsOf`, for one record)."""
-    return FactsOf(rule, calendar, now)(subject, starts)
+    """The facts of one record `rule` acts on at `now` (:class:`FactsOf`, for one record);
+    `keeps` the dataset's keep rules with their clock values for it (None: not covered)."""
+    make = FactsOf(rule, calendar, now, fiscal_start=fiscal_start, keeps=[k for k, _ in keeps])
+    return make(subject, starts, [s for _, s in keeps])
 
 
 __all__ = ["FactsOf", "RecordFacts", "facts_of"]

@@ -10,7 +10,7 @@ only) an active hold is past its review date, 130 `run` stopped by Ctrl-C or SIG
 
 from __future__ import annotations
 
-from . import auditing, demo, onboarding, planning, running
+from . import auditing, demo, onboarding, planning, running, subjects
 from .common import app, main
 
-__all__ = ["app", "auditing", "demo", "main", "onboarding", "planning", "running"]
+__all__ = ["app", "auditing", "demo", "main", "onboarding", "planning", "running", "subjects"]

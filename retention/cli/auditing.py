@@ -56,7 +56,7 @@ def _audit_log(config: Config) -> Iterator[Any]:
         engine.dispose()
 
 
-def _auditor_settings(config_file: str | None, state_db: str | None) -> Any:
+def auditor_settings(config_file: str | None, state_db: str | None) -> Any:
     """The settings `audit verify` reads its keys from: the config file's, or with
     ``--state-db`` and no ``--config`` only the environment's (no rules, stores or file)."""
     from pydantic import ValidationError
@@ -73,7 +73,7 @@ def _auditor_settings(config_file: str | None, state_db: str | None) -> Any:
         raise ConfigError(f"invalid RETENTION_* environment variables: {fields}") from None
 
 
-def _key_text(value: str) -> str:
+def key_text(value: str) -> str:
     """A --verify-key: the key itself, or a file holding it."""
     from pathlib import Path
 
@@ -121,8 +121,8 @@ def audit_verify(
     from ..statedb import open_state
 
     with handled(as_json):
-        settings = _auditor_settings(config_file, state_db)
-        extra = [load_public_key(_key_text(k)) for k in verify_key or []]
+        settings = auditor_settings(config_file, state_db)
+        extra = [load_public_key(key_text(k)) for k in verify_key or []]
         engine = open_state(state_db or settings.state_db.get_secret_value())
         try:
             result, report = verify_everything(engine, settings, checkpoints, extra)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..datasets import Dataset, SubjectType
 from ..holds import Hold, HoldsFile
@@ -227,6 +227,30 @@ class SubjectEvents:
     unreadable: frozenset[str] = frozenset()
 
 
+# how a dataset's records reach their subject when it has no subject column of its own: each
+# cascade parent upward, with the column of the dataset below that links to the parent's key
+SubjectPath = Sequence[tuple[Dataset, str]]
+
+
+@runtime_checkable
+class SubjectRecords(Protocol):
+    """A store that can find one subject's records (`retention subject`; SQL stores). Other
+    stores are reported as unable to attribute their records, never silently left out."""
+
+    def subject_records(
+        self,
+        dataset: Dataset,
+        subject: str,
+        via: SubjectPath,
+        holds: HoldsFile,
+        now: dt.datetime,
+        subject_type: str | None = None,
+    ) -> Iterator[tuple[str, Description]]:
+        """Every record of `dataset` belonging to the subject `subject` (canonical id) of
+        `subject_type` (None: the dataset's primary one), in key order: its key (text form)
+        and every rule's view of it, as :meth:`Store.describe`."""
+
+
 @dataclass(frozen=True)
 class PlacedHold:
     """An S3 legal hold retention placed to mirror its own holds."""
@@ -398,6 +422,8 @@ __all__ = [
     "Store",
     "StoredIntent",
     "SubjectEvents",
+    "SubjectPath",
+    "SubjectRecords",
     "SubjectSource",
     "Tally",
     "Target",

@@ -47,6 +47,9 @@ class Selection:
     # a delete rule's rivals: each other delete rule of the dataset and the records it deletes
     # now; of a record both would delete, the earlier due one acts (:mod:`.precedence`)
     rivals: tuple[tuple[Rule, ColumnElement[bool]], ...] = ()
+    # the keep rules that move this rule's deadline (`overdue`) and the records each covers:
+    # what the audit's per-record lateness reads (:mod:`.facts`)
+    keeps: tuple[tuple[Rule, ColumnElement[bool]], ...] = ()
 
     @property
     def unreadable_pending(self) -> ColumnElement[bool]:
@@ -125,6 +128,10 @@ class SelectionBuilder:
             done=done,
             unreadable=self.unreadable(rule, dataset, table),
             rivals=rivals,
+            keeps=tuple(
+                (keep, self.scope(keep, dataset, table))
+                for keep in (dataset.keeps if rule.destructive and rule.within else ())
+            ),
         )
 
     def _deletes(

@@ -27,11 +27,12 @@ from ..base import (
     Problem,
     StoredIntent,
     SubjectEvents,
+    SubjectPath,
     SubjectSource,
     Tally,
     Target,
 )
-from . import check, describe, plan, quarantine, settle, subjects
+from . import check, describe, plan, quarantine, settle, subjectrecords, subjects
 from .batches import Batches
 from .engine import translated
 from .replay import Replay
@@ -133,6 +134,21 @@ class SqlStore(Schema):
     ) -> Description:
         with translated(self.name):
             return describe.describe(self, self.builder(now), dataset, key, holds)
+
+    def subject_records(
+        self,
+        dataset: Dataset,
+        subject: str,
+        via: SubjectPath,
+        holds: HoldsFile,
+        now: dt.datetime,
+        subject_type: str | None = None,
+    ) -> Iterator[tuple[str, Description]]:
+        with translated(self.name):
+            builder = self.builder(now)
+            yield from subjectrecords.subject_records(
+                self, builder, dataset, subject, via, holds, subject_type
+            )
 
     def covered(self, dataset: Dataset, hold: Hold) -> int:
         assert dataset.config.table is not None
