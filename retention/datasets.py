@@ -113,9 +113,12 @@ class Dataset:
         """The column naming a record's primary subject (SQL datasets), if any."""
         return self.subjects[0].column if self.subjects else None
 
-    def subject_named(self, subject_type: str) -> SubjectRef | None:
-        """This dataset's subject of type `subject_type`, if it has one."""
-        return next((ref for ref in self.subjects if ref.name == subject_type), None)
+    def column_of(self, subject_type: str | None) -> str | None:
+        """The column naming a record's subject of `subject_type` (None: the primary one)."""
+        for ref in self.subjects:
+            if subject_type is None or ref.name == subject_type:
+                return ref.column
+        return None
 
     def subject_of(self, rule: Rule) -> SubjectRef | None:
         """The subject `rule` reads here: the one it names, else the primary; None when the

@@ -225,10 +225,10 @@ def lookup(
                 unattributed.append(Unattributed(dataset.name, dataset.store, reason or ""))
                 continue
             assert isinstance(store, SubjectRecords)
-            found = store.subject_records(dataset, subject_type, subject, via, holds, now)
+            found = store.subject_records(dataset, subject, via, holds, now, subject_type)
             count, groups = _groups(dataset, found, holds.freeze)
             how = (
-                f"subject column {_column_of(dataset, subject_type)}"
+                f"subject column {dataset.column_of(subject_type)}"
                 if not via
                 else "cascade from " + " → ".join(f"{p.name} ({c})" for p, c in via)
             )
@@ -253,9 +253,9 @@ def _path(
     """How `dataset`'s records reach a subject of `subject_type`: ([], None) by its own column,
     the cascade parents upward, or a reason they cannot be attributed."""
     if dataset.subjects:
-        ref = dataset.subject_named(subject_type)
+        ref = next((r for r in dataset.subjects if r.name == subject_type), None)
         if ref is None:
-            names = ", ".join(other.name for other in dataset.subjects)
+            names = " and ".join(r.name for r in dataset.subjects)
             return [], f"its records belong to subject type {names}"
         if ref.column is None:
             return [], "its records name their subject in their object key, not in a column"

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from retention.config import load_config
 from retention.errors import ConfigErrors
 from retention.explain import explain
+from retention.subjects import lookup
 from retention.testing import examples
 from retention.validate import check_stores
 
@@ -123,6 +124,19 @@ def test_a_hold_on_a_cascade_childs_subject_keeps_its_parent(world: World) -> No
     world.run(config, NOW)
     assert world.order_ids() == [1, 2, 3, 4, 6]
     assert world.line_ids() == [10, 20]
+
+
+def test_a_subject_lookup_finds_records_by_either_subject(world: World) -> None:
+    """`retention subject user 7` finds the orders whose user is 7, `subject customer 1` those
+    of customer 1, each through its own column, with every rule's verdict read per record."""
+    holds = [{"id": "user-case", "subjects": {"user": [8]}}]
+    config = world.config([BY_CUSTOMER, BY_USER], subject=BOTH, holds=holds)
+    (user,) = lookup(config, "user", "7", NOW).datasets
+    assert (user.via, user.records) == ("subject column user_id", 3)
+    (customer,) = lookup(config, "customer", "1", NOW).datasets
+    assert (customer.via, customer.records) == ("subject column customer_id", 3)
+    held = [g for g in customer.groups if g.holds]
+    assert [(g.records, g.holds) for g in held] == [(1, ("user-case",))]  # order 2: user 8
 
 
 def test_a_subject_filter_reads_the_rules_subject(world: World) -> None:

@@ -264,9 +264,11 @@ class SubjectRecords(Protocol):
         via: SubjectPath,
         holds: HoldsFile,
         now: dt.datetime,
+        subject_type: str | None = None,
     ) -> Iterator[tuple[str, Description]]:
-        """Every record of `dataset` belonging to `subject` (canonical id) of `subject_type`, in key
-        order: its key (text form) and every rule's view of it, as :meth:`Store.describe`."""
+        """Every record of `dataset` belonging to the subject `subject` (canonical id) of
+        `subject_type` (None: the dataset's primary one), in key order: its key (text form)
+        and every rule's view of it, as :meth:`Store.describe`."""
 
 
 @dataclass(frozen=True)

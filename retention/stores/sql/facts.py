@@ -67,10 +67,11 @@ class FactColumns:
         self.columns: list[ColumnElement[Any]] = []
         self.readers: list[Callable[[object], dt.datetime | None]] = []
         # the subject the rule reads (the dataset's primary one unless the rule names another)
-        ref = dataset.subject_of(rule)
-        self.has_subject = ref is not None and ref.column is not None
-        if ref is not None and ref.column is not None:
-            self.columns.append(store.column(table, ref.column).label("retention_subject"))
+        subject_ref = dataset.subject_of(rule)
+        subject_column = subject_ref.column if subject_ref is not None else None
+        self.has_subject = subject_column is not None
+        if subject_column is not None:
+            self.columns.append(store.column(table, subject_column).label("retention_subject"))
         self._clocks(store, selection, rule, "retention_clock")
         self.keep_readers: list[list[Callable[[object], dt.datetime | None]]] = []
         for number, (keep, covers) in enumerate(selection.keeps):
@@ -80,26 +81,25 @@ class FactColumns:
     def _clocks(
         self, store: Schema, selection: Selection, rule: Rule, prefix: str
     ) -> list[Callable[[object], dt.datetime | None]]:
-        """Add a column per clock ref of `rule` (a subject event read through the subject that
-        rule reads); their readers (also added to `readers` for the selection's own rule)."""
+        """Add a column per clock ref of `rule` (its subject events from the subject it reads);
+        their readers (also added to `readers` for the selection's own rule)."""
         dataset, table = selection.dataset, selection.table
         readers = self.readers if rule is selection.rule else []
-        ref = dataset.subject_of(rule)
-        column = ref.column if ref is not None else None
+        subject_ref = dataset.subject_of(rule)
         for index, clock in enumerate(rule.after.refs):
             label = f"{prefix}{index}"
             if clock.source == "record":
-                stamp = store.column(table, dataset.config.timestamps[clock.name])
-                self.columns.append(store.as_stored(stamp).label(label))
-                readers.append(_reader(store.clock_column(stamp, dataset.zone).zone))
+                column = store.column(table, dataset.config.timestamps[clock.name])
+                self.columns.append(store.as_stored(column).label(label))
+                readers.append(_reader(store.clock_column(column, dataset.zone).zone))
                 continue
-            assert ref is not None and column is not None
-            subject = ref.type
+            assert subject_ref is not None and subject_ref.column is not None
+            subject = subject_ref.type
             subject_table = store.table(subject.config.table)
             if subject_table is table:
                 subject_table = subject_table.alias("subject")  # type: ignore[assignment]
             event = store.column(subject_table, subject.event_column(clock.name))
-            link = store.column(table, column)
+            link = store.column(table, subject_ref.column)
             key = store.column(subject_table, subject.config.key)
             value = select(store.as_stored(event)).where(key == link).scalar_subquery()
             self.columns.append(value.label(label))

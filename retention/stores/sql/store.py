@@ -153,11 +153,12 @@ class SqlStore(Schema):
         via: SubjectPath,
         holds: HoldsFile,
         now: dt.datetime,
+        subject_type: str | None = None,
     ) -> Iterator[tuple[str, Description]]:
         with translated(self.name):
             builder = self.builder(now)
             yield from subjectrecords.subject_records(
-                self, builder, dataset, subject_type, subject, via, holds
+                self, builder, dataset, subject, via, holds, subject_type
             )
 
     def covered(self, dataset: Dataset, hold: Hold) -> int:

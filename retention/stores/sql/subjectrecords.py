@@ -40,24 +40,26 @@ _FLAGS = (
 def subject_condition(
     store: Schema,
     dataset: Dataset,
-    subject_type: str,
     subject: str,
     via: Sequence[tuple[Dataset, str]],
+    subject_type: str | None = None,
 ) -> ColumnElement[bool]:
-    """The records of `dataset` that belong to `subject`: by its own subject column, or (with
-    `via`: each cascade parent upward, with the column of the one below linking to its key)
-    through the parent whose subject column names it."""
+    """The records of `dataset` that belong to `subject` (of `subject_type`, None: the
+    dataset's primary subject type): by its own subject column, or (with `via`: each cascade
+    parent upward, with the column of the one below linking to its key) through the parent
+    whose subject column names it."""
     if not via:
-        ref = dataset.subject_named(subject_type)
-        assert dataset.config.table is not None and ref is not None and ref.column is not None
+        name = dataset.column_of(subject_type)
+        assert dataset.config.table is not None and name is not None
         table = store.table(dataset.config.table)
-        return id_matches(store.column(table, ref.column), [subject], store.dialect)
+        return id_matches(store.column(table, name), [subject], store.dialect)
     parent, link = via[0]
     assert dataset.config.table is not None and parent.config.table is not None
     parent_table = store.table(parent.config.table)
     (parent_key,) = (store.column(parent_table, name) for name in parent.key_columns)
-    above = subject_condition(store, parent, subject_type, subject, via[1:])
-    owned = select(parent_key).where(above)
+    owned = select(parent_key).where(
+        subject_condition(store, parent, subject, via[1:], subject_type)
+    )
     column = store.column(store.table(dataset.config.table), link)
     return column.is_not(None) & column.in_(owned)
 
@@ -70,12 +72,13 @@ def subject_records(
     subject: str,
     via: Sequence[tuple[Dataset, str]],
     holds: HoldsFile,
+    subject_type: str | None = None,
 ) -> Iterator[tuple[str, Description]]:
-    """Every record of `dataset` that belongs to `subject`, in key order, with its description
-    (as `explain` gives it for one record)."""
+    """Every record of `dataset` that belongs to `subject` (of `subject_type`, None: the
+    primary), in key order, with its description (as `explain` gives it for one record)."""
     assert dataset.config.table is not None
     table = store.table(dataset.config.table)
-    condition = subject_condition(store, dataset, subject_type, subject, via)
+    condition = subject_condition(store, dataset, subject, via, subject_type)
     if isinstance(condition, False_):
         return
     selections = [builder.build(rule, dataset, holds) for rule in dataset.rules]
@@ -90,29 +93,36 @@ def subject_records(
     key = [store.column(table, name) for name in dataset.key_columns]
     with store.engine.connect() as connection:
         ceding = [_ceded(connection, store, s, condition) for s in selections]
-        subject_values = None
-        if len(dataset.subjects) == 1 and dataset.subject_column is not None and not via:
-            # every record names the same (only) subject: its events are read once
+        subject_values: dict[str, Any] = {}
+        several = len(dataset.subjects) > 1 and not via
+        if dataset.subject_column is not None and not via and not several:
+            # every record names the same subject: its events are read once
             found = {dataset.subject_column: subject}
             subject_values = subject_rows(store, connection, dataset, found)
         query = store.readable_row(table).add_columns(*columns).where(condition).order_by(*key)
         rows = connection.execution_options(stream_results=True).execute(query).mappings()
-        for row in rows:
-            (text,) = format_keys([tuple(row[c.name] for c in key)])
-            views = []
-            for index, s in enumerate(selections):
-                flags = Flags(**{n: bool(row[f"r{index}_{n}"]) for n in _FLAGS})
-                if flags.actionable and text in ceding[index]:
-                    flags = dataclasses.replace(
-                        flags, superseded=True, actionable=False, overdue=False
-                    )
-                subjects = subject_values
-                if subjects is None:  # several subjects, or a cascade: this record's own
-                    subjects = subject_rows(store, connection, dataset, row)
-                start = clock_start(dataset, s.rule, row, subjects)
-                views.append(RuleView(s.rule, flags, start))
-            covering = tuple(h.id for i, h in enumerate(candidates) if row[f"h{i}"])
-            yield text, Description(tuple(views), covering)
+        # several subjects: each record's other subjects differ; they are read on a
+        # connection of their own (a streaming MariaDB connection runs one query at a time)
+        side = store.engine.connect() if several else None
+        try:
+            for row in rows:
+                if side is not None:
+                    subject_values = subject_rows(store, side, dataset, row)
+                (text,) = format_keys([tuple(row[c.name] for c in key)])
+                views = []
+                for index, s in enumerate(selections):
+                    flags = Flags(**{n: bool(row[f"r{index}_{n}"]) for n in _FLAGS})
+                    if flags.actionable and text in ceding[index]:
+                        flags = dataclasses.replace(
+                            flags, superseded=True, actionable=False, overdue=False
+                        )
+                    start = clock_start(dataset, s.rule, row, subject_values)
+                    views.append(RuleView(s.rule, flags, start))
+                covering = tuple(h.id for i, h in enumerate(candidates) if row[f"h{i}"])
+                yield text, Description(tuple(views), covering)
+        finally:
+            if side is not None:
+                side.close()
 
 
 def _named(s: Selection) -> dict[str, ColumnElement[bool]]:
