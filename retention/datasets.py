@@ -125,7 +125,7 @@ class Dataset:
         dataset has no such subject (the config checks refuse a rule that needs one)."""
         if rule.subject is None:
             return self.subjects[0] if self.subjects else None
-        return self.subject_named(rule.subject)
+        return next((ref for ref in self.subjects if ref.name == rule.subject), None)
 
     @property
     def key_columns(self) -> tuple[str, ...]:

@@ -241,12 +241,6 @@ def lookup(
     )
 
 
-def _column_of(dataset: Dataset, subject_type: str) -> str | None:
-    """The column of `dataset` naming its subject of `subject_type`."""
-    ref = dataset.subject_named(subject_type)
-    return ref.column if ref is not None else None
-
-
 def _path(
     datasets: Mapping[str, Dataset], dataset: Dataset, subject_type: str
 ) -> tuple[list[tuple[Dataset, str]], str | None]:

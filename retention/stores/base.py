@@ -259,7 +259,6 @@ class SubjectRecords(Protocol):
     def subject_records(
         self,
         dataset: Dataset,
-        subject_type: str,
         subject: str,
         via: SubjectPath,
         holds: HoldsFile,

@@ -148,7 +148,6 @@ class SqlStore(Schema):
     def subject_records(
         self,
         dataset: Dataset,
-        subject_type: str,
         subject: str,
         via: SubjectPath,
         holds: HoldsFile,

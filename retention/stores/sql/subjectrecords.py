@@ -68,7 +68,6 @@ def subject_records(
     store: Schema,
     builder: SelectionBuilder,
     dataset: Dataset,
-    subject_type: str,
     subject: str,
     via: Sequence[tuple[Dataset, str]],
     holds: HoldsFile,
