@@ -31,7 +31,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass
@@ -197,7 +196,6 @@ class AuditLog:
         self._helper: HmacHelper | None = None
         self._unannounced: list[AuditEntry] = []  # appended in a caller's open transaction
         self._subject_forms: dict[str, str] = {}  # HMACs of subjects seen, up to SUBJECT_FORMS
-        self._forms_lock = threading.Lock()  # records are made on the ledger's threads too
 
     @classmethod
     def from_settings(
@@ -262,14 +260,12 @@ class AuditLog:
             return None
         subjects = {f.subject for f in facts if f.subject is not None}
         if self.key_mode == "hmac" and self._hmac is not None:
-            with self._forms_lock:
-                known = self._subject_forms
-                new = list(subjects.difference(known))
-                if len(known) + len(new) > SUBJECT_FORMS:
-                    known.clear()
-                    new = list(subjects)
-                known.update(zip(new, self._hmac.digests(new), strict=True))
-                form = {subject: known[subject] for subject in subjects}
+            form = self._subject_forms
+            new = list(subjects.difference(form))
+            if len(form) + len(new) > SUBJECT_FORMS:
+                form.clear()
+                new = list(subjects)
+            form.update(zip(new, self._hmac.digests(new), strict=True))
         elif self.key_mode == "plain":
             form = {subject: subject for subject in subjects}
         else:

@@ -7,9 +7,7 @@ in the state DB, durably. After the change is final, :meth:`Ledger.done` queues 
 entries; they are written, and the intent removed, in the state-DB transaction of the next
 intent (or at :meth:`flush`): one durable state-DB commit per batch. A crash in between leaves
 the intent, and the next run settles it (:meth:`settle`) from the data itself. The keys' audit
-form (their HMACs) starts being made when the intent is recorded, while the batch commits, and
-so does its per-record facts' (on a thread: the store's next statement mostly waits for its
-database, leaving the interpreter to it).
+form (their HMACs) starts being made when the intent is recorded, while the batch commits.
 
 Whoever removes an intent writes its entries, in the same transaction: a batch settled by
 another run (one that took the lease over while this one stalled) is never audited twice.
@@ -18,12 +16,11 @@ Every state-DB failure is a :class:`~retention.errors.StateDBError`, in one line
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .audit import AuditLog, ProtectedKeys
 from .errors import StateDBError, first_line
 from .lease import Lease
+from .recordfacts import RecordFacts
 from .statedb import take_intent, utcnow
 from .statetables import intents
 from .stores.base import BatchResult, Intent, Note, Probe, StoredIntent, Ticket
@@ -51,34 +49,6 @@ class _Queued:
     intent: Intent
     result: BatchResult
     protected: Callable[[], ProtectedKeys]
-    records: Callable[[], str | None]
-
-
-T = TypeVar("T")
-
-
-def later(work: Callable[[], T]) -> Callable[[], T]:
-    """`work` started now on a thread of its own; the call returned waits for its value (or
-    raises its error)."""
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append((True, work()))
-        except BaseException as exc:  # handed to whoever waits for the value
-            outcome.append((False, exc))
-
-    thread = threading.Thread(target=run, name="retention-records", daemon=True)
-    thread.start()
-
-    def value() -> T:
-        thread.join()
-        done, found = outcome[0]
-        if not done:
-            raise found
-        return found  # type: ignore[no-any-return]
-
-    return value
 
 
 @contextmanager
@@ -109,9 +79,7 @@ class Ledger:
         self.live = live
         self.lease = lease
         self.probe: Probe = probe or NoProbe()
-        self._intents: dict[
-            Ticket, tuple[Intent, Callable[[], ProtectedKeys], Callable[[], str | None]]
-        ] = {}
+        self._intents: dict[Ticket, tuple[Intent, Callable[[], ProtectedKeys]]] = {}
         self._queued: list[_Queued] = []
 
     # -- the commit point (stores.base.CommitPoint) ------------------------------------------
@@ -136,16 +104,14 @@ class Ledger:
                 )
             )
         self._queued.clear()
-        facts = intent.facts
-        records = later(lambda: self.audit.protect_records(facts)) if facts else lambda: None
-        self._intents[ticket] = (intent, self.audit.protect_later(list(intent.keys)), records)
+        self._intents[ticket] = (intent, self.audit.protect_later(list(intent.keys)))
         self.probe.reached("intent", intent)
         return ticket
 
     def done(self, ticket: Ticket, result: BatchResult) -> None:
         """The batch's change is final: its entries follow with the next intent or the flush."""
-        intent, protected, records = self._intents.pop(ticket)
-        self._queued.append(_Queued(ticket, intent, result, protected, records))
+        intent, protected = self._intents.pop(ticket)
+        self._queued.append(_Queued(ticket, intent, result, protected))
 
     # -- the rest of a run's audit ---------------------------------------------------------
 
@@ -224,7 +190,7 @@ class Ledger:
                     intent.action,
                     note,
                     batch.protected,
-                    batch.records,
+                    intent.facts,
                 )
 
     def _append(
@@ -236,12 +202,12 @@ class Ledger:
         action: str,
         note: Note,
         protected: Callable[[], ProtectedKeys] | None,
-        batch_records: Callable[[], str | None] | None = None,
+        facts: Sequence[RecordFacts] = (),
     ) -> None:
         if note.keys is None:
             assert protected is not None, "only a batch's own entry names its intent's keys"
             keys: Sequence[str] | ProtectedKeys = protected()
-            records = batch_records() if batch_records is not None else None
+            records = self.audit.protect_records(facts)
         else:
             keys = note.keys
             records = self.audit.protect_records(note.facts)
