@@ -37,6 +37,10 @@ def _reader(zone: ZoneInfo) -> Callable[[object], dt.datetime | None]:
     parse = dt.datetime.fromisoformat
 
     def read(value: object) -> dt.datetime | None:
+        if isinstance(value, dt.datetime):  # the driver made it (MySQL, PostgreSQL)
+            if value.tzinfo is not None:
+                return value.astimezone(dt.UTC)
+            return value.replace(tzinfo=dt.UTC if utc else zone)
         if not isinstance(value, str):
             return parse_stored(value, zone)
         text = value.strip()
