@@ -54,6 +54,7 @@ def build(report: SubjectReport, issued: dt.datetime) -> dict[str, Any]:
                 "due_now": view.due,
                 "cleared": [a.as_dict() for a in view.history],
                 "kept": kept,
+                "restorable_for": view.restorable_for,
             }
         )
     empty = [v.dataset for v in report.datasets if not v.records and not v.history]
@@ -153,6 +154,11 @@ def readable(sealed: dict[str, Any]) -> str:
             )
         for group in item["kept"]:
             lines.append("  " + _kept_line(group))
+        if item["restorable_for"] and any(a["action"] != "anonymize" for a in item["cleared"]):
+            lines.append(
+                f"  deleted rows stay restorable for {item['restorable_for']} after each delete "
+                "(quarantine), then are purged"
+            )
         if item["due_now"]:
             lines.append(f"  DUE NOW, not yet acted on: {_records(item['due_now'])}")
         if not item["records_now"]:

@@ -110,6 +110,7 @@ class DatasetView:
     records: int
     groups: tuple[Group, ...] = ()
     history: tuple[Acted, ...] = ()
+    restorable_for: str | None = None  # `quarantine:`: deleted rows are kept this long
 
     @property
     def due(self) -> int:
@@ -124,6 +125,7 @@ class DatasetView:
             "due": self.due,
             "groups": [g.as_dict() for g in self.groups],
             "history": [a.as_dict() for a in self.history],
+            "restorable_for": self.restorable_for,
         }
 
 
@@ -233,7 +235,11 @@ def lookup(
                 else "cascade from " + " → ".join(f"{p.name} ({c})" for p, c in via)
             )
             acted = tuple(history.get(dataset.name, ()))
-            views.append(DatasetView(dataset.name, dataset.store, how, count, groups, acted))
+            window = dataset.config.quarantine
+            restorable = str(window) if window is not None else None
+            views.append(
+                DatasetView(dataset.name, dataset.store, how, count, groups, acted, restorable)
+            )
     if digest is None:
         notes.append("audit.keys is none: the audit log keeps no subjects, so it has no history")
     return SubjectReport(

@@ -47,7 +47,9 @@ def _state(db: Database) -> dict[str, str]:
     return {} if db.dialect == "sqlite" else {"state_db": db.url}
 
 
-def _world(db: Database, directory: Path, **extra: Any) -> tuple[Scenario, Config]:
+def _world(
+    db: Database, directory: Path, tickets: dict[str, Any] | None = None, **extra: Any
+) -> tuple[Scenario, Config]:
     """Account 7 closed (its tickets and their messages due), 8 held, 9 with a ticket kept by a
     keep rule and one not yet due; an uploads tree whose files name no subject."""
     world = Scenario(db, directory)
@@ -77,6 +79,7 @@ def _world(db: Database, directory: Path, **extra: Any) -> tuple[Scenario, Confi
             "tickets": {
                 **TICKETS_DATASET,
                 "cascade": [{"dataset": "messages", "column": "ticket_id"}],
+                **(tickets or {}),
             },
             "messages": {"store": "app", "table": "messages", "key": "id", "category": "notes"},
             "uploads": {"store": "tree", "glob": "*.bin", "category": "uploads"},
@@ -386,3 +389,17 @@ def test_an_unknown_subject_type_is_a_clear_input_error() -> None:
     config = _certificate()[1]
     result = CliRunner().invoke(app, ["subject", "person", "7", "--config", str(config.path)])
     assert result.exit_code == 2 and "unknown subject type 'person'" in result.output
+
+
+def test_a_quarantined_dataset_s_certificate_says_its_deleted_rows_stay_restorable(
+    world: Scenario, tmp_path: Path
+) -> None:
+    """Deleted rows of a `quarantine:` dataset are kept restorable for its window: the
+    certificate says so rather than claim they are gone for good."""
+    _, config = _world(world.db, tmp_path, tickets={"quarantine": "P7D"})
+    Executor(config, now=NOW, live=True).run()
+    sealed = Sealer(config.settings).seal(build(lookup(config, "account", "7", NOW), NOW))
+    (tickets,) = [d for d in sealed["datasets"] if d["dataset"] == "tickets"]
+    assert tickets["restorable_for"] == "P7D" and tickets["cleared"]
+    _, text = write(sealed, tmp_path / "q.json")
+    assert "deleted rows stay restorable for P7D after each delete" in text.read_text()
