@@ -71,7 +71,7 @@ def build(report: SubjectReport, issued: dt.datetime) -> dict[str, Any]:
         "datasets": datasets,
         "checked_and_empty": empty,
         "not_attributed": [u.as_dict() for u in report.unattributed],
-        "nothing_due": report.due == 0,
+        "nothing_due": report.nothing_due,
         "records_kept": sum(v.records for v in report.datasets),
         "notes": list(report.notes),
     }
@@ -173,7 +173,10 @@ def readable(sealed: dict[str, Any]) -> str:
     if sealed["nothing_due"]:
         lines.append("A fresh evaluation finds nothing due left for this subject.")
     else:
-        lines.append("NOT COMPLETE: records of this subject are due and not yet acted on.")
+        lines.append(
+            "NOT COMPLETE: records of this subject are due and not yet acted on, or a store "
+            "that holds them could not be read."
+        )
     if sealed["records_kept"]:
         lines.append(f"{_records(sealed['records_kept'])} still kept, for the reasons above.")
     lines.extend(sealed["notes"])

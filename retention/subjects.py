@@ -136,9 +136,15 @@ class Unattributed:
     dataset: str
     store: str
     reason: str
+    failed: bool = False  # it could have been attributed, but its store failed: nothing known
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "store": self.store, "reason": self.reason}
+        return {
+            "dataset": self.dataset,
+            "store": self.store,
+            "reason": self.reason,
+            "failed": self.failed,
+        }
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,11 @@ class SubjectReport:
         """Records a run would act on now: zero once everything due is done."""
         return sum(d.due for d in self.datasets)
 
+    @property
+    def nothing_due(self) -> bool:
+        """Nothing of the subject is due now, in every dataset that could be read."""
+        return self.due == 0 and not any(u.failed for u in self.unattributed)
+
     def held(self) -> tuple[DatasetView, ...]:
         """The datasets that hold or held the subject's records."""
         return tuple(d for d in self.datasets if d.records or d.history)
@@ -169,6 +180,7 @@ class SubjectReport:
             "now": self.now.isoformat(),
             "records": sum(d.records for d in self.datasets),
             "due": self.due,
+            "nothing_due": self.nothing_due,
             "datasets": [d.as_dict() for d in self.datasets],
             "unattributed": [u.as_dict() for u in self.unattributed],
             "audit_head": {"seq": self.audit_head[0], "hash": self.audit_head[1]},
@@ -227,8 +239,13 @@ def lookup(
                 unattributed.append(Unattributed(dataset.name, dataset.store, reason or ""))
                 continue
             assert isinstance(store, SubjectRecords)
-            found = store.subject_records(dataset, subject, via, holds, now)
-            count, groups = _groups(dataset, found, holds.freeze)
+            try:
+                found = store.subject_records(dataset, subject, via, holds, now)
+                count, groups = _groups(dataset, found, holds.freeze)
+            except StoreError as exc:
+                reason = f"its store could not be read: {exc}"
+                unattributed.append(Unattributed(dataset.name, dataset.store, reason, True))
+                continue
             how = (
                 f"subject column {dataset.subject_column}"
                 if not via

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import update
+from sqlalchemy import text, update
 from typer.testing import CliRunner
 
 from retention.certificates import Sealer, build, document, verify, write
@@ -403,3 +403,18 @@ def test_a_quarantined_dataset_s_certificate_says_its_deleted_rows_stay_restorab
     assert tickets["restorable_for"] == "P7D" and tickets["cleared"]
     _, text = write(sealed, tmp_path / "q.json")
     assert "deleted rows stay restorable for P7D after each delete" in text.read_text()
+
+
+def test_a_dataset_that_cannot_be_read_is_named_and_nothing_due_is_not_claimed(
+    world: Scenario, tmp_path: Path
+) -> None:
+    """A dataset whose table cannot be read (renamed behind retention's back) is listed as
+    failed, with the store's error, and the lookup does not claim that nothing is due."""
+    _, config = _world(world.db, tmp_path)
+    with world.db.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE messages RENAME TO messages_gone"))
+    report = lookup(config, "account", "9", NOW)
+    failed = {u.dataset: u.reason for u in report.unattributed if u.failed}
+    assert sorted(failed) == ["messages", "tickets"]  # tickets cascade to messages
+    assert all("could not be read" in reason for reason in failed.values())
+    assert report.due == 0 and not report.nothing_due
