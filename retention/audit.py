@@ -52,6 +52,9 @@ from .statetables import audit, runs
 GENESIS = "0" * 64
 # Batches with at least this many keys are hashed by the HMAC helper process (hmackeys.py).
 HELPER_FROM_KEYS = 1000
+SUBJECT_FORMS = 16_384
+"""Subject HMACs a log keeps between batches (a run meets the same subjects batch after batch);
+past it the memo starts again, so memory stays bounded however many subjects there are."""
 KeyMode = Literal["plain", "hmac", "none"]
 _HASHED_FIELDS = (
     "seq",
@@ -192,6 +195,7 @@ class AuditLog:
         self._hmac = KeyHmac(hmac_key) if hmac_key is not None else None
         self._helper: HmacHelper | None = None
         self._unannounced: list[AuditEntry] = []  # appended in a caller's open transaction
+        self._subject_forms: dict[str, str] = {}  # HMACs of subjects seen, up to SUBJECT_FORMS
 
     @classmethod
     def from_settings(
@@ -254,21 +258,31 @@ class AuditLog:
         subjects in the keys' form, each distinct subject hashed once."""
         if not facts:
             return None
-        subjects = sorted({f.subject for f in facts if f.subject is not None})
+        subjects = {f.subject for f in facts if f.subject is not None}
         if self.key_mode == "hmac" and self._hmac is not None:
-            form: dict[str, str] = dict(zip(subjects, self._hmac.digests(subjects), strict=True))
+            form = self._subject_forms
+            new = list(subjects.difference(form))
+            if len(form) + len(new) > SUBJECT_FORMS:
+                form.clear()
+                new = list(subjects)
+            form.update(zip(new, self._hmac.digests(new), strict=True))
         elif self.key_mode == "plain":
             form = {subject: subject for subject in subjects}
         else:
             form = {}
-        rows = [
-            [
-                None if fact.subject is None else form.get(fact.subject),
-                None if fact.due is None else fact.due.astimezone(dt.UTC).isoformat(),
-                None if fact.late is None else int(fact.late.total_seconds()),
-            ]
-            for fact in facts
-        ]
+        dues: dict[dt.datetime | None, str | None] = {}  # each distinct due formatted once
+        rows = []
+        for fact in facts:
+            due = fact.due
+            if due not in dues:
+                dues[due] = None if due is None else due.astimezone(dt.UTC).isoformat()
+            rows.append(
+                [
+                    None if fact.subject is None else form.get(fact.subject),
+                    dues[due],
+                    None if fact.late is None else int(fact.late.total_seconds()),
+                ]
+            )
         return json.dumps(rows)  # as `export` decodes and a reader re-encodes it
 
     def subject_digest(self, subject: str) -> str:

@@ -36,7 +36,8 @@ from .errors import (
     StoreMisconfigured,
 )
 from .holds import HoldsFile
-from .lease import Lease, default_holder
+from .leadership import Leadership
+from .lease import Fence, Lease, default_holder
 from .ledger import Ledger, state_errors
 from .legalholds import LegalHolds
 from .outcomes import RuleOutcome, RuleStatus, RunResult, RunStatus
@@ -45,6 +46,7 @@ from .recovery import reconcile
 from .replay import Matcher, recorded
 from .rules import Rule
 from .runevents import finish_fields, start_fields
+from .shards import shards
 from .statedb import as_utc, open_state, utcnow
 from .statetables import runs
 from .stores import Stores
@@ -113,7 +115,7 @@ class Executor:
         live: bool,
         force: bool = False,
         state: Engine | None = None,
-        lease: Lease | None = None,
+        lease: Fence | None = None,
         stores: dict[str, Store] | None = None,
         progress: Progress | None = None,
         should_stop: Callable[[], bool] = lambda: False,
@@ -244,7 +246,7 @@ class Executor:
             refuse_future(self.now, self.clock())
         own_lease = False
         if self.live and self.lease is None:
-            self.lease = self.ledger.lease = Lease(self.state)
+            self.lease = self.ledger.lease = self._whole_lease()
             own_lease = True
         try:
             if self.live:
@@ -253,7 +255,9 @@ class Executor:
                     with state_errors():
                         self.lease.acquire()
             with Stores(self.config.settings, self._given_stores) as stores:
-                recovered = reconcile(self.ledger, self.config, stores) if self.live else 0
+                recovered = (
+                    reconcile(self.ledger, self.config, stores, self.lease) if self.live else 0
+                )
                 return self._run(stores, body, recovered)
         finally:
             self.audit.close()
@@ -262,6 +266,13 @@ class Executor:
                     self.lease.release()
             if self._owns_state:
                 self.state.dispose()
+
+    def _whole_lease(self) -> Fence:
+        """What a run of the whole configuration (the command line) must hold: the one lease,
+        or every shard's when replicas share the work by shard."""
+        if self.config.settings.service.lease_scope == "dataset":
+            return Leadership(self.state, shards(self.config))
+        return Lease(self.state)
 
     def _run(
         self,

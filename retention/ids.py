@@ -28,6 +28,8 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 def canonical_id(value: object) -> str:
     """The id `value` as it is compared: ``"0042"``, ``42``, ``" 42"``, ``"+42"`` are ``"42"``."""
+    if type(value) is int:  # already canonical as digits (not bool): once per acted-on record
+        return str(value)
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
     text = str(value).strip(WHITESPACE)

@@ -3,6 +3,8 @@
 The holder renews the lease while it works. Whoever takes the lease over (because it expired)
 increments the epoch; before every batch commits, the executor checks that the epoch is still
 its own, so a paused or partitioned replica that lost the lease cannot delete anything afterwards.
+With ``service.lease_scope: dataset`` each shard has such a lease (:mod:`retention.leadership`);
+both are a :class:`Fence` to the executor.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -47,6 +50,29 @@ def holder_gone(holder: str) -> bool:
     return False
 
 
+class Fence(Protocol):
+    """What the executor holds while it acts: checked in every batch's state-DB transaction."""
+
+    holder: str
+
+    @property
+    def epoch(self) -> int | None: ...
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def check(self, connection: Connection | None = None, dataset: str | None = None) -> None: ...
+
+    def owns(self, dataset: str) -> bool:
+        """Whether an interrupted batch on `dataset` is this holder's to settle."""
+        ...
+
+    def may_be_running(self, holder: str | None) -> bool:
+        """Whether a run left `running` by `holder` may still be running (not to interrupt)."""
+        ...
+
+
 class Lease:
     """A lease on the state DB, held by `holder` for `ttl` at a time."""
 
@@ -66,6 +92,14 @@ class Lease:
         self.name = name
         self.epoch: int | None = None
 
+    def owns(self, dataset: str) -> bool:
+        """The one lease covers every dataset."""
+        return self.epoch is not None
+
+    def may_be_running(self, holder: str | None) -> bool:
+        """Holding the one lease proves no other run can still act."""
+        return False
+
     def try_acquire(self) -> bool:
         """Take the lease if it is free, expired or already ours; True when held."""
         now = self.clock()
@@ -79,11 +113,15 @@ class Lease:
             )
             if row is None:
                 try:
-                    connection.execute(
-                        insert(leases).values(
-                            name=self.name, holder=self.holder, epoch=1, expires_at=now + self.ttl
+                    with connection.begin_nested():  # a loser's transaction stays usable
+                        connection.execute(
+                            insert(leases).values(
+                                name=self.name,
+                                holder=self.holder,
+                                epoch=1,
+                                expires_at=now + self.ttl,
+                            )
                         )
-                    )
                 except IntegrityError:
                     return False
                 self.epoch = 1
@@ -114,16 +152,17 @@ class Lease:
                 else "the lease is busy"
             )
 
-    def check(self, connection: Connection | None = None) -> None:
+    def check(self, connection: Connection | None = None, dataset: str | None = None) -> None:
         """Renew the lease; raise LeaseLost if someone else took it (fencing).
 
-        Given a state-DB `connection`, the renewal joins its transaction.
+        Given a state-DB `connection`, the renewal joins its transaction. The one lease covers
+        every `dataset`.
         """
         if self.epoch is None:
             raise LeaseLost("the lease is not held")
         if connection is None:
             with self.engine.begin() as own:
-                self.check(own)
+                self.check(own, dataset)
             return
         updated = connection.execute(
             update(leases)

@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .audit import AuditLog, ProtectedKeys
 from .errors import StateDBError, first_line
-from .lease import Lease
+from .lease import Fence
 from .recordfacts import RecordFacts
 from .statedb import take_intent, utcnow
 from .statetables import intents
@@ -70,7 +70,7 @@ class Ledger:
         run_id: str,
         *,
         live: bool,
-        lease: Lease | None = None,
+        lease: Fence | None = None,
         probe: Probe | None = None,
     ) -> None:
         self.state = state
@@ -89,7 +89,7 @@ class Ledger:
         ticket = str(uuid.uuid4())
         with self.transaction() as connection:
             if self.lease is not None:
-                self.lease.check(connection)
+                self.lease.check(connection, intent.dataset)
             self._write(self._queued, connection)
             connection.execute(
                 insert(intents).values(

@@ -18,7 +18,12 @@ Where each number comes from:
   (:attr:`~retention.executor.RuleOutcome.lingering`), for the rules that run acted on.
 - ``retention_runs_total`` {mode, status}, ``retention_run_duration_seconds`` {mode},
   ``retention_last_success_timestamp_seconds`` {mode}, ``retention_next_run_timestamp_seconds``.
-- ``retention_lease_held`` {holder}: 1 while this replica holds the executor lease.
+- ``retention_lease_held`` {holder}: 1 while this replica holds the executor lease (with
+  ``service.lease_scope: dataset``: while it leads at least one shard).
+- ``retention_lease_shards_held`` {holder} and ``retention_lease_shard_held`` {holder, shard}
+  (lease_scope: dataset): how many shards, and which, this replica leads now.
+- ``retention_lease_changes_total`` {holder, change}: leases this replica ``acquired``,
+  ``released`` or ``lost`` (taken over by another while it still ran): lease flapping.
 - ``retention_holds_active``, ``retention_holds_review_overdue``, ``retention_holds_freeze``,
   ``retention_holds_valid``: from the holds file, re-read whenever it changes.
 - ``retention_config_reload_success``: 0 after a SIGHUP whose config was rejected.
@@ -131,8 +136,26 @@ class Metrics:
         )
         self.lease_held = Gauge(
             "retention_lease_held",
-            "1 while this replica holds the executor lease.",
+            "1 while this replica holds the executor lease (or, by shard, leads any).",
             ("holder",),
+            registry=registry,
+        )
+        self.shards_held = Gauge(
+            "retention_lease_shards_held",
+            "Shards this replica leads (service.lease_scope: dataset).",
+            ("holder",),
+            registry=registry,
+        )
+        self.shard_held = Gauge(
+            "retention_lease_shard_held",
+            "1 while this replica leads the shard (service.lease_scope: dataset).",
+            ("holder", "shard"),
+            registry=registry,
+        )
+        self.lease_changes = Counter(
+            "retention_lease_changes",
+            "Leases this replica acquired, released or lost (taken over while it ran).",
+            ("holder", "change"),
             registry=registry,
         )
         self.holds_active = Gauge(
@@ -220,6 +243,13 @@ class Metrics:
         self.holds_active.set(len(active))
         self.holds_review_overdue.set(sum(1 for h in active if h.review_overdue(today)))
         self.freeze.set(1 if holds.freeze else 0)
+
+    def show_shards(self, holder: str, every: list[str], held: list[str]) -> None:
+        """Which of the shards `every` this replica leads now."""
+        for shard in every:
+            self.shard_held.labels(holder, shard).set(1 if shard in held else 0)
+        self.shards_held.labels(holder).set(len(held))
+        self.lease_held.labels(holder).set(1 if held else 0)
 
     def run_done(
         self,

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, select, update
 
 from .config import Config
 from .errors import ConfigError
-from .lease import holder_gone
+from .lease import Fence, holder_gone
 from .ledger import Ledger
 from .outcomes import RunStatus
 from .runevents import finish_fields
@@ -25,18 +25,21 @@ from .stores import Stores
 from .stores.base import StoredIntent
 
 
-def reconcile(ledger: Ledger, config: Config, stores: Stores) -> int:
+def reconcile(ledger: Ledger, config: Config, stores: Stores, fence: Fence | None = None) -> int:
     """Mark runs left `running` as interrupted and settle their intents; entries written.
 
     Each run marked interrupted gets its end entry in the chain, in the transaction that
-    updates its row (only if this process is the one that changed it)."""
+    updates its row (only if this process is the one that changed it). Under `fence` (what this
+    run holds) only the runs that cannot still be acting are interrupted, and only the intents
+    on datasets it leads are settled: with shard leases, other replicas' runs go on meanwhile."""
     running = RunStatus.RUNNING.value
     with ledger.transaction() as connection:
         live = connection.execute(
-            select(runs.c.id).where(runs.c.status == running, runs.c.mode == "live")
+            select(runs.c.id, runs.c.holder).where(runs.c.status == running, runs.c.mode == "live")
         ).all()
-        for (run_id,) in live:
-            _interrupt(ledger, connection, run_id, "live", LIVE_STOPPED)
+        for run_id, holder in live:
+            if fence is None or not fence.may_be_running(holder):
+                _interrupt(ledger, connection, run_id, "live", LIVE_STOPPED)
         # dry runs take no lease: only those whose process is gone from this host are over
         dry = connection.execute(
             select(runs.c.id, runs.c.holder).where(
@@ -49,6 +52,8 @@ def reconcile(ledger: Ledger, config: Config, stores: Stores) -> int:
         pending = connection.execute(select(intents).order_by(intents.c.created_at)).all()
     written = 0
     for row in pending:
+        if fence is not None and not fence.owns(row.dataset):
+            continue  # another shard's: its leader settles it
         stored = StoredIntent(
             row.id, row.run_id, row.rule, row.dataset, row.action, row.keys, row.children
         )

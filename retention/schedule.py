@@ -13,6 +13,11 @@ What has run is kept in the state DB (``retention_schedule``): per rule, the ins
 every fire time has been handled. A fire time after it and not after *now* is due; however many
 fire times a stopped service missed, the rule is due once and runs once (catch-up), and then it
 is covered up to the moment that run started.
+
+With shard leases (``service.lease_scope: dataset``) the same is kept per rule and shard
+(``retention_shard_schedule``): each replica runs a rule on the shards it leads, and a shard
+taken over goes on from its own mark. A shard's mark starts from the rule's whole-state-DB mark
+when there is one, so turning shards on neither repeats nor skips a fire time.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .config import Config
 from .statedb import as_utc, utcnow
-from .statetables import schedule
+from .statetables import schedule, shard_schedule
 from .timemath import latest_wall_at_or_before, wall_to_utc
 
 
@@ -134,13 +139,78 @@ def mark_covered(engine: Engine, rule_ids: Iterable[str], at: dt.datetime, run_i
                 connection.execute(update(schedule).where(schedule.c.rule == rule).values(**values))
 
 
+# -- per rule and shard ------------------------------------------------------------------------
+
+Pair = tuple[str, str]  # (rule, shard)
+
+
+def read_shard_covered(
+    engine: Engine, pairs: Iterable[Pair], default: dt.datetime
+) -> dict[Pair, dt.datetime]:
+    """Per (rule, shard), the instant up to which its fire times were handled."""
+    wanted = list(pairs)
+    rules = sorted({rule for rule, _ in wanted})
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                shard_schedule.c.rule, shard_schedule.c.shard, shard_schedule.c.covered_until
+            ).where(shard_schedule.c.rule.in_(rules))
+        ).all()
+    found = {(row[0], row[1]): as_utc(row[2]) for row in rows}
+    return {pair: found.get(pair) or default for pair in wanted}
+
+
+def register_shards(engine: Engine, pairs: Iterable[Pair], at: dt.datetime) -> None:
+    """Start the books of (rule, shard) pairs never scheduled: from the rule's whole-state-DB
+    mark if it has one, else from `at`. Pairs already on the books keep theirs."""
+    wanted = list(pairs)
+    whole = read_covered(engine, sorted({rule for rule, _ in wanted}), at)
+    for rule, shard in wanted:
+        try:
+            with engine.begin() as connection:
+                key = (shard_schedule.c.rule == rule) & (shard_schedule.c.shard == shard)
+                if connection.execute(select(shard_schedule.c.rule).where(key)).first():
+                    continue
+                connection.execute(
+                    insert(shard_schedule).values(
+                        rule=rule,
+                        shard=shard,
+                        covered_until=whole[rule],
+                        run_id=None,
+                        updated_at=utcnow(),
+                    )
+                )
+        except IntegrityError:
+            continue  # another replica registered it first
+
+
+def mark_shard_covered(engine: Engine, pairs: Iterable[Pair], at: dt.datetime, run_id: str) -> None:
+    """Record that every fire time up to `at` of these (rule, shard) pairs has been run; the
+    mark only moves forward."""
+    with engine.begin() as connection:
+        for rule, shard in pairs:
+            key = (shard_schedule.c.rule == rule) & (shard_schedule.c.shard == shard)
+            values = {"covered_until": at, "run_id": run_id, "updated_at": utcnow()}
+            row = connection.execute(
+                select(shard_schedule.c.covered_until).where(key).with_for_update()
+            ).first()
+            if row is None:
+                connection.execute(insert(shard_schedule).values(rule=rule, shard=shard, **values))
+            elif (as_utc(row[0]) or at) < at:
+                connection.execute(update(shard_schedule).where(key).values(**values))
+
+
 __all__ = [
+    "Pair",
     "due_rules",
     "fires",
     "mark_covered",
+    "mark_shard_covered",
     "next_due",
     "next_fire",
     "read_covered",
+    "read_shard_covered",
     "register",
+    "register_shards",
     "rule_schedules",
 ]

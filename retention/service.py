@@ -10,6 +10,9 @@ Three threads:
   the lease back. A
   replica that cannot take the lease waits and tries again; the executor fences every batch on
   the lease, so a replica that lost it cannot commit anything more.
+  With ``service.lease_scope: dataset`` the replica instead leads a fair share of the shards
+  (:mod:`retention.leadership`), rebalanced between runs, and runs the rules due on the shards
+  it leads, each shard's batches fenced on that shard's lease.
 - A **watcher**, once a second: renews the lease while a run holds it, re-reads the holds file
   when it changes (the executor re-reads it before every batch as well), and bounds shutdown.
 - The **HTTP** thread (:mod:`retention.health`).
@@ -47,12 +50,26 @@ from .executor import Executor, RunResult
 from .health import Endpoints, HealthServer
 from .holds import HoldsFile, holds_fingerprint
 from .kinds import capabilities
-from .lease import Lease
+from .leadership import Leadership
+from .lease import Fence, Lease, default_holder
 from .logs import configure, describe_error, get_logger
 from .metrics import CONTENT_TYPE, Metrics
 from .planner import Refusal, make_plan, rule_targets
 from .rules import Rule
-from .schedule import due_rules, mark_covered, next_due, read_covered, register, rule_schedules
+from .schedule import (
+    Pair,
+    due_rules,
+    mark_covered,
+    mark_shard_covered,
+    next_due,
+    next_fire,
+    read_covered,
+    read_shard_covered,
+    register,
+    register_shards,
+    rule_schedules,
+)
+from .shards import shard_of, shards
 from .statedb import open_state
 from .statetables import audit
 from .stores import Stores
@@ -60,7 +77,7 @@ from .stores import Stores
 MAX_SLEEP = 60.0  # read the clock again at least this often (suspend, clock steps)
 WATCH_INTERVAL = 1.0
 # Settings that only take effect at start: a reload that changes them is rejected.
-_FIXED = ("state_db", "service.host", "service.port")
+_FIXED = ("state_db", "service.host", "service.port", "service.lease_scope")
 
 
 class Clock(Protocol):
@@ -123,7 +140,17 @@ class Service:
         self.state = state or open_state(config.settings.state_db.get_secret_value())
         _check_audit_keys(config, self.state)
         ttl = dt.timedelta(seconds=config.settings.service.lease_ttl)
+        holder = holder or default_holder()
         self.lease = Lease(self.state, holder=holder, ttl=ttl, clock=self.clock.now)
+        # lease_scope: dataset — the shards this replica leads, else None (the one lease)
+        self.leadership: Leadership | None = None
+        if config.settings.service.lease_scope == "dataset":
+            self.leadership = Leadership(
+                self.state, shards(config), holder=holder, ttl=ttl, clock=self.clock.now
+            )
+        self._shard_covered: dict[Pair, dt.datetime] = {}
+        self._replicas = 1
+        self._join_until = 0.0
         self.metrics = Metrics()
         self.log = get_logger(holder=self.lease.holder)
         self.started = self.clock.now()
@@ -157,6 +184,8 @@ class Service:
         self._declare_metrics()
         self._load_holds()
         self.metrics.lease_held.labels(self.lease.holder).set(0)
+        if self.leadership is not None:
+            self._prepare_shards()
         self.log.info(
             "service started",
             rules=len(schedules),
@@ -215,6 +244,8 @@ class Service:
 
     def step(self) -> float:
         """Run what is due now, if the lease allows; the seconds to sleep before the next turn."""
+        if self.leadership is not None:
+            return self._sharded_step(self.leadership)
         schedules = rule_schedules(self.config)
         zone = self.config.settings.zone()
         covered = {rule: self._covered.get(rule, self.started) for rule in schedules}
@@ -274,8 +305,122 @@ class Service:
 
     # -- the run -------------------------------------------------------------------------------
 
-    def _run(self, due: list[str], now: dt.datetime) -> RunResult | None:
+    # -- shards (lease_scope: dataset) ----------------------------------------------------------
+
+    def _prepare_shards(self, *, joining: bool = True) -> None:
+        """Count this replica among the alive, put the (rule, shard) pairs on the books. On
+        joining, the first rebalance waits one lease_ttl, so replicas started together see each
+        other before any takes shards (none grabs them all)."""
+        assert self.leadership is not None
+        self.leadership.join()
+        pairs = self._pairs()
+        register_shards(self.state, pairs, self.started)
+        self._shard_covered = read_shard_covered(self.state, pairs, self.started)
+        if joining:
+            self._join_until = time.monotonic() + self.leadership.ttl.total_seconds()
+        self._show_shards()
+
+    def _pairs(self, held: list[str] | None = None) -> list[Pair]:
+        """Each (rule, shard) that a scheduled rule acts on (on the shards `held` only)."""
+        assert self.leadership is not None
+        owner = shard_of(self.leadership.units)
+        found: dict[Pair, None] = {}
+        for rule in self.config.rules:
+            if rule.destructive:
+                for dataset in self.config.datasets_for(rule):
+                    if held is None or owner[dataset] in held:
+                        found[(rule.id, owner[dataset])] = None
+        return list(found)
+
+    def _sharded_step(self, leadership: Leadership) -> float:
+        """Rebalance, then run the rules due on the shards this replica leads: one run per set
+        of shards with the same rules due."""
+        retry = self._retry_interval()
+        self._rebalance(leadership)
+        held = leadership.held()
+        if not held:
+            return retry
+        schedules = rule_schedules(self.config)
+        zone = self.config.settings.zone()
+        pairs = self._pairs(held)
+
+        def due_now(now: dt.datetime) -> list[Pair]:
+            return [
+                pair
+                for pair in pairs
+                if next_fire(schedules[pair[0]], self._shard_covered.get(pair, self.started), zone)
+                <= now
+            ]
+
+        if not due_now(self.clock.now()):
+            upcoming = min(
+                (
+                    next_fire(schedules[p[0]], self._shard_covered.get(p, self.started), zone)
+                    for p in pairs
+                ),
+                default=None,
+            )
+            if upcoming is None:
+                return retry
+            self.metrics.next_run.set(upcoming.timestamp())
+            return min(retry, max(0.0, (upcoming - self.clock.now()).total_seconds()))
+        if not self._holds_usable():
+            return retry
+        try:
+            # what has run is certain only now: the shard's previous leader may have run it
+            self._shard_covered.update(read_shard_covered(self.state, pairs, self.started))
+            now = self.clock.now()
+            groups: dict[tuple[str, ...], list[str]] = {}
+            for shard in held:
+                rules = tuple(rule for rule, of in due_now(now) if of == shard)
+                if rules:
+                    groups.setdefault(rules, []).append(shard)
+            for rules, group in groups.items():
+                if self._stopping or self._lease_lost:
+                    break
+                self._run(list(rules), now, group)
+        except SQLAlchemyError as exc:
+            self.log.error("state db unreachable", error=describe_error(exc))
+            return retry
+        return 0.0
+
+    def _rebalance(self, leadership: Leadership) -> None:
+        """Take free shards up to the fair share, give back those beyond it (between runs)."""
+        if time.monotonic() < self._join_until:
+            return
+        with self._lease_lock:
+            try:
+                self._replicas = len(set(leadership.alive()) | {leadership.holder})
+                taken, given = leadership.rebalance()
+            except SQLAlchemyError as exc:
+                self.log.error("state db unreachable", error=describe_error(exc))
+                return
+            self._lease_lost = False
+        for change, changed in (("acquired", taken), ("released", given)):
+            for shard in changed:
+                self.metrics.lease_changes.labels(leadership.holder, change).inc()
+                self.log.info(f"shard {change}", shard=shard, epoch=leadership.leases[shard].epoch)
+        if taken or given:
+            self.log.info("shards rebalanced", shards=leadership.held(), replicas=self._replicas)
+        self._show_shards()
+
+    def _show_shards(self) -> None:
+        leadership = self.leadership
+        assert leadership is not None
+        held = leadership.held()
+        self.metrics.show_shards(leadership.holder, sorted(leadership.units), held)
+
+    def _run(
+        self, due: list[str], now: dt.datetime, group: list[str] | None = None
+    ) -> RunResult | None:
+        """One executor run of the `due` rules: on every dataset, or on the shards `group`."""
         config = self.config
+        fence: Fence = self.lease
+        datasets: list[str] = []
+        if group is not None:
+            assert self.leadership is not None
+            fence = self.leadership
+            datasets = sorted(d for shard in group for d in self.leadership.units[shard])
         live = not config.settings.dry_run
         mode = "live" if live else "dry-run"
         executor = Executor(
@@ -283,7 +428,7 @@ class Service:
             now=now,
             live=live,
             state=self.state,
-            lease=self.lease,
+            lease=fence,
             should_stop=lambda: self._stopping or self._lease_lost,
             clock=self.clock.now,
         )
@@ -307,12 +452,12 @@ class Service:
             counted[0] = self._count_audited(counted[0])
 
         executor.progress = progress
-        log.info("run started", rules=due, mode=mode)
+        log.info("run started", rules=due, mode=mode, **({"shards": group} if group else {}))
         began = time.monotonic()
         result: RunResult | None = None
         status = "failed"
         try:
-            result = executor.run(due)
+            result = executor.run(due, datasets)
             status = result.status
         except LeaseLost as exc:
             status = "lease lost"
@@ -338,8 +483,13 @@ class Service:
             self._checkpoint(log)
         if status not in ("interrupted", "lease lost"):
             # An interrupted run stays due: the next start (or replica) catches it up.
-            mark_covered(self.state, due, now, executor.run_id)
-            self._covered.update(dict.fromkeys(due, now))
+            if group is None:
+                mark_covered(self.state, due, now, executor.run_id)
+                self._covered.update(dict.fromkeys(due, now))
+            else:
+                pairs = [pair for pair in self._pairs(group) if pair[0] in due]
+                mark_shard_covered(self.state, pairs, now, executor.run_id)
+                self._shard_covered.update(dict.fromkeys(pairs, now))
         self._replan = True
         return result
 
@@ -426,10 +576,14 @@ class Service:
             self._holding, self._lease_lost, self._waiting_for = True, False, None
             self._renew_at = time.monotonic() + self.lease.ttl.total_seconds() / 3
         self.metrics.lease_held.labels(self.lease.holder).set(1)
+        self.metrics.lease_changes.labels(self.lease.holder, "acquired").inc()
         self.log.info("lease acquired", epoch=self.lease.epoch)
         return True
 
     def _release(self) -> None:
+        if self.leadership is not None:
+            self._leave(self.leadership)
+            return
         with self._lease_lock:
             if not self._holding:
                 return
@@ -439,9 +593,47 @@ class Service:
             except SQLAlchemyError as exc:
                 self.log.warning("lease release failed", error=describe_error(exc))
         self.metrics.lease_held.labels(self.lease.holder).set(0)
+        self.metrics.lease_changes.labels(self.lease.holder, "released").inc()
         self.log.info("lease released")
 
+    def _leave(self, leadership: Leadership) -> None:
+        """A clean stop: every shard back, this replica no longer counted (others take over
+        at once instead of after lease_ttl)."""
+        with self._lease_lock:
+            given = leadership.held()
+            try:
+                leadership.release()
+                leadership.leave()
+            except SQLAlchemyError as exc:
+                self.log.warning("lease release failed", error=describe_error(exc))
+                return
+        if given:
+            self.metrics.lease_changes.labels(leadership.holder, "released").inc(len(given))
+        self._show_shards()
+        self.log.info("shards released", shards=given)
+
+    def _renew_shards(self, leadership: Leadership) -> None:
+        """Renew every shard held and this replica's row; a shard taken over stops the run."""
+        with self._lease_lock:
+            if time.monotonic() < self._renew_at:
+                return
+            try:
+                lost = leadership.renew()
+            except SQLAlchemyError as exc:
+                self.log.warning("lease renewal failed", error=describe_error(exc))
+                return
+            self._renew_at = time.monotonic() + leadership.ttl.total_seconds() / 3
+            if lost:
+                self._lease_lost = True
+        if lost:
+            self.metrics.lease_changes.labels(leadership.holder, "lost").inc(len(lost))
+            self._show_shards()
+            self.log.error("lease lost", shards=lost, error="taken over while renewing")
+
     def _renew(self) -> None:
+        if self.leadership is not None:
+            self._renew_shards(self.leadership)
+            return
         with self._lease_lock:
             if not self._holding or time.monotonic() < self._renew_at:
                 return
@@ -451,6 +643,7 @@ class Service:
             except LeaseLost:
                 self._holding, self._lease_lost = False, True
                 self.metrics.lease_held.labels(self.lease.holder).set(0)
+                self.metrics.lease_changes.labels(self.lease.holder, "lost").inc()
                 self.log.error("lease lost", error="taken over while renewing; stopping the run")
             except SQLAlchemyError as exc:
                 self.log.warning("lease renewal failed", error=describe_error(exc))
@@ -525,6 +718,8 @@ class Service:
         now = self.clock.now()
         register(self.state, schedules, now)
         self._covered = read_covered(self.state, schedules, now)
+        if self.leadership is not None:
+            self._reshard(self.leadership)
         self._holds_seen = holds_fingerprint(new.holds_path)
         if self._probe_stores is not None:
             self._probe_stores.close()
@@ -539,6 +734,23 @@ class Service:
             fingerprint=new.fingerprint()[:16],
         )
         return True
+
+    def _reshard(self, leadership: Leadership) -> None:
+        """After a reload: the new lease_ttl, and new shards if the datasets changed (every
+        shard given back first; the next turns take a fair share of the new ones)."""
+        leadership.ttl = self.lease.ttl
+        units = shards(self.config)
+        changed = units != leadership.units
+        if changed:
+            self._leave(leadership)
+            self.leadership = Leadership(
+                self.state,
+                units,
+                holder=leadership.holder,
+                ttl=self.lease.ttl,
+                clock=self.clock.now,
+            )
+        self._prepare_shards(joining=changed)
 
     def _reject(self, errors: list[str]) -> bool:
         self._reload_error = "; ".join(errors)
@@ -598,6 +810,7 @@ class Service:
             problems = self._probe_stores[name].check([])
             stores[name] = {"ok": False, "error": problems[0].message} if problems else {"ok": True}
         checks["stores"] = stores
+        checks["lease"] = self._lease_detail()
         # a rule waiting for a person's approval is not a fault of this replica: detail only
         checks["approvals"] = {
             "ok": True,
@@ -605,6 +818,27 @@ class Service:
         }
         ready = all(c["ok"] for c in (checks["state_db"], checks["holds"], *stores.values()))
         return ready, {"ready": ready, "checks": checks}
+
+    def _lease_detail(self) -> dict[str, Any]:
+        """What this replica leads (detail only: a replica leading nothing is a ready standby)."""
+        leadership = self.leadership
+        if leadership is None:
+            return {
+                "ok": True,
+                "scope": "state_db",
+                "holder": self.lease.holder,
+                "held": self._holding,
+            }
+        held = leadership.held()
+        return {
+            "ok": True,
+            "scope": "dataset",
+            "holder": leadership.holder,
+            "replicas": self._replicas,
+            "shards": {shard: list(leadership.units[shard]) for shard in held},
+            "datasets": leadership.datasets(),
+            "of_shards": len(leadership.units),
+        }
 
     def _ping_state(self) -> None:
         with self.state.connect() as connection:

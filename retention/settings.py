@@ -244,12 +244,16 @@ class ServiceSettings(Model):
     stops renewing (paused, partitioned, killed) is taken over after this long. ``stop_timeout``:
     seconds SIGTERM waits for the current batch before the process gives up and exits 1 (keep it
     below the supervisor's grace period; the next start reconciles the batch).
+    ``lease_scope``: ``state_db`` (default) — one lease for the whole state DB, one replica acts
+    at a time; ``dataset`` — one lease per shard (a dataset with its cascade children), so
+    replicas on one state DB each lead a fair share of the shards (:mod:`retention.shards`).
     """
 
     host: str = "127.0.0.1"
     port: int = Field(9464, ge=0, le=65535)
     lease_ttl: float = Field(60.0, ge=2, le=3600)
     stop_timeout: float = Field(90.0, gt=0, le=3600)
+    lease_scope: Literal["state_db", "dataset"] = "state_db"
 
 
 class RuleOverride(Model):

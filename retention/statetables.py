@@ -1,7 +1,7 @@
 """The state DB's tables at the newest revision of :mod:`retention.migrations`.
 
-Runs, the audit log, intents, leases, schedules, mirrored S3 holds and the schema's version;
-:mod:`retention.statedb` opens a state DB and brings it to these.
+Runs, the audit log, intents, leases, replicas, schedules, mirrored S3 holds and the schema's
+version; :mod:`retention.statedb` opens a state DB and brings it to these.
 """
 
 from __future__ import annotations
@@ -89,6 +89,27 @@ schedule = Table(
     Column("updated_at", TS, nullable=False),
 )
 
+# Replicas of `retention serve` sharing the work by shard (service.lease_scope: dataset; revision
+# 0005): each one alive until `expires_at`, which it renews with its leases.
+replicas = Table(
+    "retention_replicas",
+    metadata,
+    Column("holder", String(200), primary_key=True),
+    Column("started_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+)
+
+# What has run per rule and shard (a cascade unit of datasets), as `schedule` per rule.
+shard_schedule = Table(
+    "retention_shard_schedule",
+    metadata,
+    Column("rule", String(200), primary_key=True),
+    Column("shard", String(100), primary_key=True),
+    Column("covered_until", TS, nullable=False),
+    Column("run_id", String(36)),
+    Column("updated_at", TS, nullable=False),
+)
+
 # The schema's revision, as Alembic records it (retention.schema; Alembic creates this table).
 schema_version = Table(
     "retention_alembic_version",
@@ -137,8 +158,10 @@ __all__ = [
     "leases",
     "legal_holds",
     "metadata",
+    "replicas",
     "run_contents",
     "runs",
     "schedule",
     "schema_version",
+    "shard_schedule",
 ]

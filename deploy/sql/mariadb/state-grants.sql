@@ -21,6 +21,11 @@ GRANT SELECT, INSERT, DELETE ON retention_legal_holds TO 'retention_svc'@'%';
 -- Schedules: per rule, up to when its fire times have been run (catch-up after downtime).
 GRANT SELECT, INSERT, UPDATE ON retention_schedule TO 'retention_svc'@'%';
 
+-- Replicas sharing shards (service.lease_scope: dataset): each counts itself alive, renews
+-- that, and removes itself on a clean stop; what has run is marked per rule and shard.
+GRANT SELECT, INSERT, UPDATE, DELETE ON retention_replicas TO 'retention_svc'@'%';
+GRANT SELECT, INSERT, UPDATE ON retention_shard_schedule TO 'retention_svc'@'%';
+
 -- What each run applied (rule packs, holds, settings), content-addressed: written once, kept.
 GRANT SELECT, INSERT ON retention_contents TO 'retention_svc'@'%';
 GRANT SELECT, INSERT ON retention_run_contents TO 'retention_svc'@'%';

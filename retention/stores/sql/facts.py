@@ -1,5 +1,6 @@
 """The values a batch's own statement brings back besides the keys, for the audit's per-record
-facts (:mod:`retention.recordfacts`): the record's subject id and the rule's clock values.
+facts (:mod:`retention.recordfacts`): the record's subject id, the rule's clock values, and
+whether each keep rule that moves the rule's deadline covers it, with that rule's clock values.
 
 They are extra columns of the ``DELETE``/``UPDATE ... RETURNING`` (or of the ``SELECT ... FOR
 UPDATE`` where there is no RETURNING), so knowing each record's subject and due time costs no
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from ...ids import canonical_id
 from ...recordfacts import FactsOf, RecordFacts
 from ...rules import Rule
 from ...timemath import parse_stored
@@ -27,16 +29,25 @@ from .select import Selection
 
 def _reader(zone: ZoneInfo) -> Callable[[object], dt.datetime | None]:
     """:func:`parse_stored` in `zone`; for text in a zone with no offset changes, without its
-    wall-time resolution (no gaps or folds to resolve), since it runs once per record."""
+    wall-time resolution (no gaps or folds to resolve), since it runs once per record. Naive
+    text in UTC is parsed with the offset appended (a third of the cost of parsing, then
+    setting the zone); text that carries its own offset fails that and is parsed as it is."""
     if not (zone.key == "UTC" or zone.key.startswith("Etc/")):
         return lambda value: parse_stored(value, zone)
     utc = zone.key == "UTC"
+    parse = dt.datetime.fromisoformat
 
     def read(value: object) -> dt.datetime | None:
         if not isinstance(value, str):
             return parse_stored(value, zone)
+        text = value.strip()
+        if utc:
+            try:
+                return parse(text + "+00:00")
+            except (ValueError, OverflowError):
+                pass  # its own offset, a date alone, or unreadable: read it as it is
         try:
-            parsed = dt.datetime.fromisoformat(value.strip())
+            parsed = parse(text)
             if parsed.tzinfo is None:
                 return parsed.replace(tzinfo=dt.UTC) if utc else parsed.replace(tzinfo=zone)
             return parsed.astimezone(dt.UTC)
@@ -55,12 +66,11 @@ class FactColumns:
         dataset, table, rule = selection.dataset, selection.table, selection.rule
         self.selection = selection
         self.columns: list[ColumnElement[Any]] = []
-        self.readers: list[Callable[[object], dt.datetime | None]] = []
         self.has_subject = dataset.subject_column is not None
         if dataset.subject_column is not None:
             subject_column = store.column(table, dataset.subject_column)
             self.columns.append(subject_column.label("retention_subject"))
-        self._clocks(store, selection, rule, "retention_clock")
+        self.readers = self._clocks(store, selection, rule, "retention_clock")
         self.keep_readers: list[list[Callable[[object], dt.datetime | None]]] = []
         for number, (keep, covers) in enumerate(selection.keeps):
             self.columns.append(case((covers, 1), else_=0).label(f"retention_keep{number}"))
@@ -69,10 +79,9 @@ class FactColumns:
     def _clocks(
         self, store: Schema, selection: Selection, rule: Rule, prefix: str
     ) -> list[Callable[[object], dt.datetime | None]]:
-        """Add a column per clock ref of `rule`; their readers (also added to `readers` for
-        the selection's own rule)."""
+        """Add a column per clock ref of `rule`; their readers, in the same order."""
         dataset, table = selection.dataset, selection.table
-        readers = self.readers if rule is selection.rule else []
+        readers: list[Callable[[object], dt.datetime | None]] = []
         for index, ref in enumerate(rule.after.refs):
             label = f"{prefix}{index}"
             if ref.source == "record":
@@ -94,7 +103,11 @@ class FactColumns:
         return readers
 
     def read(self, rows: Sequence[KeyTuple], width: int, now: dt.datetime) -> list[RecordFacts]:
-        """The facts of each row (its first `width` values the key, then these columns)."""
+        """The facts of each row (its first `width` values the key, then these columns).
+
+        Once per acted-on record, so each distinct subject and each distinct set of clock
+        values is turned into facts once per batch (a clock with few distinct values, such as
+        a date, costs a dictionary look-up per record)."""
         selection, dataset = self.selection, self.selection.dataset
         make = FactsOf(
             selection.rule,
@@ -103,22 +116,50 @@ class FactColumns:
             fiscal_start=dataset.fiscal_start,
             keeps=[keep for keep, _ in selection.keeps],
         )
-        subject_at = width if self.has_subject else None
         first_clock = width + self.has_subject
-        first_keep = first_clock + len(self.readers)
-        facts = []
+        readers = self.readers
+        subject_at = width if self.has_subject else None
+        known: dict[object, RecordFacts] = {}
+        facts: list[RecordFacts] = []
+        append = facts.append
+        if len(readers) == 1 and not self.keep_readers:
+            # the common case: one clock, facts by its value, then subject
+            (reader,) = readers
+            subjects: dict[object, str | None] = {None: None}
+            for row in rows:
+                value = row[first_clock]
+                found = known.get(value)
+                if found is None:
+                    found = known[value] = make(None, [reader(value)])
+                subject = None if subject_at is None else row[subject_at]
+                if subject not in subjects:
+                    subjects[subject] = canonical_id(subject)
+                subject_id = subjects[subject]
+                append(found if subject_id is None else RecordFacts(subject_id, *found[1:]))
+            return facts
         for row in rows:
-            starts = [read(row[first_clock + i]) for i, read in enumerate(self.readers)]
-            subject = row[subject_at] if subject_at is not None else None
-            keeps: list[list[dt.datetime | None] | None] = []
-            at = first_keep
-            for readers in self.keep_readers:
-                covers = row[at]
-                values = [read(row[at + 1 + i]) for i, read in enumerate(readers)]
-                keeps.append(values if covers else None)
-                at += 1 + len(readers)
-            facts.append(make(subject, starts, keeps))
+            subject = None if subject_at is None else row[subject_at]
+            values = row[first_clock:]
+            found = known.get((subject, values))
+            if found is None:
+                found = known[subject, values] = make(subject, *self._starts(values))
+            append(found)
         return facts
+
+    def _starts(
+        self, values: Sequence[object]
+    ) -> tuple[list[dt.datetime | None], list[list[dt.datetime | None] | None]]:
+        """The rule's clock starts, and each keep rule's (None: it does not cover the record),
+        from a row's values after its key and subject."""
+        starts = [read(value) for read, value in zip(self.readers, values, strict=False)]
+        keeps: list[list[dt.datetime | None] | None] = []
+        at = len(self.readers)
+        for readers in self.keep_readers:
+            covers = values[at]
+            found = [read(values[at + 1 + i]) for i, read in enumerate(readers)]
+            keeps.append(found if covers else None)
+            at += 1 + len(readers)
+        return starts, keeps
 
 
 __all__ = ["FactColumns"]
