@@ -44,7 +44,9 @@ NOW = utc("2026-06-01 00:00:00")
 
 
 def _state(db: Database) -> dict[str, str]:
-    return {} if db.dialect == "sqlite" else {"state_db": db.url}
+    """The state DB on the test's server; a SQLite file of its own beside SQLite and DuckDB
+    (which cannot hold one)."""
+    return {} if db.dialect in ("sqlite", "duckdb") else {"state_db": db.url}
 
 
 def _world(
@@ -100,12 +102,12 @@ def _groups(report: Any, dataset: str) -> list[tuple[str, str | None, int, tuple
 
 
 def test_a_subject_lookup_groups_its_records_and_names_what_cannot_be_attributed(
-    state_db: Database, tmp_path: Path
+    db: Database, tmp_path: Path
 ) -> None:
-    """Before any run: the closed account's tickets are due (and their messages, found through
-    the cascade), the held account's are held by its hold, another's kept by the keep rule or
-    not yet due; a file tree whose files name no subject is named, not left out."""
-    _, config = _world(state_db, tmp_path)
+    """Before any run, on every SQL store: the closed account's tickets are due (and their
+    messages, found through the cascade), the held account's are held by its hold, another's
+    kept by the keep rule or not yet due; a file tree whose files name no subject is named."""
+    _, config = _world(db, tmp_path)
     report = lookup(config, "account", "0007", NOW)
     assert report.subject_id == "7" and report.due == 2
     assert _groups(report, "tickets") == [(DUE, "r", 2, ())]
