@@ -142,7 +142,10 @@ class Config:
         rule_id, _, rest = where.removeprefix("rule ").partition(": ")
         if where.startswith("rule ") and rule_id in self.origins:
             origin = self.origins[rule_id]
-            path: list[str | int] = ["rules", origin.index, *rest.split(".")]
+            head, _, below = rest.partition(".")
+            # a `where` key is one name, dotted or not (``where.subject.country``)
+            fields = [head, below] if head == "where" and below else rest.split(".")
+            path: list[str | int] = ["rules", origin.index, *fields]
             line = origin.lines.line_of(path) if origin.lines is not None else origin.line
             return origin.file, line
         if self._lines is None:
@@ -443,22 +446,31 @@ def _check_dataset(
                 (*where, given),
             )
         )
-    if ds.subject is not None:
-        subject = settings.subjects.get(ds.subject.type)
+    many = isinstance(ds.subject, list)
+    if many and not can.subject_tables and can.subject_link == "column":
+        errors.append(
+            lines.error(
+                f"a dataset on a {store.kind} store has one subject: several are joined in "
+                "SQL, on sql stores only",
+                (*where, "subject"),
+            )
+        )
+    for position, link in enumerate(ds.subject_links):
+        at: tuple[str | int, ...] = (*where, "subject", position) if many else (*where, "subject")
+        subject = settings.subjects.get(link.type)
         if subject is None:
             errors.append(
                 lines.error(
-                    f"unknown subject type {ds.subject.type!r} "
-                    f"(known: {_known(settings.subjects)})",
-                    (*where, "subject", "type"),
+                    f"unknown subject type {link.type!r} (known: {_known(settings.subjects)})",
+                    (*at, "type"),
                 )
             )
         elif can.subject_link == "column" and can.subject_tables and subject.store != ds.store:
             errors.append(
                 lines.error(
-                    f"subject type {ds.subject.type!r} lives in store {subject.store!r}; a SQL "
+                    f"subject type {link.type!r} lives in store {subject.store!r}; a SQL "
                     f"dataset must share its subjects' store so events are joined in SQL",
-                    (*where, "subject", "type"),
+                    (*at, "type"),
                 )
             )
     for index, cascade in enumerate(ds.cascade):
@@ -471,7 +483,8 @@ def _check_dataset(
     if ds.quarantine is not None and not can.quarantine:
         errors.append(
             lines.error(
-                f"a dataset on a {store.kind} store has no quarantine (only SQL tables do)",
+                f"a dataset on a {store.kind} store has no quarantine (SQL tables, buckets and "
+                "file trees do)",
                 (*where, "quarantine"),
             )
         )
@@ -622,7 +635,7 @@ def _check_rules(config: Config) -> list[ConfigError]:
                     at = ("after", rule.after.combine, position)
                 kind = settings.stores[ds.store].kind if ds.store in settings.stores else "sql"
                 can = capabilities(kind)
-                subject_name = dataset_subject_type(ds, kind)
+                subject_name = rule.subject or dataset_subject_type(ds, kind)
                 if ref.source == "record":
                     object_clock = can.record_clocks == "created" and ref.name == "created"
                     if ref.name not in ds.timestamps and not object_clock:
@@ -636,6 +649,8 @@ def _check_rules(config: Config) -> list[ConfigError]:
                         )
                 elif subject_name is None:
                     err(f"dataset {name!r} has no subject, so {ref} cannot be read", *at)
+                elif subject_name not in _subject_types(ds, kind):
+                    continue  # reported once, at `subject`, below
                 else:
                     subject = settings.subjects.get(subject_name)
                     if subject is not None and ref.name not in subject.events:
@@ -644,6 +659,20 @@ def _check_rules(config: Config) -> list[ConfigError]:
                             f"(declared: {_known(subject.events)})",
                             *at,
                         )
+            kind = settings.stores[ds.store].kind if ds.store in settings.stores else "sql"
+            types = _subject_types(ds, kind)
+            if rule.subject is not None and rule.subject not in types:
+                err(
+                    f"dataset {name!r} has no subject {rule.subject!r} "
+                    f"(its subjects: {_known(types)})",
+                    "subject",
+                )
+            if rule.subject_where and not types:
+                err(
+                    f"dataset {name!r} has no subject, so its subject's columns cannot be "
+                    "filtered on",
+                    "where",
+                )
             for personal in rule.anonymize:
                 if personal not in ds.personal:
                     err(
@@ -665,7 +694,14 @@ def _check_rules(config: Config) -> list[ConfigError]:
                     "SQL datasets; apply it to SQL datasets only",
                     "action",
                 )
-            if rule.where and able is not None and not able.where:
+            if rule.subject_where and able is not None and not able.subject_tables:
+                err(
+                    f"dataset {name!r} is on a {store.kind if store else kind} store: a "
+                    "`subject.*` filter is joined against the subject's table in SQL, so it "
+                    "applies to SQL datasets only",
+                    "where",
+                )
+            elif rule.where and able is not None and not able.where:
                 err(
                     f"dataset {name!r} is an object store: objects have no fields for `where` "
                     "to filter on; apply the rule to SQL datasets only, or disable it with "
@@ -673,6 +709,14 @@ def _check_rules(config: Config) -> list[ConfigError]:
                     "where",
                 )
     return errors
+
+
+def _subject_types(ds: DatasetConfig, kind: str) -> list[str]:
+    """The subject types of a dataset: its `subject` links', or its template's placeholder."""
+    if ds.subject is not None:
+        return [link.type for link in ds.subject_links]
+    primary = dataset_subject_type(ds, kind)
+    return [primary] if primary is not None else []
 
 
 def _env_json_error(exc: SettingsError) -> ConfigError:

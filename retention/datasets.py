@@ -42,6 +42,21 @@ class SubjectType:
 
 
 @dataclass(frozen=True, eq=False)
+class SubjectRef:
+    """One subject of a dataset: its type, and the column naming it (None: the key template)."""
+
+    type: SubjectType
+    column: str | None
+
+    @property
+    def name(self) -> str:
+        return self.type.name
+
+    def __str__(self) -> str:
+        return self.name if self.column is None else f"{self.name} ({self.column})"
+
+
+@dataclass(frozen=True, eq=False)
 class Cascade:
     """A child dataset whose rows go with their parent's, linked by `column`."""
 
@@ -64,6 +79,8 @@ class Dataset:
     calendar: ZoneInfo  # the configured zone: durations are added on its calendar
     template: KeyTemplate | None  # object datasets: the prefix or glob, parsed
     cascade: tuple[Cascade, ...] = ()
+    # every subject the records belong to, the primary (`subject`) first
+    subjects: tuple[SubjectRef, ...] = ()
     fiscal_start: YearStart = (1, 1)  # the financial year's first day, for fiscal_year_end
 
     def due_set(self, clock: Clock, delay: Duration, now: dt.datetime) -> IntervalSet:
@@ -93,8 +110,19 @@ class Dataset:
 
     @property
     def subject_column(self) -> str | None:
-        """The column naming a record's subject (SQL datasets), if any."""
-        return self.config.subject.column if self.config.subject is not None else None
+        """The column naming a record's primary subject (SQL datasets), if any."""
+        return self.subjects[0].column if self.subjects else None
+
+    def subject_named(self, subject_type: str) -> SubjectRef | None:
+        """This dataset's subject of type `subject_type`, if it has one."""
+        return next((ref for ref in self.subjects if ref.name == subject_type), None)
+
+    def subject_of(self, rule: Rule) -> SubjectRef | None:
+        """The subject `rule` reads here: the one it names, else the primary; None when the
+        dataset has no such subject (the config checks refuse a rule that needs one)."""
+        if rule.subject is None:
+            return self.subjects[0] if self.subjects else None
+        return self.subject_named(rule.subject)
 
     @property
     def key_columns(self) -> tuple[str, ...]:
@@ -132,6 +160,16 @@ def resolve(settings: Settings, rules: tuple[Rule, ...]) -> dict[str, Dataset]:
             if c.dataset not in (*trail, name)  # a cycle is reported by the config checks
         )
         subject = subject_type(config, kind)
+        links: list[tuple[str, str | None]] = [
+            (link.type, link.column) for link in config.subject_links
+        ]
+        if not links and subject is not None:
+            links = [(subject, None)]
+        refs = tuple(
+            SubjectRef(subjects[kind_name], column)
+            for kind_name, column in links
+            if kind_name in subjects
+        )
         done[name] = Dataset(
             name=name,
             config=config,
@@ -144,6 +182,7 @@ def resolve(settings: Settings, rules: tuple[Rule, ...]) -> dict[str, Dataset]:
             calendar=zone,
             template=template_of(config, kind),
             cascade=children,
+            subjects=refs,
             fiscal_start=settings.fiscal_start(),
         )
         return done[name]
@@ -161,4 +200,12 @@ def datasets_by_store(datasets: Mapping[str, Dataset]) -> dict[str, list[Dataset
     return grouped
 
 
-__all__ = ["Cascade", "Dataset", "SubjectType", "applies", "datasets_by_store", "resolve"]
+__all__ = [
+    "Cascade",
+    "Dataset",
+    "SubjectRef",
+    "SubjectType",
+    "applies",
+    "datasets_by_store",
+    "resolve",
+]

@@ -93,7 +93,7 @@ def build_company(directory: Path, pack: str, now: dt.datetime) -> DemoCompany:
     (directory / "rules" / f"{pack}.yaml").write_text(text, encoding="utf-8")
     _write_database(directory / "app.db", categories, now, seed=_seed(pack))
     _write_yaml(directory / "holds.yaml", _holds(pack, now), _HOLDS_HEADER)
-    config = _config(pack, categories)
+    config = _config(pack, categories, policy)
     files = _file_stores(directory, categories, now)
     config["stores"].update(files["stores"])
     config["datasets"].update(files["datasets"])
@@ -159,7 +159,11 @@ def _file_stores(directory: Path, categories: list[str], now: dt.datetime) -> di
     }
 
 
-def _config(pack: str, categories: list[str]) -> dict[str, Any]:
+def _config(pack: str, categories: list[str], policy: RulePack) -> dict[str, Any]:
+    anonymized: dict[str, set[str]] = {c: set() for c in categories}
+    for rule in policy.rules:
+        if rule.applies_to.category in anonymized:
+            anonymized[rule.applies_to.category].update(rule.anonymize)
     return {
         "state_db": "sqlite:///state.db",
         "rules": [f"rules/{pack}.yaml"],
@@ -171,7 +175,10 @@ def _config(pack: str, categories: list[str]) -> dict[str, Any]:
         "limits": {"max_fraction": 1.0},
         "stores": {"app": {"kind": "sql", "url": "sqlite:///app.db"}},
         "subjects": {"account": demodata.subject_config()},
-        "datasets": {demodata.CATEGORIES[c].table: demodata.dataset_config(c) for c in categories},
+        "datasets": {
+            demodata.CATEGORIES[c].table: demodata.dataset_config(c, anonymized[c])
+            for c in categories
+        },
     }
 
 

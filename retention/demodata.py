@@ -106,6 +106,11 @@ class CategorySpec:
     personal: tuple[str, ...] = ()
 
 
+_PERSONAL_COLUMNS = {"account": "account_id"}
+"""Personal fields stored under another column: ``account`` is the subject link itself, which
+a de-identifying rule may null (24SevenOffice usage patterns). Declared only for a pack whose
+rules anonymize it: elsewhere the link is the subject, not a personal field."""
+
 _TEXT = {
     "name": 120,
     "email": 255,
@@ -123,14 +128,14 @@ CATEGORIES: dict[str, CategorySpec] = {
     "contact_details": CategorySpec(
         "contacts",
         ("name", "email", "phone", "status", "purpose", "is_child"),
-        timestamps=("created", "updated", "last_used"),
+        timestamps=("created", "updated", "last_used", "erasure_requested", "promotion_ended"),
         personal=("name", "email", "phone"),
     ),
     "customer_content": CategorySpec(
         "documents",
         ("title", "status", "is_child"),
         subject=True,
-        timestamps=("created", "updated"),
+        timestamps=("created", "updated", "erasure_requested"),
     ),
     "accounting": CategorySpec("ledger_entries", ("title", "amount"), subject=True),
     "support_data": CategorySpec(
@@ -138,9 +143,9 @@ CATEGORIES: dict[str, CategorySpec] = {
     ),
     "chat_transcripts": CategorySpec(
         "chat_transcripts",
-        ("title", "name", "status"),
+        ("title", "name", "status", "is_child"),
         subject=True,
-        timestamps=("created", "updated"),
+        timestamps=("created", "updated", "erasure_requested"),
         personal=("name",),
     ),
     "billing": CategorySpec("invoices", ("title", "amount"), subject=True),
@@ -148,7 +153,10 @@ CATEGORIES: dict[str, CategorySpec] = {
         "payments", ("card_number", "amount"), subject=True, personal=("card_number",)
     ),
     "usage_logs": CategorySpec(
-        "usage_events", ("title", "ip", "user_agent"), subject=True, personal=("ip", "user_agent")
+        "usage_events",
+        ("title", "ip", "user_agent"),
+        subject=True,
+        personal=("ip", "user_agent", "account"),
     ),
     "access_logs": CategorySpec(
         "access_logs",
@@ -158,7 +166,7 @@ CATEGORIES: dict[str, CategorySpec] = {
     "security_logs": CategorySpec("security_events", ("title", "ip"), personal=("ip",)),
     "cookies_analytics": CategorySpec(
         "analytics_events",
-        ("title", "ip", "user_agent", "consent"),
+        ("title", "ip", "user_agent", "consent", "is_child"),
         timestamps=("created", "updated"),
         personal=("ip", "user_agent"),
     ),
@@ -166,31 +174,41 @@ CATEGORIES: dict[str, CategorySpec] = {
         "newsletter_subscriptions",
         ("name", "email", "phone", "consent"),
         subject=True,
-        timestamps=("created", "updated"),
+        timestamps=("created", "updated", "erasure_requested"),
         personal=("name", "email", "phone"),
     ),
     "referral_emails": CategorySpec(
         "referrals",
-        ("name", "email", "status"),
-        timestamps=("created", "updated"),
+        ("name", "email", "status", "is_child"),
+        timestamps=("created", "updated", "erasure_requested"),
         personal=("name", "email"),
     ),
     "public_posts": CategorySpec(
         "forum_posts",
-        ("title", "name", "email", "status", "consent"),
+        ("title", "name", "email", "status", "consent", "is_child"),
         subject=True,
-        timestamps=("created", "updated"),
+        timestamps=("created", "updated", "erasure_requested"),
         personal=("name", "email"),
     ),
     "job_applications": CategorySpec(
         "job_applications",
-        ("title", "name", "email", "status", "consent"),
-        timestamps=("created", "updated"),
+        ("title", "name", "email", "status", "consent", "is_child"),
+        timestamps=("created", "updated", "erasure_requested"),
         personal=("name", "email"),
     ),
     "backups": CategorySpec("backups", ("title",)),
 }
-TIMESTAMP_COLUMNS = {"created": "created_at", "updated": "updated_at", "last_used": "last_used_at"}
+TIMESTAMP_COLUMNS = {
+    "created": "created_at",
+    "updated": "updated_at",
+    "last_used": "last_used_at",
+    "erasure_requested": "erasure_requested_at",
+    "promotion_ended": "promotion_ended_at",
+}
+"""Record timestamps. ``updated`` and ``last_used`` default to the row's creation; the others
+(an erasure request from someone without an account, a promotion's end) are NULL until they
+happen."""
+_FROM_CREATION = ("updated", "last_used")
 
 
 def define_tables(categories: Iterable[str]) -> tuple[MetaData, dict[str, Table]]:
@@ -222,15 +240,21 @@ def define_tables(categories: Iterable[str]) -> tuple[MetaData, dict[str, Table]
     return metadata, tables
 
 
-def dataset_config(category: str) -> dict[str, Any]:
-    """The `datasets:` entry for one category's table."""
+def dataset_config(category: str, anonymized: Iterable[str] = ()) -> dict[str, Any]:
+    """The `datasets:` entry for one category's table; `anonymized` names the personal fields
+    the pack's rules anonymize there (a subject link is declared personal only then)."""
     spec = CATEGORIES[category]
     entry: dict[str, Any] = {"store": "app", "table": spec.table, "key": "id", "category": category}
     if spec.subject:
         entry["subject"] = {"type": "account", "column": "account_id"}
     entry["timestamps"] = {stamp: TIMESTAMP_COLUMNS[stamp] for stamp in spec.timestamps}
     if spec.personal:
-        entry["personal"] = {field: field for field in spec.personal}
+        wanted = set(anonymized)
+        entry["personal"] = {
+            field: _PERSONAL_COLUMNS.get(field, field)
+            for field in spec.personal
+            if field not in _PERSONAL_COLUMNS or field in wanted
+        }
     return entry
 
 
@@ -271,7 +295,7 @@ class Rows:
         return (self.now - dt.timedelta(days=days)).replace(microsecond=0)
 
     def add(self, category: str, **values: Any) -> int | None:
-        """One row; `created`, `updated`, `last_used` are days ago. None if not in this pack."""
+        """One row; its timestamps are days ago. None if not in this pack."""
         if category not in self.categories:
             return None
         rows = self.rows[category]
@@ -284,13 +308,15 @@ class Rows:
             default: Any = False if column in ("is_child", "consent") else None
             row[column] = values.pop(column, default)
         created = values.pop("created")
-        for stamp in ("updated", "last_used"):
-            values.setdefault(stamp, None)
+        stamps = {
+            stamp: values.pop(stamp, None) for stamp in TIMESTAMP_COLUMNS if stamp != "created"
+        }
+        stamps["created"] = created
         for stamp in spec.timestamps:
-            days = values.pop(stamp, None)
-            row[TIMESTAMP_COLUMNS[stamp]] = self.ago(created if days is None else days)
-        values.pop("updated", None)
-        values.pop("last_used", None)
+            days = stamps[stamp]
+            if days is None and stamp in _FROM_CREATION:
+                days = created
+            row[TIMESTAMP_COLUMNS[stamp]] = self.ago(days)
         if values:
             raise TypeError(f"unknown columns for {category}: {sorted(values)}")
         rows.append(row)
@@ -424,7 +450,9 @@ def _visitors(rows: Rows) -> None:
             created=age + 30,
             last_used=age,
         )
-    for age in (30, 250):
+    # promotion entries: one in a promotion still running, one whose promotion ended 200 days
+    # ago (a third, ended 10 days ago, is in _requests_and_children)
+    for age, ended in ((30, None), (250, 200)):
         name, email, phone = rows.person()
         rows.add(
             "contact_details",
@@ -434,6 +462,7 @@ def _visitors(rows: Rows) -> None:
             purpose="promotion",
             created=age,
             last_used=age,
+            promotion_ended=ended,
         )
     for age in (5, 45):
         name, email, phone = rows.person()
@@ -445,6 +474,7 @@ def _visitors(rows: Rows) -> None:
             created=age + 100,
             updated=age,
             last_used=age + 100,
+            erasure_requested=age,
         )
     name, email, phone = rows.person()
     rows.add(
@@ -480,6 +510,7 @@ def _end_users(rows: Rows) -> None:
             status="erasure_requested",
             created=age + 60,
             updated=age,
+            erasure_requested=age,
         )
         rows.add(
             "chat_transcripts",
@@ -489,6 +520,7 @@ def _end_users(rows: Rows) -> None:
             status="erasure_requested",
             created=age + 60,
             updated=age,
+            erasure_requested=age,
         )
         name, email, _ = rows.person()
         rows.add(
@@ -500,6 +532,7 @@ def _end_users(rows: Rows) -> None:
             consent=True,
             created=age + 90,
             updated=age,
+            erasure_requested=age,
         )
     rows.add(
         "customer_content",
@@ -561,9 +594,11 @@ def _logs(rows: Rows) -> None:
 
 def _recruiting(rows: Rows) -> None:
     """Referred friends and job applicants."""
-    for status, created, updated in (
-        ("pending", 2, 2), ("sent", 3, 3), ("sent", 0.5, 0.5), ("sent", 150, 149),
-        ("erasure_requested", 20, 4), ("erasure_requested", 60, 40), ("pending", 120, 120),
+    for status, created, updated, child in (
+        ("pending", 2, 2, False), ("sent", 3, 3, False), ("sent", 0.5, 0.5, False),
+        ("sent", 150, 149, False), ("erasure_requested", 20, 4, False),
+        ("erasure_requested", 60, 40, False), ("pending", 120, 120, False),
+        ("pending", 10, 2, True),
     ):  # fmt: skip
         name, email, _ = rows.person()
         rows.add(
@@ -571,12 +606,17 @@ def _recruiting(rows: Rows) -> None:
             name=name,
             email=email,
             status=status,
+            is_child=child,
             created=created,
             updated=updated,
+            erasure_requested=updated if status == "erasure_requested" else None,
         )
-    for status, consent, updated in (
-        ("open", False, 5), ("hired", False, 400), ("rejected", False, 20), ("rejected", False, 40),
-        ("rejected", True, 200), ("rejected", True, 420), ("withdrawn", False, 250),
+    for status, consent, updated, child, asked in (
+        ("open", False, 5, False, None), ("hired", False, 400, False, None),
+        ("rejected", False, 20, False, None), ("rejected", False, 40, False, None),
+        ("rejected", True, 200, False, None), ("rejected", True, 420, False, None),
+        ("withdrawn", False, 250, False, None), ("open", False, 15, False, 6),
+        ("open", False, 3, True, None),
     ):  # fmt: skip
         name, email, _ = rows.person()
         rows.add(
@@ -586,12 +626,80 @@ def _recruiting(rows: Rows) -> None:
             email=email,
             status=status,
             consent=consent,
+            is_child=child,
             created=updated + 30,
             updated=updated,
+            erasure_requested=asked,
         )
 
 
-_WORLD: tuple[Callable[[Rows], None], ...] = (_visitors, _end_users, _logs, _recruiting)
+def _requests_and_children(rows: Rows) -> None:
+    """Added last so the rows above keep their generated values: a promotion that ended 10
+    days ago, newsletter-only subscribers who asked for erasure, and a child's chat, blog
+    comment and page view."""
+    name, email, _ = rows.person()
+    rows.add(
+        "contact_details",
+        name=name,
+        email=email,
+        status="entered",
+        purpose="promotion",
+        created=60,
+        last_used=60,
+        promotion_ended=10,
+    )
+    for asked in (8, 50):  # newsletter-only subscribers who asked for erasure
+        name, email, _ = rows.person()
+        rows.add(
+            "marketing",
+            name=name,
+            email=email,
+            consent=True,
+            created=300,
+            updated=300,
+            erasure_requested=asked,
+        )
+    rows.add(
+        "chat_transcripts",
+        account=101,
+        title="End User chat (age 12)",
+        name=rows.person()[0],
+        status="closed",
+        is_child=True,
+        created=30,
+        updated=2,
+    )
+    name, email, _ = rows.person()
+    rows.add(
+        "public_posts",
+        title="Blog comment (age 12)",
+        name=name,
+        email=email,
+        status="published",
+        consent=True,
+        is_child=True,
+        created=20,
+        updated=2,
+    )
+    rows.add(
+        "cookies_analytics",
+        title="page view (a child's)",
+        ip=rows.ip(),
+        user_agent=rows.rng.choice(_AGENTS),
+        consent=True,
+        is_child=True,
+        created=20,
+        updated=2,
+    )
+
+
+_WORLD: tuple[Callable[[Rows], None], ...] = (
+    _visitors,
+    _end_users,
+    _logs,
+    _recruiting,
+    _requests_and_children,
+)
 
 
 def write_rows(engine: Engine, tables: dict[str, Table], rows: Rows) -> None:

@@ -177,7 +177,8 @@ class Executor:
 
     def restore(self, source_run: str, rule: str | None = None) -> RunResult:
         """Put back what run `source_run` deleted from quarantined datasets (its rule `rule`
-        only, when given), while their restore window lasts: a run of its own, audited (a dry
+        only, when given), while their restore window lasts at the run's moment (what is past
+        it waits for its purge): a run of its own, audited (a dry
         run only says what it would restore). Records whose key exists again are reported
         and left in quarantine."""
 
@@ -186,7 +187,7 @@ class Executor:
                 if dataset.config.quarantine is None:
                     continue
                 store = stores[dataset.store]
-                results = store.restore(dataset, source_run, rule, self._enforcement())
+                results = store.restore(dataset, source_run, rule, self.now, self._enforcement())
                 self._quarantine_step(results, dataset.name, RESTORE, outcomes)
 
         return self._session(body)

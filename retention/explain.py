@@ -36,6 +36,7 @@ class RuleVerdict:
     clock_start: dt.datetime | None = None
     due_at: dt.datetime | None = None
     overdue_at: dt.datetime | None = None
+    subject: str | None = None  # the one of several subjects the rule read: ``user (user_id)``
 
     def as_dict(self) -> dict[str, Any]:
         def iso(value: dt.datetime | None) -> str | None:
@@ -49,6 +50,7 @@ class RuleVerdict:
             "clock_start": iso(self.clock_start),
             "due_at": iso(self.due_at),
             "overdue_at": iso(self.overdue_at),
+            "subject": self.subject,
         }
 
 
@@ -126,6 +128,7 @@ def explain(
                 clock_start=view.start,
                 due_at=_after(resolved, rule, view.start, rule.delay),
                 overdue_at=_deadline(resolved, view, description.rules),
+                subject=_subject_read(resolved, rule),
             )
         )
     verdict = _verdict(verdicts, description.holds, holds.freeze, zone)
@@ -140,6 +143,12 @@ def explain(
         rules=tuple(verdicts),
         holds=description.holds,
     )
+
+
+def _subject_read(dataset: Dataset, rule: Rule) -> str | None:
+    """The subject `rule` reads on `dataset` (type and column), when it reads one of several."""
+    ref = dataset.subject_of(rule) if rule.reads_subject and len(dataset.subjects) > 1 else None
+    return str(ref) if ref is not None else None
 
 
 def _after(

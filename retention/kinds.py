@@ -100,11 +100,14 @@ def _objects(
         max_batch=1000,
         recount_after_run=False,
         probed_when_ready=False,
+        quarantine=True,  # a quarantine area in the bucket or tree (``.retention-quarantine``)
+        replay=True,
     )
 
 
 # Lake tables: rows with declared columns, read as Arrow and deleted by predicate, one table
-# commit per batch; their subjects' lifecycle tables live in a SQL store.
+# commit (snapshot) per batch, Delta and Iceberg alike; their subjects' lifecycle tables live in
+# a SQL store.
 DELTA = Capabilities(
     locator="table",
     actions=frozenset({"delete"}),
@@ -129,6 +132,7 @@ KINDS: dict[str, Kind] = {
         _objects("glob", ("symlinks", "paths outside the root"), "refused", tag_clock=False),
     ),
     "delta": Kind("retention.stores.lake.delta:DeltaStore", DELTA),
+    "iceberg": Kind("retention.stores.lake.iceberg:IcebergStore", DELTA),
 }
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from .approvals import check_approval, needs_size
 from .breakers import check_breakers
 from .config import Config
+from .datasets import Dataset
 from .errors import (
     ApprovalRequired,
     CircuitBreakerTripped,
@@ -33,7 +34,7 @@ from .holdcheck import HoldWarning, unmatched_hold_ids
 from .holds import HoldsFile
 from .rules import Rule
 from .stores import Stores
-from .stores.base import Counts, Store, Tally, Target
+from .stores.base import Counts, Quarantined, Store, Tally, Target
 
 SAMPLE_KEYS = 5
 
@@ -48,6 +49,8 @@ class RulePlan(Counts):
     store: str
     action: str
     asserts_absent: bool = False  # `action: assert_absent`: `action` is what it does then
+    # on a dataset with several subjects: the one the rule read (``user (user_id)``)
+    subject: str | None = None
 
     @classmethod
     def of(cls, target: Target, counts: Counts) -> RulePlan:
@@ -59,6 +62,7 @@ class RulePlan(Counts):
             store=target.dataset.store,
             action=target.rule.action,
             asserts_absent=target.rule.asserts_absent,
+            subject=_subject_read(target.dataset, target.rule),
             **fields,
         )
 
@@ -95,8 +99,15 @@ class RulePlan(Counts):
                 if self.asserts_absent
                 else {}
             ),
+            **({"subject": self.subject} if self.subject is not None else {}),
             **self.extra,
         }
+
+
+def _subject_read(dataset: Dataset, rule: Rule) -> str | None:
+    """The subject `rule` reads on `dataset` when the dataset has several to choose from."""
+    ref = dataset.subject_of(rule) if rule.reads_subject and len(dataset.subjects) > 1 else None
+    return str(ref) if ref is not None else None
 
 
 @dataclass(frozen=True)
@@ -163,6 +174,7 @@ class Plan:
     records: tuple[DatasetRecords, ...] = ()
     breakers: tuple[Refusal, ...] = ()  # rules a run would refuse (limits)
     approvals: tuple[Refusal, ...] = ()  # rules a live run would wait for an approval for
+    quarantine: tuple[Quarantined, ...] = ()  # what quarantined datasets keep, restorable
 
     @property
     def violations(self) -> tuple[RulePlan, ...]:
@@ -199,6 +211,7 @@ class Plan:
             "totals": self.totals(),
             "rule_matches": self.matches(),
             "datasets": [r.as_dict() for r in self.records],
+            "quarantine": [q.as_dict() for q in self.quarantine],
         }
 
 
@@ -305,6 +318,7 @@ def make_plan(
                 continue
             records.append(DatasetRecords(dataset, name, distinct))
         warnings = tuple(unmatched_hold_ids(config, holds, opened))
+        kept = _quarantine(config, opened, datasets, failed)
     return Plan(
         now=now,
         freeze=holds.freeze,
@@ -320,7 +334,27 @@ def make_plan(
         records=tuple(r for r in records if r.store not in failed),
         breakers=tuple(breakers),
         approvals=tuple(approvals),
+        quarantine=kept,
     )
+
+
+def _quarantine(
+    config: Config, opened: Stores, datasets: Iterable[str], failed: dict[str, Any]
+) -> tuple[Quarantined, ...]:
+    """What each quarantined dataset (of `datasets`, default all) keeps now; a store that
+    cannot say is skipped with its rules (`failed`)."""
+    wanted = set(datasets)
+    found: list[Quarantined] = []
+    for dataset in config.datasets.values():
+        if dataset.config.quarantine is None or (wanted and dataset.name not in wanted):
+            continue
+        if dataset.store in failed:
+            continue
+        try:
+            found += opened[dataset.store].quarantined(dataset)
+        except StoreError as exc:
+            failed[dataset.store] = (str(exc), [], not isinstance(exc, StoreMisconfigured))
+    return tuple(found)
 
 
 def _breaker(

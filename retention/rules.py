@@ -28,6 +28,8 @@ _CLOCK_PATTERN = re.compile(r"^(record|subject)\.([A-Za-z_][A-Za-z0-9_]*)$")
 Action = Literal["delete", "anonymize", "keep"]
 ABSENT = "assert_absent"  # written in packs; a rule carries it as `asserts_absent` (see Rule)
 WhereValue = str | int | float | bool | None | list[str | int | float | bool | None]
+SUBJECT_FIELD = "subject."  # a `where` key on the subject's table: ``subject.country``
+_SUBJECT_WHERE = re.compile(r"^subject\.([A-Za-z_][A-Za-z0-9_]*)$")
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,9 @@ class Rule(Model):
     source: str | None = None
     applies_to: AppliesTo
     where: dict[str, WhereValue] = Field(default_factory=dict)
+    # the subject type the rule reads (its `subject.*` clocks and filters) on a dataset with
+    # several subjects; None: the dataset's first (its only one, on most datasets)
+    subject: str | None = Field(default=None, min_length=1)
     after: Annotated[Clock, BeforeValidator(Clock.parse)]
     retain: Duration
     grace: Duration = Duration()
@@ -214,6 +219,18 @@ class Rule(Model):
         data["action"] = then or "keep"
         return data
 
+    @field_validator("where")
+    @classmethod
+    def _subject_fields(cls, value: dict[str, WhereValue]) -> dict[str, WhereValue]:
+        for name in value:
+            if name.startswith(SUBJECT_FIELD) and not _SUBJECT_WHERE.match(name):
+                raise FieldError(
+                    f"{name!r}: a subject filter names one column of the subject's table, "
+                    "e.g. subject.country",
+                    name,
+                )
+        return value
+
     @field_validator("schedule")
     @classmethod
     def _valid_cron(cls, value: str | None) -> str | None:
@@ -227,6 +244,12 @@ class Rule(Model):
             )
         if self.action != "anonymize" and self.anonymize:
             raise FieldError(f"`anonymize` strategies given on a {self.action} rule", "anonymize")
+        if self.subject is not None and not self.reads_subject:
+            raise FieldError(
+                "`subject` names the subject a rule's subject.* clock or filter reads; this "
+                "rule reads none",
+                "subject",
+            )
         try:
             self.retain + self.grace + (self.within or Duration())
         except ValueError as exc:
@@ -241,6 +264,25 @@ class Rule(Model):
     @property
     def destructive(self) -> bool:
         return self.action != "keep"
+
+    @property
+    def record_where(self) -> dict[str, WhereValue]:
+        """The `where` filters on the record's own columns."""
+        return {k: v for k, v in self.where.items() if not k.startswith(SUBJECT_FIELD)}
+
+    @property
+    def subject_where(self) -> dict[str, WhereValue]:
+        """The `where` filters on the subject's table, by column (``country``)."""
+        return {
+            k.removeprefix(SUBJECT_FIELD): v
+            for k, v in self.where.items()
+            if k.startswith(SUBJECT_FIELD)
+        }
+
+    @property
+    def reads_subject(self) -> bool:
+        """Whether the rule reads its subject's row: a subject clock or a subject filter."""
+        return bool(self.subject_where) or any(r.source == "subject" for r in self.after.refs)
 
 
 class RulePack(Model):

@@ -116,8 +116,50 @@ class DeltaStoreConfig(Model):
         return self.model_copy(update={"root": str(root if root.is_absolute() else base / root)})
 
 
+class IcebergStoreConfig(Model):
+    """Iceberg tables (pyiceberg) registered in a SQL catalog: `catalog` is the catalog
+    database's SQLAlchemy URL (SQLite or PostgreSQL, a secret: it may hold a password),
+    `catalog_name` the catalog's name in it, `warehouse` the local directory new tables' files
+    go to (``s3://`` warehouses are refused: not tested here). `purge_after`: how long deleted
+    rows stay readable at older snapshots before a run expires them and removes their files;
+    None: the table's own ``history.expire.max-snapshot-age-ms`` (Iceberg's default, 5 days)."""
+
+    kind: Literal["iceberg"]
+    catalog: SecretStr
+    warehouse: str
+    catalog_name: str = Field("default", min_length=1)
+    purge_after: Duration | None = None
+
+    @field_validator("catalog")
+    @classmethod
+    def _parsable_url(cls, value: SecretStr) -> SecretStr:
+        return check_database_url(value)
+
+    @field_validator("warehouse")
+    @classmethod
+    def _local_warehouse(cls, value: str) -> str:
+        if "://" in value and not value.startswith("file://"):
+            raise ValueError(
+                f"warehouse {value.split('://', 1)[0]}:// is not supported: iceberg tables must "
+                "live in a local directory (the physical step deletes their files, and was only "
+                "tested on a local file system)"
+            )
+        return value.removeprefix("file://")
+
+    def relative_to(self, base: Path) -> IcebergStoreConfig:
+        """A relative warehouse and SQLite catalog path, made relative to `base`."""
+        root = Path(self.warehouse).expanduser()
+        url = sqlite_relative_to(self.catalog.get_secret_value(), base)
+        return self.model_copy(
+            update={
+                "warehouse": str(root if root.is_absolute() else base / root),
+                "catalog": SecretStr(url),
+            }
+        )
+
+
 StoreConfig = Annotated[
-    SqlStoreConfig | S3StoreConfig | FilesystemStoreConfig | DeltaStoreConfig,
+    SqlStoreConfig | S3StoreConfig | FilesystemStoreConfig | DeltaStoreConfig | IcebergStoreConfig,
     Field(discriminator="kind"),
 ]
 
@@ -133,6 +175,8 @@ class SubjectConfig(Model):
 
 
 class SubjectLink(Model):
+    """A dataset's column naming the subject (of type `type`) each record belongs to."""
+
     type: str
     column: str
 
@@ -151,7 +195,9 @@ class DatasetConfig(Model):
     glob: str | None = None
     key: str | list[str] | None = None
     category: str
-    subject: SubjectLink | None = None
+    # one subject, or several (``[{type: account, column: account_id}, {type: user, ...}]``):
+    # the first is the one a rule reads unless it names another (`subject:` on the rule)
+    subject: SubjectLink | list[SubjectLink] | None = None
     timestamps: dict[str, str] = Field(default_factory=dict)
     personal: dict[str, str] = Field(default_factory=dict)
     cascade: list[CascadeConfig] = Field(default_factory=list)
@@ -173,6 +219,19 @@ class DatasetConfig(Model):
             raise FieldError(
                 "a table dataset needs a key (its primary key column or columns)", "key"
             )
+        if isinstance(self.subject, list):
+            if not self.subject:
+                raise FieldError(
+                    "subject lists no subject: give one or more {type, column}, or remove it",
+                    "subject",
+                )
+            types = [link.type for link in self.subject]
+            if len(set(types)) != len(types):
+                raise FieldError(
+                    "subject names a subject type twice: a rule could not tell which column "
+                    "it reads",
+                    "subject",
+                )
         if self.key is not None:
             columns = [self.key] if isinstance(self.key, str) else self.key
             if not columns or not all(column.strip() for column in columns):
@@ -180,6 +239,13 @@ class DatasetConfig(Model):
             if len(set(columns)) != len(columns):
                 raise FieldError("the key names a column twice", "key")
         return self
+
+    @property
+    def subject_links(self) -> tuple[SubjectLink, ...]:
+        """Every subject link, the primary (first) one first; none for an object dataset."""
+        if self.subject is None:
+            return ()
+        return tuple(self.subject) if isinstance(self.subject, list) else (self.subject,)
 
     @property
     def key_columns(self) -> tuple[str, ...]:
@@ -265,6 +331,7 @@ class RuleOverride(Model):
     within: str | None = None
     schedule: str | None = None
     where: dict[str, Any] | None = None
+    subject: str | None = None  # the subject type the rule reads, on a dataset with several
 
 
 class _DictSource(PydanticBaseSettingsSource):

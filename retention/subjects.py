@@ -240,14 +240,14 @@ def lookup(
                 continue
             assert isinstance(store, SubjectRecords)
             try:
-                found = store.subject_records(dataset, subject, via, holds, now)
+                found = store.subject_records(dataset, subject_type, subject, via, holds, now)
                 count, groups = _groups(dataset, found, holds.freeze)
             except StoreError as exc:
                 reason = f"its store could not be read: {exc}"
                 unattributed.append(Unattributed(dataset.name, dataset.store, reason, True))
                 continue
             how = (
-                f"subject column {dataset.subject_column}"
+                f"subject column {_column_of(dataset, subject_type)}"
                 if not via
                 else "cascade from " + " → ".join(f"{p.name} ({c})" for p, c in via)
             )
@@ -264,15 +264,23 @@ def lookup(
     )
 
 
+def _column_of(dataset: Dataset, subject_type: str) -> str | None:
+    """The column of `dataset` naming its subject of `subject_type`."""
+    ref = dataset.subject_named(subject_type)
+    return ref.column if ref is not None else None
+
+
 def _path(
     datasets: Mapping[str, Dataset], dataset: Dataset, subject_type: str
 ) -> tuple[list[tuple[Dataset, str]], str | None]:
     """How `dataset`'s records reach a subject of `subject_type`: ([], None) by its own column,
     the cascade parents upward, or a reason they cannot be attributed."""
-    if dataset.subject is not None:
-        if dataset.subject.name != subject_type:
-            return [], f"its records belong to subject type {dataset.subject.name}"
-        if dataset.subject_column is None:
+    if dataset.subjects:
+        ref = dataset.subject_named(subject_type)
+        if ref is None:
+            names = ", ".join(other.name for other in dataset.subjects)
+            return [], f"its records belong to subject type {names}"
+        if ref.column is None:
             return [], "its records name their subject in their object key, not in a column"
         return [], None
     for parent in datasets.values():

@@ -284,9 +284,10 @@ def template_of(ds: Any, kind: str) -> KeyTemplate | None:
 
 
 def subject_type(ds: Any, kind: str) -> str | None:
-    """The subject type of a dataset: its `subject` link, or its template's placeholder."""
+    """The primary subject type of a dataset: its (first) `subject` link, or its template's
+    placeholder."""
     if ds.subject is not None:
-        return str(ds.subject.type)
+        return str(ds.subject_links[0].type)
     try:
         template = template_of(ds, kind)
     except ValueError:

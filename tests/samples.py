@@ -8,9 +8,12 @@ keep them). A test that needs a sample which is not there skips, saying where to
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 SAMPLE_DATA_ENV = "RETENTION_SAMPLE_DATA"
 DEFAULT_SAMPLE_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -43,3 +46,29 @@ def require_sample(sample: str, name: str) -> pytest.MarkDecorator:
     """A ``skipif`` mark for tests that need one sample file."""
     path = sample_file(sample, name)
     return pytest.mark.skipif(not path.exists(), reason=missing_reason(sample, name))
+
+
+def load_pagila(url: str) -> str:
+    """Pagila's schema and data in the schema of a test database's `url` (its
+    ``-csearch_path``), which it returns; psql reads its COPY blocks (skips without psql)."""
+    if shutil.which("psql") is None:
+        pytest.skip("psql is not installed: Pagila's COPY data needs it")
+    parsed = make_url(url)
+    schema = parsed.query["options"].removeprefix("-csearch_path=")
+    assert isinstance(schema, str)
+    plain = parsed.set(drivername="postgresql").difference_update_query(["options"])
+    pagila = sample_file("pagila", "pagila-schema.sql").parent
+    script = "".join(
+        line.replace("public.", f'"{schema}".')
+        for name in ("pagila-schema.sql", "pagila-data.sql")
+        for line in (pagila / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        if "OWNER TO" not in line and "SCHEMA public" not in line
+    )
+    loaded = subprocess.run(
+        ["psql", "-q", "-v", "ON_ERROR_STOP=1", plain.render_as_string(hide_password=False)],
+        input=script,
+        text=True,
+        capture_output=True,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    return schema

@@ -342,7 +342,7 @@ def test_wrong_store_kind(files: Files) -> None:
     )
     error = files.error()
     assert where(error) == (files.path("config.yaml"), 4, "stores.app.kind")
-    assert error.message == "unknown kind 'postgres' (use sql, s3, filesystem or delta)"
+    assert error.message == "unknown kind 'postgres' (use sql, s3, filesystem, delta or iceberg)"
 
 
 def test_store_without_kind(files: Files) -> None:
@@ -357,7 +357,7 @@ def test_store_without_kind(files: Files) -> None:
     )
     error = files.error()
     assert where(error) == (files.path("config.yaml"), 3, "stores.app.kind")
-    assert error.message == "required field is missing (use sql, s3, filesystem or delta)"
+    assert error.message == "required field is missing (use sql, s3, filesystem, delta or iceberg)"
 
 
 def test_dataset_with_both_table_and_prefix(files: Files) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -33,7 +32,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from retention.cli import app
@@ -46,10 +44,9 @@ from retention.personaldata import kind_by_values, luhn, recognise
 from retention.validate import check_stores
 
 from .conftest import Database
-from .samples import require_sample, sample_file
+from .samples import load_pagila, require_sample, sample_file
 
 CHINOOK = sample_file("chinook", "Chinook_Sqlite.sqlite")
-PAGILA = sample_file("pagila", "pagila-schema.sql").parent
 NOW = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
 runner = CliRunner()
 
@@ -169,37 +166,13 @@ def test_demo_database(tmp_path: Path) -> None:
     assert [v for v in sampled_values(url, personal) if v in output] == []
 
 
-def _load_pagila(database: Database) -> str:
-    """Pagila's schema and data in the test's own schema (psql reads its COPY blocks)."""
-    if shutil.which("psql") is None:
-        pytest.skip("psql is not installed: Pagila's COPY data needs it")
-    url = make_url(database.url)
-    schema = url.query["options"].removeprefix("-csearch_path=")
-    assert isinstance(schema, str)
-    plain = url.set(drivername="postgresql").difference_update_query(["options"])
-    script = "".join(
-        line.replace("public.", f'"{schema}".')
-        for name in ("pagila-schema.sql", "pagila-data.sql")
-        for line in (PAGILA / name).read_text(encoding="utf-8").splitlines(keepends=True)
-        if "OWNER TO" not in line and "SCHEMA public" not in line
-    )
-    subprocess.run(
-        ["psql", "-q", "-v", "ON_ERROR_STOP=1", plain.render_as_string(hide_password=False)],
-        input=script,
-        text=True,
-        check=True,
-        capture_output=True,
-    )
-    return schema
-
-
 @pytest.mark.postgres
 @require_sample("pagila", "pagila-data.sql")
 def test_pagila(postgres_db: Database, tmp_path: Path) -> None:
     """On Pagila (PostgreSQL, --schema), discover finds the customer subject with its created
     event, the names, e-mail, phone and address columns, the monthly payment partitions read as
     one dataset with their foreign keys, and the cascades from customer; the draft validates."""
-    schema = _load_pagila(postgres_db)
+    schema = load_pagila(postgres_db.url)
     _summary, config, output = discovered(postgres_db.url, tmp_path / "draft", "--schema", schema)
     assert config["subjects"] == {
         "customer": {

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import MetaData, Table, func, select
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, func, insert, select
 from typer.testing import CliRunner
 
 from retention.cli import app
@@ -26,13 +26,18 @@ from .conftest import Database
 from .scenario import MESSAGES, TICKETS, TICKETS_DATASET, Scenario, at, rule
 
 NOW = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
-DIALECTS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+DIALECTS = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+]
 runner = CliRunner()
 
 
 @pytest.fixture(params=DIALECTS)
 def qdb(request: pytest.FixtureRequest) -> Database:
-    """SQLite and PostgreSQL (the quarantine's SQL is the same Core on every dialect)."""
+    """SQLite, PostgreSQL and MariaDB (where a delete selects and locks its rows first: no
+    DELETE ... RETURNING on every version)."""
     database: Database = request.getfixturevalue(f"{request.param}_db")
     return database
 
@@ -118,10 +123,11 @@ def test_a_delete_keeps_its_rows_and_restore_puts_them_back(qdb: Database, tmp_p
     kept = rows(qdb, "retention_quarantine_tickets")
     assert [r[1] for r in kept] == list(range(1, 11)) and {r[0] for r in kept} == {result.run_id}
     assert len(rows(qdb, "retention_quarantine_messages")) == 3
-    dry = runner.invoke(app, ["restore", "--run", result.run_id, "-c", str(config)])
+    restoring = ["restore", "--run", result.run_id, "-c", str(config), "--now", NOW.isoformat()]
+    dry = runner.invoke(app, restoring)
     assert dry.exit_code == 0, dry.output
     assert "would" in dry.stdout and live_rows(qdb) == ([], [])
-    done = runner.invoke(app, ["restore", "--run", result.run_id, "-c", str(config), "--execute"])
+    done = runner.invoke(app, [*restoring, "--execute"])
     assert done.exit_code == 0, done.output
     assert live_rows(qdb) == before
     assert rows(qdb, "retention_quarantine_tickets") == []
@@ -130,6 +136,30 @@ def test_a_delete_keeps_its_rows_and_restore_puts_them_back(qdb: Database, tmp_p
     assert sorted(keys_of(entries, "restore"), key=int) == [str(i) for i in range(1, 11)]
     assert sorted(keys_of(entries, "restore", "messages")) == ["101", "102", "103"]
     verifies(config)
+
+
+def test_plan_shows_what_each_quarantined_dataset_keeps(qdb: Database, tmp_path: Path) -> None:
+    """After a quarantined delete the plan says, per dataset and cascade child, how many
+    records are kept and when they are purged (text and --json); nothing before the delete,
+    nothing once purged."""
+    config = world(qdb, tmp_path)
+    plan = ["plan", "-c", str(config), "--now", NOW.isoformat()]
+    before = json.loads(runner.invoke(app, [*plan, "--json"]).stdout)["quarantine"]
+    assert [(q["dataset"], q["count"]) for q in before] == [("tickets", 0), ("messages", 0)]
+    run(config)
+    shown = runner.invoke(app, plan)
+    assert "quarantine: tickets keeps 10, purged on 2026-11-28" in shown.stdout, shown.output
+    assert "quarantine: messages keeps 3, purged on 2026-11-28" in shown.stdout
+    data = json.loads(runner.invoke(app, [*plan, "--json"]).stdout)["quarantine"]
+    assert data[0] == {
+        "dataset": "tickets",
+        "count": 10,
+        "first_purge": "2026-11-28T00:00:00+00:00",
+        "last_purge": "2026-11-28T00:00:00+00:00",
+    }
+    run(config, NOW + dt.timedelta(days=8))
+    after = json.loads(runner.invoke(app, [*plan, "--json"]).stdout)["quarantine"]
+    assert [q["count"] for q in after] == [0, 0]
 
 
 def test_a_key_that_exists_again_is_reported_not_restored(qdb: Database, tmp_path: Path) -> None:
@@ -148,6 +178,19 @@ def test_a_key_that_exists_again_is_reported_not_restored(qdb: Database, tmp_pat
     refused = [e for e in audit(config) if e["outcome"].startswith("not restored")]
     assert [e["keys"] for e in refused] == [["4"]]
     verifies(config)
+
+
+def test_what_is_past_its_window_is_not_restored(qdb: Database, tmp_path: Path) -> None:
+    """Eight days on, before any run has purged them, the rows of a P7D window are not put
+    back (their window ended: they wait for their purge); a day before, they are."""
+    config = world(qdb, tmp_path)
+    result = run(config)
+    late = Executor(load_config(config), now=NOW + dt.timedelta(days=8), live=True)
+    assert late.restore(result.run_id).outcomes == () and live_rows(qdb) == ([], [])
+    assert len(rows(qdb, "retention_quarantine_tickets")) == 10
+    in_time = Executor(load_config(config), now=NOW + dt.timedelta(days=6), live=True)
+    (tickets, messages) = in_time.restore(result.run_id).outcomes
+    assert (tickets.acted, messages.acted) == (10, 3)
 
 
 def test_a_run_purges_what_is_past_its_window(qdb: Database, tmp_path: Path) -> None:
@@ -207,13 +250,14 @@ def test_a_crash_in_the_middle_loses_nothing_and_does_nothing_twice(
     verifies(config)
 
 
-def test_only_sql_datasets_have_a_quarantine(tmp_path: Path) -> None:
-    """`quarantine:` on a dataset in a file tree is a config error naming the field."""
-    (tmp_path / "files").mkdir()
+def test_a_lake_table_has_no_quarantine(tmp_path: Path) -> None:
+    """`quarantine:` on a Delta table (its deletes have their own `purge_after`) is a config
+    error naming the field."""
+    (tmp_path / "lake").mkdir()
     (tmp_path / "config.yaml").write_text(
-        "stores: {files: {kind: filesystem, root: files}}\n"
+        "stores: {lake: {kind: delta, root: lake}}\n"
         "datasets:\n"
-        "  logs: {store: files, glob: '*.log', category: logs, quarantine: P7D}\n"
+        "  logs: {store: lake, table: logs, key: id, category: logs, quarantine: P7D}\n"
     )
     with pytest.raises(ConfigError, match="quarantine"):
         load_config(tmp_path / "config.yaml")
@@ -255,3 +299,55 @@ def test_restore_never_overwrites_and_never_loses(
             assert connection.execute(select(func.count()).select_from(TICKETS)).scalar() == 10
     finally:
         database.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_restore_puts_back_as_many_rows_as_were_quarantined_in_large_batches(
+    postgres_db: Database, tmp_path: Path
+) -> None:
+    """20,000 rows with a four-column key, deleted and restored in batches of 17,000: every
+    quarantined row comes back, counted and audited once. (A batch's keys went into one
+    IN-list, four parameters a key: past PostgreSQL's 65,535 bound parameters the restore
+    failed, restoring fewer rows than were quarantined; a single-column key needed batches
+    over 65,535 rows.)"""
+    db = postgres_db
+    names = ("region", "shard", "day", "seq")
+    events = Table(
+        "events",
+        MetaData(),
+        *(Column(name, Integer, primary_key=True, autoincrement=False) for name in names),
+        Column("created_at", DateTime),
+    )
+    events.metadata.create_all(db.engine)
+    total = 20_000
+    old = dt.datetime(2020, 1, 1)
+    with db.engine.begin() as connection:
+        data = [
+            {"region": i % 3, "shard": i % 7, "day": i % 11, "seq": i, "created_at": old}
+            for i in range(total)
+        ]
+        connection.execute(insert(events), data)
+    dataset = {
+        "store": "app",
+        "table": "events",
+        "key": list(names),
+        "category": "logs",
+        "timestamps": {"created": "created_at"},
+        "quarantine": "P7D",
+    }
+    config = Scenario(db, tmp_path).write(
+        [rule("events.delete", applies_to={"dataset": "events"})],
+        datasets={"events": dataset},
+        batch_size=17_000,
+    )
+    deleted = run(config)
+    assert [o.acted for o in deleted.outcomes] == [total]
+    assert len(rows(db, "retention_quarantine_events")) == total
+    restored = Executor(load_config(config), now=NOW, live=True).restore(deleted.run_id)
+    (outcome,) = restored.outcomes
+    assert (outcome.acted, outcome.batches, outcome.status) == (total, 2, "ok")
+    assert len(rows(db, "events")) == total
+    assert rows(db, "retention_quarantine_events") == []
+    entries = audit(config)
+    assert sum(e["count"] for e in entries if e["action"] == "restore") == total
+    verifies(config)

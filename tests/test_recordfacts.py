@@ -264,6 +264,36 @@ def test_a_live_run_records_what_it_kept_per_hold_and_keep_rule(
         engine.dispose()
 
 
+def test_due_times_of_text_clocks_in_every_stored_form(world: Scenario, db: Database) -> None:
+    """SQLite keeps timestamps as text: naive, with `Z`, with an offset, a date alone, with a
+    fraction. Each record's due time is its own instant plus the retention period, whatever
+    form its clock was stored in."""
+    if db.dialect != "sqlite":
+        pytest.skip("text clocks are SQLite's")
+    stored = {
+        1: ("2026-01-01 10:00:00", "2026-01-31T10:00:00+00:00"),
+        2: ("2026-01-01T10:00:00Z", "2026-01-31T10:00:00+00:00"),
+        3: ("2026-01-01 10:00:00+02:00", "2026-01-31T08:00:00+00:00"),
+        4: ("2026-01-01", "2026-01-31T00:00:00+00:00"),
+        5: ("2026-01-01 10:00:00.250", "2026-01-31T10:00:00.250000+00:00"),
+        6: ("2026-01-01 10:00:00", "2026-01-31T10:00:00+00:00"),  # the same text as 1
+    }
+    world.accounts({"id": 7})
+    world.tickets(*({"id": i, "account_id": 7, "created_at": at("2020-01-01")} for i in stored))
+    tickets = table("tickets", column("id"), column("created_at"))
+    with db.engine.begin() as connection:
+        for key, (text, _) in stored.items():
+            connection.execute(update(tickets).where(tickets.c.id == key).values(created_at=text))
+    config = world.config([rule(retain="P30D")], **_state(db))
+    Executor(config, now=NOW, live=True).run()
+    engine = open_state(_url(config))
+    try:
+        (entry,) = acted(engine)
+        assert [f[1] for f in entry.facts()] == [due for _, due in stored.values()]
+    finally:
+        engine.dispose()
+
+
 def test_a_clock_rounded_to_year_end_is_due_and_late_as_the_evaluator_judges_it(
     world: Scenario, db: Database
 ) -> None:
@@ -322,35 +352,5 @@ def test_a_delete_a_keep_rule_held_back_is_late_only_after_the_keep_minimum_and_
             "2025-05-01T00:00:00+00:00",
             "2025-05-31T00:00:00+00:00",
         ]
-    finally:
-        engine.dispose()
-
-
-def test_due_times_of_text_clocks_in_every_stored_form(world: Scenario, db: Database) -> None:
-    """SQLite keeps timestamps as text: naive, with `Z`, with an offset, a date alone, with a
-    fraction. Each record's due time is its own instant plus the retention period, whatever
-    form its clock was stored in."""
-    if db.dialect != "sqlite":
-        pytest.skip("text clocks are SQLite's")
-    stored = {
-        1: ("2026-01-01 10:00:00", "2026-01-31T10:00:00+00:00"),
-        2: ("2026-01-01T10:00:00Z", "2026-01-31T10:00:00+00:00"),
-        3: ("2026-01-01 10:00:00+02:00", "2026-01-31T08:00:00+00:00"),
-        4: ("2026-01-01", "2026-01-31T00:00:00+00:00"),
-        5: ("2026-01-01 10:00:00.250", "2026-01-31T10:00:00.250000+00:00"),
-        6: ("2026-01-01 10:00:00", "2026-01-31T10:00:00+00:00"),  # the same text as 1
-    }
-    world.accounts({"id": 7})
-    world.tickets(*({"id": i, "account_id": 7, "created_at": at("2020-01-01")} for i in stored))
-    tickets = table("tickets", column("id"), column("created_at"))
-    with db.engine.begin() as connection:
-        for key, (text, _) in stored.items():
-            connection.execute(update(tickets).where(tickets.c.id == key).values(created_at=text))
-    config = world.config([rule(retain="P30D")], **_state(db))
-    Executor(config, now=NOW, live=True).run()
-    engine = open_state(_url(config))
-    try:
-        (entry,) = acted(engine)
-        assert [f[1] for f in entry.facts()] == [due for _, due in stored.values()]
     finally:
         engine.dispose()

@@ -23,7 +23,11 @@ from .scenario import ACCOUNTS, TICKETS, Scenario, at, rule
 
 BACKUP = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
 NOW = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
-DIALECTS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+DIALECTS = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+]
 RULES = [
     rule("tickets.delete", where={"status": ["closed"]}),
     rule(
@@ -39,7 +43,7 @@ runner = CliRunner()
 
 @pytest.fixture(params=DIALECTS)
 def rdb(request: pytest.FixtureRequest) -> Database:
-    """SQLite and PostgreSQL."""
+    """SQLite, PostgreSQL and MariaDB."""
     database: Database = request.getfixturevalue(f"{request.param}_db")
     return database
 

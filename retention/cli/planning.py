@@ -44,6 +44,7 @@ from .tables import Col, show
 if TYPE_CHECKING:
     from ..holdsreport import HoldsReport
     from ..planner import Plan
+    from ..stores.base import Quarantined
 
 
 @app.command()
@@ -272,9 +273,15 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None, *, wide: bool = False
     ]
     show(PLAN_COLUMNS, rows, title=title, wide=wide)
     for row in result.rules:
-        notes = row.notes  # object stores: how deletes are done, what their protections keep
-        if notes and row.due:
+        # object stores: how deletes are done, what their protections keep; lake tables also
+        # what earlier runs deleted that is still in old files, with nothing due now
+        notes = row.notes
+        if notes and (row.due or row.extra.get("physically_present")):
             out.print(f"{row.rule} on {row.dataset}: {'; '.join(notes)}", highlight=False)
+        if row.subject is not None:
+            out.print(f"{row.rule} on {row.dataset} reads subject {row.subject}", highlight=False)
+    for kept in result.quarantine:
+        out.print(f"quarantine: {_kept(kept, zone or dt.UTC)}", highlight=False)
     if result.holds_in_force:
         out.print(f"holds in force: {', '.join(result.holds_in_force)}", highlight=False)
     for hold, ends in result.holds_ending:
@@ -297,6 +304,15 @@ def print_plan(result: Plan, zone: ZoneInfo | None = None, *, wide: bool = False
             f"{skipped.message}",
             highlight=False,
         )
+
+
+def _kept(kept: Quarantined, zone: dt.tzinfo) -> str:
+    """``tickets keeps 10, purged on 2026-06-08`` (or between two dates, or nothing)."""
+    if not kept.count or kept.first_purge is None or kept.last_purge is None:
+        return f"{kept.dataset} keeps nothing"
+    first, last = (f"{m.astimezone(zone):%Y-%m-%d}" for m in (kept.first_purge, kept.last_purge))
+    when = f"on {first}" if first == last else f"from {first} to {last}"
+    return f"{kept.dataset} keeps {kept.count}, purged {when}"
 
 
 EXPLAIN_COLUMNS = (
@@ -335,7 +351,7 @@ def explain_command(
         (
             verdict.rule,
             verdict.action,
-            verdict.clock,
+            verdict.clock if verdict.subject is None else f"{verdict.clock} of {verdict.subject}",
             _when(verdict.clock_start, zone),
             _when(verdict.due_at, zone),
             verdict.status,

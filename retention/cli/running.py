@@ -307,17 +307,19 @@ def restore(
         bool, typer.Option("--execute", help="Put the records back (otherwise a dry run).")
     ] = False,
     wide: WideOption = False,
+    now: NowOption = None,
 ) -> None:
     """Put back what a run deleted from quarantined datasets (`quarantine:`) while their
     restore window lasts: a run of its own, audited; a dry run unless --execute.
 
-    A record whose key exists again is reported and left in quarantine, never overwritten.
-    Restored records are as due as before: fix the rule or place a hold first."""
+    A record whose key exists again is reported and left in quarantine, never overwritten;
+    one past its window (at --now, default the present) waits for its purge. Restored records
+    are as due as before: fix the rule or place a hold first."""
     from ..executor import Executor
 
     with handled(as_json):
         config = load(config_file)
-        moment = dt.datetime.now(dt.UTC)
+        moment = parse_now(now, config)
         with interruptible() as stop:
             executor = Executor(config, now=moment, live=execute, should_stop=stop)
             result = executor.restore(run_id, rule)

@@ -95,6 +95,25 @@ class Counts:
 
 
 @dataclass(frozen=True)
+class Quarantined:
+    """What a quarantined dataset (``quarantine:``) keeps of its deleted records now: how
+    many, and when the first and the last of them are purged (None when it keeps none)."""
+
+    dataset: str
+    count: int
+    first_purge: dt.datetime | None = None
+    last_purge: dt.datetime | None = None
+
+    def as_dict(self) -> dict[str, str | int | None]:
+        return {
+            "dataset": self.dataset,
+            "count": self.count,
+            "first_purge": None if self.first_purge is None else self.first_purge.isoformat(),
+            "last_purge": None if self.last_purge is None else self.last_purge.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
 class Tally:
     """Counted just before a rule acts: what it would act on, what it never can (unreadable
     clocks), and the dataset's size when asked (``limits.max_fraction``, ``approval_share``)."""
@@ -240,12 +259,13 @@ class SubjectRecords(Protocol):
     def subject_records(
         self,
         dataset: Dataset,
+        subject_type: str,
         subject: str,
         via: SubjectPath,
         holds: HoldsFile,
         now: dt.datetime,
     ) -> Iterator[tuple[str, Description]]:
-        """Every record of `dataset` belonging to the subject `subject` (canonical id), in key
+        """Every record of `dataset` belonging to `subject` (canonical id) of `subject_type`, in key
         order: its key (text form) and every rule's view of it, as :meth:`Store.describe`."""
 
 
@@ -370,6 +390,10 @@ class Store(Protocol):
         records whose restore window ended by `now`, batch by batch through the commit point
         (a dry run only says what it would purge)."""
 
+    def quarantined(self, dataset: Dataset) -> list[Quarantined]:
+        """What a quarantined `dataset` keeps in quarantine now (its cascade children each
+        in a row of their own), for the plan."""
+
     def replay(
         self, target: Target, recorded: KeyMatcher, run: Enforcement
     ) -> Iterator[BatchResult]:
@@ -378,10 +402,15 @@ class Store(Protocol):
         a record a hold or a keep rule protects now."""
 
     def restore(
-        self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+        self,
+        dataset: Dataset,
+        run_id: str,
+        rule: str | None,
+        now: dt.datetime,
+        run: Enforcement,
     ) -> Iterator[BatchResult]:
         """Put back what run `run_id` (its rule `rule`, when given) deleted from a
-        quarantined `dataset` and its window still keeps, batch by batch through the commit
+        quarantined `dataset` and its window still keeps at `now`, batch by batch through the commit
         point; a record whose key exists again is reported, never overwritten."""
 
     def describe(
@@ -414,6 +443,7 @@ __all__ = [
     "PlacedHold",
     "Probe",
     "Problem",
+    "Quarantined",
     "RecordFacts",
     "RuleView",
     "Stopped",

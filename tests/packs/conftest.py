@@ -4,7 +4,8 @@ Each test gets its own copy of the demo (built once per session per pack, then c
 :class:`DemoWorld` that asks the engine about it at any moment: `explain` for one record,
 `make_plan` for one rule, a live :class:`~retention.executor.Executor` run. Record keys are
 found by what the demo says about them (``world.keys("documents", account_id=104)``), never by
-hard-coded ids.
+hard-coded ids. :func:`policy_says` pins a test to the sentence of the policy it follows: the
+five policies are copied verbatim in ``tests/packs/policies/``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 import yaml
 from sqlalchemy import Engine, column, create_engine, select, table
 
+from retention.catalog import pack_text
 from retention.config import Config, load_config
 from retention.demo import build_company
 from retention.durations import Duration
@@ -33,6 +35,20 @@ UTC = dt.UTC
 NOW = dt.datetime(2027, 3, 15, 9, 30, tzinfo=UTC)
 """The moment every demo in these tests is built at (its data is relative to it)."""
 SECOND = dt.timedelta(seconds=1)
+
+
+POLICIES = Path(__file__).parent / "policies"
+
+
+def policy_says(pack: str, sentence: str) -> str:
+    """Assert the policy `pack` was written from contains `sentence` word for word (runs of
+    whitespace count as one space), and return it: a test that quotes its sentence fails
+    when the quote drifts from the text."""
+    document = yaml.safe_load(pack_text(pack))["policy"]["document"]
+    text = " ".join((POLICIES / document).read_text(encoding="utf-8").split())
+    quoted = " ".join(sentence.split())
+    assert quoted in text, f"{document} does not say: {quoted!r}"
+    return quoted
 
 
 def plus(instant: dt.datetime, duration: str) -> dt.datetime:

@@ -2,7 +2,7 @@
 
 Each test is named after a row of the [24]7 table in rules/README.md and quotes that row's
 promise (the README's paraphrase). The `account` subject is the Client; Platform End Users are
-reached through `status` and `is_child` on their rows.
+reached through their rows' own `erasure_requested` timestamp and `is_child`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from .conftest import NOW, SECOND, DemoWorld, plus
+from .conftest import NOW, SECOND, DemoWorld, plus, policy_says
 
 PACK = "247"
 
@@ -31,7 +31,8 @@ def _on_request(world: DemoWorld, dataset: str, rule: str, deadline: str, **wher
     """The first matching record is due when its request is recorded, overdue after `deadline`;
     the demo's second, older request is already overdue."""
     keys = world.keys(dataset, **where)
-    when = world.stamp(dataset, keys[0], "updated")
+    (clock,) = world.config.rule(rule).after.refs  # record.updated or record.erasure_requested
+    when = world.stamp(dataset, keys[0], clock.name)
     world.timeline(dataset, keys[0], rule, start=when, due=when, overdue=plus(when, deadline))
     assert [world.status(dataset, k, rule) for k in keys] == ["due", "overdue"][: len(keys)]
 
@@ -185,6 +186,65 @@ def test_no_childrens_data_on_the_website(world: DemoWorld) -> None:
     assert world.keys("newsletter_subscriptions", account_id=110) == []
 
 
+def test_account_holders_erasure_reaches_the_newsletter(world: DemoWorld) -> None:
+    """An account holder's request to stop using the data reaches the newsletter too."""
+    policy_says(
+        PACK,
+        "If you wish to cancel your account or request that we no longer use your information "
+        "to provide you services contact us via the information above.",
+    )
+    rule = "247.marketing.erasure"
+    requested = world.event(108, "erasure_requested")
+    key = world.key("newsletter_subscriptions", account_id=108)
+    world.timeline(
+        "newsletter_subscriptions",
+        key,
+        rule,
+        start=requested,
+        due=requested,
+        overdue=plus(requested, "P30D"),
+    )
+    late = world.key("newsletter_subscriptions", account_id=109)
+    assert world.status("newsletter_subscriptions", late, rule) == "overdue"
+    world.run(rules=(rule, "247.marketing.opt-out"))
+    assert world.keys("newsletter_subscriptions", account_id=108) == []
+    assert world.keys("newsletter_subscriptions", account_id=109) == [], "deleted, not hashed"
+
+
+def test_childrens_chats_comments_usage_and_cookies(world: DemoWorld) -> None:
+    """A child's chat transcripts, blog comments, usage and cookie data are not kept either."""
+    policy_says(
+        PACK,
+        "[24]7 does not knowingly collect personal data from children under the age of 13",
+    )
+    policy_says(
+        PACK,
+        "we do not intend to collect Personal Information from anyone we know to be under 13 "
+        "years of age.",
+    )
+    found = (
+        ("247.chat-transcripts.child", "chat_transcripts"),
+        ("247.public-posts.child", "forum_posts"),
+        ("247.cookies-analytics.child", "analytics_events"),
+    )
+    for rule, dataset in found:
+        (key,) = world.keys(dataset, is_child=True)
+        when = world.stamp(dataset, key, "updated")
+        world.timeline(dataset, key, rule, start=when, due=when, overdue=plus(when, "P30D"))
+    rule = "247.usage-logs.child"
+    flagged = world.event(110, "flagged_child")
+    usage = world.keys("usage_events", account_id=110)
+    assert usage
+    world.timeline(
+        "usage_events", usage[0], rule, start=flagged, due=flagged, overdue=plus(flagged, "P30D")
+    )
+    world.run(rules=(rule, *(r for r, _ in found)))
+    assert world.keys("usage_events", account_id=110) == []
+    for _, dataset in found:
+        assert world.keys(dataset, is_child=True) == [], dataset
+    assert world.keys("chat_transcripts", account_id=101), "the Client's other chats stay"
+
+
 def test_interaction_data_for_trends(world: DemoWorld) -> None:
     """Interaction Data (referrer, IP, browser, time, pages) for trends."""
     key = world.keys("usage_events", account_id=102)[-1]
@@ -245,6 +305,11 @@ def test_card_numbers_are_not_persisted(world: DemoWorld) -> None:
 
 def test_end_user_requests_done_within_30_days(world: DemoWorld) -> None:
     """End User deletion/deactivation requests, relayed by the Client, done within 30 days."""
+    policy_says(
+        PACK,
+        "[24]7 will make reasonable efforts to incorporate such changes, or respond to requests "
+        "for access, in the [24]7 Platform within 30 days.",
+    )
     _on_request(
         world,
         "documents",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from .conftest import NOW, SECOND, DemoWorld, after_year_end, plus
+from .conftest import NOW, SECOND, DemoWorld, after_year_end, plus, policy_says
 
 PACK = "24sessions"
 ACCOUNT_END = (
@@ -21,6 +21,11 @@ ACCOUNT_END = (
     ("24sessions.usage-logs.account-end", "usage_events"),
     ("24sessions.payment-cards.account-end", "payments"),
     ("24sessions.public-posts.account-end", "forum_posts"),
+)
+ERASURE = (
+    *ACCOUNT_END[:-1],
+    ("24sessions.public-posts.erasure", "forum_posts"),
+    ("24sessions.marketing.erasure", "newsletter_subscriptions"),
 )
 
 
@@ -70,8 +75,7 @@ def test_data_is_kept_to_resolve_disputes(world: DemoWorld) -> None:
 def test_deletion_on_request_within_a_reasonable_time(world: DemoWorld) -> None:
     """You may ask for deletion; we answer within a reasonable time."""
     requested = world.event(108, "erasure_requested")
-    rules = [*ACCOUNT_END, ("24sessions.marketing.erasure", "newsletter_subscriptions")]
-    for rule, dataset in rules:
+    for rule, dataset in ERASURE:
         key = world.key(dataset, account_id=108)
         world.timeline(
             dataset, key, rule, start=requested, due=requested, overdue=plus(requested, "P1M")
@@ -80,11 +84,50 @@ def test_deletion_on_request_within_a_reasonable_time(world: DemoWorld) -> None:
     asked = world.keys("contacts", status="erasure_requested")
     rule = "24sessions.contact-details.erasure"
     assert [world.status("contacts", k, rule) for k in asked] == ["due", "overdue"]
+    when = world.stamp("contacts", asked[0], "erasure_requested")
+    world.timeline("contacts", asked[0], rule, start=when, due=when, overdue=plus(when, "P1M"))
     world.run()  # every rule: an earlier-due delete rule (rolling logs) may take a record first
-    for rule, dataset in rules:
-        if "public-posts" not in rule:
-            assert world.keys(dataset, account_id=108) == [], dataset
+    for _, dataset in ERASURE:
+        assert world.keys(dataset, account_id=108) == [], dataset
     assert world.keys("contacts", status="erasure_requested") == []
+
+
+def test_people_without_an_account_ask_by_a_stamp_on_their_own_rows(world: DemoWorld) -> None:
+    """You may ask for deletion; we answer within a reasonable time: a request from someone
+    with no account is the row's own `record.erasure_requested`, stamped by the intake; a row
+    without the stamp is never touched by it, whatever its status says."""
+    policy_says(PACK, "You may access, correct, or request deletion of your personal information")
+    rule = "24sessions.contact-details.erasure"
+    prospect = world.key("contacts", status="prospect")
+    assert world.status("contacts", prospect, rule, plus(NOW, "P10Y")) == "clock not started"
+    asked = world.key("contacts", status="erasure_requested")
+    with world.engine.begin() as connection:  # a status set by hand, with no request recorded
+        connection.exec_driver_sql(
+            "UPDATE contacts SET erasure_requested_at = NULL WHERE id = ?", (int(asked),)
+        )
+    assert world.status("contacts", asked, rule, plus(NOW, "P10Y")) == "clock not started"
+
+
+def test_newsletter_subscribers_without_an_account(world: DemoWorld) -> None:
+    """Newsletter subscribers without an account may ask for deletion too."""
+    policy_says(PACK, "Registering for membership programs or newsletter subscriptions")
+    policy_says(PACK, "You may access, correct, or request deletion of your personal information")
+    rule = "24sessions.marketing.subscriber-erasure"
+    asked = [
+        k
+        for k in world.keys("newsletter_subscriptions", account_id=None)
+        if (world.row("newsletter_subscriptions", k) or {})["erasure_requested_at"] is not None
+    ]
+    assert len(asked) == 2
+    when = world.stamp("newsletter_subscriptions", asked[0], "erasure_requested")
+    world.timeline(
+        "newsletter_subscriptions", asked[0], rule, start=when, due=when, overdue=plus(when, "P1M")
+    )
+    assert [world.status("newsletter_subscriptions", k, rule) for k in asked] == ["due", "overdue"]
+    kept = world.key("newsletter_subscriptions", account_id=None, consent=True)
+    world.run(rules=(rule,))
+    assert all(world.row("newsletter_subscriptions", k) is None for k in asked)
+    assert world.row("newsletter_subscriptions", kept) is not None
 
 
 def test_consent_can_be_withdrawn(world: DemoWorld) -> None:
@@ -126,9 +169,14 @@ def test_referral_data_serves_one_invitation(world: DemoWorld) -> None:
 
 def test_referred_friend_may_ask_for_removal(world: DemoWorld) -> None:
     """The referred friend may ask for removal."""
+    policy_says(
+        PACK,
+        "Your friend may contact us at support@24sessions.com to request that we remove this "
+        "information from our database.",
+    )
     rule = "24sessions.referral-emails.removal-request"
     asked = world.keys("referrals", status="erasure_requested")
-    when = world.stamp("referrals", asked[0], "updated")
+    when = world.stamp("referrals", asked[0], "erasure_requested")
     world.timeline("referrals", asked[0], rule, start=when, due=when, overdue=plus(when, "P1M"))
 
 
@@ -225,10 +273,20 @@ def test_seminar_and_webinar_registrations(world: DemoWorld) -> None:
 
 def test_sweepstakes_contests_promotions(world: DemoWorld) -> None:
     """Sweepstakes, contests, promotions."""
+    policy_says(
+        PACK,
+        "To provide opt-in contests, sweepstakes or other marketing or promotional activities on "
+        "the 24sessions.com website or affiliate websites. Personal Information may be collected "
+        "to administer those programs.",
+    )
     rule = "24sessions.contact-details.promotion-ended"
-    for key in world.keys("contacts", purpose="promotion"):
-        created = world.stamp("contacts", key, "created")
-        world.timeline("contacts", key, rule, start=created, due=plus(created, "P6M"))
+    running, *ended = world.keys("contacts", purpose="promotion")
+    assert (world.row("contacts", running) or {})["promotion_ended_at"] is None
+    assert world.status("contacts", running, rule, plus(NOW, "P10Y")) == "clock not started"
+    assert len(ended) == 2
+    for key in ended:  # one month after the promotion's end, however long ago the entry was
+        end = world.stamp("contacts", key, "promotion_ended")
+        world.timeline("contacts", key, rule, start=end, due=plus(end, "P1M"))
 
 
 def test_discussion_groups_and_forums(world: DemoWorld) -> None:
@@ -239,9 +297,22 @@ def test_discussion_groups_and_forums(world: DemoWorld) -> None:
     for key in posts:
         record = world.row("forum_posts", key)
         assert record is not None, "the post stays visible"
-        assert record["name"] == "[redacted]" and "@" not in record["email"]
+        assert record["name"] == "[redacted]" and record["email"] is None
     active = world.row("forum_posts", world.key("forum_posts", account_id=101))
     assert active is not None and active["name"] != "[redacted]"
+
+
+def test_forum_posts_are_deleted_when_their_author_asks(world: DemoWorld) -> None:
+    """Forum posts are deleted, not pseudonymized, when their author asks for deletion."""
+    policy_says(PACK, "You may access, correct, or request deletion of your personal information")
+    rule = "24sessions.public-posts.erasure"
+    posts = world.keys("forum_posts", account_id=109)
+    assert posts and {world.status("forum_posts", k, rule) for k in posts} == {"overdue"}
+    closing = "24sessions.public-posts.account-end"
+    assert world.status("forum_posts", posts[0], closing) == "clock not started"
+    world.run(rules=(rule, closing))
+    assert world.keys("forum_posts", account_id=109) == [], "title and text go with the author"
+    assert world.keys("forum_posts", account_id=103), "a closed account's posts stay"
 
 
 def test_support_requests(world: DemoWorld) -> None:

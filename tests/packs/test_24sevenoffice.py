@@ -13,10 +13,14 @@ from collections.abc import Callable
 
 import pytest
 
-from .conftest import NOW, SECOND, DemoWorld, after_year_end, plus
+from .conftest import NOW, SECOND, DemoWorld, after_year_end, plus, policy_says
 
 PACK = "24sevenoffice"
 CONTENT = "24sevenoffice.customer-content.post-termination"
+WITHIN_THREE_MONTHS = (
+    "24SevenOffice will start the deletion of data processed on behalf of the customer within "
+    "three months after the termination of the Customer License Agreement (CLA)."
+)
 
 
 @pytest.fixture
@@ -43,56 +47,55 @@ def test_data_is_stored_for_the_cla_term_or_until_the_account_is_deleted(world: 
         closed,
         CONTENT,
         start=start,
-        due=plus(start, "P3M"),
-        overdue=plus(start, "P3M1D"),
+        due=plus(start, "P2M"),
+        overdue=plus(start, "P3M"),
     )
-    ledger = world.key("ledger_entries", account_id=104)
-    ended = world.event(104, "terminated")
-    world.timeline(
-        "ledger_entries",
-        ledger,
-        "24sevenoffice.accounting.post-termination",
-        start=ended,
-        due=plus(ended, "P3M"),
-        overdue=plus(ended, "P3M1D"),
-    )
-    for rule in (
-        "24sevenoffice.account-profile.post-termination",
-        "24sevenoffice.support-data.post-termination",
-        "24sevenoffice.usage-logs.post-termination",
+    ended = world.event(113, "terminated")
+    for rule, grace in (
+        ("24sevenoffice.accounting.post-termination", "P2M"),
+        ("24sevenoffice.account-profile.post-termination", "P2M"),
+        ("24sevenoffice.support-data.post-termination", "P1M"),
+        ("24sevenoffice.usage-logs.post-termination", "P1M"),
     ):
         dataset = world.config.datasets_for(world.config.rule(rule))[0]
-        key = world.key(dataset, account_id=104)
-        start = world.event(104, "terminated")
+        key = world.key(dataset, account_id=113)
         world.timeline(
-            dataset, key, rule, start=start, due=plus(start, "P1M"), overdue=plus(start, "P3M")
+            dataset, key, rule, start=ended, due=plus(ended, grace), overdue=plus(ended, "P3M")
         )
 
 
 def test_export_assistance_at_termination(world: DemoWorld) -> None:
     """Export assistance at termination."""
-    key = world.key("documents", account_id=104, title="Price list")
-    ended = world.event(104, "terminated")
-    assert world.status("documents", key, CONTENT, plus(ended, "P3M") - SECOND) == "not yet due"
-    world.run(plus(ended, "P3M") - SECOND, rules=(CONTENT,))
+    key = world.key("documents", account_id=113, title="Price list")
+    ended = world.event(113, "terminated")
+    assert world.status("documents", key, CONTENT, plus(ended, "P2M") - SECOND) == "not yet due"
+    world.run(plus(ended, "P2M") - SECOND)
     assert world.row("documents", key) is not None, "deleted inside the export window"
+    assert world.row("profiles", "113") is not None, "the login goes before the content"
 
 
 def test_deletion_starts_within_three_months_after_the_cla_ends(world: DemoWorld) -> None:
     """Deletion of customer data starts within three months after the CLA ends."""
-    key = world.key("documents", account_id=104, title="Price list")
-    ended = world.event(104, "terminated")
-    assert world.status("documents", key, CONTENT, plus(ended, "P2M")) == "not yet due"
-    assert world.status("documents", key, CONTENT, plus(ended, "P3M") - SECOND) == "not yet due"
-    assert world.status("documents", key, CONTENT, plus(ended, "P3M")) == "due"
-    assert world.status("documents", key, CONTENT, plus(ended, "P3M1D") + SECOND) == "overdue"
+    policy_says(PACK, WITHIN_THREE_MONTHS)
+    key = world.key("documents", account_id=113, title="Price list")
+    ended = world.event(113, "terminated")
+    assert world.status("documents", key, CONTENT, plus(ended, "P2M") - SECOND) == "not yet due"
+    assert world.status("documents", key, CONTENT, plus(ended, "P2M")) == "due"
+    # the promise is the deadline: overdue the moment three months have passed, not a day later
+    assert world.status("documents", key, CONTENT, plus(ended, "P3M") - SECOND) == "due"
+    assert world.status("documents", key, CONTENT, plus(ended, "P3M")) == "overdue"
+    ledger = world.key("ledger_entries", account_id=113)
+    accounting = world.verdict(
+        "ledger_entries", ledger, "24sevenoffice.accounting.post-termination"
+    )
+    assert accounting.overdue_at == plus(ended, "P3M")
     late = world.plan(CONTENT)  # 105 ended 130 days ago and nothing was deleted
     assert late.overdue == len(world.keys("documents", account_id=105)) + len(
         world.keys("documents", account_id=107)
     )
+    world.run(plus(ended, "P2M") - SECOND, rules=(CONTENT,))
+    assert world.row("documents", key) is not None, "deleted inside the export window"
     world.run(plus(ended, "P2M"), rules=(CONTENT,))
-    assert world.row("documents", key) is not None, "deleted before three months"
-    world.run(plus(ended, "P3M"), rules=(CONTENT,))
     assert world.row("documents", key) is None
     assert world.keys("documents", account_id=105) == []
 
@@ -175,8 +178,11 @@ def test_customer_content_incl_ledger_and_payroll_goes_with_the_cla(world: DemoW
     """Customer content incl. ledger, payroll (SSN, bank account, absences), mobile
     time/expense/trip data."""
     world.run(rules=(CONTENT, "24sevenoffice.accounting.post-termination"))
-    # 104's contract ended 75 days ago (still in its three months), 105's 130 days ago
-    for account, left in ((101, True), (102, True), (104, True), (105, False), (106, True)):
+    # 113's contract ended 45 days ago (still in its two-month export window), 104's 75 days
+    # ago (past it, inside the three months), 105's 130 days ago
+    for account, left in (
+        (101, True), (102, True), (113, True), (104, False), (105, False), (106, True),
+    ):  # fmt: skip
         assert bool(world.keys("documents", account_id=account)) is left, account
         assert bool(world.keys("ledger_entries", account_id=account)) is left, account
 
@@ -198,9 +204,27 @@ def test_account_information_goes_after_termination_or_on_request(world: DemoWor
         "113",
         "24sevenoffice.account-profile.post-termination",
         start=ended,
-        due=plus(ended, "P1M"),
+        due=plus(ended, "P2M"),
         overdue=plus(ended, "P3M"),
     )
+
+
+def test_logins_last_as_long_as_the_content_they_export(world: DemoWorld) -> None:
+    """Users can log in to export their content for as long as the content is kept."""
+    policy_says(
+        PACK,
+        "Upon expiry or termination of this Agreement, 24SevenOffice shall provide assistance "
+        "reasonably required by the customer to have the Personal data transferred in a "
+        "suitable standard format",
+    )
+    for account in (103, 104, 113):
+        login = world.verdict(
+            "profiles", str(account), "24sevenoffice.account-profile.post-termination"
+        )
+        for key in world.keys("documents", account_id=account, status="active"):
+            content = world.verdict("documents", key, CONTENT)
+            assert login.due_at is not None and content.due_at is not None
+            assert login.due_at >= content.due_at, account
 
 
 def test_job_applications_go_months_after_the_decision(world: DemoWorld) -> None:
@@ -310,14 +334,25 @@ def test_usage_patterns_are_used_without_identifying_the_user(world: DemoWorld) 
         start=created,
         due=plus(created, "P13M"),
     )
+    policy_says(
+        PACK,
+        "This usage is performed without identifying the individual user of the 24SevenOffice "
+        "Service.",
+    )
+    rule = "24sevenoffice.usage-logs.de-identify"
     recent = world.keys("usage_events", account_id=102)[-1]
     made = world.stamp("usage_events", recent, "created")
-    assert (
-        world.status(
-            "usage_events", recent, "24sevenoffice.usage-logs.de-identify", plus(made, "P30D")
-        )
-        == "due"
-    )
+    world.timeline("usage_events", recent, rule, start=made, due=made, overdue=plus(made, "P1D"))
+    world.run()  # records an earlier-due delete rule removes are not anonymized first
+    for key in world.keys("usage_events"):
+        record = world.row("usage_events", key)
+        assert record is not None
+        if record["account_id"] is not None:  # only what legal holds may stay linked
+            assert record["account_id"] == 106, key
+            continue
+        assert record["ip"] is None and record["user_agent"] == "[redacted]", key
+    pattern = world.row("usage_events", recent)
+    assert pattern is not None and pattern["title"] == "opened dashboard", "the pattern stays"
 
 
 def test_testimonials_need_the_persons_consent(world: DemoWorld) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from .conftest import NOW, SECOND, DemoWorld, after_year_end, plus
+from .conftest import NOW, SECOND, DemoWorld, after_year_end, plus, policy_says
 
 PACK = "com7"
 ERASURE_RULES = (
@@ -21,6 +21,26 @@ ERASURE_RULES = (
     ("com7.support-data.erasure", "support_tickets"),
     ("com7.marketing.erasure", "newsletter_subscriptions"),
     ("com7.usage-logs.erasure", "usage_events"),
+)
+WITHOUT_ACCOUNT = (  # people with no account: the request is stamped on their own rows
+    ("com7.contact-details.erasure", "contacts"),
+    ("com7.marketing.subscriber-erasure", "newsletter_subscriptions"),
+    ("com7.referral-emails.erasure", "referrals"),
+    ("com7.job-applications.erasure", "job_applications"),
+)
+CHILD_RECORDS = (  # a child's records found one by one (is_child)
+    ("com7.contact-details.child", "contacts"),
+    ("com7.referral-emails.child", "referrals"),
+    ("com7.job-applications.child", "job_applications"),
+    ("com7.cookies-analytics.child", "analytics_events"),
+)
+ASK = (
+    "you can ask us to show you what data we have about you, make us correct that data if it "
+    "is inaccurate, and even ask us to delete or stop using the data."
+)
+CHILD = (
+    "If we become aware that a child under 16 has provided us with personal information, we "
+    "will take steps to delete such information."
 )
 
 
@@ -117,10 +137,21 @@ def test_web_forms_and_other_submissions(world: DemoWorld) -> None:
 
 def test_competitions_and_promotions(world: DemoWorld) -> None:
     """Competitions, promotions, rewards, sweepstakes."""
+    policy_says(
+        PACK,
+        "To administer referral programs, rewards, surveys, sweepstakes, contests, or other "
+        "promotional activities or events sponsored or managed by us or our business partners.",
+    )
     rule = "com7.contact-details.promotion-ended"
-    for key in world.keys("contacts", purpose="promotion"):
-        created = world.stamp("contacts", key, "created")
-        world.timeline("contacts", key, rule, start=created, due=plus(created, "P6M"))
+    running, *ended = world.keys("contacts", purpose="promotion")
+    assert world.status("contacts", running, rule, plus(NOW, "P10Y")) == "clock not started"
+    assert len(ended) == 2
+    for key in ended:  # counted from the promotion's end, not from the entry
+        end = world.stamp("contacts", key, "promotion_ended")
+        assert end > world.stamp("contacts", key, "created")
+        world.timeline("contacts", key, rule, start=end, due=plus(end, "P1M"))
+    world.run(rules=(rule,))
+    assert world.keys("contacts", purpose="promotion") == [running, ended[1]]
     prospect = world.key("contacts", status="prospect")
     assert world.status("contacts", prospect, rule) == "not covered (where filter)"
 
@@ -218,6 +249,45 @@ def test_disclosure_for_legal_process(world: DemoWorld) -> None:
         world.status("invoices", invoice, "com7.billing.account-end", kept_until - SECOND)
         == "blocked by a keep rule"
     )
+
+
+def test_people_without_an_account_can_ask_for_deletion(world: DemoWorld) -> None:
+    """People without an account (form contacts, subscribers, referred people, applicants) can
+    ask for deletion too."""
+    policy_says(PACK, ASK)
+    for rule, dataset in WITHOUT_ACCOUNT:
+        asked = [
+            k
+            for k in world.keys(dataset)
+            if (world.row(dataset, k) or {})["erasure_requested_at"] is not None
+        ]
+        assert asked, dataset
+        when = world.stamp(dataset, asked[0], "erasure_requested")
+        world.timeline(dataset, asked[0], rule, start=when, due=when, overdue=plus(when, "P30D"))
+        others = [k for k in world.keys(dataset) if k not in asked]
+        assert {world.status(dataset, k, rule, plus(NOW, "P10Y")) for k in others} == {
+            "clock not started"
+        }, dataset
+    world.run(rules=tuple(rule for rule, _ in WITHOUT_ACCOUNT))
+    for _, dataset in WITHOUT_ACCOUNT:
+        for key in world.keys(dataset):
+            assert (world.row(dataset, key) or {})["erasure_requested_at"] is None, dataset
+
+
+def test_childrens_referrals_applications_and_cookies(world: DemoWorld) -> None:
+    """A child's referral, job application and cookie data are deleted like the rest."""
+    policy_says(PACK, CHILD)
+    for rule, dataset in CHILD_RECORDS:
+        (key,) = world.keys(dataset, is_child=True)
+        flagged = world.stamp(dataset, key, "updated")
+        world.timeline(
+            dataset, key, rule, start=flagged, due=flagged, overdue=plus(flagged, "P30D")
+        )
+        grown_up = world.key(dataset, is_child=False)
+        assert world.status(dataset, grown_up, rule) == "not covered (where filter)"
+    world.run(rules=tuple(rule for rule, _ in CHILD_RECORDS))
+    for _, dataset in CHILD_RECORDS:
+        assert world.keys(dataset, is_child=True) == [], dataset
 
 
 def test_a_childs_data_is_deleted(world: DemoWorld) -> None:

@@ -127,3 +127,61 @@ def test_every_delete_a_keep_rule_can_block_has_a_deadline(pack: str) -> None:
         if r["action"] == "delete" and r["applies_to"] in kept and "within" not in r
     ]
     assert not missing, f"{pack}: delete rules a keep rule can block have no within: {missing}"
+
+
+_ROLES = ("Legal", "Operator", "DPO", "The DPO", "Support", "Engineering", "The customer",
+          "The Client", "The User", "The user", "Nobody")  # fmt: skip
+
+
+def _period_cells() -> dict[str, list[tuple[str, str, str]]]:
+    """(promise, rule cell, last cell) of every row of each pack's table in README section 2."""
+    tables: dict[str, list[tuple[str, str, str]]] = {}
+    pack = None
+    for line in README.read_text(encoding="utf-8").splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            pack = heading["pack"]
+            tables[pack] = []
+        elif line.startswith("## "):
+            pack = None
+        elif pack and line.startswith("| ") and not line.startswith("| promise"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+            if not set(cells[0]) <= set("- "):
+                tables[pack].append((cells[0], cells[2], cells[-1]))
+    return tables
+
+
+def test_every_rule_says_whether_its_period_is_quoted_or_chosen() -> None:
+    """Every shipped rule carries `period_source`: quoted from the policy or chosen by us."""
+    for pack in shipped_packs():
+        for rule in yaml.safe_load(pack_text(pack))["rules"]:
+            assert rule.get("period_source") in ("quoted", "chosen"), (pack, rule["id"])
+
+
+@pytest.mark.parametrize("pack", shipped_packs())
+def test_the_readme_says_per_promise_whether_its_period_is_quoted_or_who_acts(pack: str) -> None:
+    """The promise tables' last column agrees with the packs: a promise kept by rules starts
+    with their `period_source` ("quoted", "chosen", or "chosen and quoted"); a promise no rule
+    keeps names who must act instead (legal, the operator, the DPO, the customer, ...)."""
+    rules = {rule["id"]: rule for rule in yaml.safe_load(pack_text(pack))["rules"]}
+    for promise, cell, last in _period_cells()[pack]:
+        ids = {i for i in _RULE_ID.findall(cell) if not i.endswith("*")}
+        ids |= {
+            rule_id
+            for family in _RULE_ID.findall(cell)
+            if family.endswith("*")
+            for rule_id in rules
+            if rule_id.startswith(family[:-1])
+        }
+        if ids:
+            label = " and ".join(sorted({rules[i]["period_source"] for i in ids}))
+            assert last == label or last.startswith((f"{label} ", f"{label};")), (promise, last)
+        else:
+            assert last.startswith(_ROLES), (promise, last)
+
+
+def test_the_pack_tests_quote_the_policies_verbatim() -> None:
+    """The policies the pack tests quote from are the seed documents the packs name, copied
+    whole into tests/packs/policies/ (so a quote that drifts from the text fails)."""
+    documents = {yaml.safe_load(pack_text(p))["policy"]["document"] for p in shipped_packs()}
+    assert documents == {path.name for path in (Path(__file__).parent / "policies").iterdir()}

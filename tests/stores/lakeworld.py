@@ -1,14 +1,17 @@
-"""Helpers for the lake-table tests: Delta tables of records written with delta-rs, and what
-each table version holds."""
+"""Helpers for the lake-table tests: Delta tables of records written with delta-rs, Iceberg
+tables written with pyiceberg into a SQLite catalog, and what each table version holds."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
+from pyiceberg.catalog.sql import SqlCatalog
 
 SCHEMA = pa.schema(
     [
@@ -54,3 +57,94 @@ def readable_anywhere(path: Path, record: int) -> bool:
     """Whether `record` can still be read at any version of the table (time travel)."""
     latest = DeltaTable(str(path)).version()
     return any(record in (ids_at(path, v) or set()) for v in range(latest + 1))
+
+
+def catalog_url(directory: Path) -> str:
+    """Where the tests' SQL catalog of `directory` is: a PostgreSQL database a test put there
+    (catalog.url), else SQLite (catalog.db)."""
+    pointer = directory / "catalog.url"
+    if pointer.exists():
+        return pointer.read_text()
+    return f"sqlite:///{directory / 'catalog.db'}"
+
+
+def iceberg_catalog(directory: Path, url: str | None = None) -> SqlCatalog:
+    """The SQL catalog of `directory` (SQLite unless `url` names another database, which is
+    then remembered for the directory), its warehouse `directory`/warehouse."""
+    (directory / "warehouse").mkdir(parents=True, exist_ok=True)
+    if url is not None:
+        (directory / "catalog.url").write_text(url)
+    return SqlCatalog(
+        "default", uri=catalog_url(directory), warehouse=f"file://{directory / 'warehouse'}"
+    )
+
+
+def iceberg_store(directory: Path, **fields: Any) -> dict[str, Any]:
+    """The store config of the catalog :func:`iceberg_catalog` made in `directory`."""
+    return {
+        "kind": "iceberg",
+        "catalog": catalog_url(directory),
+        "warehouse": str(directory / "warehouse"),
+        **fields,
+    }
+
+
+def write_iceberg(
+    directory: Path,
+    name: str,
+    rows: Iterable[tuple[int, int, dt.datetime]],
+    *,
+    files: int = 1,
+    url: str | None = None,
+) -> None:
+    """An Iceberg table `name` (NAMESPACE.NAME) of `rows` (id, account, created), in `files`
+    appends (snapshots) of one file each, in the catalog of `directory` (or at `url`)."""
+    catalog = iceberg_catalog(directory, url)
+    catalog.create_namespace_if_not_exists(name.split(".")[0])
+    table = catalog.create_table(name, schema=SCHEMA)
+    rows = list(rows)
+    size = max(1, -(-len(rows) // files))
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
+        table.append(
+            pa.table(
+                {
+                    "id": [r[0] for r in chunk],
+                    "account_id": [r[1] for r in chunk],
+                    "created_at": [r[2] for r in chunk],
+                    "email": [f"person{r[0]}@example.com" for r in chunk],
+                },
+                schema=SCHEMA,
+            )
+        )
+    catalog.engine.dispose()
+
+
+def iceberg_ids(directory: Path, name: str, snapshot: int | None = None) -> set[int]:
+    """The record ids snapshot `snapshot` of table `name` reads (latest: None)."""
+    catalog = iceberg_catalog(directory)
+    try:
+        scan = catalog.load_table(name).scan(selected_fields=("id",), snapshot_id=snapshot)
+        return set(scan.to_arrow().column("id").to_pylist())
+    finally:
+        catalog.engine.dispose()
+
+
+def iceberg_snapshots(directory: Path, name: str) -> list[int]:
+    """Every snapshot the table's metadata still has, oldest first."""
+    catalog = iceberg_catalog(directory)
+    try:
+        return [s.snapshot_id for s in catalog.load_table(name).metadata.snapshots]
+    finally:
+        catalog.engine.dispose()
+
+
+def iceberg_readable_anywhere(directory: Path, name: str, record: int) -> bool:
+    """Whether `record` can still be read at any snapshot of the table (time travel), or from
+    any Parquet file left in the warehouse (what a reader of the files themselves sees)."""
+    if any(record in iceberg_ids(directory, name, s) for s in iceberg_snapshots(directory, name)):
+        return True
+    for path in (directory / "warehouse").rglob("*.parquet"):
+        if record in pq.read_table(path, columns=["id"]).column("id").to_pylist():
+            return True
+    return False

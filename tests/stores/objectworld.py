@@ -82,10 +82,13 @@ def object_rule(rule_id: str, dataset: str = "files", **fields: Any) -> dict[str
 class DyingEndpoint:
     """An S3 endpoint in front of a moto server that goes away after `after` DeleteObjects
     requests have been answered: new connections are refused from then on, like a crashed
-    endpoint. :meth:`revive` brings it back on the same port."""
+    endpoint. With `before=True` it goes away on receiving DeleteObjects request number
+    `after` + 1, which never reaches the server (a crash between a copy and its delete).
+    :meth:`revive` brings it back on the same port."""
 
-    def __init__(self, upstream: str, *, after: int | None) -> None:
+    def __init__(self, upstream: str, *, after: int | None, before: bool = False) -> None:
         self.upstream = upstream.removeprefix("http://")
+        self.before = before
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: Any = None
@@ -111,6 +114,12 @@ class DyingEndpoint:
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                deleting = self.command == "POST" and "delete" in self.path
+                if deleting and endpoint.before and endpoint.deletes == endpoint.after:
+                    endpoint.dead = True
+                    self.close_connection = True
+                    threading.Thread(target=endpoint.die, daemon=True).start()
+                    return
                 upstream = http.client.HTTPConnection(endpoint.upstream, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 upstream.request(self.command, self.path, body=body, headers=headers)

@@ -1,5 +1,5 @@
 """The Store contract, one suite over every backend: SQLite, DuckDB, PostgreSQL, MariaDB, S3 on a
-moto server, a file tree, and a Delta table.
+moto server, a file tree, a Delta table and an Iceberg table.
 
 Each backend holds the same world — twelve records of four accounts, eight of them long due,
 four recent — and must plan, delete, re-read holds between batches, change nothing in a dry
@@ -33,7 +33,7 @@ from retention.testing import CrashAt, OnPoint, SimulatedCrash, replace_file
 
 from ..conftest import Database
 from ..scenario import TICKETS, TICKETS_DATASET, Scenario, rule, utc
-from .lakeworld import ids_at, write_records
+from .lakeworld import iceberg_ids, iceberg_store, ids_at, write_iceberg, write_records
 from .objectworld import object_rule, s3_client, s3_store, seed
 
 NOW = utc("2026-06-01 00:00:00")
@@ -179,6 +179,22 @@ def _delta(sqlite_db: Database, tmp_path: Path) -> Backend:
     )
 
 
+def _iceberg(sqlite_db: Database, tmp_path: Path) -> Backend:
+    world = Scenario(sqlite_db, tmp_path)
+    world.accounts(*({"id": a} for a in range(1, 5)))
+    lake = tmp_path / "iceberg"
+    rows = [(i, account_of(i), OLD if old(i) else RECENT) for i in RECORDS]
+    write_iceberg(lake, "crm.records", rows, files=3)
+    return Backend(
+        "iceberg",
+        world,
+        lambda: iceberg_ids(lake, "crm.records"),
+        {**TICKETS_DATASET, "store": "lake", "table": "crm.records", "personal": {}},
+        {"app": {"kind": "sql", "url": sqlite_db.url}, "lake": iceberg_store(lake)},
+        lambda rule_id: rule(rule_id, applies_to={"dataset": "records"}),
+    )
+
+
 @pytest.fixture(
     params=[
         "sqlite",
@@ -188,10 +204,11 @@ def _delta(sqlite_db: Database, tmp_path: Path) -> Backend:
         "s3",
         "filesystem",
         "delta",
+        "iceberg",
     ]
 )
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """The same world on each of the seven backends."""
+    """The same world on each of the eight backends."""
     if request.param in ("sqlite", "duckdb", "postgres", "mariadb"):
         db: Database = request.getfixturevalue(f"{request.param}_db")
         yield _sql(db, tmp_path)
@@ -201,6 +218,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         )
     elif request.param == "delta":
         yield _delta(request.getfixturevalue("sqlite_db"), tmp_path)
+    elif request.param == "iceberg":
+        yield _iceberg(request.getfixturevalue("sqlite_db"), tmp_path)
     else:
         yield _filesystem(request.getfixturevalue("sqlite_db"), tmp_path)
 

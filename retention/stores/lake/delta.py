@@ -23,7 +23,6 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,13 +35,11 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from ...datasets import Dataset, SubjectType
 from ...durations import Duration
 from ...errors import StoreError
-from ...holds import HoldsFile
 from ...rules import Rule
 from ...settings import DeltaStoreConfig, Settings
-from ...timemath import add_duration, parse_stored
+from ...timemath import add_duration
 from ..base import (
     BatchResult,
-    Counts,
     Enforcement,
     Intent,
     Note,
@@ -51,23 +48,17 @@ from ..base import (
     Target,
 )
 from ..objects.records import PAGE_SIZE, DeleteResult, ObjectRecord
-from ..objects.store import RECOVERED, ObjectStore
+from ..objects.store import RECOVERED
 from .predicate import guard, quote
+from .table import EPOCH, GONE, PURGE, Deleted, LakeStore, wall
 
 DATASET_TAG = "retention.dataset"  # on a delete commit: the dataset it enforced
 PURGED_TAG = "retention.purged"  # on a vacuum commit: the delete versions it made gone
-PURGE = "purge"  # the audit action of the physical step
-GONE = "physically gone"
 DELETES = ("DELETE", "MERGE")  # the operations of our delete commits
 LEFT = "NoLongerDue: the delete predicate (rule, holds, keep rules) no longer matched it"
 DEFAULT_WINDOW = Duration(days=7)  # delta's own default deletedFileRetentionDuration
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _UTC = ZoneInfo("UTC")
 _INTERVAL = re.compile(r"^\s*interval\s+(\d+)\s+(week|day|hour|minute|second)s?\s*$", re.I)
-
-
-def _wall() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def window_of(text: str | None) -> Duration | None:
@@ -111,17 +102,7 @@ def deleted_rows(entry: Mapping[str, Any]) -> int:
     return int(metrics.get("num_deleted_rows", metrics.get("num_target_rows_deleted", 0)))
 
 
-@dataclass(frozen=True)
-class Deleted:
-    """One delete commit this dataset's rules made, not yet audited as physically gone."""
-
-    version: int
-    at: dt.datetime
-    rows: int
-    gone_by: dt.datetime  # its files may be vacuumed from this moment
-
-
-class DeltaStore(ObjectStore):
+class DeltaStore(LakeStore):
     """Delta tables under one root directory."""
 
     kind = "delta"
@@ -132,14 +113,10 @@ class DeltaStore(ObjectStore):
         config: DeltaStoreConfig,
         settings: Settings | None = None,
         subject_sources: Callable[[SubjectType], SubjectSource] | None = None,
-        clock: Callable[[], dt.datetime] = _wall,
+        clock: Callable[[], dt.datetime] = wall,
     ) -> None:
-        super().__init__(name, config, settings, subject_sources)
+        super().__init__(name, config, settings, subject_sources, clock)
         self.root = Path(config.root)
-        # the table's own time: commit timestamps and delta's vacuum are on the wall clock
-        self.clock = clock
-        self._acting: Target | None = None  # the rule being enforced
-        self._holds: HoldsFile | None = None  # the holds its current batch was judged with
 
     def uri(self, dataset: Dataset) -> str:
         assert dataset.config.table is not None
@@ -166,40 +143,15 @@ class DeltaStore(ObjectStore):
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _columns(self, dataset: Dataset) -> list[str]:
-        wanted = [*dataset.key_columns, *dataset.config.timestamps.values()]
-        if dataset.subject_column is not None:
-            wanted.append(dataset.subject_column)
-        return list(dict.fromkeys(wanted))
-
-    def _record(self, dataset: Dataset, row: dict[str, Any]) -> ObjectRecord:
-        (key,) = dataset.key_columns
-        clocks: dict[str, dt.datetime | None] = {}
-        unreadable = False
-        for name, column in dataset.config.timestamps.items():
-            value = row.get(column)
-            clocks[name] = parse_stored(value, dataset.zone) if value is not None else None
-            unreadable = unreadable or (value is not None and clocks[name] is None)
-        subject = row.get(dataset.subject_column) if dataset.subject_column else None
-        created = clocks.get("created")
-        return ObjectRecord(
-            key=str(row[key]),
-            modified=created or _EPOCH,
-            created=created,
-            subject=None if subject is None else str(subject),
-            clocks=clocks,
-            clock_unreadable=unreadable,
-        )
-
     def _scan(
         self, dataset: Dataset, table: DeltaTable, where: Any = None
     ) -> Iterator[list[ObjectRecord]]:
         scanner = table.to_pyarrow_dataset().scanner(
-            columns=self._columns(dataset), filter=where, batch_size=PAGE_SIZE
+            columns=self.columns(dataset), filter=where, batch_size=PAGE_SIZE
         )
         for batch in scanner.to_batches():
             if batch.num_rows:
-                yield [self._record(dataset, row) for row in batch.to_pylist()]
+                yield [self.record(dataset, row) for row in batch.to_pylist()]
 
     def pages(self, dataset: Dataset, prefix: str | None = None) -> Iterator[list[ObjectRecord]]:
         yield from self._scan(dataset, self.table(dataset))
@@ -239,7 +191,7 @@ class DeltaStore(ObjectStore):
             schema = self.table(dataset).to_pyarrow_dataset().schema
         except StoreError as exc:
             return [str(exc)]
-        missing = [c for c in self._columns(dataset) if c not in schema.names]
+        missing = [c for c in self.columns(dataset) if c not in schema.names]
         return [f"table {dataset.config.table!r} has no column {c!r}" for c in missing]
 
     # -- the logical step ----------------------------------------------------------------------
@@ -249,8 +201,7 @@ class DeltaStore(ObjectStore):
         judged with (re-read before it) and the keep rules in its predicate; a row the
         predicate no longer matches is left (and reported) for the next run, and a concurrent
         writer's conflicting commit fails this one."""
-        target, holds = self._acting, self._holds
-        assert target is not None and holds is not None, "a delete happens inside enforce()"
+        target, holds = self.acting()
         table = self.table(dataset)
         keys = [r.key for r in records]
         present = self._keyed(dataset, table, keys)
@@ -272,8 +223,9 @@ class DeltaStore(ObjectStore):
 
     # -- the physical step ---------------------------------------------------------------------
 
-    def deleted(self, dataset: Dataset, table: DeltaTable) -> list[Deleted]:
+    def deleted(self, dataset: Dataset, table: DeltaTable | None = None) -> list[Deleted]:
         """This dataset's delete commits not yet audited as physically gone, oldest first."""
+        table = table or self.table(dataset)
         history = table.history()
         purged = {
             int(v)
@@ -288,7 +240,7 @@ class DeltaStore(ObjectStore):
                 continue
             if entry["version"] in purged:
                 continue
-            at = _EPOCH + dt.timedelta(milliseconds=int(entry["timestamp"]))
+            at = EPOCH + dt.timedelta(milliseconds=int(entry["timestamp"]))
             rows = deleted_rows(entry)
             found.append(Deleted(entry["version"], at, rows, add_duration(at, window, _UTC)))
         return sorted(found, key=lambda d: d.version)
@@ -327,7 +279,7 @@ class DeltaStore(ObjectStore):
         )
         run.probe.reached("write")
         # delta removes what was tombstoned more than this many whole hours before its own now
-        hours = max(0, math.floor((_wall() - max(d.at for d in due)).total_seconds() / 3600))
+        hours = max(0, math.floor((wall() - max(d.at for d in due)).total_seconds() / 3600))
         try:
             removed = table.vacuum(
                 retention_hours=hours,
@@ -359,22 +311,7 @@ class DeltaStore(ObjectStore):
             if self.gone(dataset, d.version)
         )
 
-    # -- the Store protocol, where a lake table differs ----------------------------------------
-
-    def enforce(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
-        read = run.holds
-
-        def holds() -> HoldsFile:
-            self._holds = read()
-            return self._holds
-
-        self._acting, self._holds = target, read()
-        try:
-            yield from super().enforce(target, replace(run, holds=holds))
-        finally:
-            self._acting = None
-        if target.rule.destructive:
-            yield from self.purge(target, run)
+    # -- recovery ------------------------------------------------------------------------------
 
     def settle(self, intent: StoredIntent, dataset: Dataset, rule: Rule | None) -> BatchResult:
         if intent.action != PURGE:
@@ -384,35 +321,8 @@ class DeltaStore(ObjectStore):
         rows = {
             e["version"]: deleted_rows(e) for e in table.history() if e.get("operation") in DELETES
         }
-        due = [Deleted(v, _EPOCH, rows[v], _EPOCH) for v in sorted(versions) if v in rows]
+        due = [Deleted(v, EPOCH, rows[v], EPOCH) for v in sorted(versions) if v in rows]
         return BatchResult(notes=self._gone_notes(dataset, due, RECOVERED))
-
-    def plan(self, targets: Sequence[Target], holds: HoldsFile, samples: int) -> list[Counts]:
-        """The counts, and for a rule that deletes the rows its earlier runs deleted that are
-        still in the table's old files, with the date they may be vacuumed."""
-        counts = super().plan(targets, holds, samples)
-        present: dict[str, list[Deleted]] = {}
-        found = []
-        for target, count in zip(targets, counts, strict=True):
-            dataset = target.dataset
-            if not target.rule.destructive:
-                found.append(count)
-                continue
-            if dataset.name not in present:
-                present[dataset.name] = self.deleted(dataset, self.table(dataset))
-            pending = present[dataset.name]
-            rows = sum(d.rows for d in pending)
-            if not rows:
-                found.append(count)
-                continue
-            by = max(d.gone_by for d in pending).date().isoformat()
-            note = (
-                f"{rows} deleted records still physically present in old table files "
-                f"(versions {', '.join(str(d.version) for d in pending)}): gone by {by}"
-            )
-            extra = {**count.extra, "physically_present": rows, "physically_gone_by": by}
-            found.append(replace(count, notes=(*count.notes, note), extra=extra))
-        return found
 
 
 __all__ = ["Deleted", "DeltaStore", "delete_keys", "deleted_rows", "window_of"]

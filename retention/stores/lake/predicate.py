@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -52,16 +53,41 @@ def _integer(value: str) -> bool:
     return value.lstrip("+-").isdigit()
 
 
+def usable(values: Iterable[str], type_: pa.DataType) -> list[str]:
+    """The values (canonical ids, audit-form keys) a column of `type_` can hold, sorted."""
+    return sorted(v for v in set(values) if not pa.types.is_integer(type_) or _integer(v))
+
+
 def member(column: str, values: Iterable[str], type_: pa.DataType) -> str | None:
     """``column IN (...)`` for the values a column of `type_` can hold (None: none can)."""
-    usable = sorted(v for v in set(values) if not pa.types.is_integer(type_) or _integer(v))
-    if not usable:
+    found = usable(values, type_)
+    if not found:
         return None
-    return f"{quote(column)} IN ({', '.join(literal(v, type_) for v in usable)})"
+    return f"{quote(column)} IN ({', '.join(literal(v, type_) for v in found)})"
 
 
-def due(rule: Rule, dataset: Dataset, now: dt.datetime, schema: pa.Schema) -> str | None:
-    """The rule's clock as a condition on one timestamp column, when its clock is one record
+@dataclass(frozen=True)
+class Bounds:
+    """A rule's due set as intervals of one timestamp column (an empty tuple: nothing is due;
+    a None bound: open on that side)."""
+
+    column: str
+    type_: pa.DataType
+    intervals: tuple[tuple[dt.datetime | None, dt.datetime | None], ...]
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the holds in force keep from a rule: everything (a freeze, a hold on the whole
+    dataset), or the rows whose subject column holds one of `ids`."""
+
+    everything: bool = False
+    column: str | None = None
+    ids: frozenset[str] = frozenset()
+
+
+def due_bounds(rule: Rule, dataset: Dataset, now: dt.datetime, schema: pa.Schema) -> Bounds | None:
+    """The rule's clock as bounds on one timestamp column, when its clock is one record
     timestamp (None: it is judged before the batch only)."""
     after = rule.after
     if not after.refs or after.combine != "one" or after.refs[0].source != "record":
@@ -72,29 +98,51 @@ def due(rule: Rule, dataset: Dataset, now: dt.datetime, schema: pa.Schema) -> st
     type_ = schema.field(column).type
     if not pa.types.is_timestamp(type_):
         return None
-    parts = []
-    for lo, hi in dataset.due_set(after, rule.delay, now).intervals:
-        bounds = [f"{quote(column)} >= {instant(lo, type_, dataset.zone)}"] if lo else []
-        bounds += [f"{quote(column)} <= {instant(hi, type_, dataset.zone)}"] if hi else []
-        parts.append(" AND ".join(bounds) or "TRUE")
-    return "(" + " OR ".join(f"({p})" for p in parts) + ")" if parts else NEVER
+    intervals = tuple(dataset.due_set(after, rule.delay, now).intervals)
+    return Bounds(column, type_, intervals)
 
 
-def unheld(rule: Rule, dataset: Dataset, holds: HoldsFile, schema: pa.Schema) -> str | None:
-    """Excludes the rows the holds in force cover for this rule (None: no hold applies)."""
+def held(rule: Rule, dataset: Dataset, holds: HoldsFile, schema: pa.Schema) -> Held | None:
+    """What the holds in force cover for this rule (None: no hold applies to a row)."""
     if holds.freeze:
-        return NEVER
+        return Held(everything=True)
     ids: set[str] = set()
     for hold in holds.applicable(dataset.name, rule.id, rule.action):
         if hold.scoped_subjects() is None:
-            return NEVER
+            return Held(everything=True)
         if dataset.subject is not None:
             ids |= hold.subject_ids(dataset.subject.name)
     column = dataset.subject_column
     if not ids or column is None:
         return None
-    held = member(column, ids, schema.field(column).type)
-    return None if held is None else f"({quote(column)} IS NULL OR NOT {held})"
+    found = usable(ids, schema.field(column).type)
+    return Held(column=column, ids=frozenset(found)) if found else None
+
+
+def due(rule: Rule, dataset: Dataset, now: dt.datetime, schema: pa.Schema) -> str | None:
+    """The rule's clock as a condition on one timestamp column (None: judged before the batch
+    only)."""
+    bounds = due_bounds(rule, dataset, now, schema)
+    if bounds is None:
+        return None
+    column, type_ = quote(bounds.column), bounds.type_
+    parts = []
+    for lo, hi in bounds.intervals:
+        limits = [f"{column} >= {instant(lo, type_, dataset.zone)}"] if lo else []
+        limits += [f"{column} <= {instant(hi, type_, dataset.zone)}"] if hi else []
+        parts.append(" AND ".join(limits) or "TRUE")
+    return "(" + " OR ".join(f"({p})" for p in parts) + ")" if parts else NEVER
+
+
+def unheld(rule: Rule, dataset: Dataset, holds: HoldsFile, schema: pa.Schema) -> str | None:
+    """Excludes the rows the holds in force cover for this rule (None: no hold applies)."""
+    kept = held(rule, dataset, holds, schema)
+    if kept is None:
+        return None
+    if kept.everything or kept.column is None:
+        return NEVER
+    inside = member(kept.column, kept.ids, schema.field(kept.column).type)
+    return f"({quote(kept.column)} IS NULL OR NOT {inside})"
 
 
 def guard(
@@ -125,12 +173,17 @@ def delete_predicate(
 
 __all__ = [
     "NEVER",
+    "Bounds",
+    "Held",
     "delete_predicate",
     "due",
+    "due_bounds",
     "guard",
+    "held",
     "instant",
     "literal",
     "member",
     "quote",
     "unheld",
+    "usable",
 ]

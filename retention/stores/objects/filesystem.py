@@ -18,6 +18,7 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from ...errors import StoreError
 from ...settings import FilesystemStoreConfig, Settings
 from ...templates import KeyTemplate
 from ..base import SubjectSource
+from .quarantine import Entry, Kept, PutBack, area, hidden
 from .records import PAGE_SIZE, DeleteResult, ObjectRecord
 from .store import ObjectStore
 
@@ -107,6 +109,8 @@ class FilesystemStore(ObjectStore):
             for entry in entries:
                 here = (*parts, entry.name)
                 key = "/".join(here)
+                if hidden(key):
+                    continue  # the quarantine area is no dataset's
                 if entry.is_dir(follow_symlinks=False):
                     if template.may_contain(here):
                         subdirs.append(here)
@@ -159,16 +163,9 @@ class FilesystemStore(ObjectStore):
     def _unlink(self, parts: tuple[str, ...], record: ObjectRecord) -> str | None:
         """'deleted', None (gone or changed: nothing to do now), or why it is refused."""
         with _DirChain(self.root, parts[:-1]) as fd:
-            try:
-                info = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                return None
-            if stat.S_ISLNK(info.st_mode):
-                return "a symlink (never followed)"
-            if not stat.S_ISREG(info.st_mode):
-                return "not a regular file"
-            if _instant(info.st_mtime_ns) != record.modified:
-                return None  # written since it was listed: its clock moved, judged next run
+            problem = _regular(parts[-1], fd, record)
+            if problem is not None:
+                return None if problem == "" else problem
             os.unlink(parts[-1], dir_fd=fd)
         return "deleted"
 
@@ -186,6 +183,156 @@ class FilesystemStore(ObjectStore):
             except OSError:
                 continue  # not empty, gone, or a symlink on the way
             pending.add(parts[:-1])
+
+    # -- the quarantine area ------------------------------------------------------------------
+
+    def keep(self, dataset: Dataset, records: Sequence[ObjectRecord], kept: Kept) -> DeleteResult:
+        """Each file renamed into the area (one atomic step: a crash leaves it in one place or
+        the other), with the checks of a delete."""
+        moved: list[str] = []
+        refused: dict[str, str] = {}
+        failed: dict[str, str] = {}
+        emptied: set[tuple[str, ...]] = set()
+        for record in records:
+            if record.problem is not None:
+                refused[record.key] = record.problem
+                continue
+            parts = tuple(record.key.split("/"))
+            try:
+                outcome = self._move(parts, record, tuple(kept.path(record.key).split("/")))
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    refused[record.key] = "a directory on its path is a symlink (never followed)"
+                else:
+                    failed[record.key] = _code(exc)
+                continue
+            if outcome == "deleted":
+                moved.append(record.key)
+                emptied.add(parts[:-1])
+            elif outcome is not None:
+                refused[record.key] = outcome
+        base = [p for p in self.template(dataset).literal_prefix.split("/") if p]
+        self._remove_empty(emptied, len(base))
+        return DeleteResult(deleted=tuple(moved), vetoed=refused, failed=failed)
+
+    def _move(
+        self, parts: tuple[str, ...], record: ObjectRecord, to: tuple[str, ...]
+    ) -> str | None:
+        """'deleted' (moved to `to`), None (gone or changed since listed), or why refused."""
+        with _DirChain(self.root, parts[:-1]) as fd:
+            problem = _regular(parts[-1], fd, record)
+            if problem is not None:
+                return None if problem == "" else problem
+            with _DirChain(self.root, to[:-1], create=0o700) as into:
+                os.rename(parts[-1], to[-1], src_dir_fd=fd, dst_dir_fd=into)
+        return "deleted"
+
+    def quarantine_pages(
+        self, dataset: Dataset, run_id: str | None = None
+    ) -> Iterator[list[ObjectRecord]]:
+        page: list[ObjectRecord] = []
+        for record in self._walk_area(tuple(area(dataset.name, run_id).strip("/").split("/"))):
+            page.append(record)
+            if len(page) >= PAGE_SIZE:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def _walk_area(self, base: tuple[str, ...]) -> Iterator[ObjectRecord]:
+        """Every regular file under `base`, in path order, never through a symlink."""
+        stack = [base]
+        while stack:
+            parts = stack.pop()
+            try:
+                with os.scandir(self.root.joinpath(*parts)) as scan:
+                    found = sorted(scan, key=lambda e: e.name)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StoreError(f"{'/'.join(parts)}: {_reason(exc)}", store=self.name) from None
+            subdirs = []
+            for entry in found:
+                here = (*parts, entry.name)
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(here)
+                elif entry.is_file(follow_symlinks=False):
+                    modified = _instant(entry.stat(follow_symlinks=False).st_mtime_ns)
+                    yield ObjectRecord("/".join(here), modified, modified, None)
+            stack.extend(reversed(subdirs))
+
+    def purge_kept(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> DeleteResult:
+        deleted: list[str] = []
+        failed: dict[str, str] = {}
+        emptied: set[tuple[str, ...]] = set()
+        for record in records:
+            parts = tuple(record.key.split("/"))
+            try:
+                with _DirChain(self.root, parts[:-1]) as fd:
+                    os.unlink(parts[-1], dir_fd=fd)
+            except FileNotFoundError:
+                continue  # purged already
+            except OSError as exc:
+                failed[record.key] = _code(exc)
+                continue
+            deleted.append(record.key)
+            emptied.add(parts[:-1])
+        self._remove_empty(emptied, 1)
+        return DeleteResult(deleted=tuple(deleted), failed=failed)
+
+    def put_back(self, dataset: Dataset, entries: Sequence[Entry]) -> PutBack:
+        """Each file linked back under its own path (a link never replaces a file that exists
+        again), then unlinked from the area; a crash between the two leaves both names of one
+        file, which the next restore recognises and finishes."""
+        restored: list[str] = []
+        conflicts: list[str] = []
+        failed: dict[str, str] = {}
+        emptied: set[tuple[str, ...]] = set()
+        for entry in entries:
+            source = tuple(entry.path.split("/"))
+            target = tuple(entry.key.split("/"))
+            try:
+                with _DirChain(self.root, source[:-1]) as fd:
+                    info = os.stat(source[-1], dir_fd=fd, follow_symlinks=False)
+                    if not stat.S_ISREG(info.st_mode):
+                        failed[entry.key] = "not a regular file"
+                        continue
+                    with _DirChain(self.root, target[:-1], create=0o777) as into:
+                        try:
+                            os.link(
+                                source[-1],
+                                target[-1],
+                                src_dir_fd=fd,
+                                dst_dir_fd=into,
+                                follow_symlinks=False,
+                            )
+                        except FileExistsError:
+                            there = os.stat(target[-1], dir_fd=into, follow_symlinks=False)
+                            if not os.path.samestat(info, there):
+                                conflicts.append(entry.key)
+                                continue
+                    os.unlink(source[-1], dir_fd=fd)
+            except FileNotFoundError:
+                continue  # gone from the area since it was listed
+            except OSError as exc:
+                failed[entry.key] = _code(exc)
+                continue
+            restored.append(entry.key)
+            emptied.add(source[:-1])
+        self._remove_empty(emptied, 1)
+        return PutBack(tuple(restored), tuple(conflicts), failed)
+
+    def kept_present(self, dataset: Dataset, paths: Sequence[str]) -> set[str]:
+        present = set()
+        for path in paths:
+            try:
+                os.lstat(self.root / path)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                pass  # unreadable: not known to be gone
+            present.add(path)
+        return present
 
     # -- recovery, explain, validate -------------------------------------------------------
 
@@ -234,18 +381,40 @@ class FilesystemStore(ObjectStore):
         return []
 
 
-class _DirChain:
-    """A directory below the root opened one component at a time, never through a symlink."""
+def _regular(name: str, fd: int, record: ObjectRecord) -> str | None:
+    """None when `name` in directory `fd` is the regular file `record` listed; "" when it is
+    gone or changed since (nothing to do now: its clock moved, judged next run); else why it
+    is refused."""
+    try:
+        info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return ""
+    if stat.S_ISLNK(info.st_mode):
+        return "a symlink (never followed)"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if _instant(info.st_mtime_ns) != record.modified:
+        return ""
+    return None
 
-    def __init__(self, root: Path, parts: tuple[str, ...]) -> None:
+
+class _DirChain:
+    """A directory below the root opened one component at a time, never through a symlink
+    (missing ones made with mode `create`, when given)."""
+
+    def __init__(self, root: Path, parts: tuple[str, ...], create: int | None = None) -> None:
         self.root = root
         self.parts = parts
+        self.create = create
         self.fds: list[int] = []
 
     def __enter__(self) -> int:
         try:
             self.fds.append(os.open(self.root, _DIR_FLAGS))
             for part in self.parts:
+                if self.create is not None:
+                    with suppress(FileExistsError):
+                        os.mkdir(part, self.create, dir_fd=self.fds[-1])
                 self.fds.append(os.open(part, _DIR_FLAGS, dir_fd=self.fds[-1]))
         except BaseException:
             self.__exit__()
@@ -256,6 +425,10 @@ class _DirChain:
         for fd in reversed(self.fds):
             os.close(fd)
         self.fds.clear()
+
+
+def _code(exc: OSError) -> str:
+    return f"{errno.errorcode.get(exc.errno or 0, 'OSError')}: {exc.strerror}"
 
 
 def _reason(exc: OSError) -> str:

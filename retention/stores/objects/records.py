@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 # S3's DeleteObjects takes at most this many keys; listings come in pages of this size.
@@ -61,4 +62,10 @@ class DeleteResult:
     detail: str | None = None  # what the deleted keys' audit entry says of how (a table version)
 
 
-__all__ = ["PAGE_SIZE", "DeleteResult", "ObjectRecord", "Version"]
+def summary(reasons: Iterable[str]) -> str:
+    """``AccessDenied ×2, InternalError`` — reasons without the keys (they may be personal)."""
+    counted = Counter(str(r).split(":", 1)[0] for r in reasons)
+    return ", ".join(f"{r} ×{n}" if n > 1 else r for r, n in sorted(counted.items()))
+
+
+__all__ = ["PAGE_SIZE", "DeleteResult", "ObjectRecord", "Version", "summary"]

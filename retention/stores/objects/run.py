@@ -15,17 +15,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
-from typing import Protocol
+from typing import Any, Protocol
 
 from ...datasets import Dataset
 from ...errors import StoreError
 from ...kinds import Capabilities
-from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
+from ..base import BatchResult, Enforcement, Intent, KeyMatcher, Note, Stopped, Target, Ticket
 from ..windows import WindowSizer
-from .evaluate import Evaluator
-from .records import DeleteResult, ObjectRecord
+from .evaluate import Evaluator, Verdict
+from .quarantine import Kept, kept_for
+from .records import DeleteResult, ObjectRecord, summary
 
 
 class Listing(Protocol):
@@ -41,24 +42,37 @@ class Listing(Protocol):
 
     def protected(self, records: Sequence[ObjectRecord], now: dt.datetime) -> dict[str, str]: ...
 
-    def submit(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> Future[DeleteResult]: ...
+    def submit(
+        self, dataset: Dataset, records: Sequence[ObjectRecord], kept: Kept | None = None
+    ) -> Future[DeleteResult]: ...
 
     def mode(self, dataset: Dataset) -> str: ...
 
     def evaluator(self, dataset: Dataset, now: dt.datetime) -> Evaluator: ...
 
 
-def summary(reasons: Iterable[str]) -> str:
-    """``AccessDenied ×2, InternalError`` — reasons without the keys (they may be personal)."""
-    counted = Counter(str(r).split(":", 1)[0] for r in reasons)
-    return ", ".join(f"{r} ×{n}" if n > 1 else r for r, n in sorted(counted.items()))
-
-
 class ObjectRun:
-    """One rule on one object dataset in one run (live or dry); iterate for its batches."""
+    """One rule on one object dataset in one run (live or dry); iterate for its batches.
 
-    def __init__(self, store: Listing, target: Target, run: Enforcement) -> None:
+    With `recorded` it is a replay: only the keys the audit log recorded are acted on, their
+    clock not asked again (it was due when recorded), holds and keep rules as they are now.
+    On a quarantined dataset a live delete moves its objects into the quarantine area.
+    """
+
+    def __init__(
+        self,
+        store: Listing,
+        target: Target,
+        run: Enforcement,
+        recorded: KeyMatcher | None = None,
+    ) -> None:
         self.store = store
+        self.recorded = recorded
+        self.kept = (
+            kept_for(target.dataset, run.run_id, target.rule.id, target.now)
+            if run.live and target.dataset.config.quarantine is not None
+            else None
+        )
         self.target = target
         self.run = run
         self.rule = target.rule
@@ -107,11 +121,14 @@ class ObjectRun:
             if batch and latest is not self.judged_with:
                 # a batch carried over from the last page was judged with the holds before
                 again = self.evaluator.page(batch, latest)
-                batch = [r for r in batch if again.verdict(self.rule, r).free]
+                batch = [r for r in batch if self._acts(again.verdict(self.rule, r))]
                 entries = sum(r.entries for r in batch)
             self.judged_with = latest
+            if self.recorded is not None:
+                marks = self.recorded([r.key for r in page])
+                page = [r for r, mark in zip(page, marks, strict=True) if mark]
             view = self.evaluator.page(page, self.judged_with)
-            free = [r for r in page if view.verdict(self.rule, r).free]
+            free = [r for r in page if self._acts(view.verdict(self.rule, r))]
             protected = self.store.protected(free, self.target.now) if free else {}
             if protected:
                 note = Note(self.label, sorted(protected), summary(protected.values()))
@@ -134,7 +151,7 @@ class ObjectRun:
         latest = self.run.holds()  # re-read before every batch, not only every listing page
         if latest is not self.judged_with:  # the page was judged with other holds: again
             view = self.evaluator.page(batch, latest)
-            batch = [r for r in batch if view.verdict(self.rule, r).free]
+            batch = [r for r in batch if self._acts(view.verdict(self.rule, r))]
             if not batch:
                 return
         keys = [r.key for r in batch]
@@ -143,21 +160,33 @@ class ObjectRun:
             note = Note("would " + self.rule.action, keys, self.store.mode(self.dataset))
             yield BatchResult(acted=len(keys), notes=(note,))
             return
+        entries = [[r.key, v.id] for r in batch for v in r.versions]
+        payload: Any = entries
+        if self.kept is not None:  # what settling needs to undo a copy the delete never followed
+            copied = {r.key: next((v.id for v in r.versions if not v.marker), None) for r in batch}
+            payload = {"kept": self.kept.as_json(), "copied": copied, "entries": entries}
         ticket = commit.intend(
             Intent(
                 rule=self.rule.id,
                 dataset=self.dataset.name,
                 action=self.rule.action,
                 keys=keys,
-                payload=json.dumps([[r.key, v.id] for r in batch for v in r.versions]),
+                payload=json.dumps(payload),
             )
         )
         self.run.probe.reached("write")
-        self.inflight.append((ticket, batch, self.store.submit(self.dataset, batch)))
+        future = self.store.submit(self.dataset, batch, self.kept)
+        self.inflight.append((ticket, batch, future))
         while len(self.inflight) >= self.store.concurrency:
             settled = self._settle(*self.inflight.popleft())
             if settled is not None:
                 yield settled
+
+    def _acts(self, verdict: Verdict) -> bool:
+        """Whether the rule acts on a record it judged so (a replay: whatever its clock)."""
+        if self.recorded is not None:
+            return not (verdict.held or verdict.blocked)
+        return verdict.free
 
     def _settle(
         self, ticket: Ticket, batch: list[ObjectRecord], future: Future[DeleteResult]
@@ -190,4 +219,4 @@ class ObjectRun:
         return result
 
 
-__all__ = ["ObjectRun", "summary"]
+__all__ = ["ObjectRun"]

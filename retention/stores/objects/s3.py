@@ -37,6 +37,7 @@ from ...settings import S3StoreConfig, Settings
 from ...templates import KeyTemplate
 from ...timemath import parse_stored
 from ..base import Enforcement, SubjectSource
+from .quarantine import Entry, Kept, PutBack, area, hidden
 from .records import PAGE_SIZE, DeleteResult, ObjectRecord, Version
 from .store import ObjectStore
 
@@ -169,18 +170,22 @@ class S3Store(ObjectStore):
         except BotoCoreError as exc:
             raise StoreError(f"{operation}: {exc}", store=self.name) from None
 
-    def _object_pages(self, template: KeyTemplate, prefix: str) -> Iterator[list[ObjectRecord]]:
+    def _object_pages(
+        self, template: KeyTemplate | None, prefix: str
+    ) -> Iterator[list[ObjectRecord]]:
         for response in self._paginate("list_objects_v2", prefix):
             page = []
             for item in response.get("Contents", []):
                 key = item["Key"]
-                if template.match(key) is None:
+                if not _wanted(template, key):
                     continue
                 modified = _utc(item["LastModified"])
-                page.append(ObjectRecord(key, modified, modified, template.subject_of(key)))
+                page.append(ObjectRecord(key, modified, modified, _subject(template, key)))
             yield page
 
-    def _version_pages(self, template: KeyTemplate, prefix: str) -> Iterator[list[ObjectRecord]]:
+    def _version_pages(
+        self, template: KeyTemplate | None, prefix: str
+    ) -> Iterator[list[ObjectRecord]]:
         """Keys with all their versions; a key whose versions span two pages is held back."""
         carry: list[dict[str, Any]] = []
         for response in self._paginate("list_object_versions", prefix):
@@ -197,7 +202,9 @@ class S3Store(ObjectStore):
         if carry:
             yield self._group(template, carry)
 
-    def _group(self, template: KeyTemplate, items: list[dict[str, Any]]) -> list[ObjectRecord]:
+    def _group(
+        self, template: KeyTemplate | None, items: list[dict[str, Any]]
+    ) -> list[ObjectRecord]:
         page: list[ObjectRecord] = []
         start = 0
         while start < len(items):
@@ -211,15 +218,14 @@ class S3Store(ObjectStore):
                 reverse=True,
             )
             start = end
-            if template.match(key) is None:
+            if not _wanted(template, key):
                 continue
             data = [i for i in group if not i["marker"]]
             newest = data[0] if data else group[0]
             modified = _utc(newest["LastModified"])
             versions = tuple(Version(i["VersionId"], i["marker"]) for i in group)
-            page.append(
-                ObjectRecord(key, modified, modified, template.subject_of(key), versions=versions)
-            )
+            subject = _subject(template, key)
+            page.append(ObjectRecord(key, modified, modified, subject, versions=versions))
         return page
 
     def _with_tags(self, dataset: Dataset, page: list[ObjectRecord]) -> list[ObjectRecord]:
@@ -307,19 +313,13 @@ class S3Store(ObjectStore):
 
     # -- deleting ----------------------------------------------------------------------------
 
-    def submit(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> Future[DeleteResult]:
-        return self.pool.submit(self.delete, dataset, records)
+    def submit(
+        self, dataset: Dataset, records: Sequence[ObjectRecord], kept: Kept | None = None
+    ) -> Future[DeleteResult]:
+        return self.pool.submit(self.remove, dataset, records, kept)
 
     def delete(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> DeleteResult:
-        entries = [(r.key, v.id) for r in records for v in r.versions]
-        problems: dict[str, str] = {}
-        for start in range(0, len(entries), PAGE_SIZE):
-            chunk = entries[start : start + PAGE_SIZE]
-            problems.update(self._delete_chunk(chunk))
-        locked = {k: p for k, p in problems.items() if self._is_lock(p)}
-        failed = {k: p for k, p in problems.items() if k not in locked}
-        deleted = tuple(r.key for r in records if r.key not in problems)
-        return DeleteResult(deleted=deleted, vetoed=locked, failed=failed)
+        return self.delete_versions(records)
 
     def _delete_chunk(self, chunk: list[tuple[str, str | None]]) -> dict[str, str]:
         """One DeleteObjects request (retrying transient per-key errors); key -> error."""
@@ -352,6 +352,119 @@ class S3Store(ObjectStore):
 
     def _is_lock(self, problem: str) -> bool:
         return problem.startswith("AccessDenied") and "object lock" in problem.lower()
+
+    # -- the quarantine area ------------------------------------------------------------------
+
+    def keep(self, dataset: Dataset, records: Sequence[ObjectRecord], kept: Kept) -> DeleteResult:
+        """Each object's data copied into the area first, then the batch deleted as any
+        delete is: only the keys whose copy succeeded. A crash between the two leaves both
+        copies; settling the batch removes the area's (:meth:`unkeep`)."""
+        failed: dict[str, str] = {}
+
+        def copy(record: ObjectRecord) -> str | None:
+            version = _data_version(record)
+            if self.versioned and version is None:
+                return None  # only delete markers: no data to keep
+            source: dict[str, Any] = {"Bucket": self.bucket, "Key": record.key}
+            if version is not None:
+                source["VersionId"] = version
+            try:
+                self.client.copy_object(
+                    Bucket=self.bucket, Key=kept.path(record.key), CopySource=source
+                )
+            except ClientError as exc:
+                return _client_error(exc)
+            except BotoCoreError as exc:
+                raise StoreError(f"copy_object: {exc}", store=self.name) from None
+            return None
+
+        for record, problem in zip(records, self.map(copy, records), strict=True):
+            if problem is not None:
+                failed[record.key] = problem
+        result = self.delete(dataset, [r for r in records if r.key not in failed])
+        kept_back = [*result.vetoed, *result.failed]
+        if kept_back:  # still in the dataset: their copies go (a locked key stays whole)
+            self.unkeep(kept, kept_back, {r.key: _data_version(r) for r in records})
+        return DeleteResult(result.deleted, result.vetoed, {**result.failed, **failed})
+
+    def unkeep(self, kept: Kept, keys: Sequence[str], copied: dict[str, str | None]) -> None:
+        """The area's copy of each key still there goes, when it is the same data as the key's
+        copied version (same ETag): what the dataset still has is never lost, and a copy of
+        data the dataset no longer has is left for the window."""
+
+        def undo(key: str) -> None:
+            params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+            if copied.get(key):
+                params["VersionId"] = copied[key]
+            original = self.quiet("head_object", **params)
+            copy = self.quiet("head_object", Bucket=self.bucket, Key=kept.path(key))
+            if original is None or copy is None or original["ETag"] != copy["ETag"]:
+                return
+            path = kept.path(key)
+            raw = self._version_pages if self.versioned else self._object_pages
+            found = [r for page in raw(None, path) for r in page if r.key == path]
+            if found:
+                self.delete_versions(found)
+
+        self.map(undo, keys)
+
+    def quarantine_pages(
+        self, dataset: Dataset, run_id: str | None = None
+    ) -> Iterator[list[ObjectRecord]]:
+        raw = self._version_pages if self.versioned else self._object_pages
+        for page in raw(None, area(dataset.name, run_id)):
+            if page:
+                yield page
+
+    def purge_kept(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> DeleteResult:
+        return self.delete_versions(records)
+
+    def put_back(self, dataset: Dataset, entries: Sequence[Entry]) -> PutBack:
+        """Each object copied back under its own key unless one exists there again (then
+        reported: left in the area), then removed from the area. A key that holds the same
+        data as its quarantined copy (same ETag: a restore interrupted after its copy) only
+        has the area's copy removed."""
+
+        def back(entry: Entry) -> str:
+            version = _data_version(entry.record)
+            source: dict[str, Any] = {"Bucket": self.bucket, "Key": entry.path}
+            if version is not None:
+                source["VersionId"] = version
+            there = self.quiet("head_object", Bucket=self.bucket, Key=entry.key)
+            if there is not None:
+                mine = self.quiet("head_object", **source)
+                same = mine is not None and mine["ETag"] == there["ETag"]
+                return "restored" if same else "conflict"
+            try:
+                self.client.copy_object(Bucket=self.bucket, Key=entry.key, CopySource=source)
+            except ClientError as exc:
+                return _client_error(exc)
+            except BotoCoreError as exc:
+                raise StoreError(f"copy_object: {exc}", store=self.name) from None
+            return "restored"
+
+        outcomes = list(zip(entries, self.map(back, entries), strict=True))
+        restored = [e for e, o in outcomes if o == "restored"]
+        conflicts = tuple(e.key for e, o in outcomes if o == "conflict")
+        failed = {e.key: str(o) for e, o in outcomes if o not in ("restored", "conflict")}
+        if restored:
+            self.delete_versions([e.record for e in restored])  # what stays is found again
+        return PutBack(tuple(e.key for e in restored), conflicts, failed)
+
+    def kept_present(self, dataset: Dataset, paths: Sequence[str]) -> set[str]:
+        found = self.map(lambda p: self.quiet("head_object", Bucket=self.bucket, Key=p), paths)
+        return {p for p, head in zip(paths, found, strict=True) if head is not None}
+
+    def delete_versions(self, records: Sequence[ObjectRecord]) -> DeleteResult:
+        """Delete listed objects with every version of them (no dataset's rules asked)."""
+        entries = [(r.key, v.id) for r in records for v in r.versions]
+        problems: dict[str, str] = {}
+        for start in range(0, len(entries), PAGE_SIZE):
+            problems.update(self._delete_chunk(entries[start : start + PAGE_SIZE]))
+        locked = {k: p for k, p in problems.items() if self._is_lock(p)}
+        failed = {k: p for k, p in problems.items() if k not in locked}
+        deleted = tuple(r.key for r in records if r.key not in problems)
+        return DeleteResult(deleted=deleted, vetoed=locked, failed=failed)
 
     # -- recovery, explain, validate -------------------------------------------------------
 
@@ -444,6 +557,23 @@ def make_client(settings: S3StoreConfig) -> Any:
         response_checksum_validation="when_required",
     )
     return session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+
+
+def _wanted(template: KeyTemplate | None, key: str) -> bool:
+    """A listed key is a record of the dataset `template` describes (None: the quarantine
+    area's listing, where every key is wanted); the area is never a dataset's."""
+    if template is None:
+        return True
+    return not hidden(key) and template.match(key) is not None
+
+
+def _subject(template: KeyTemplate | None, key: str) -> str | None:
+    return None if template is None else template.subject_of(key)
+
+
+def _data_version(record: ObjectRecord) -> str | None:
+    """The newest version of `record` that holds data (None: unversioned, or only markers)."""
+    return next((v.id for v in record.versions if not v.marker), None)
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

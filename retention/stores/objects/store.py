@@ -18,13 +18,15 @@ from concurrent.futures import Future
 from typing import Any
 
 from ...datasets import Dataset, SubjectType
-from ...errors import RecordNotFound
+from ...errors import RecordNotFound, StoreError, StoreMisconfigured
 from ...holds import Hold, HoldsFile
 from ...ids import canonical_id
 from ...kinds import capabilities
 from ...rules import Rule
 from ...settings import Settings
 from ..base import (
+    PURGE,
+    RESTORE,
     BatchResult,
     Counts,
     Description,
@@ -33,13 +35,16 @@ from ..base import (
     KeyMatcher,
     Note,
     Problem,
+    Quarantined,
     RuleView,
     StoredIntent,
     SubjectSource,
     Tally,
     Target,
 )
+from . import quarantine
 from .evaluate import Evaluator
+from .quarantine import Entry, Kept, PutBack
 from .records import DeleteResult, ObjectRecord
 from .run import ObjectRun
 
@@ -99,14 +104,57 @@ class ObjectStore(ABC):
     def reach(self, dataset: Dataset | None = None) -> list[str]:
         """Problems found reaching the store (or one dataset's part of it), for `validate`."""
 
-    def submit(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> Future[DeleteResult]:
-        """Start deleting one batch; by default at once, in this thread."""
+    def submit(
+        self, dataset: Dataset, records: Sequence[ObjectRecord], kept: Kept | None = None
+    ) -> Future[DeleteResult]:
+        """Start deleting one batch (into quarantine at `kept`, when given); by default at
+        once, in this thread."""
         future: Future[DeleteResult] = Future()
         try:
-            future.set_result(self.delete(dataset, records))
+            future.set_result(self.remove(dataset, records, kept))
         except Exception as exc:
             future.set_exception(exc)
         return future
+
+    def remove(
+        self, dataset: Dataset, records: Sequence[ObjectRecord], kept: Kept | None
+    ) -> DeleteResult:
+        """Delete one batch, into quarantine at `kept` when given."""
+        return self.delete(dataset, records) if kept is None else self.keep(dataset, records, kept)
+
+    # -- the quarantine area, where the backend has one (``Capabilities.quarantine``) --------
+
+    def keep(self, dataset: Dataset, records: Sequence[ObjectRecord], kept: Kept) -> DeleteResult:
+        """Move one batch into the quarantine area at `kept` (deleted from the dataset, every
+        key moved, vetoed or failed)."""
+        raise self._no_quarantine()
+
+    def unkeep(  # noqa: B027 - only a store that copies before it deletes needs it
+        self, kept: Kept, keys: Sequence[str], copied: dict[str, str | None]
+    ) -> None:
+        """After an interrupted quarantined delete: `keys` are still there, so whatever copy
+        of them the area got (`copied`: key -> the version copied) goes again."""
+
+    def quarantine_pages(
+        self, dataset: Dataset, run_id: str | None = None
+    ) -> Iterator[list[ObjectRecord]]:
+        """What `dataset` keeps in the quarantine area (of run `run_id` only), listed."""
+        raise self._no_quarantine()
+
+    def purge_kept(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> DeleteResult:
+        """Remove quarantined objects (listed by :meth:`quarantine_pages`) for good."""
+        raise self._no_quarantine()
+
+    def put_back(self, dataset: Dataset, entries: Sequence[Entry]) -> PutBack:
+        """Put quarantined objects back under their own keys, never over one that exists."""
+        raise self._no_quarantine()
+
+    def kept_present(self, dataset: Dataset, paths: Sequence[str]) -> set[str]:
+        """Which of `paths` the quarantine area still holds."""
+        raise self._no_quarantine()
+
+    def _no_quarantine(self) -> StoreError:
+        return StoreMisconfigured(f"a {self.kind} store keeps no quarantine", store=self.name)
 
     def sync_holds(self, dataset: Dataset, run: Enforcement) -> list[str]:
         """Mirror retention holds onto the store before a rule acts (S3 only); remarks."""
@@ -180,25 +228,55 @@ class ObjectStore(ABC):
         yield from ObjectRun(self, target, run)
 
     def settle(self, intent: StoredIntent, dataset: Dataset, rule: Rule | None) -> BatchResult:
-        entries: Sequence[Sequence[Any]] = json.loads(intent.payload)
+        """A delete's keys gone from the dataset were deleted; a quarantined delete's keys
+        still there lose the copy the area may have got (the next run moves them again); a
+        purge's or restore's objects gone from the area were purged or put back."""
+        if intent.action in (PURGE, RESTORE):
+            return quarantine.settle(self, intent.payload, dataset)
+        payload: Any = json.loads(intent.payload)
+        kept = None
+        if isinstance(payload, dict):
+            kept = Kept.from_json(payload["kept"])
+            copied, payload = payload["copied"], payload["entries"]
+        entries: Sequence[Sequence[Any]] = payload
         gone = self.absent(dataset, entries)
+        if kept is not None:
+            left = [k for k in dict.fromkeys(str(e[0]) for e in entries) if k not in set(gone)]
+            if left:
+                self.unkeep(kept, left, copied)
         notes = (Note("done", gone, RECOVERED),) if gone else ()
         return BatchResult(acted=len(gone), notes=notes)
 
     def purge_quarantine(
         self, dataset: Dataset, now: dt.datetime, run: Enforcement
     ) -> Iterator[BatchResult]:
-        return iter(())  # no quarantine on object stores (config refuses `quarantine:`)
+        if dataset.config.quarantine is None:
+            return iter(())
+        return quarantine.purge(self, dataset, now, run)
+
+    def quarantined(self, dataset: Dataset) -> list[Quarantined]:
+        if dataset.config.quarantine is None:
+            return []
+        return [quarantine.summary(self, dataset)]
 
     def replay(
         self, target: Target, recorded: KeyMatcher, run: Enforcement
     ) -> Iterator[BatchResult]:
-        return iter(())  # not for object stores (Capabilities.replay)
+        """The recorded keys listed now, deleted again unless a hold or keep rule protects
+        them (their clock is not asked again: it was due when recorded)."""
+        yield from ObjectRun(self, target, run, recorded)
 
     def restore(
-        self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+        self,
+        dataset: Dataset,
+        run_id: str,
+        rule: str | None,
+        now: dt.datetime,
+        run: Enforcement,
     ) -> Iterator[BatchResult]:
-        return iter(())
+        if dataset.config.quarantine is None:
+            return iter(())
+        return quarantine.restore(self, dataset, run_id, rule, now, run)
 
     def describe(
         self, dataset: Dataset, key: str, holds: HoldsFile, now: dt.datetime

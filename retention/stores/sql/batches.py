@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -41,6 +41,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ...datasets import Dataset
 from ...errors import ForeignKeyRefused, first_line
+from ...holds import HoldsFile
 from ...recordfacts import RecordFacts
 from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
 from ..windows import WindowSizer
@@ -108,6 +109,18 @@ class _Landing:
     prepared: _Prepared
 
 
+@dataclass(frozen=True)
+class _Scan:
+    """A partition locked and being read in its open transaction: the holds and selection it
+    was read with, and its rows (None: not all of them go)."""
+
+    connection: Connection
+    transaction: RootTransaction
+    holds: HoldsFile
+    selection: Selection
+    rows: Future[list[KeyTuple] | None]
+
+
 def pipelined(store: Schema, run: Enforcement) -> bool:
     """Whether a batch's write runs on a data thread while the main thread lands the batch
     before it (its intent and commit: two durable commits, the state DB's and the data DB's)
@@ -167,7 +180,7 @@ class Batches:
                 and self.store.sql.partitions
                 and not self.quarantine
             ):
-                yield from self._partitions(connections[0])
+                yield from self._partitions(connections)
                 holds = run.holds()
                 selection = self.builder.build(rule, dataset, holds)
             landing: _Landing | None = None  # a prepared batch being written
@@ -225,29 +238,72 @@ class Batches:
                 if not again:
                     last = end
 
-    def _partitions(self, connection: Connection) -> Iterator[BatchResult]:
+    def _partitions(self, connections: Sequence[Connection]) -> Iterator[BatchResult]:
         """Empty, each in one transaction, the partitions whose every row is to be deleted
-        now (:mod:`.partitions`): their keys are the batch's intent and audit entry, as a row
-        batch's are. The rest of the table is left to the row batches."""
-        with connection.begin():
+        now (:mod:`.partitions`): their keys are the intents and audit entries of batches of
+        at most `batch_size` records, as row batches' are. The rest of the table is left to
+        the row batches. When pipelined, the next partition is locked and scanned on the data
+        thread (on the other connection) while this one's keys are audited and it is
+        truncated."""
+        with connections[0].begin():
             selection = self.builder.build(self.rule, self.dataset, self.run.holds())
-            found = partitions.droppable_partitions(connection, selection)
-        for partition in found:
+            found = partitions.droppable_partitions(connections[0], selection)
+        lanes = itertools.cycle(connections)
+        ahead: list[_Scan] = []  # the next partition's scan, under way on the data thread
+        for index, partition in enumerate(found):
+            scan = ahead.pop() if ahead else self._scan(partition, next(lanes))
             if self.run.should_stop():
+                wait([scan.rows])  # the connection is free once its scan is over
+                scan.transaction.rollback()
                 raise Stopped
-            with connection.begin():
-                partitions.lock(connection, partition)
-                # read after the lock: nothing can change in the partition until the commit
-                selection = self.builder.build(self.rule, self.dataset, self.run.holds())
-                facts = self._facts(selection).columns
-                rows = partitions.whole_partition_keys(connection, selection, partition, facts)
-                if rows is None:
-                    continue
+            if self.data_thread is not None and index + 1 < len(found):
+                ahead.append(self._scan(found[index + 1], next(lanes)))
+            yield from self._drop(partition, scan)
+
+    def _scan(self, partition: partitions.Partition, connection: Connection) -> _Scan:
+        """Lock `partition`, read its rows and, if they all go, truncate it (on the data
+        thread when pipelined), in a transaction left open for :meth:`_drop`."""
+        holds = self.run.holds()
+        selection = self.builder.build(self.rule, self.dataset, holds)
+        columns = self._facts(selection).columns
+        transaction = connection.begin()
+
+        def scan() -> list[KeyTuple] | None:
+            partitions.lock(connection, partition)
+            size = self.run.batch_size
+            rows = partitions.whole_partition_rows(connection, selection, partition, columns, size)
+            if rows is not None:
                 self.run.probe.reached("write")
                 partitions.truncate(connection, partition)
-                keys, record_facts = self._split(selection, rows)
-                done = self._intend(keys, [], record_facts)
-                done.detail = f"partition {partition.name} truncated"
+            return rows
+
+        rows: Future[list[KeyTuple] | None] = Future()
+        if self.data_thread is not None:
+            rows = self.data_thread.submit(scan)
+        else:
+            rows.set_result(scan())
+        return _Scan(connection, transaction, holds, selection, rows)
+
+    def _drop(self, partition: partitions.Partition, scan: _Scan) -> Iterator[BatchResult]:
+        """Finish a scanned partition: if it was truncated, with the holds still those it was
+        checked with, its batches' intents, the commit, then their audit entries."""
+        rows = scan.rows.result()
+        if rows is None or self.run.holds() is not scan.holds:
+            # not all of it goes, or the holds changed since it was checked: its rows are left
+            # to the row batches, which read the holds again (checking it again here, locking
+            # it anew, could wait for the next partition's transaction: a deadlock)
+            scan.transaction.rollback()
+            return
+        batches = []
+        size = self.run.batch_size
+        for start in range(0, len(rows), size):
+            keys, record_facts = self._split(scan.selection, rows[start : start + size])
+            done = self._intend(keys, [], record_facts)
+            done.detail = f"partition {partition.name} truncated"
+            batches.append(done)
+        del rows
+        scan.transaction.commit()
+        for done in batches:
             result = self._committed(done)
             if result is not None:
                 yield result
@@ -564,6 +620,10 @@ class Batches:
 
     def _describe_refusal(self, exc: IntegrityError) -> str:
         table = self.dataset.config.table or ""
+        said = first_line(exc)
+        if self.store.sql.partitions:  # the partitioned tables, not the partitions it names
+            with self.store.engine.connect() as connection:
+                said = partitions.parent_names(connection, said)
         referencing = self.store.referencing(table)
         declared = {(c.dataset.config.table, c.column) for c in self.dataset.cascade}
         undeclared = [f"{t}.{c}" for t, c in referencing if (t, c) not in declared]
@@ -573,13 +633,13 @@ class Batches:
                 f"deleting from {table} is refused by the foreign key from {cascaded}: "
                 f"{self.store.dialect} cannot delete rows and the rows referring to them in one "
                 "transaction, even children first; nothing in this batch was changed. Drop the "
-                f"foreign key (the cascade still deletes the children first) ({first_line(exc)})"
+                f"foreign key (the cascade still deletes the children first) ({said})"
             )
         where = ", ".join(undeclared) if undeclared else "another table"
         return (
             f"deleting from {table} is refused by a foreign key from {where}; nothing in this "
             "batch was changed. Declare `cascade: [{dataset: <that dataset>, column: <column>}]` "
-            f"on dataset {self.dataset.name!r} if those rows should go too ({first_line(exc)})"
+            f"on dataset {self.dataset.name!r} if those rows should go too ({said})"
         )
 
 

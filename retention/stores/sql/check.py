@@ -77,8 +77,10 @@ def _check_dataset(checker: _Checker, dataset: Dataset, hmac_key: bytes | None) 
         checker.attempt(f"{where}.timestamps.{stamp}", checker.column_kind, table, column)
     for personal, column in ds.personal.items():
         checker.attempt(f"{where}.personal.{personal}", store.column, table, column)
-    if ds.subject is not None:
-        checker.attempt(f"{where}.subject.column", store.column, table, ds.subject.column)
+    many = isinstance(ds.subject, list)
+    for position, link in enumerate(ds.subject_links):
+        at = f"{where}.subject[{position}].column" if many else f"{where}.subject.column"
+        checker.attempt(at, store.column, table, link.column)
     for index, cascade in enumerate(dataset.cascade):
         child_table = checker.attempt(
             f"{where}.cascade[{index}]", store.table, cascade.dataset.config.table
@@ -89,8 +91,20 @@ def _check_dataset(checker: _Checker, dataset: Dataset, hmac_key: bytes | None) 
             )
     builder = SelectionBuilder(store, _EPOCH, hmac_key)
     for rule in dataset.rules:
-        for column in rule.where:
+        for column in rule.record_where:
             checker.attempt(f"rule {rule.id}: where.{column}", store.column, table, column)
+        ref = dataset.subject_of(rule)
+        if rule.subject_where and ref is not None:
+            subject_table = checker.attempt(
+                f"rule {rule.id}: where", store.table, ref.type.config.table
+            )
+            for column in rule.subject_where if subject_table is not None else ():
+                checker.attempt(
+                    f"rule {rule.id}: where.subject.{column}",
+                    store.column,
+                    subject_table,
+                    column,
+                )
         for column in rule.columns or ():
             checker.attempt(f"rule {rule.id}: columns", store.column, table, column)
         for personal in rule.anonymize:

@@ -17,7 +17,7 @@ from ...datasets import Dataset
 from ...errors import ConfigError, RecordNotFound
 from ...holds import HoldsFile
 from ..base import Description, Flags, RuleView
-from .precedence import ceded, clock_start, subject_row
+from .precedence import ceded, clock_start, subject_rows
 from .schema import Schema
 from .select import Selection, SelectionBuilder
 
@@ -40,7 +40,7 @@ def describe(
         row = connection.execute(store.readable_row(table).where(match)).mappings().first()
         if row is None:
             raise RecordNotFound(f"no record with key {key!r} in dataset {dataset.name!r}")
-        subject = subject_row(store, connection, dataset, row)
+        subject = subject_rows(store, connection, dataset, row)
         covering = _covering(connection, builder, dataset, table, match, holds)
         views = []
         for rule in dataset.rules:

@@ -1,6 +1,5 @@
 """The values a batch's own statement brings back besides the keys, for the audit's per-record
-facts (:mod:`retention.recordfacts`): the record's subject id, the rule's clock values, and
-whether each keep rule that moves the rule's deadline covers it, with that rule's clock values.
+facts (:mod:`retention.recordfacts`): the record's subject id and the rule's clock values.
 
 They are extra columns of the ``DELETE``/``UPDATE ... RETURNING`` (or of the ``SELECT ... FOR
 UPDATE`` where there is no RETURNING), so knowing each record's subject and due time costs no
@@ -66,11 +65,13 @@ class FactColumns:
         dataset, table, rule = selection.dataset, selection.table, selection.rule
         self.selection = selection
         self.columns: list[ColumnElement[Any]] = []
-        self.has_subject = dataset.subject_column is not None
-        if dataset.subject_column is not None:
-            subject_column = store.column(table, dataset.subject_column)
-            self.columns.append(subject_column.label("retention_subject"))
-        self.readers = self._clocks(store, selection, rule, "retention_clock")
+        self.readers: list[Callable[[object], dt.datetime | None]] = []
+        # the subject the rule reads (the dataset's primary one unless the rule names another)
+        ref = dataset.subject_of(rule)
+        self.has_subject = ref is not None and ref.column is not None
+        if ref is not None and ref.column is not None:
+            self.columns.append(store.column(table, ref.column).label("retention_subject"))
+        self._clocks(store, selection, rule, "retention_clock")
         self.keep_readers: list[list[Callable[[object], dt.datetime | None]]] = []
         for number, (keep, covers) in enumerate(selection.keeps):
             self.columns.append(case((covers, 1), else_=0).label(f"retention_keep{number}"))
@@ -79,23 +80,26 @@ class FactColumns:
     def _clocks(
         self, store: Schema, selection: Selection, rule: Rule, prefix: str
     ) -> list[Callable[[object], dt.datetime | None]]:
-        """Add a column per clock ref of `rule`; their readers, in the same order."""
+        """Add a column per clock ref of `rule` (a subject event read through the subject that
+        rule reads); their readers (also added to `readers` for the selection's own rule)."""
         dataset, table = selection.dataset, selection.table
-        readers: list[Callable[[object], dt.datetime | None]] = []
-        for index, ref in enumerate(rule.after.refs):
+        readers = self.readers if rule is selection.rule else []
+        ref = dataset.subject_of(rule)
+        column = ref.column if ref is not None else None
+        for index, clock in enumerate(rule.after.refs):
             label = f"{prefix}{index}"
-            if ref.source == "record":
-                column = store.column(table, dataset.config.timestamps[ref.name])
-                self.columns.append(store.as_stored(column).label(label))
-                readers.append(_reader(store.clock_column(column, dataset.zone).zone))
+            if clock.source == "record":
+                stamp = store.column(table, dataset.config.timestamps[clock.name])
+                self.columns.append(store.as_stored(stamp).label(label))
+                readers.append(_reader(store.clock_column(stamp, dataset.zone).zone))
                 continue
-            subject = dataset.subject
-            assert subject is not None and dataset.subject_column is not None
+            assert ref is not None and column is not None
+            subject = ref.type
             subject_table = store.table(subject.config.table)
             if subject_table is table:
                 subject_table = subject_table.alias("subject")  # type: ignore[assignment]
-            event = store.column(subject_table, subject.event_column(ref.name))
-            link = store.column(table, dataset.subject_column)
+            event = store.column(subject_table, subject.event_column(clock.name))
+            link = store.column(table, column)
             key = store.column(subject_table, subject.config.key)
             value = select(store.as_stored(event)).where(key == link).scalar_subquery()
             self.columns.append(value.label(label))
@@ -105,9 +109,9 @@ class FactColumns:
     def read(self, rows: Sequence[KeyTuple], width: int, now: dt.datetime) -> list[RecordFacts]:
         """The facts of each row (its first `width` values the key, then these columns).
 
-        Once per acted-on record, so each distinct subject and each distinct set of clock
-        values is turned into facts once per batch (a clock with few distinct values, such as
-        a date, costs a dictionary look-up per record)."""
+        Once per acted-on record, so each distinct set of clock and keep-rule values is turned
+        into facts once per batch and each distinct subject into its id once (a clock with few
+        distinct values, such as a date, costs a dictionary look-up per record)."""
         selection, dataset = self.selection, self.selection.dataset
         make = FactsOf(
             selection.rule,
@@ -116,48 +120,38 @@ class FactColumns:
             fiscal_start=dataset.fiscal_start,
             keeps=[keep for keep, _ in selection.keeps],
         )
-        first_clock = width + self.has_subject
-        readers = self.readers
         subject_at = width if self.has_subject else None
-        known: dict[object, RecordFacts] = {}
+        first_clock = width + self.has_subject
+        first_keep = first_clock + len(self.readers)
+        stop = first_keep + sum(1 + len(readers) for readers in self.keep_readers)
+        known: dict[tuple[object, ...], RecordFacts] = {}
+        subjects: dict[object, str | None] = {None: None}
         facts: list[RecordFacts] = []
         append = facts.append
-        if len(readers) == 1 and not self.keep_readers:
-            # the common case: one clock, facts by its value, then subject
-            (reader,) = readers
-            subjects: dict[object, str | None] = {None: None}
-            for row in rows:
-                value = row[first_clock]
-                found = known.get(value)
-                if found is None:
-                    found = known[value] = make(None, [reader(value)])
-                subject = None if subject_at is None else row[subject_at]
-                if subject not in subjects:
-                    subjects[subject] = canonical_id(subject)
-                subject_id = subjects[subject]
-                append(found if subject_id is None else RecordFacts(subject_id, *found[1:]))
-            return facts
         for row in rows:
-            subject = None if subject_at is None else row[subject_at]
-            values = row[first_clock:]
-            found = known.get((subject, values))
+            values = tuple(row[first_clock:stop])
+            found = known.get(values)
             if found is None:
-                found = known[subject, values] = make(subject, *self._starts(values))
-            append(found)
+                found = known[values] = make(None, *self.starts_and_keeps(values))
+            subject = None if subject_at is None else row[subject_at]
+            if subject not in subjects:
+                subjects[subject] = canonical_id(subject)
+            subject_id = subjects[subject]
+            append(found if subject_id is None else RecordFacts(subject_id, *found[1:]))
         return facts
 
-    def _starts(
+    def starts_and_keeps(
         self, values: Sequence[object]
     ) -> tuple[list[dt.datetime | None], list[list[dt.datetime | None] | None]]:
-        """The rule's clock starts, and each keep rule's (None: it does not cover the record),
-        from a row's values after its key and subject."""
+        """One row's clock values read as instants, and per keep rule the instants of its
+        clocks when it covers the row (else None)."""
         starts = [read(value) for read, value in zip(self.readers, values, strict=False)]
         keeps: list[list[dt.datetime | None] | None] = []
         at = len(self.readers)
         for readers in self.keep_readers:
             covers = values[at]
-            found = [read(values[at + 1 + i]) for i, read in enumerate(readers)]
-            keeps.append(found if covers else None)
+            keep_values = [read(values[at + 1 + i]) for i, read in enumerate(readers)]
+            keeps.append(keep_values if covers else None)
             at += 1 + len(readers)
         return starts, keeps
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Column, CursorResult, tuple_
@@ -45,6 +45,17 @@ def key_in(key: tuple[Column[Any], ...], keys: Sequence[KeyTuple]) -> ColumnElem
     if len(key) == 1:
         return key[0].in_([k[0] for k in keys])
     return tuple_(*key).in_(list(keys))
+
+
+# keys per IN-list: a statement's bound parameters are capped (PostgreSQL 65,535, SQLite 32,766
+# where compiled so), and a batch of keys may be larger than that
+IN_LIST = 1000
+
+
+def chunked(keys: Sequence[KeyTuple]) -> Iterator[Sequence[KeyTuple]]:
+    """`keys` in runs of at most :data:`IN_LIST`, one per statement."""
+    for start in range(0, len(keys), IN_LIST):
+        yield keys[start : start + IN_LIST]
 
 
 def normal_key(key: KeyTuple) -> KeyTuple:

@@ -43,7 +43,7 @@ def ceded(
     # read whole (one window's rows) before the subject rows are: a DuckDB connection has one
     # open result at a time
     for row in connection.execute(query.order_by(*s.key)).mappings().all():
-        subject = subject_row(store, connection, s.dataset, row)
+        subject = subject_rows(store, connection, s.dataset, row)
         mine = (due_moment(s.dataset, s.rule, row, subject), order[s.rule.id])
         for index, (rule, _) in enumerate(rivals):
             if row[f"rival{index}"] and _earlier(
@@ -63,11 +63,14 @@ def _earlier(theirs: tuple[dt.datetime | None, int], mine: tuple[dt.datetime | N
     return theirs[0] < mine[0]
 
 
+SubjectRows = Mapping[str, Mapping[str, Any] | None]
+
+
 def due_moment(
-    dataset: Dataset, rule: Rule, row: Mapping[Any, Any], subject: Mapping[str, Any] | None
+    dataset: Dataset, rule: Rule, row: Mapping[Any, Any], subjects: SubjectRows
 ) -> dt.datetime | None:
     """When `rule` became (or becomes) due for the record `row`, None if never or unknown."""
-    start = clock_start(dataset, rule, row, subject)
+    start = clock_start(dataset, rule, row, subjects)
     if start is None:
         return None
     try:
@@ -76,35 +79,42 @@ def due_moment(
         return None
 
 
-def subject_row(
+def subject_rows(
     store: Schema, connection: Connection, dataset: Dataset, row: Mapping[Any, Any]
-) -> dict[str, Any] | None:
-    """The subject row of the record `row` (its events), if it has one."""
-    subject, column = dataset.subject, dataset.subject_column
-    if subject is None or column is None or row[column] is None:
-        return None
-    table = store.table(subject.config.table)
-    key = store.column(table, subject.config.key)
-    matches = id_matches(key, [row[column]], store.dialect)  # '0005' is account 5
-    if isinstance(matches, False_):
-        return None
-    found = connection.execute(store.readable_row(table).where(matches)).mappings().first()
-    return dict(found) if found else None
+) -> dict[str, dict[str, Any] | None]:
+    """The subject rows of the record `row` (their events), by subject type; None for a
+    subject the record does not name or whose row is missing."""
+    found: dict[str, dict[str, Any] | None] = {}
+    for ref in dataset.subjects:
+        if ref.column is None or row[ref.column] is None:
+            found[ref.name] = None
+            continue
+        table = store.table(ref.type.config.table)
+        key = store.column(table, ref.type.config.key)
+        matches = id_matches(key, [row[ref.column]], store.dialect)  # '0005' is account 5
+        if isinstance(matches, False_):
+            found[ref.name] = None
+            continue
+        first = connection.execute(store.readable_row(table).where(matches)).mappings().first()
+        found[ref.name] = dict(first) if first else None
+    return found
 
 
 def clock_start(
-    dataset: Dataset, rule: Rule, row: Mapping[Any, Any], subject: Mapping[str, Any] | None
+    dataset: Dataset, rule: Rule, row: Mapping[Any, Any], subjects: SubjectRows
 ) -> dt.datetime | None:
-    """When `rule`'s clock started for the record `row` (None: not started, or unreadable)."""
+    """When `rule`'s clock started for the record `row` (None: not started, or unreadable),
+    its subject events read from the subject `rule` reads (:meth:`Dataset.subject_of`)."""
     values: list[dt.datetime | None] = []
-    for ref in rule.after.refs:
-        if ref.source == "record":
-            values.append(parse_stored(row[dataset.config.timestamps[ref.name]], dataset.zone))
+    ref = dataset.subject_of(rule)
+    subject = subjects.get(ref.name) if ref is not None else None
+    for clock in rule.after.refs:
+        if clock.source == "record":
+            values.append(parse_stored(row[dataset.config.timestamps[clock.name]], dataset.zone))
         else:
-            kind = dataset.subject
-            assert kind is not None
-            raw = subject.get(kind.event_column(ref.name)) if subject else None
-            values.append(parse_stored(raw, kind.zone))
+            assert ref is not None
+            raw = subject.get(ref.type.event_column(clock.name)) if subject else None
+            values.append(parse_stored(raw, ref.type.zone))
     return rule.after.start(values)
 
 
@@ -117,4 +127,4 @@ def without(
     return and_(condition, ~key_in(s.key, [key for key, _ in keys]))
 
 
-__all__ = ["ceded", "clock_start", "due_moment", "subject_row", "without"]
+__all__ = ["SubjectRows", "ceded", "clock_start", "due_moment", "subject_rows", "without"]

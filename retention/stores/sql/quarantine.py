@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     and_,
     delete,
+    func,
     insert,
     select,
 )
@@ -36,8 +37,18 @@ from sqlalchemy import (
 from ...datasets import Dataset
 from ...errors import SchemaError
 from ...timemath import add_duration
-from ..base import CONFLICT, PURGE, RESTORE, BatchResult, Enforcement, Intent, Note, Stopped
-from .keys import KeyTuple, format_keys, key_after, key_in, normal_key
+from ..base import (
+    CONFLICT,
+    PURGE,
+    RESTORE,
+    BatchResult,
+    Enforcement,
+    Intent,
+    Note,
+    Quarantined,
+    Stopped,
+)
+from .keys import KeyTuple, chunked, format_keys, key_after, key_in, normal_key
 from .schema import Schema
 
 PREFIX = "retention_quarantine_"
@@ -136,6 +147,27 @@ def _groups(connection: Connection, table: Table, condition: Any) -> list[tuple[
     return sorted((str(rule), str(run)) for rule, run in connection.execute(query))
 
 
+def summary(store: Schema, dataset: Dataset) -> list[Quarantined]:
+    """How many rows `dataset` and each cascade child keep in quarantine, and when the first
+    and last of them are purged (one aggregate query per table)."""
+    found = []
+    for member in quarantined(dataset):
+        table = quarantine_table(store, member, create=False)
+        if table is None:
+            found.append(Quarantined(member.name, 0))
+            continue
+        window = table.c[PURGE_AFTER]
+        query = select(func.count(), func.min(window), func.max(window))
+        with store.engine.connect() as connection:
+            count, first, last = connection.execute(query).one()
+        found.append(Quarantined(member.name, int(count), _aware(first), _aware(last)))
+    return found
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    return None if moment is None else moment.replace(tzinfo=dt.UTC)
+
+
 def purge(
     store: Schema, dataset: Dataset, now: dt.datetime, run: Enforcement
 ) -> Iterator[BatchResult]:
@@ -153,16 +185,21 @@ def purge(
 
 
 def restore(
-    store: Schema, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+    store: Schema,
+    dataset: Dataset,
+    run_id: str,
+    rule: str | None,
+    now: dt.datetime,
+    run: Enforcement,
 ) -> Iterator[BatchResult]:
     """Put back the rows run `run_id` deleted from `dataset` (and its cascade children,
-    parents first), those of `rule` only when given; rows whose key exists again are reported
-    and stay in quarantine."""
+    parents first) whose window has not ended at `now`, those of `rule` only when given; rows
+    whose key exists again are reported and stay in quarantine."""
     for member in quarantined(dataset):
         table = quarantine_table(store, member, create=False)
         if table is None:
             continue
-        of_run = table.c[RUN] == run_id
+        of_run = and_(table.c[RUN] == run_id, table.c[PURGE_AFTER] > naive_utc(now))
         with store.engine.connect() as connection:
             groups = [g for g in _groups(connection, table, of_run) if rule in (None, g[0])]
         for rule_id, _ in groups:
@@ -204,7 +241,8 @@ def _batches(
             if restoring:
                 present = {
                     normal_key(tuple(r))
-                    for r in connection.execute(select(*live_key).where(key_in(live_key, keys)))
+                    for chunk in chunked(keys)
+                    for r in connection.execute(select(*live_key).where(key_in(live_key, chunk)))
                 }
                 conflicts = [k for k in keys if normal_key(k) in present]
             refused = set(conflicts)
@@ -233,7 +271,8 @@ def _batches(
                     if k not in refused
                 ]
                 connection.execute(insert(live), values)
-            connection.execute(delete(table).where(mine, key_in(key, acting)))
+            for chunk in chunked(acting):
+                connection.execute(delete(table).where(mine, key_in(key, chunk)))
             formatted = format_keys(acting)
             payload = json.dumps({"run": run_id, "keys": acting}, default=str)
             intent = Intent(rule, dataset.name, action, formatted, payload)
@@ -258,8 +297,7 @@ def settle(store: Schema, action: str, payload: str, dataset: Dataset) -> BatchR
     if table is not None:
         key = tuple(table.c[name] for name in dataset.key_columns)
         with store.engine.connect() as connection:
-            for start in range(0, len(keys), 1000):
-                chunk = keys[start : start + 1000]
+            for chunk in chunked(keys):
                 query = select(*key).where(table.c[RUN] == run_id, key_in(key, chunk))
                 present |= {normal_key(tuple(row)) for row in connection.execute(query)}
     gone = [k for k in keys if normal_key(k) not in present]
@@ -276,5 +314,6 @@ __all__ = [
     "quarantined",
     "restore",
     "settle",
+    "summary",
     "window_end",
 ]

@@ -21,7 +21,7 @@ from ...datasets import Dataset, SubjectType
 from ...durations import Duration
 from ...errors import SchemaError
 from ...holds import Hold, HoldsFile
-from ...rules import Rule
+from ...rules import Rule, WhereValue
 from .clock import ClockColumn, clock_in
 from .ids import id_matches, in_values
 from .schema import Schema
@@ -119,7 +119,7 @@ class SelectionBuilder:
             dataset=dataset,
             table=table,
             key=key,
-            scope=self.scope(rule, table),
+            scope=self.scope(rule, dataset, table),
             due=due,
             overdue=overdue,
             held=held,
@@ -129,7 +129,7 @@ class SelectionBuilder:
             unreadable=self.unreadable(rule, dataset, table),
             rivals=rivals,
             keeps=tuple(
-                (keep, self.scope(keep, table))
+                (keep, self.scope(keep, dataset, table))
                 for keep in (dataset.keeps if rule.destructive and rule.within else ())
             ),
         )
@@ -141,7 +141,7 @@ class SelectionBuilder:
         directly or through a cascade child. Only such a delete supersedes an anonymize."""
         held, blocked = self.protection(rule, dataset, table, holds)
         return and_(
-            self.scope(rule, table),
+            self.scope(rule, dataset, table),
             self._clock(rule, dataset, table, rule.delay),
             not_(held),
             not_(blocked),
@@ -190,25 +190,43 @@ class SelectionBuilder:
                     blocked = or_(blocked, found)
         return held, blocked
 
-    def scope(self, rule: Rule, table: Table) -> ColumnElement[bool]:
+    def scope(self, rule: Rule, dataset: Dataset, table: Table) -> ColumnElement[bool]:
         """The rule's `where` filter (its `applies_to` chose the dataset already); for an
         assert_absent with `columns`, only the records where one of them holds a value."""
         conditions: list[ColumnElement[bool]] = []
         if rule.columns:
             filled = [self.store.column(table, name).is_not(None) for name in rule.columns]
             conditions.append(or_(*filled))
-        for name, wanted in rule.where.items():
-            column = self.store.column(table, name)
-            values = wanted if isinstance(wanted, list) else [wanted]
-            present = [v for v in values if v is not None]
-            options: list[ColumnElement[bool]] = []
-            if present:
-                match = in_values(column, present)
-                options.append(and_(column.is_not(None), match))
-            if len(present) != len(values):
-                options.append(column.is_(None))
-            conditions.append(or_(false(), *options))  # `in: []` matches nothing
+        for name, wanted in rule.record_where.items():
+            conditions.append(_matches(self.store.column(table, name), wanted))
+        if rule.subject_where:
+            conditions.append(self._subject_scope(rule, dataset, table))
         return and_(true(), *conditions)
+
+    def _subject_scope(self, rule: Rule, dataset: Dataset, table: Table) -> ColumnElement[bool]:
+        """The rule's `subject.*` filters, joined against the subject's table.
+
+        Fail closed either way when the subject's value cannot be read (the record names no
+        subject, its subject row is missing, or the column is NULL where the filter does not
+        ask for null): a delete or anonymize rule does not cover the record, and a keep rule
+        (a legal minimum) does, so that in doubt the record is kept.
+        """
+        subject_table, subject_key, link, _ = self._subject(rule, dataset, table)
+        columns = {name: self.store.column(subject_table, name) for name in rule.subject_where}
+        if rule.action == "keep" and not rule.asserts_absent:
+            other = or_(
+                false(),
+                *(
+                    and_(columns[name].is_not(None), not_(_matches(columns[name], wanted)))
+                    for name, wanted in rule.subject_where.items()
+                ),
+            )
+            known_other = select(literal(1)).select_from(subject_table)
+            return not_(exists(known_other.where(subject_key == link, other)))
+        match = and_(
+            *(_matches(columns[name], wanted) for name, wanted in rule.subject_where.items())
+        )
+        return and_(link.is_not(None), link.in_(select(subject_key).where(match)))
 
     def held(
         self, rule: Rule, dataset: Dataset, table: Table, holds: HoldsFile
@@ -229,11 +247,12 @@ class SelectionBuilder:
         scoped = hold.scoped_subjects()
         if scoped is None:
             return true()
-        subject, column = dataset.subject, dataset.subject_column
-        ids = scoped.get(subject.name, []) if subject is not None else []
-        if column is None or not ids:
-            return false()
-        return id_matches(self.store.column(table, column), ids, self.store.dialect)
+        matches = [
+            id_matches(self.store.column(table, ref.column), ids, self.store.dialect)
+            for ref in dataset.subjects
+            if ref.column is not None and (ids := scoped.get(ref.name, []))
+        ]
+        return or_(false(), *matches)  # a hold on any of a record's subjects holds it
 
     def blocked(self, rule: Rule, dataset: Dataset, table: Table) -> ColumnElement[bool]:
         """Records a keep rule still protects (its minimum retention has not run out)."""
@@ -242,7 +261,10 @@ class SelectionBuilder:
         return or_(
             false(),
             *(
-                and_(self.scope(keep, table), not_(self._clock(keep, dataset, table, keep.delay)))
+                and_(
+                    self.scope(keep, dataset, table),
+                    not_(self._clock(keep, dataset, table, keep.delay)),
+                )
                 for keep in dataset.keeps
             ),
         )
@@ -278,7 +300,7 @@ class SelectionBuilder:
         instants = dataset.due_set(rule.after, delay, self.now)
         refs = rule.after.refs
         if all(ref.source == "subject" for ref in refs):
-            subject_table, subject_key, link, subject = self._subject(dataset, table)
+            subject_table, subject_key, link, subject = self._subject(rule, dataset, table)
             inner = clock_in(
                 rule.after,
                 instants,
@@ -293,7 +315,7 @@ class SelectionBuilder:
             if ref.source == "record":
                 name = dataset.config.timestamps[ref.name]
                 return self.store.clock_column(self.store.column(table, name), dataset.zone)
-            subject_table, subject_key, link, subject = self._subject(dataset, table)
+            subject_table, subject_key, link, subject = self._subject(rule, dataset, table)
             event_column = self.store.column(subject_table, subject.event_column(ref.name))
             value = select(event_column).where(subject_key == link).scalar_subquery()
             clock = self.store.clock_column(event_column, subject.zone)
@@ -310,7 +332,7 @@ class SelectionBuilder:
             return false()
         ended = [
             or_(
-                not_(self.scope(keep, table)),
+                not_(self.scope(keep, dataset, table)),
                 self._clock(keep, dataset, table, keep.delay + within),
             )
             for keep in (dataset.keeps if rule.destructive else ())
@@ -328,7 +350,7 @@ class SelectionBuilder:
                 conditions.append(self.store.clock_column(column, dataset.zone).unreadable())
         events = [ref.name for ref in rule.after.refs if ref.source == "subject"]
         if events:
-            subject_table, subject_key, link, subject = self._subject(dataset, table)
+            subject_table, subject_key, link, subject = self._subject(rule, dataset, table)
             unreadable = [
                 self.store.clock_column(
                     self.store.column(subject_table, subject.event_column(event)), subject.zone
@@ -343,17 +365,34 @@ class SelectionBuilder:
         return or_(*conditions) if conditions else false()
 
     def _subject(
-        self, dataset: Dataset, table: Table
+        self, rule: Rule, dataset: Dataset, table: Table
     ) -> tuple[Table, Column[Any], Column[Any], SubjectType]:
-        subject, column = dataset.subject, dataset.subject_column
-        if subject is None or column is None:
-            raise SchemaError(f"dataset {dataset.name!r} has no subject", store=self.store.name)
+        """The subject table `rule` reads on `dataset`, its key, the record's link column."""
+        ref = dataset.subject_of(rule)
+        if ref is None or ref.column is None:
+            raise SchemaError(
+                f"dataset {dataset.name!r} has no subject {rule.subject or ''}".rstrip(),
+                store=self.store.name,
+            )
+        subject = ref.type
         subject_table = self.store.table(subject.config.table)
         if subject_table is table:
             subject_table = subject_table.alias("subject")  # type: ignore[assignment]
         return (
             subject_table,
             self.store.column(subject_table, subject.config.key),
-            self.store.column(table, column),
+            self.store.column(table, ref.column),
             subject,
         )
+
+
+def _matches(column: ColumnElement[Any], wanted: WhereValue) -> ColumnElement[bool]:
+    """`column` holds one of the `where` values (``null`` among them matches NULL)."""
+    values = wanted if isinstance(wanted, list) else [wanted]
+    present = [v for v in values if v is not None]
+    options: list[ColumnElement[bool]] = []
+    if present:
+        options.append(and_(column.is_not(None), in_values(column, present)))
+    if len(present) != len(values):
+        options.append(column.is_(None))
+    return or_(false(), *options)  # `in: []` matches nothing

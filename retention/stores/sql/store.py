@@ -25,6 +25,7 @@ from ..base import (
     Enforcement,
     KeyMatcher,
     Problem,
+    Quarantined,
     StoredIntent,
     SubjectEvents,
     SubjectPath,
@@ -117,6 +118,10 @@ class SqlStore(Schema):
         with translated(self.name):
             yield from quarantine.purge(self, dataset, now, run)
 
+    def quarantined(self, dataset: Dataset) -> list[Quarantined]:
+        with translated(self.name):
+            return quarantine.summary(self, dataset)
+
     def replay(
         self, target: Target, recorded: KeyMatcher, run: Enforcement
     ) -> Iterator[BatchResult]:
@@ -124,10 +129,15 @@ class SqlStore(Schema):
             yield from Replay(self, self.builder(target.now), target, run, recorded)
 
     def restore(
-        self, dataset: Dataset, run_id: str, rule: str | None, run: Enforcement
+        self,
+        dataset: Dataset,
+        run_id: str,
+        rule: str | None,
+        now: dt.datetime,
+        run: Enforcement,
     ) -> Iterator[BatchResult]:
         with translated(self.name):
-            yield from quarantine.restore(self, dataset, run_id, rule, run)
+            yield from quarantine.restore(self, dataset, run_id, rule, now, run)
 
     def describe(
         self, dataset: Dataset, key: str, holds: HoldsFile, now: dt.datetime
@@ -138,6 +148,7 @@ class SqlStore(Schema):
     def subject_records(
         self,
         dataset: Dataset,
+        subject_type: str,
         subject: str,
         via: SubjectPath,
         holds: HoldsFile,
@@ -145,7 +156,9 @@ class SqlStore(Schema):
     ) -> Iterator[tuple[str, Description]]:
         with translated(self.name):
             builder = self.builder(now)
-            yield from subjectrecords.subject_records(self, builder, dataset, subject, via, holds)
+            yield from subjectrecords.subject_records(
+                self, builder, dataset, subject_type, subject, via, holds
+            )
 
     def covered(self, dataset: Dataset, hold: Hold) -> int:
         assert dataset.config.table is not None

@@ -20,7 +20,7 @@ from ...holds import HoldsFile
 from ..base import Description, Flags, RuleView
 from .ids import id_matches
 from .keys import format_keys
-from .precedence import ceded, clock_start, subject_row
+from .precedence import ceded, clock_start, subject_rows
 from .schema import Schema
 from .select import Selection, SelectionBuilder
 
@@ -38,20 +38,26 @@ _FLAGS = (
 
 
 def subject_condition(
-    store: Schema, dataset: Dataset, subject: str, via: Sequence[tuple[Dataset, str]]
+    store: Schema,
+    dataset: Dataset,
+    subject_type: str,
+    subject: str,
+    via: Sequence[tuple[Dataset, str]],
 ) -> ColumnElement[bool]:
     """The records of `dataset` that belong to `subject`: by its own subject column, or (with
     `via`: each cascade parent upward, with the column of the one below linking to its key)
     through the parent whose subject column names it."""
     if not via:
-        assert dataset.config.table is not None and dataset.subject_column is not None
+        ref = dataset.subject_named(subject_type)
+        assert dataset.config.table is not None and ref is not None and ref.column is not None
         table = store.table(dataset.config.table)
-        return id_matches(store.column(table, dataset.subject_column), [subject], store.dialect)
+        return id_matches(store.column(table, ref.column), [subject], store.dialect)
     parent, link = via[0]
     assert dataset.config.table is not None and parent.config.table is not None
     parent_table = store.table(parent.config.table)
     (parent_key,) = (store.column(parent_table, name) for name in parent.key_columns)
-    owned = select(parent_key).where(subject_condition(store, parent, subject, via[1:]))
+    above = subject_condition(store, parent, subject_type, subject, via[1:])
+    owned = select(parent_key).where(above)
     column = store.column(store.table(dataset.config.table), link)
     return column.is_not(None) & column.in_(owned)
 
@@ -60,6 +66,7 @@ def subject_records(
     store: Schema,
     builder: SelectionBuilder,
     dataset: Dataset,
+    subject_type: str,
     subject: str,
     via: Sequence[tuple[Dataset, str]],
     holds: HoldsFile,
@@ -68,7 +75,7 @@ def subject_records(
     (as `explain` gives it for one record)."""
     assert dataset.config.table is not None
     table = store.table(dataset.config.table)
-    condition = subject_condition(store, dataset, subject, via)
+    condition = subject_condition(store, dataset, subject_type, subject, via)
     if isinstance(condition, False_):
         return
     selections = [builder.build(rule, dataset, holds) for rule in dataset.rules]
@@ -84,10 +91,10 @@ def subject_records(
     with store.engine.connect() as connection:
         ceding = [_ceded(connection, store, s, condition) for s in selections]
         subject_values = None
-        if dataset.subject is not None and dataset.subject_column is not None and not via:
-            # every record names the same subject: its events are read once
+        if len(dataset.subjects) == 1 and dataset.subject_column is not None and not via:
+            # every record names the same (only) subject: its events are read once
             found = {dataset.subject_column: subject}
-            subject_values = subject_row(store, connection, dataset, found)
+            subject_values = subject_rows(store, connection, dataset, found)
         query = store.readable_row(table).add_columns(*columns).where(condition).order_by(*key)
         rows = connection.execution_options(stream_results=True).execute(query).mappings()
         for row in rows:
@@ -99,7 +106,10 @@ def subject_records(
                     flags = dataclasses.replace(
                         flags, superseded=True, actionable=False, overdue=False
                     )
-                start = clock_start(dataset, s.rule, row, subject_values)
+                subjects = subject_values
+                if subjects is None:  # several subjects, or a cascade: this record's own
+                    subjects = subject_rows(store, connection, dataset, row)
+                start = clock_start(dataset, s.rule, row, subjects)
                 views.append(RuleView(s.rule, flags, start))
             covering = tuple(h.id for i, h in enumerate(candidates) if row[f"h{i}"])
             yield text, Description(tuple(views), covering)

@@ -15,8 +15,10 @@ import pytest
 from deltalake import DeltaTable
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from retention.audit import AuditEntry, AuditLog
+from retention.cli import app
 from retention.config import Config
 from retention.durations import Duration
 from retention.errors import ConfigError
@@ -25,7 +27,7 @@ from retention.planner import make_plan
 from retention.runevents import RUN_ACTION
 from retention.statedb import open_state
 from retention.stores.lake.delta import DeltaStore, window_of
-from retention.testing import CrashAt, SimulatedCrash, examples
+from retention.testing import CrashAt, SimulatedCrash, examples, replace_file
 
 from ...conftest import Database
 from ...scenario import TICKETS_DATASET, Scenario, rule, utc
@@ -216,3 +218,20 @@ def test_window_of_reads_any_text_or_says_none(text: str) -> None:
     error): the store then falls back to the configured or default window."""
     found = window_of(text)
     assert found is None or isinstance(found, Duration)
+
+
+def test_plan_output_shows_deleted_records_still_present_when_nothing_is_due(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """`retention plan` prints the deleted-but-still-present line after the run that deleted
+    them, when the rule has nothing due any more (the table's notes were only printed for rows
+    with something due)."""
+    config, _ = world(sqlite_db, tmp_path)
+    assert config.path is not None and config.holds_path is not None
+    replace_file(config.holds_path, "holds: []\n")
+    run(config)
+    (row,) = make_plan(config, NOW).rules
+    assert row.due == 0
+    result = CliRunner().invoke(app, ["plan", "-c", str(config.path), "--now", NOW.isoformat()])
+    assert result.exit_code == 0, result.output
+    assert f"{len(DUE)} deleted records still physically present" in result.stdout
