@@ -54,6 +54,7 @@ def build(report: SubjectReport, issued: dt.datetime) -> dict[str, Any]:
                 "due_now": view.due,
                 "cleared": [a.as_dict() for a in view.history],
                 "kept": kept,
+                "restorable_for": view.restorable_for,
             }
         )
     empty = [v.dataset for v in report.datasets if not v.records and not v.history]
@@ -70,7 +71,7 @@ def build(report: SubjectReport, issued: dt.datetime) -> dict[str, Any]:
         "datasets": datasets,
         "checked_and_empty": empty,
         "not_attributed": [u.as_dict() for u in report.unattributed],
-        "nothing_due": report.due == 0,
+        "nothing_due": report.nothing_due,
         "records_kept": sum(v.records for v in report.datasets),
         "notes": list(report.notes),
     }
@@ -153,6 +154,11 @@ def readable(sealed: dict[str, Any]) -> str:
             )
         for group in item["kept"]:
             lines.append("  " + _kept_line(group))
+        if item["restorable_for"] and any(a["action"] != "anonymize" for a in item["cleared"]):
+            lines.append(
+                f"  deleted rows stay restorable for {item['restorable_for']} after each delete "
+                "(quarantine), then are purged"
+            )
         if item["due_now"]:
             lines.append(f"  DUE NOW, not yet acted on: {_records(item['due_now'])}")
         if not item["records_now"]:
@@ -167,7 +173,10 @@ def readable(sealed: dict[str, Any]) -> str:
     if sealed["nothing_due"]:
         lines.append("A fresh evaluation finds nothing due left for this subject.")
     else:
-        lines.append("NOT COMPLETE: records of this subject are due and not yet acted on.")
+        lines.append(
+            "NOT COMPLETE: records of this subject are due and not yet acted on, or a store "
+            "that holds them could not be read."
+        )
     if sealed["records_kept"]:
         lines.append(f"{_records(sealed['records_kept'])} still kept, for the reasons above.")
     lines.extend(sealed["notes"])

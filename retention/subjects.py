@@ -110,6 +110,7 @@ class DatasetView:
     records: int
     groups: tuple[Group, ...] = ()
     history: tuple[Acted, ...] = ()
+    restorable_for: str | None = None  # `quarantine:`: deleted rows are kept this long
 
     @property
     def due(self) -> int:
@@ -124,6 +125,7 @@ class DatasetView:
             "due": self.due,
             "groups": [g.as_dict() for g in self.groups],
             "history": [a.as_dict() for a in self.history],
+            "restorable_for": self.restorable_for,
         }
 
 
@@ -134,9 +136,15 @@ class Unattributed:
     dataset: str
     store: str
     reason: str
+    failed: bool = False  # it could have been attributed, but its store failed: nothing known
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "store": self.store, "reason": self.reason}
+        return {
+            "dataset": self.dataset,
+            "store": self.store,
+            "reason": self.reason,
+            "failed": self.failed,
+        }
 
 
 @dataclass(frozen=True)
@@ -157,6 +165,11 @@ class SubjectReport:
         """Records a run would act on now: zero once everything due is done."""
         return sum(d.due for d in self.datasets)
 
+    @property
+    def nothing_due(self) -> bool:
+        """Nothing of the subject is due now, in every dataset that could be read."""
+        return self.due == 0 and not any(u.failed for u in self.unattributed)
+
     def held(self) -> tuple[DatasetView, ...]:
         """The datasets that hold or held the subject's records."""
         return tuple(d for d in self.datasets if d.records or d.history)
@@ -167,6 +180,7 @@ class SubjectReport:
             "now": self.now.isoformat(),
             "records": sum(d.records for d in self.datasets),
             "due": self.due,
+            "nothing_due": self.nothing_due,
             "datasets": [d.as_dict() for d in self.datasets],
             "unattributed": [u.as_dict() for u in self.unattributed],
             "audit_head": {"seq": self.audit_head[0], "hash": self.audit_head[1]},
@@ -225,15 +239,24 @@ def lookup(
                 unattributed.append(Unattributed(dataset.name, dataset.store, reason or ""))
                 continue
             assert isinstance(store, SubjectRecords)
-            found = store.subject_records(dataset, subject, via, holds, now, subject_type)
-            count, groups = _groups(dataset, found, holds.freeze)
+            try:
+                found = store.subject_records(dataset, subject, via, holds, now, subject_type)
+                count, groups = _groups(dataset, found, holds.freeze)
+            except StoreError as exc:
+                reason = f"its store could not be read: {exc}"
+                unattributed.append(Unattributed(dataset.name, dataset.store, reason, True))
+                continue
             how = (
                 f"subject column {dataset.column_of(subject_type)}"
                 if not via
                 else "cascade from " + " → ".join(f"{p.name} ({c})" for p, c in via)
             )
             acted = tuple(history.get(dataset.name, ()))
-            views.append(DatasetView(dataset.name, dataset.store, how, count, groups, acted))
+            window = dataset.config.quarantine
+            restorable = str(window) if window is not None else None
+            views.append(
+                DatasetView(dataset.name, dataset.store, how, count, groups, acted, restorable)
+            )
     if digest is None:
         notes.append("audit.keys is none: the audit log keeps no subjects, so it has no history")
     return SubjectReport(

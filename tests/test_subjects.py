@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import update
+from sqlalchemy import text, update
 from typer.testing import CliRunner
 
 from retention.certificates import Sealer, build, document, verify, write
@@ -44,10 +44,14 @@ NOW = utc("2026-06-01 00:00:00")
 
 
 def _state(db: Database) -> dict[str, str]:
-    return {} if db.dialect == "sqlite" else {"state_db": db.url}
+    """The state DB on the test's server; a SQLite file of its own beside SQLite and DuckDB
+    (which cannot hold one)."""
+    return {} if db.dialect in ("sqlite", "duckdb") else {"state_db": db.url}
 
 
-def _world(db: Database, directory: Path, **extra: Any) -> tuple[Scenario, Config]:
+def _world(
+    db: Database, directory: Path, tickets: dict[str, Any] | None = None, **extra: Any
+) -> tuple[Scenario, Config]:
     """Account 7 closed (its tickets and their messages due), 8 held, 9 with a ticket kept by a
     keep rule and one not yet due; an uploads tree whose files name no subject."""
     world = Scenario(db, directory)
@@ -77,6 +81,7 @@ def _world(db: Database, directory: Path, **extra: Any) -> tuple[Scenario, Confi
             "tickets": {
                 **TICKETS_DATASET,
                 "cascade": [{"dataset": "messages", "column": "ticket_id"}],
+                **(tickets or {}),
             },
             "messages": {"store": "app", "table": "messages", "key": "id", "category": "notes"},
             "uploads": {"store": "tree", "glob": "*.bin", "category": "uploads"},
@@ -97,12 +102,12 @@ def _groups(report: Any, dataset: str) -> list[tuple[str, str | None, int, tuple
 
 
 def test_a_subject_lookup_groups_its_records_and_names_what_cannot_be_attributed(
-    state_db: Database, tmp_path: Path
+    db: Database, tmp_path: Path
 ) -> None:
-    """Before any run: the closed account's tickets are due (and their messages, found through
-    the cascade), the held account's are held by its hold, another's kept by the keep rule or
-    not yet due; a file tree whose files name no subject is named, not left out."""
-    _, config = _world(state_db, tmp_path)
+    """Before any run, on every SQL store: the closed account's tickets are due (and their
+    messages, found through the cascade), the held account's are held by its hold, another's
+    kept by the keep rule or not yet due; a file tree whose files name no subject is named."""
+    _, config = _world(db, tmp_path)
     report = lookup(config, "account", "0007", NOW)
     assert report.subject_id == "7" and report.due == 2
     assert _groups(report, "tickets") == [(DUE, "r", 2, ())]
@@ -386,3 +391,32 @@ def test_an_unknown_subject_type_is_a_clear_input_error() -> None:
     config = _certificate()[1]
     result = CliRunner().invoke(app, ["subject", "person", "7", "--config", str(config.path)])
     assert result.exit_code == 2 and "unknown subject type 'person'" in result.output
+
+
+def test_a_quarantined_dataset_s_certificate_says_its_deleted_rows_stay_restorable(
+    world: Scenario, tmp_path: Path
+) -> None:
+    """Deleted rows of a `quarantine:` dataset are kept restorable for its window: the
+    certificate says so rather than claim they are gone for good."""
+    _, config = _world(world.db, tmp_path, tickets={"quarantine": "P7D"})
+    Executor(config, now=NOW, live=True).run()
+    sealed = Sealer(config.settings).seal(build(lookup(config, "account", "7", NOW), NOW))
+    (tickets,) = [d for d in sealed["datasets"] if d["dataset"] == "tickets"]
+    assert tickets["restorable_for"] == "P7D" and tickets["cleared"]
+    _, text = write(sealed, tmp_path / "q.json")
+    assert "deleted rows stay restorable for P7D after each delete" in text.read_text()
+
+
+def test_a_dataset_that_cannot_be_read_is_named_and_nothing_due_is_not_claimed(
+    world: Scenario, tmp_path: Path
+) -> None:
+    """A dataset whose table cannot be read (renamed behind retention's back) is listed as
+    failed, with the store's error, and the lookup does not claim that nothing is due."""
+    _, config = _world(world.db, tmp_path)
+    with world.db.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE messages RENAME TO messages_gone"))
+    report = lookup(config, "account", "9", NOW)
+    failed = {u.dataset: u.reason for u in report.unattributed if u.failed}
+    assert sorted(failed) == ["messages", "tickets"]  # tickets cascade to messages
+    assert all("could not be read" in reason for reason in failed.values())
+    assert report.due == 0 and not report.nothing_due
