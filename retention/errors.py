@@ -7,6 +7,7 @@ needed to fix it, so the CLI can print one clear line and choose an exit code::
     ├── ConfigError            bad settings, rules or holds (file, line, field)   exit 2
     ├── StoreError             a store is unreachable or its schema does not fit   exit 3
     │   ├── StoreFailed        a statement failed in the store                     exit 3
+    │   │   └── BatchInFlight  an interrupted batch may still be committing elsewhere
     │   ├── StateDBError       the state DB cannot be read or written              exit 3
     │   ├── StoreMisconfigured the store as configured cannot exist here           exit 2
     │   │   └── SchemaError    a table or column named in config does not exist    exit 2
@@ -88,6 +89,16 @@ class StoreError(RetentionError):
 class StoreFailed(StoreError):
     """A statement failed in a store that could be reached (a constraint, a lock timeout): that
     rule stops, the others go on."""
+
+
+class BatchInFlight(StoreFailed):
+    """Recovery found an interrupted batch whose rows another process (a paused replica) still
+    holds locked: it may yet commit, so its intent stays pending and its datasets are left
+    alone until a later run settles it."""
+
+    def __init__(self, message: str, *, store: str | None = None, dataset: str) -> None:
+        self.dataset = dataset
+        super().__init__(message, store=store)
 
 
 class StateDBError(StoreError):

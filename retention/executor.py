@@ -42,7 +42,7 @@ from .ledger import Ledger, state_errors
 from .legalholds import LegalHolds
 from .outcomes import RuleOutcome, RuleStatus, RunResult, RunStatus
 from .planner import SAMPLE_KEYS, targets
-from .recovery import reconcile
+from .recovery import Reconciled, reconcile
 from .replay import Matcher, recorded
 from .rules import Rule
 from .runevents import finish_fields, start_fields
@@ -141,6 +141,7 @@ class Executor:
         self.clock = clock
         self.run_id = str(uuid.uuid4())
         self.actions = 0
+        self._in_flight: dict[str, str] = {}  # datasets recovery says to leave alone, and why
         self.ledger = Ledger(
             self.state, self.audit, self.run_id, live=live, lease=lease, probe=probe
         )
@@ -164,6 +165,8 @@ class Executor:
                 action = rule.action if rule.destructive else "assert_absent"
                 outcome = RuleOutcome(rule.id, target.dataset.name, action)
                 outcomes.append(outcome)
+                if self._left_alone(outcome):
+                    continue
                 if rule.asserts_absent:
                     self._absent(stores[target.dataset.store], target, outcome)
                 if rule.destructive:
@@ -185,6 +188,8 @@ class Executor:
         def body(stores: Stores, outcomes: list[RuleOutcome]) -> None:
             for dataset in self.config.datasets.values():
                 if dataset.config.quarantine is None:
+                    continue
+                if self._left_alone(RuleOutcome(RESTORE, dataset.name, RESTORE), outcomes):
                     continue
                 store = stores[dataset.store]
                 results = store.restore(dataset, source_run, rule, self.now, self._enforcement())
@@ -210,6 +215,8 @@ class Executor:
                 if not dataset.capabilities.replay:
                     outcome.status = RuleStatus.INVALID
                     outcome.message = f"not replayed: a {dataset.kind} dataset cannot replay"
+                    continue
+                if self._left_alone(outcome):
                     continue
                 if group.unkeyed:
                     outcome.note(f"{group.unkeyed} recorded with no keys (audit.keys: none)")
@@ -256,10 +263,13 @@ class Executor:
                     with state_errors():
                         self.lease.acquire()
             with Stores(self.config.settings, self._given_stores) as stores:
-                recovered = (
-                    reconcile(self.ledger, self.config, stores, self.lease) if self.live else 0
+                reconciled = (
+                    reconcile(self.ledger, self.config, stores, self.lease)
+                    if self.live
+                    else Reconciled()
                 )
-                return self._run(stores, body, recovered)
+                self._in_flight = reconciled.in_flight
+                return self._run(stores, body, reconciled.written)
         finally:
             self.audit.close()
             if own_lease and self.lease is not None:
@@ -374,6 +384,8 @@ class Executor:
         for dataset in self.config.datasets.values():
             if dataset.config.quarantine is None or (datasets and dataset.name not in datasets):
                 continue
+            if self._left_alone(RuleOutcome(PURGE, dataset.name, PURGE), outcomes):
+                continue
             results = stores[dataset.store].purge_quarantine(dataset, self.now, self._enforcement())
             self._quarantine_step(results, dataset.name, PURGE, outcomes)
 
@@ -412,6 +424,18 @@ class Executor:
         self.ledger.flush()
         for name, count in sorted(conflicts.items()):
             outcome(name).note(f"{count} {CONFLICT}")
+
+    def _left_alone(self, outcome: RuleOutcome, outcomes: list[RuleOutcome] | None = None) -> bool:
+        """Whether `outcome`'s dataset is left alone in this run, saying why in it (added to
+        `outcomes` when given): recovery found a batch there that may still be committing in
+        another process, and acting now could change the same records."""
+        message = self._in_flight.get(outcome.dataset)
+        if message is None:
+            return False
+        outcome.status, outcome.message = RuleStatus.UNREACHABLE, message
+        if outcomes is not None:
+            outcomes.append(outcome)
+        return True
 
     def _holds(self) -> HoldsFile:
         """The holds file re-read now, judged at the run's moment (expired holds released)."""
@@ -564,7 +588,9 @@ class Executor:
             )
 
     def _finish_run(self, status: RunStatus, outcomes: list[RuleOutcome]) -> None:
-        """The run's final status and counts, on its row and as its end entry, together."""
+        """The run's final status and counts, on its row and as its end entry, together; none
+        if another process's recovery ended the run already (this one was paused past its
+        lease, and marked interrupted): its row and end entry stay as that one wrote them."""
         with state_errors():
             seq, digest = self.audit.head()
         counts = {
@@ -574,11 +600,13 @@ class Executor:
         }
         finished_at = utcnow()
         with self.ledger.transaction() as connection:
-            connection.execute(
+            changed = connection.execute(
                 update(runs)
-                .where(runs.c.id == self.run_id)
+                .where(runs.c.id == self.run_id, runs.c.status == RunStatus.RUNNING.value)
                 .values(status=status.value, finished_at=finished_at, counts=json.dumps(counts))
-            )
+            ).rowcount
+            if changed != 1:
+                return
             self.audit.append(
                 **finish_fields(
                     run_id=self.run_id,

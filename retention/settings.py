@@ -46,9 +46,14 @@ class Model(BaseModel):
 
 
 class SqlStoreConfig(Model):
+    """A SQL database. ``settle_wait``: seconds recovery waits for the rows of an interrupted
+    batch that another process (a paused replica) may still be committing, before it leaves
+    the batch pending for the next run (:mod:`retention.stores.sql.settle`)."""
+
     kind: Literal["sql"]
     url: SecretStr
     connect_timeout: float = Field(10.0, gt=0)
+    settle_wait: float = Field(10.0, gt=0, le=600)
 
     @field_validator("url")
     @classmethod

@@ -21,6 +21,11 @@ RegexFlavour = Literal["python", "posix", "pcre"]
 IdTrim = Literal["function", "btrim", "trim_chars", "regexp"]
 # how a batch's anonymized values computed in Python are written back in one statement
 WriteBack = Literal["jsonb", "json_table", "per_record"]
+# how recovery waits, for a bounded time, for a batch another process may still be committing:
+# row locks bounded by ``lock_timeout`` (PostgreSQL) or ``innodb_lock_wait_timeout`` (InnoDB),
+# the database's write lock bounded by ``busy_timeout`` (SQLite), or not at all (one process
+# only: DuckDB; or no known bound: the untested warehouses)
+SettleWait = Literal["lock_timeout", "innodb_lock_wait_timeout", "busy_timeout", "none"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class Dialect:
     - ``date_trunc``: ``date_trunc(unit, value)`` (else MySQL's ``date_format``).
     - ``whole_seconds``: ``EXTRACT(SECOND ...)`` drops the fraction, which is checked apart.
     - ``max_integer``: the widest integer a column can hold.
+    - ``settle_wait``: see the type above (:mod:`retention.stores.sql.inflight`).
     """
 
     name: str
@@ -84,6 +90,7 @@ class Dialect:
     date_trunc: bool = True
     whole_seconds: bool = False
     max_integer: int = 2**64 - 1
+    settle_wait: SettleWait = "none"
 
 
 SQLITE = Dialect(
@@ -99,6 +106,7 @@ SQLITE = Dialect(
     repeat=False,
     date_trunc=False,
     max_integer=2**63 - 1,
+    settle_wait="busy_timeout",
 )
 POSTGRESQL = Dialect(
     "postgresql",
@@ -108,6 +116,7 @@ POSTGRESQL = Dialect(
     write_back="jsonb",
     pipelined=True,
     partitions=True,
+    settle_wait="lock_timeout",
 )
 MYSQL = Dialect(
     "mysql",
@@ -121,6 +130,7 @@ MYSQL = Dialect(
     id_trim="regexp",
     date_trunc=False,
     whole_seconds=True,
+    settle_wait="innodb_lock_wait_timeout",
 )
 DUCKDB = Dialect(
     "duckdb",

@@ -1,7 +1,7 @@
 """Helpers for testing code that uses `retention`, shipped with the package (like structlog's).
 
 A fixed clock (:class:`FixedClock`), faults at named points of a run (:class:`CrashAt`,
-:class:`OnPoint`), an object store in memory (:class:`MemoryTree`), stores opened once for many
+:class:`OnPoint`, :class:`PauseAt`), an object store in memory (:class:`MemoryTree`), stores opened once for many
 runs (:func:`open_stores`), an atomic file replace for holds files (:func:`replace_file`), and
 the number of examples a property test draws (:func:`examples`).
 Our own tests use them too, instead of reaching into private names.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,37 @@ class CrashAt(OnPoint):
         raise SimulatedCrash(f"killed at {self.point} #{self.nth}")
 
 
+class PauseAt(OnPoint):
+    """Blocks the thread that reaches `point` the `nth` time until :meth:`resume` (or dies
+    there, :class:`SimulatedCrash`, on :meth:`kill`): a process paused by GC, SIGSTOP or the
+    network at that point, while the test acts from another thread (a replica taking over)."""
+
+    def __init__(self, point: str, nth: int = 1) -> None:
+        super().__init__(point, self._pause, nth)
+        self._paused = threading.Event()
+        self._go = threading.Event()
+        self._killed = False
+
+    def wait_paused(self, timeout: float = 30.0) -> bool:
+        """Wait until the point is reached; False if it was not within `timeout` seconds."""
+        return self._paused.wait(timeout)
+
+    def resume(self) -> None:
+        """Let the paused thread go on."""
+        self._go.set()
+
+    def kill(self) -> None:
+        """Let the paused thread die where it stands (its open transactions roll back)."""
+        self._killed = True
+        self._go.set()
+
+    def _pause(self) -> None:
+        self._paused.set()
+        self._go.wait()
+        if self._killed:
+            raise SimulatedCrash(f"killed while paused at {self.point} #{self.nth}")
+
+
 class Probes(Probe):
     """Several probes, each told of every point, in order."""
 
@@ -157,6 +189,7 @@ __all__ = [
     "FixedClock",
     "MemoryTree",
     "OnPoint",
+    "PauseAt",
     "Probe",
     "Probes",
     "SimulatedCrash",

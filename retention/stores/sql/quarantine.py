@@ -48,6 +48,7 @@ from ..base import (
     Quarantined,
     Stopped,
 )
+from .inflight import waiting
 from .keys import KeyTuple, chunked, format_keys, key_after, key_in, normal_key
 from .schema import Schema
 
@@ -296,10 +297,10 @@ def settle(store: Schema, action: str, payload: str, dataset: Dataset) -> BatchR
     present: set[KeyTuple] = set()
     if table is not None:
         key = tuple(table.c[name] for name in dataset.key_columns)
-        with store.engine.connect() as connection:
+        with waiting(store, dataset.name) as reading:
             for chunk in chunked(keys):
                 query = select(*key).where(table.c[RUN] == run_id, key_in(key, chunk))
-                present |= {normal_key(tuple(row)) for row in connection.execute(query)}
+                present |= {normal_key(tuple(row)) for row in reading.read(query)}
     gone = [k for k in keys if normal_key(k) not in present]
     detail = f"{_detail(run_id)}; recorded after an interruption: the change had committed"
     notes = (Note("done", format_keys(gone), detail),) if gone else ()

@@ -2,7 +2,9 @@
 
 A batch's intent lists the keys it was changing. After a crash between the data commit and its
 audit entry, the keys that are gone were deleted (and the anonymized records are in anonymized
-form): those are audited; the rest never happened.
+form): those are audited; the rest never happened. The rows are read only once no other
+transaction is changing them (:mod:`.inflight`): a batch a paused replica has not committed yet
+is waited for, or left pending, never judged undone while it can still commit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ...datasets import Dataset
 from ...rules import Rule
 from ..base import PURGE, RESTORE, BatchResult, Note, StoredIntent
 from . import quarantine
+from .inflight import Waiting, waiting
 from .keys import KeyTuple, format_keys, key_in, normal_key
 from .schema import Schema
 from .select import SelectionBuilder
@@ -37,23 +40,24 @@ def settle(
     keys = [tuple(k) for k in json.loads(intent.payload)]
     children = [(name, [tuple(k) for k in ks]) for name, ks in json.loads(intent.children)]
     notes: list[Note] = []
-    if intent.action == "delete":
-        changed = _absent(store, dataset, keys)
-        for name, child_keys in children:
-            child = _descendant(dataset, name)
-            gone = _absent(store, child, child_keys) if child is not None else []
-            if gone:
-                notes.append(
-                    Note(
-                        "done",
-                        format_keys(gone),
-                        RECOVERED,
-                        dataset=name,
-                        action="delete (cascade)",
+    with waiting(store, intent.dataset) as reading:
+        if intent.action == "delete":
+            changed = _absent(store, reading, dataset, keys)
+            for name, child_keys in children:
+                child = _descendant(dataset, name)
+                gone = _absent(store, reading, child, child_keys) if child is not None else []
+                if gone:
+                    notes.append(
+                        Note(
+                            "done",
+                            format_keys(gone),
+                            RECOVERED,
+                            dataset=name,
+                            action="delete (cascade)",
+                        )
                     )
-                )
-    else:
-        changed = _anonymized(store, builder, dataset, rule, keys)
+        else:
+            changed = _anonymized(store, reading, builder, dataset, rule, keys)
     if changed:
         notes.append(Note("done", format_keys(changed), RECOVERED))
     return BatchResult(acted=len(changed), notes=tuple(notes))
@@ -70,13 +74,16 @@ def _descendant(dataset: Dataset, name: str) -> Dataset | None:
     return None
 
 
-def _absent(store: Schema, dataset: Dataset, keys: list[KeyTuple]) -> list[KeyTuple]:
-    present = set(_present(store, dataset, keys, None))
+def _absent(
+    store: Schema, reading: Waiting, dataset: Dataset, keys: list[KeyTuple]
+) -> list[KeyTuple]:
+    present = set(_present(store, reading, dataset, keys, None))
     return [k for k in keys if normal_key(k) not in present]
 
 
 def _anonymized(
     store: Schema,
+    reading: Waiting,
     builder: SelectionBuilder,
     dataset: Dataset,
     rule: Rule | None,
@@ -89,12 +96,13 @@ def _anonymized(
     done = and_(
         *(builder.anonymizer(p, rule, dataset, table).done(store.dialect) for p in rule.anonymize)
     )
-    found = set(_present(store, dataset, keys, done))
+    found = set(_present(store, reading, dataset, keys, done))
     return [k for k in keys if normal_key(k) in found]
 
 
 def _present(
     store: Schema,
+    reading: Waiting,
     dataset: Dataset,
     keys: Sequence[KeyTuple],
     condition: ColumnElement[bool] | None,
@@ -103,13 +111,12 @@ def _present(
     table = store.table(dataset.config.table)
     key = tuple(store.column(table, name) for name in dataset.key_columns)
     found: list[KeyTuple] = []
-    with store.engine.connect() as connection:
-        for start in range(0, len(keys), 1000):
-            chunk = keys[start : start + 1000]
-            query = select(*key).where(key_in(key, chunk))
-            if condition is not None:
-                query = query.where(condition)
-            found += [normal_key(tuple(row)) for row in connection.execute(query)]
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        query = select(*key).where(key_in(key, chunk))
+        if condition is not None:
+            query = query.where(condition)
+        found += [normal_key(tuple(row)) for row in reading.read(query)]
     return found
 
 
