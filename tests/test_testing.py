@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from retention.testing import (
     FixedClock,
     MemoryTree,
     OnPoint,
+    PauseAt,
     SimulatedCrash,
     examples,
     replace_file,
@@ -92,6 +94,30 @@ def test_on_point_calls_its_action_once_or_every_time() -> None:
         once.reached(point)
         every.reached(point)
     assert calls == ["every", "once", "every", "every"]
+
+
+def test_pause_at_holds_the_thread_until_resumed_or_killed() -> None:
+    """PauseAt blocks the thread reaching its point until resume(); after kill() that thread
+    dies there (SimulatedCrash), as a process killed while paused would."""
+    passed: list[str] = []
+
+    def run(probe: PauseAt) -> None:
+        try:
+            probe.reached("intent")
+            passed.append("resumed")
+        except SimulatedCrash:
+            passed.append("killed")
+
+    for count, fate in enumerate(("resume", "kill")):
+        probe = PauseAt("intent")
+        thread = threading.Thread(target=run, args=(probe,))
+        thread.start()
+        assert probe.wait_paused(5)
+        assert thread.is_alive() and len(passed) == count
+        getattr(probe, fate)()
+        thread.join(5)
+    assert passed == ["resumed", "killed"]
+    assert not PauseAt("intent").wait_paused(0.01)
 
 
 def test_fixed_clock_moves_only_when_told() -> None:
