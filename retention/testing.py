@@ -1,9 +1,10 @@
 """Helpers for testing code that uses `retention`, shipped with the package (like structlog's).
 
-A fixed clock (:class:`FixedClock`), faults at named points of a run (:class:`CrashAt`,
-:class:`OnPoint`, :class:`PauseAt`), an object store in memory (:class:`MemoryTree`), stores opened once for many
-runs (:func:`open_stores`), an atomic file replace for holds files (:func:`replace_file`), and
-the number of examples a property test draws (:func:`examples`).
+A fixed clock (:class:`FixedClock`), faults and pauses at named points of a run
+(:class:`CrashAt`, :class:`OnPoint`, :class:`PauseAt`), an object store in memory
+(:class:`MemoryTree`), stores opened once for many runs (:func:`open_stores`), an atomic file
+replace for holds files (:func:`replace_file`), and the number of examples a property test
+draws (:func:`examples`).
 Our own tests use them too, instead of reaching into private names.
 """
 

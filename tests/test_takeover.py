@@ -15,6 +15,7 @@ import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

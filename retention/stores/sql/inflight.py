@@ -136,7 +136,7 @@ def _waited_out(exc: OperationalError, how: SettleWait) -> bool:
     if how == "busy_timeout":
         return (getattr(orig, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_BUSY
     if how == "innodb_lock_wait_timeout":
-        args = getattr(orig, "args", ())
+        args: tuple[Any, ...] = getattr(orig, "args", ())
         return bool(args) and args[0] in _INNODB_WAITED
     if how == "lock_timeout":
         return getattr(orig, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE
