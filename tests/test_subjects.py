@@ -420,3 +420,27 @@ def test_a_dataset_that_cannot_be_read_is_named_and_nothing_due_is_not_claimed(
     assert sorted(failed) == ["messages", "tickets"]  # tickets cascade to messages
     assert all("could not be read" in reason for reason in failed.values())
     assert report.due == 0 and not report.nothing_due
+
+
+def test_an_anonymize_rule_that_clears_the_subject_column_still_audits_the_subject(
+    state_db: Database, tmp_path: Path
+) -> None:
+    """A rule whose strategy nulls the very column naming the subject: the audit's per-record
+    facts carry the subject read before the change, so `retention subject account 7` still
+    finds the entry that anonymized account 7's two tickets, though no ticket names it now."""
+    tickets = {"personal": {**TICKETS_DATASET["personal"], "owner": "account_id"}}
+    world, _ = _world(state_db, tmp_path, tickets)
+    unlink = rule(action="anonymize", anonymize={"owner": "null", "email": "redact"})
+    config = world.config(
+        [unlink],
+        holds={"holds": [{"id": "case-8", "subjects": {"account": [8]}}]},
+        datasets={"tickets": {**TICKETS_DATASET, **tickets}},
+        **_state(state_db),
+    )
+    Executor(config, now=NOW, live=True).run()
+    report = lookup(config, "account", "7", NOW)
+    (view,) = [d for d in report.datasets if d.dataset == "tickets"]
+    assert view.records == 0  # its tickets no longer name it
+    assert [(a.action, a.rule, a.records) for a in view.history] == [("anonymize", "r", 2)]
+    held = lookup(config, "account", "8", NOW)
+    assert [d.records for d in held.datasets if d.dataset == "tickets"] == [1]

@@ -544,7 +544,9 @@ class Batches:
             set_based = sqlite_functions(connection, anonymizers, set_based)
         in_sql = all(expr is not None for expr in set_based.values())
         changed: list[KeyTuple] | None = None
-        if in_sql and self.store.sql.update_returning and self._returning(facts):
+        # RETURNING says the new values: facts read from a changed column are selected first
+        facts_kept = not self._facts(selection).reads & set(anonymizers)
+        if in_sql and facts_kept and self.store.sql.update_returning and self._returning(facts):
             # one statement: the predicate is checked as each record is changed, and RETURNING
             # says which were
             self.run.probe.reached("write")

@@ -4,7 +4,9 @@ facts (:mod:`retention.recordfacts`): the record's subject id and the rule's clo
 They are extra columns of the ``DELETE``/``UPDATE ... RETURNING`` (or of the ``SELECT ... FOR
 UPDATE`` where there is no RETURNING), so knowing each record's subject and due time costs no
 query of its own: a record timestamp is a column of the row, a subject event a scalar subquery
-on the subject table's key.
+on the subject table's key. A statement that changes what they read (an anonymize rule that
+nulls or hashes the subject column) cannot bring them back: RETURNING says the new values, so
+such a batch reads them in its ``SELECT ... FOR UPDATE`` before the ``UPDATE`` (:attr:`reads`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, select
+from sqlalchemy import Column, case, select
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...ids import canonical_id
@@ -81,6 +84,13 @@ class FactColumns:
         for number, (keep, covers) in enumerate(selection.keeps):
             self.columns.append(case((covers, 1), else_=0).label(f"retention_keep{number}"))
             self.keep_readers.append(self._clocks(store, selection, keep, f"retention_k{number}c"))
+        self.reads = frozenset(
+            element.name
+            for expression in self.columns
+            for element in visitors.iterate(expression)
+            if isinstance(element, Column) and element.table is table
+        )
+        """The names of the dataset table's columns these facts are read from."""
 
     def _clocks(
         self, store: Schema, selection: Selection, rule: Rule, prefix: str
