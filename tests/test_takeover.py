@@ -1,5 +1,7 @@
 """A replica that pauses mid-batch and is taken over (issue 18): whatever the point it pauses at,
 every change its data transaction commits is audited exactly once, and nothing held is touched.
+In threads (the pause a :class:`~retention.testing.PauseAt` point) and with real `retention
+serve` processes, one SIGSTOPped with its COMMIT in flight.
 
 Replica A leads the `tickets` shard and pauses (a :class:`~retention.testing.PauseAt` point, in
 a thread of its own: GC, SIGSTOP or the network) while replica B, its lease expired, takes the
@@ -9,8 +11,10 @@ after B gave up waiting; B runs again. The audit log must then name every delete
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import signal
 import tempfile
 import threading
 from collections import Counter
@@ -19,6 +23,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Table, func, select, text
 
 from retention.audit import AuditLog
 from retention.config import Config, load_config
@@ -33,6 +38,8 @@ from retention.testing import FixedClock, PauseAt, SimulatedCrash, examples
 
 from .conftest import Database
 from .scenario import Scenario, at, rule, utc
+from .test_replicas import wait_until
+from .test_service import Daemon, audited_keys, serve_config
 
 SETTLE_WAIT = 1.0  # seconds B's recovery waits for rows A may still be committing
 TTL = dt.timedelta(seconds=30)
@@ -146,7 +153,14 @@ def check(db: Database, config: Config) -> None:
     assert pending(config) == 0
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgres", "mariadb"])
+@pytest.mark.parametrize(
+    "dialect",
+    [
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
 @pytest.mark.parametrize(
     ("fate", "delay"),
     [("resumed", SETTLE_WAIT / 3), ("resumed", SETTLE_WAIT * 2), ("killed", SETTLE_WAIT * 2)],
@@ -170,7 +184,9 @@ def test_a_batch_paused_before_its_data_commit_is_audited_once(
         assert [o.status.value for o in first.outcomes] == ["unreachable"]
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+@pytest.mark.parametrize(
+    "dialect", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 @settings(
     max_examples=examples(4),
     deadline=None,
@@ -194,3 +210,97 @@ def test_whatever_the_pause_point_every_committed_change_is_audited_once(
         delay = SETTLE_WAIT * 2 if late else SETTLE_WAIT / 4
         take_over(db, config, point, nth, fate, delay)
         check(db, config)
+
+
+# -- real processes: a `retention serve` replica SIGSTOPped with its COMMIT in flight ------------
+
+GATE = 424242  # the advisory lock that holds a batch's COMMIT on `tickets` at the door
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_sigstopped_replica_s_late_commit_is_audited_by_its_successor(
+    postgres_db: Database, tmp_path: Path
+) -> None:
+    """Replica A's first batch on `tickets` reaches its COMMIT (its intent durable) and is held
+    there by a deferred trigger waiting on an advisory lock; A is then SIGSTOPped. Replica B
+    takes the shard over: its recovery finds A's rows locked, says the batch is in flight and
+    leaves the shard alone. The lock is let go, so A's COMMIT lands on the server while A is
+    still stopped; B's next run settles the batch as done; A is continued and finds its shard
+    gone. Every due ticket is deleted and audited exactly once, the held and the recent stay."""
+    world = Scenario(postgres_db, tmp_path)
+    world.clear()
+    world.accounts({"id": 1}, {"id": 2}, {"id": 3})
+    world.tickets(
+        *(
+            {"id": i, "account_id": 1 + (i - 1) // 3, "created_at": at("2020-01-01")}
+            for i in range(1, 10)
+        ),
+        {"id": 10, "account_id": 1, "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)},
+    )
+    with postgres_db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE FUNCTION gate() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN PERFORM pg_advisory_xact_lock_shared({GATE}); RETURN NULL; END $$"
+            )
+        )
+        connection.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER gate AFTER DELETE ON tickets DEFERRABLE INITIALLY "
+                "DEFERRED FOR EACH ROW EXECUTE FUNCTION gate()"
+            )
+        )
+    path = serve_config(
+        world,
+        state_db=postgres_db.url,
+        holds={"holds": [{"id": "case", "subjects": {"account": [HELD_ACCOUNT]}}]},
+        stores={"app": {"kind": "sql", "url": postgres_db.url, "settle_wait": 2}},
+        batch_size=3,
+        service={"host": "127.0.0.1", "port": 0, "lease_ttl": 4, "lease_scope": "dataset"},
+    )
+    gate = postgres_db.engine.connect()
+    gate.execute(text(f"SELECT pg_advisory_lock({GATE})"))
+    gate.commit()
+    replicas: list[Daemon] = []
+    try:
+        a = Daemon(path)
+        replicas.append(a)
+        wait_until(lambda: _waiting_at_the_gate(postgres_db) == 1, 60, "A's COMMIT waits")
+        a.signal(signal.SIGSTOP)
+        b = Daemon(path)
+        replicas.append(b)
+        b.wait_for("batch in flight", timeout=60)
+        assert _state_rows(postgres_db, intents) == 1
+        gate.execute(text(f"SELECT pg_advisory_unlock({GATE})"))  # A's COMMIT lands now
+        gate.commit()
+        wait_until(lambda: _state_rows(postgres_db, intents) == 0, 30, "B settles A's batch")
+        a.signal(signal.SIGCONT)
+        wait_until(lambda: world.ticket_ids() == [4, 5, 6, 10], 30, "every due ticket is gone")
+        for daemon in (b, a):
+            assert daemon.stop() == 0
+        counts = Counter(audited_keys(postgres_db.engine))
+        assert sorted(counts, key=int) == ["1", "2", "3", "7", "8", "9"]
+        assert max(counts.values()) == 1, f"audited twice: {counts}"
+        assert AuditLog(postgres_db.engine, keys="plain", hmac_key=None).verify().ok
+    finally:
+        for daemon in replicas:
+            with contextlib.suppress(ProcessLookupError):
+                daemon.signal(signal.SIGCONT)
+            daemon.close()
+        gate.close()
+
+
+def _waiting_at_the_gate(db: Database) -> int:
+    """How many sessions wait for the gate's advisory lock."""
+    query = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND objid = :gate"
+    )
+    with db.engine.connect() as connection:
+        return int(connection.execute(query, {"gate": GATE}).scalar() or 0)
+
+
+def _state_rows(db: Database, table: Table) -> int:
+    with db.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(table)).scalar() or 0)
