@@ -17,6 +17,7 @@ import json
 import signal
 import tempfile
 import threading
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Table, func, select, text
+from sqlalchemy.engine import make_url
 
 from retention.audit import AuditLog
 from retention.config import Config, load_config
@@ -47,8 +49,9 @@ NOW = utc("2026-06-01 00:00")
 HELD_ACCOUNT = 2
 
 
-def world_of(db: Database, directory: Path) -> Config:
-    """Nine due tickets (account 2's, 4 to 6, held), one recent; batches of three."""
+def world_of(db: Database, directory: Path, url: str | None = None) -> Config:
+    """Nine due tickets (account 2's, 4 to 6, held), one recent; batches of three; the store
+    reached at `url` (the test database's own by default)."""
     world = Scenario(db, directory)
     world.clear()
     world.accounts({"id": 1}, {"id": 2}, {"id": 3})
@@ -62,7 +65,7 @@ def world_of(db: Database, directory: Path) -> Config:
     path = world.write(
         [rule()],
         holds={"holds": [{"id": "case", "subjects": {"account": [HELD_ACCOUNT]}}]},
-        stores={"app": {"kind": "sql", "url": db.url, "settle_wait": SETTLE_WAIT}},
+        stores={"app": {"kind": "sql", "url": url or db.url, "settle_wait": SETTLE_WAIT}},
         state_db=f"sqlite:///{directory / 'state.db'}",
         batch_size=3,
         audit={"keys": "plain"},
@@ -182,6 +185,34 @@ def test_a_batch_paused_before_its_data_commit_is_audited_once(
         (first, _) = results
         assert first.recovered == 0
         assert [o.status.value for o in first.outcomes] == ["unreachable"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("delay", [SETTLE_WAIT / 3, SETTLE_WAIT * 2], ids=["waited", "gave-up"])
+def test_a_role_that_may_only_delete_waits_for_the_batch_all_the_same(
+    postgres_db: Database, tmp_path: Path, delay: float
+) -> None:
+    """With the least-privilege grants of a delete rule (SELECT and DELETE, no UPDATE: no
+    ``FOR UPDATE`` on PostgreSQL), recovery waits for A's batch on a SHARE lock of the table
+    instead: A's late commit is audited once, whether B waited for it or gave up first."""
+    role = f"retention_{uuid.uuid4().hex[:8]}"
+    url = make_url(postgres_db.url)
+    schema = str(url.query["options"]).removeprefix("-csearch_path=")
+    with postgres_db.engine.begin() as connection:
+        Scenario(postgres_db, tmp_path)  # the tables, to grant on
+        connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD 'only-delete'"))
+        connection.execute(text(f'GRANT USAGE ON SCHEMA "{schema}" TO {role}'))
+        connection.execute(text(f"GRANT SELECT ON accounts TO {role}"))
+        connection.execute(text(f"GRANT SELECT, DELETE ON tickets TO {role}"))
+    limited = url.set(username=role, password="only-delete").render_as_string(False)
+    try:
+        config = world_of(postgres_db, tmp_path, limited)
+        take_over(postgres_db, config, "intent", 1, "resumed", delay)
+        check(postgres_db, config)
+    finally:
+        with postgres_db.engine.begin() as connection:
+            connection.execute(text(f"DROP OWNED BY {role}"))
+            connection.execute(text(f"DROP ROLE {role}"))
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ write lock on SQLite. Only then is the intent written (fenced by the lease), and
 the data transaction commit, releasing them. So while an intent exists, its batch's transaction
 is either over or still holds a lock on every row the intent names. Settling reads those rows
 in a transaction that must take the same locks (``SELECT ... FOR UPDATE`` under a
-``lock_timeout`` or ``innodb_lock_wait_timeout``; ``BEGIN IMMEDIATE`` under a
+``lock_timeout`` or ``innodb_lock_wait_timeout``, or on PostgreSQL a ``SHARE`` lock on the
+table for a role that may delete but not update there; ``BEGIN IMMEDIATE`` under a
 ``busy_timeout``): it gets them only once the batch's transaction has committed (rows gone or
 anonymized: audited as done) or rolled back (rows untouched: nothing happened), and a
 transaction that is over changes nothing later. A replica that lost its lease cannot start a
@@ -41,7 +42,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Select, func, select, text
+from sqlalchemy import Connection, CursorResult, Select, Table, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from ...errors import BatchInFlight
@@ -59,12 +60,35 @@ class Waiting:
     def __init__(self, connection: Connection, how: SettleWait) -> None:
         self.connection = connection
         self.how = how
+        self._rows_lockable: dict[Table, bool] = {}
 
-    def read(self, query: Select[Any]) -> CursorResult[Any]:
-        """Run `query`, locking the rows it reads where the wait is on row locks."""
-        if self.how in ("lock_timeout", "innodb_lock_wait_timeout"):
-            query = query.with_for_update()
-        return self.connection.execute(query)
+    def read(self, query: Select[Any], table: Table) -> CursorResult[Any]:
+        """Run `query` on `table`, locking the rows it reads where the wait is on row locks.
+
+        PostgreSQL allows ``FOR UPDATE`` only with UPDATE privilege on a column of the table; a
+        role that may only delete there (the least-privilege grants of a delete rule) takes a
+        ``SHARE`` lock on the table instead, which waits just as surely for a batch's
+        transaction (its DELETE holds ``ROW EXCLUSIVE``, a TRUNCATE ``ACCESS EXCLUSIVE``),
+        at the price of holding the table's other writers back for the moment it is held,
+        and while it waits (at most ``settle_wait``): only in recovery, with an intent
+        pending."""
+        rows = self.how == "innodb_lock_wait_timeout"
+        if self.how == "lock_timeout":
+            rows = self._rows_lockable_in(table)
+        return self.connection.execute(query.with_for_update() if rows else query)
+
+    def _rows_lockable_in(self, table: Table) -> bool:
+        """Whether this role may lock rows of `table` (PostgreSQL); if not, the SHARE lock on
+        it is taken now, once."""
+        if table not in self._rows_lockable:
+            # the name as SQLAlchemy quotes it, of a table reflected from the live schema
+            name = self.connection.dialect.identifier_preparer.format_table(table)
+            query = select(func.has_any_column_privilege(name, "UPDATE"))
+            lockable = bool(self.connection.execute(query).scalar())
+            if not lockable:
+                self.connection.exec_driver_sql(f"LOCK TABLE {name} IN SHARE MODE")
+            self._rows_lockable[table] = lockable
+        return self._rows_lockable[table]
 
 
 @contextmanager

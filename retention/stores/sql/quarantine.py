@@ -300,7 +300,7 @@ def settle(store: Schema, action: str, payload: str, dataset: Dataset) -> BatchR
         with waiting(store, dataset.name) as reading:
             for chunk in chunked(keys):
                 query = select(*key).where(table.c[RUN] == run_id, key_in(key, chunk))
-                present |= {normal_key(tuple(row)) for row in reading.read(query)}
+                present |= {normal_key(tuple(row)) for row in reading.read(query, table)}
     gone = [k for k in keys if normal_key(k) not in present]
     detail = f"{_detail(run_id)}; recorded after an interruption: the change had committed"
     notes = (Note("done", format_keys(gone), detail),) if gone else ()

@@ -116,7 +116,7 @@ def _present(
         query = select(*key).where(key_in(key, chunk))
         if condition is not None:
             query = query.where(condition)
-        found += [normal_key(tuple(row)) for row in reading.read(query)]
+        found += [normal_key(tuple(row)) for row in reading.read(query, table)]
     return found
 
 
