@@ -246,10 +246,13 @@ def lookup(
                 reason = f"its store could not be read: {exc}"
                 unattributed.append(Unattributed(dataset.name, dataset.store, reason, True))
                 continue
+            column = dataset.column_of(subject_type)
             how = (
-                f"subject column {dataset.column_of(subject_type)}"
-                if not via
-                else "cascade from " + " → ".join(f"{p.name} ({c})" for p, c in via)
+                "cascade from " + " → ".join(f"{p.name} ({c})" for p, c in via)
+                if via
+                else f"subject column {column}"
+                if column is not None
+                else "subject in its object key"
             )
             acted = tuple(history.get(dataset.name, ()))
             window = dataset.config.quarantine
@@ -274,8 +277,6 @@ def _path(
         if ref is None:
             names = " and ".join(r.name for r in dataset.subjects)
             return [], f"its records belong to subject type {names}"
-        if ref.column is None:
-            return [], "its records name their subject in their object key, not in a column"
         return [], None
     for parent in datasets.values():
         for child in parent.cascade:
