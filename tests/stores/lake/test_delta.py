@@ -44,7 +44,11 @@ GONE = DUE - HELD
 
 
 def world(
-    db: Database, tmp_path: Path, dataset: dict[str, Any] | None = None, **store: Any
+    db: Database,
+    tmp_path: Path,
+    dataset: dict[str, Any] | None = None,
+    within: str | None = None,
+    **store: Any,
 ) -> tuple[Config, Path]:
     scenario = Scenario(db, tmp_path)
     scenario.accounts(*({"id": a} for a in range(1, 5)))
@@ -52,7 +56,11 @@ def world(
     rows = [(i, 1 + i % 4, OLD if i <= 8 else RECENT) for i in RECORDS]
     write_records(lake / "records", rows, files=3)
     config = scenario.config(
-        [rule("purge", applies_to={"dataset": "records"})],
+        [
+            rule(
+                "purge", applies_to={"dataset": "records"}, **({"within": within} if within else {})
+            )
+        ],
         holds=HOLD,
         datasets={
             "records": {
@@ -235,3 +243,21 @@ def test_plan_output_shows_deleted_records_still_present_when_nothing_is_due(
     result = CliRunner().invoke(app, ["plan", "-c", str(config.path), "--now", NOW.isoformat()])
     assert result.exit_code == 0, result.output
     assert f"{len(DUE)} deleted records still physically present" in result.stdout
+
+
+def test_each_deleted_row_carries_its_subject_due_time_and_lateness(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """Every deleted row's audit entry names, per row, its account (the subject column), when
+    it became due (created + 30 days) and how late it went (past created + 37 days)."""
+    config, _ = world(sqlite_db, tmp_path, within="P7D")
+    run(config)
+    done = [e for e in entries(config) if e.outcome == "done"]
+    facts = {
+        int(key): fact
+        for e in done
+        for key, fact in zip(json.loads(e.keys), e.facts(), strict=True)
+    }
+    due = (OLD + dt.timedelta(days=30)).isoformat()
+    late = int((NOW - OLD - dt.timedelta(days=37)).total_seconds())
+    assert facts == {i: (str(1 + i % 4), due, late) for i in GONE}

@@ -701,3 +701,27 @@ def test_mirrored_holds_follow_blocks_and_expiry(
     assert [status(k) for k in ("customers/1/a", "customers/2/b")] == ["OFF", "ON"]
     run(config, LATER + dt.timedelta(days=2))
     assert status("customers/2/b") == "OFF"
+
+
+def test_each_deleted_object_carries_its_subject_due_time_and_lateness(
+    world: Scenario, moto_endpoint: str, bucket: str
+) -> None:
+    """A deleted object's audit entry names, per object, its account (from its key), when it
+    became due and how late it went; a dry run's entry says the same of what it would do."""
+    world.accounts(
+        {"id": 1, "closed_at": at("2025-01-01")}, {"id": 2, "closed_at": at("2026-04-25")}
+    )
+    seed(bucket, ["customers/1/a", "customers/2/b"], OLD)
+    rules = [object_rule("closed", after="subject.closed", retain="P30D", within="P7D")]
+    config = configure(world, moto_endpoint, bucket, rules)
+    expected = [
+        ("1", "2025-01-31T00:00:00+00:00", int((NOW - utc("2025-02-07 00:00:00")).total_seconds())),
+        ("2", "2026-05-25T00:00:00+00:00", None),
+    ]
+    run(config, live=False)
+    run(config)
+    (would,) = [e for e in entries(config) if e.outcome == "would delete"]
+    (done,) = [e for e in entries(config) if e.outcome == "done"]
+    assert json.loads(done.keys) == ["customers/1/a", "customers/2/b"]
+    assert done.facts() == would.facts() == expected
+    assert verify(config)
