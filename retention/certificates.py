@@ -144,9 +144,10 @@ def readable(sealed: dict[str, Any]) -> str:
         lines.append(f"{item['dataset']} (store {item['store']}, by {item['via']}):")
         for acted in item["cleared"]:
             count = (
-                _records(acted["records"])
-                if acted["records"] is not None
-                else f"its rows, with entry {acted['cascade_of']}"
+                f"its rows, with entry {acted['cascade_of']}"
+                if acted["records"] is None
+                else _records(acted["records"])
+                + (f" with entry {acted['cascade_of']}" if acted["cascade_of"] is not None else "")
             )
             lines.append(
                 f"  {acted['action']}: {count} by run {acted['run_id']} at {acted['at']} "

@@ -55,7 +55,14 @@ def reconcile(ledger: Ledger, config: Config, stores: Stores, fence: Fence | Non
         if fence is not None and not fence.owns(row.dataset):
             continue  # another shard's: its leader settles it
         stored = StoredIntent(
-            row.id, row.run_id, row.rule, row.dataset, row.action, row.keys, row.children
+            row.id,
+            row.run_id,
+            row.rule,
+            row.dataset,
+            row.action,
+            row.keys,
+            row.children,
+            row.records,
         )
         written += _settle(ledger, config, stores, stored)
     return written

@@ -5,7 +5,8 @@ governs them, when they are (or were) due, and what stands in the way (a hold, a
 clock not yet started); and the history: the live audit entries that acted on the subject's
 records, found through the subject id in the log's form (its HMAC under ``audit.keys: hmac``)
 in each entry's per-record facts, so the state DB never needs the plain id. A cascade child's
-entry is credited to the subject through its parent's entry in the same batch.
+entry carries its parents' facts, so it is credited with the subject's rows in it; one written
+before entries had facts is credited through its parent's entry in the same batch.
 
 Records are judged by their store with the same predicates a plan counts and a run repeats
 (:class:`~retention.stores.base.SubjectRecords`). A dataset whose records cannot be attributed
@@ -83,7 +84,7 @@ class Acted:
     rule: str | None
     dataset: str
     action: str
-    records: int | None  # the subject's records in it (None: a cascade child, not counted)
+    records: int | None  # the subject's records in it (None: an old cascade entry, not counted)
     cascade_of: int | None = None  # a cascade child's entry: the parent entry it went with
 
     def as_dict(self) -> dict[str, Any]:
@@ -303,16 +304,33 @@ def _history(log: AuditLog, digest: str | None) -> dict[str, list[Acted]]:
         if entry.action == "delete (cascade)":
             children.append(entry)
             continue
-        count = subject_count(entry, digest) if entry.records and needle in entry.records else 0
-        if count and entry.dataset:
+        count = _count(entry, digest, needle)
+        if entry.dataset:
             for child in children:
-                if child.run_id == entry.run_id and child.detail == f"children of {entry.dataset}":
+                # its parent's: the entries of one batch, cascaded rows first (a settled
+                # batch's say so alike)
+                ours = child.detail in (f"children of {entry.dataset}", entry.detail)
+                if child.run_id != entry.run_id or not ours:
+                    continue
+                if child.records is not None:  # its own facts say whose rows went
+                    own = _count(child, digest, needle)
+                    if own:
+                        found.setdefault(child.dataset or "", []).append(
+                            _acted(child, own, cascade_of=entry.seq)
+                        )
+                elif count:
                     found.setdefault(child.dataset or "", []).append(
                         _acted(child, None, cascade_of=entry.seq)
                     )
-            found.setdefault(entry.dataset, []).append(_acted(entry, count))
+            if count:
+                found.setdefault(entry.dataset, []).append(_acted(entry, count))
         children = []
     return found
+
+
+def _count(entry: AuditEntry, digest: str, needle: str) -> int:
+    """:func:`subject_count`, skipped (0) when the subject's form is nowhere in the entry."""
+    return subject_count(entry, digest) if entry.records and needle in entry.records else 0
 
 
 def subject_count(entry: AuditEntry, digest: str) -> int:

@@ -273,7 +273,7 @@ def test_a_state_db_from_before_shards_is_upgraded_and_keeps_its_marks(tmp_path:
             version = connection.execute(
                 text("SELECT version_num FROM retention_alembic_version")
             ).scalar()
-        assert version == "0005"
+        assert version == "0006"
         register_shards(engine, [("r", "d1")], utc("2026-06-01 00:00"))
         assert read_shard_covered(engine, [("r", "d1")], utc("2026-06-01 00:00")) == {
             ("r", "d1"): utc("2026-05-20 03:00")

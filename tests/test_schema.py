@@ -196,7 +196,7 @@ def test_an_empty_database_is_created_at_the_newest_revision(db: Database) -> No
         tables = set(inspect(connection).get_table_names())
         assert {*TABLES, "retention_contents", "retention_run_contents"} <= tables
     assert log(state).verify().entries == 0
-    assert known_revisions() == {"0001", "0002", "0003", "0004", "0005"}
+    assert known_revisions() == {"0001", "0002", "0003", "0004", "0005", "0006"}
     state.dispose()
 
 

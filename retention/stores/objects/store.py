@@ -42,6 +42,7 @@ from ..base import (
     SubjectSource,
     Tally,
     Target,
+    places,
 )
 from . import quarantine
 from .evaluate import Evaluator, Page
@@ -240,12 +241,13 @@ class ObjectStore(ABC):
             kept = Kept.from_json(payload["kept"])
             copied, payload = payload["copied"], payload["entries"]
         entries: Sequence[Sequence[Any]] = payload
+        keys = list(dict.fromkeys(str(e[0]) for e in entries))  # the intent's keys, in order
         gone = self.absent(dataset, entries)
         if kept is not None:
-            left = [k for k in dict.fromkeys(str(e[0]) for e in entries) if k not in set(gone)]
+            left = [k for k in keys if k not in set(gone)]
             if left:
                 self.unkeep(kept, left, copied)
-        notes = (Note("done", gone, RECOVERED),) if gone else ()
+        notes = (Note("done", gone, RECOVERED, places=places(keys, gone)),) if gone else ()
         return BatchResult(acted=len(gone), notes=notes)
 
     def purge_quarantine(
@@ -305,9 +307,7 @@ class ObjectStore(ABC):
             return
         evaluator = self.evaluator(dataset, now)
         for page in self.pages(dataset):
-            mine = [
-                r for r in page if r.subject is not None and canonical_id(r.subject) == subject
-            ]
+            mine = [r for r in page if r.subject is not None and canonical_id(r.subject) == subject]
             if not mine:
                 continue
             view = evaluator.page(mine, holds)

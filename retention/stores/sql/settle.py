@@ -15,7 +15,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ...datasets import Dataset
 from ...rules import Rule
-from ..base import PURGE, RESTORE, BatchResult, Note, StoredIntent
+from ..base import PURGE, RESTORE, BatchResult, Note, StoredIntent, places
 from . import quarantine
 from .keys import KeyTuple, format_keys, key_in, normal_key
 from .schema import Schema
@@ -50,12 +50,13 @@ def settle(
                         RECOVERED,
                         dataset=name,
                         action="delete (cascade)",
+                        places=places(child_keys, gone),
                     )
                 )
     else:
         changed = _anonymized(store, builder, dataset, rule, keys)
     if changed:
-        notes.append(Note("done", format_keys(changed), RECOVERED))
+        notes.append(Note("done", format_keys(changed), RECOVERED, places=places(keys, changed)))
     return BatchResult(acted=len(changed), notes=tuple(notes))
 
 
