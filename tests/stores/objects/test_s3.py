@@ -22,9 +22,10 @@ from retention.runevents import RUN_ACTION
 from retention.statedb import open_state
 from retention.statetables import intents, legal_holds, runs
 from retention.stores import Stores
+from retention.stores.base import Intent, StoredIntent
 from retention.stores.objects.s3 import S3Store
 from retention.stores.sql import SqlStore
-from retention.testing import FixedClock
+from retention.testing import FixedClock, Probe, SimulatedCrash
 
 from ...conftest import Database
 from ...scenario import Scenario, at, utc
@@ -574,6 +575,7 @@ def test_an_interrupted_batch_is_audited_once_by_the_next_run(
     assert result.recovered == 1
     (entry,) = [e for e in entries(config) if e.run_id == "killed-run"]
     assert json.loads(entry.keys) == ["customers/1/gone"] and "interruption" in (entry.detail or "")
+    assert entry.records is None  # an intent written before intents kept facts has none
     assert run(config).recovered == 0
 
 
@@ -724,4 +726,37 @@ def test_each_deleted_object_carries_its_subject_due_time_and_lateness(
     (done,) = [e for e in entries(config) if e.outcome == "done"]
     assert json.loads(done.keys) == ["customers/1/a", "customers/2/b"]
     assert done.facts() == would.facts() == expected
+    assert verify(config)
+
+
+class _DiesAuditing(Probe):
+    """Dies as a batch's audit entry is being written: its objects are gone, its intent is all
+    the state DB has of it."""
+
+    def reached(self, point: str, intent: Intent | StoredIntent | None = None) -> None:
+        if point == "audit":
+            raise SimulatedCrash
+
+
+@pytest.mark.parametrize("quarantine", [False, True], ids=["delete", "quarantine"])
+def test_a_batch_settled_after_a_crash_carries_the_facts_its_intent_kept(
+    world: Scenario, moto_endpoint: str, bucket: str, client: Any, quarantine: bool
+) -> None:
+    """Killed after the bucket deleted a batch (or moved it into quarantine) and before its
+    audit entry: the next run settles the batch from the bucket and audits each object that
+    went with the facts its intent kept (account, due time, lateness); the chain verifies."""
+    world.accounts({"id": 1, "closed_at": at("2025-01-01")})
+    seed(bucket, ["customers/1/a", "customers/1/b"], OLD)
+    rules = [object_rule("closed", after="subject.closed", retain="P30D", within="P7D")]
+    dataset = {"quarantine": "P7D"} if quarantine else None
+    config = configure(world, moto_endpoint, bucket, rules, dataset=dataset)
+    killed = Executor(config, now=NOW, live=True, clock=FixedClock(NOW), probe=_DiesAuditing())
+    with pytest.raises(SimulatedCrash):
+        killed.run()
+    assert [k for k in keys_in(client, bucket) if k.startswith("customers/")] == []
+    assert run(config).recovered == 1
+    (entry,) = [e for e in entries(config) if e.run_id == killed.run_id and e.outcome == "done"]
+    late = int((NOW - utc("2025-02-07 00:00:00")).total_seconds())
+    assert json.loads(entry.keys) == ["customers/1/a", "customers/1/b"]
+    assert entry.facts() == [("1", "2025-01-31T00:00:00+00:00", late)] * 2
     assert verify(config)
