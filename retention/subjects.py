@@ -86,6 +86,8 @@ class Acted:
     action: str
     records: int | None  # the subject's records in it (None: an old cascade entry, not counted)
     cascade_of: int | None = None  # a cascade child's entry: the parent entry it went with
+    late: int | None = None  # of those, acted on after their deadline (None: not counted)
+    late_by: int | None = None  # the most late of them was, in seconds (None: none late)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +100,8 @@ class Acted:
             "action": self.action,
             "records": self.records,
             "cascade_of": self.cascade_of,
+            "late": self.late,
+            "late_by": self.late_by,
         }
 
 
@@ -316,14 +320,14 @@ def _history(log: AuditLog, digest: str | None) -> dict[str, list[Acted]]:
                     own = _count(child, digest, needle)
                     if own:
                         found.setdefault(child.dataset or "", []).append(
-                            _acted(child, own, cascade_of=entry.seq)
+                            _acted(child, own, digest, cascade_of=entry.seq)
                         )
                 elif count:
                     found.setdefault(child.dataset or "", []).append(
-                        _acted(child, None, cascade_of=entry.seq)
+                        _acted(child, None, digest, cascade_of=entry.seq)
                     )
             if count:
-                found.setdefault(entry.dataset, []).append(_acted(entry, count))
+                found.setdefault(entry.dataset, []).append(_acted(entry, count, digest))
         children = []
     return found
 
@@ -333,13 +337,23 @@ def _count(entry: AuditEntry, digest: str, needle: str) -> int:
     return subject_count(entry, digest) if entry.records and needle in entry.records else 0
 
 
+def subject_lateness(entry: AuditEntry, digest: str) -> tuple[int, int | None]:
+    """How many of the subject's records in `entry` were acted on after their deadline, and
+    by how many seconds the latest of them was (None: none was late)."""
+    lates = [late for subject, _, late in entry.facts() if subject == digest and late is not None]
+    return len(lates), max(lates, default=None)
+
+
 def subject_count(entry: AuditEntry, digest: str) -> int:
     """How many of the records `entry` acted on belong to the subject whose log form is
     `digest` (its per-record facts)."""
     return sum(1 for subject, _, _ in entry.facts() if subject == digest)
 
 
-def _acted(entry: AuditEntry, records: int | None, cascade_of: int | None = None) -> Acted:
+def _acted(
+    entry: AuditEntry, records: int | None, digest: str, cascade_of: int | None = None
+) -> Acted:
+    late, late_by = subject_lateness(entry, digest) if records is not None else (None, None)
     return Acted(
         entry.seq,
         entry.hash,
@@ -350,6 +364,8 @@ def _acted(entry: AuditEntry, records: int | None, cascade_of: int | None = None
         entry.action,
         records,
         cascade_of,
+        late,
+        late_by,
     )
 
 
@@ -447,4 +463,5 @@ __all__ = [
     "Unattributed",
     "lookup",
     "subject_count",
+    "subject_lateness",
 ]

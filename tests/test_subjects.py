@@ -470,8 +470,10 @@ def test_a_batch_settled_after_a_crash_is_credited_with_the_facts_its_intent_kep
     (tickets,) = by_name["tickets"]["cleared"]
     (messages,) = by_name["messages"]["cleared"]
     assert (tickets["run_id"], tickets["rule"], tickets["records"]) == (killed.run_id, "r", 2)
+    assert (tickets["late"], tickets["late_by"]) == (2, late)
     assert (messages["records"], messages["cascade_of"]) == (2, tickets["seq"])
-    path, _ = write(sealed, tmp_path / "settled.json")
+    path, text = write(sealed, tmp_path / "settled.json")
+    assert f"(audit entry {tickets['seq']}); 2 late, by up to 479 days 0 h" in text.read_text()
     engine = open_state(config.settings.state_db.get_secret_value())
     try:
         assert verify(path, config.settings, engine).entries == 2

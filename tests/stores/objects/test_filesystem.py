@@ -405,6 +405,7 @@ def test_each_deleted_file_carries_its_subject_due_time_and_lateness(
         "closed",
         2,
     )
+    assert (acted["late"], acted["late_by"]) == (2, late)
     (cleared,) = [d for d in json.loads(cert.read_text())["datasets"] if d["dataset"] == "files"]
     assert cleared["cleared"] == [acted]
     checked = runner.invoke(
