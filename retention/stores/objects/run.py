@@ -8,6 +8,9 @@ the store is asked to delete it, and its outcome after; several batches are in f
 bounded by the store's concurrency, and settled in order of submission from this thread only.
 If the store goes away mid-run, the batches in flight are still settled (what the store did
 before it died is audited) before the error is raised.
+
+Each record is given its audit facts (subject, due time, lateness: :meth:`.evaluate.Page.facts`)
+as it is judged; its batch's intent keeps them, and its deleted keys' entry carries them.
 """
 
 from __future__ import annotations
