@@ -354,3 +354,61 @@ def test_a_delete_a_keep_rule_held_back_is_late_only_after_the_keep_minimum_and_
         ]
     finally:
         engine.dispose()
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(
+    ages=st.lists(st.integers(0, 900), min_size=1, max_size=12),
+    keep_days=st.integers(1, 700),
+)
+def test_an_object_is_late_exactly_when_the_plan_counts_it_overdue(
+    ages: list[int], keep_days: int
+) -> None:
+    """On an object store, with a keep rule that holds deletes back: the records a live run
+    audits as late are exactly as many as the plan counted overdue, each due 30 days after
+    its modification time."""
+    import tempfile
+
+    from retention.planner import make_plan
+    from retention.testing import MemoryTree
+
+    from .stores.objectworld import object_rule
+
+    directory = Path(tempfile.mkdtemp(prefix="retention-facts-"))
+    url = f"sqlite:///{directory / 'app.db'}"
+    world = Scenario(Database(url, "sqlite", make_engine(url)), directory)
+    tree = MemoryTree("mem")
+    for index, age in enumerate(ages):
+        tree.put(f"uploads/{index}/f", NOW - dt.timedelta(days=age))
+    config = world.config(
+        [
+            object_rule("age", within="P7D"),
+            object_rule("minimum", action="keep", retain=f"P{keep_days}D"),
+        ],
+        datasets={"files": {"store": "mem", "glob": "uploads/{account}/*", "category": "c"}},
+        stores={
+            "app": {"kind": "sql", "url": url},
+            "mem": {"kind": "filesystem", "root": str(directory / "unused")},
+        },
+        audit={"keys": "plain"},
+    )
+    stores = {"mem": tree}
+    (row,) = [r for r in make_plan(config, NOW, stores=stores).rules if r.rule == "age"]
+    Executor(config, now=NOW, live=True, stores=stores).run()
+    engine = open_state(_url(config))
+    try:
+        log = AuditLog(engine, keys="plain", hmac_key=None)
+        facts = [
+            (key, fact)
+            for e in log.entries()
+            if e.outcome == "done"
+            for key, fact in zip(json.loads(e.keys), e.facts(), strict=True)
+        ]
+    finally:
+        engine.dispose()
+    assert len(facts) == row.actionable
+    assert sum(1 for _, (_, _, late) in facts if late is not None) == row.overdue
+    modified = {f"uploads/{i}/f": NOW - dt.timedelta(days=age) for i, age in enumerate(ages)}
+    for key, (subject, due, _) in facts:
+        assert subject == key.split("/")[1]
+        assert due == (modified[key] + dt.timedelta(days=30)).isoformat()
