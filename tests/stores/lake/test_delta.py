@@ -261,3 +261,24 @@ def test_each_deleted_row_carries_its_subject_due_time_and_lateness(
     due = (OLD + dt.timedelta(days=30)).isoformat()
     late = int((NOW - OLD - dt.timedelta(days=37)).total_seconds())
     assert facts == {i: (str(1 + i % 4), due, late) for i in GONE}
+
+
+def test_a_batch_settled_after_a_crash_carries_the_facts_its_intent_kept(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """Killed as the first batch's audit entry is written, its delete commit made: the next
+    run settles the batch from the table and audits its rows with the facts its intent kept
+    (account, due time, lateness); the rest is deleted and audited as usual, each row once."""
+    config, _ = world(sqlite_db, tmp_path, within="P7D")
+    killed = Executor(config, now=NOW, live=True, probe=CrashAt("audit"))
+    with pytest.raises(SimulatedCrash):
+        killed.run()
+    assert run(config).recovered == 1
+    done = [e for e in entries(config) if e.outcome == "done"]
+    (settled,) = [e for e in done if e.run_id == killed.run_id]
+    assert "interruption" in (settled.detail or "")
+    due = (OLD + dt.timedelta(days=30)).isoformat()
+    late = int((NOW - OLD - dt.timedelta(days=37)).total_seconds())
+    keys = [int(k) for e in done for k in json.loads(e.keys)]
+    assert sorted(keys) == sorted(GONE)
+    assert settled.facts() == [(str(1 + int(k) % 4), due, late) for k in json.loads(settled.keys)]
