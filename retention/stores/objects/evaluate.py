@@ -182,7 +182,8 @@ class Page:
         e = self.evaluator
         subject = self.events.get(canonical_id(record.subject)) if record.subject else None
         events = subject.at if subject is not None else None
-        keeps = [e.clocks(keep, record, events) for keep in e.keeps] if rule.destructive else []
+        moves = rule.destructive and rule.within is not None  # keeps only move a deadline
+        keeps = [e.clocks(keep, record, events) for keep in e.keeps] if moves else []
         return e.facts_of(rule)(record.subject, e.clocks(rule, record, events), keeps)
 
     def held_by(self, record: ObjectRecord) -> list[Hold]:
