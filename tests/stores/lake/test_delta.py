@@ -282,3 +282,32 @@ def test_a_batch_settled_after_a_crash_carries_the_facts_its_intent_kept(
     keys = [int(k) for e in done for k in json.loads(e.keys)]
     assert sorted(keys) == sorted(GONE)
     assert settled.facts() == [(str(1 + int(k) % 4), due, late) for k in json.loads(settled.keys)]
+
+
+def test_a_subject_lookup_finds_a_tables_rows_and_the_entries_that_deleted_them(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """`retention subject account 2`: before the run its held rows are held and its recent
+    one not yet due; account 3's due rows are due, and after the run they are gone, the
+    lookup citing the entries (run, rule, how many of its rows, how many late) that deleted
+    them."""
+    from retention.subjects import DUE as DUE_NOW
+    from retention.subjects import HELD, PENDING, lookup
+
+    config, _ = world(sqlite_db, tmp_path, within="P7D")
+    mine = {i for i in RECORDS if 1 + i % 4 == 3}
+    before = lookup(config, "account", "3", NOW)
+    (view,) = before.datasets
+    assert view.via == "subject column account_id" and view.records == len(mine)
+    assert [(g.state, g.records) for g in view.groups] == [
+        (DUE_NOW, len(mine & DUE)),
+        (PENDING, len(mine - DUE)),
+    ]
+    held = lookup(config, "account", "2", NOW).datasets[0]
+    assert [g.state for g in held.groups] == [HELD, PENDING]
+    result = run(config)
+    after = lookup(config, "account", "3", NOW).datasets[0]
+    assert after.records == len(mine - DUE) and after.due == 0
+    assert sum(a.records or 0 for a in after.history) == len(mine & DUE)
+    assert {(a.run_id, a.rule) for a in after.history} == {(result.run_id, "purge")}
+    assert sum(a.late or 0 for a in after.history) == len(mine & DUE)
