@@ -435,15 +435,16 @@ class _DiesAuditing(Probe):
             raise SimulatedCrash
 
 
+@pytest.mark.parametrize("quarantine", [False, True], ids=["delete", "quarantine"])
 def test_a_batch_settled_after_a_crash_is_credited_with_the_facts_its_intent_kept(
-    state_db: Database, tmp_path: Path
+    state_db: Database, tmp_path: Path, quarantine: bool
 ) -> None:
     """A run killed after its delete committed and before its audit entry: the next run
     settles the batch from the data and audits it with the facts its intent kept — per
     ticket the account, due time and lateness, per cascaded message its ticket's — so
     account 7's certificate cites the settled entries of the killed run (2 tickets, 2
-    messages with them) and verifies."""
-    _, config = _world(state_db, tmp_path)
+    messages with them) and verifies; a quarantined delete (rows kept restorable) alike."""
+    _, config = _world(state_db, tmp_path, tickets={"quarantine": "P7D"} if quarantine else None)
     killed = Executor(config, now=NOW, live=True, probe=_DiesAuditing())
     with pytest.raises(SimulatedCrash):
         killed.run()
