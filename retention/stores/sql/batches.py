@@ -404,11 +404,11 @@ class Batches:
             rule=self.rule.id,
             dataset=self.dataset.name,
             action=self.rule.action,
+            child_facts=kept,
             keys=done.formatted,
             payload=keys_json(keys, done.formatted),
             children=json.dumps(children, default=str),
             facts=tuple(facts),
-            child_facts=kept,
         )
         assert self.run.commit is not None
         done.ticket = self.run.commit.intend(intent)

@@ -15,7 +15,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ...datasets import Dataset
 from ...rules import Rule
-from ..base import PURGE, RESTORE, BatchResult, Note, StoredIntent, places
+from ..base import PURGE, RESTORE, BatchResult, Note, StoredIntent
 from . import quarantine
 from .keys import KeyTuple, format_keys, key_in, normal_key
 from .schema import Schema
@@ -50,13 +50,12 @@ def settle(
                         RECOVERED,
                         dataset=name,
                         action="delete (cascade)",
-                        places=places(child_keys, gone),
                     )
                 )
     else:
         changed = _anonymized(store, builder, dataset, rule, keys)
     if changed:
-        notes.append(Note("done", format_keys(changed), RECOVERED, places=places(keys, changed)))
+        notes.append(Note("done", format_keys(changed), RECOVERED))
     return BatchResult(acted=len(changed), notes=tuple(notes))
 
 
