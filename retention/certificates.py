@@ -11,7 +11,8 @@ one is configured, else with HMAC-SHA256 under ``hmac_key``.
 `retention audit verify-certificate FILE` (:func:`verify`) checks that the file is exactly as
 written (canonical JSON: any changed byte is found), the seal, and the state DB: the audit chain
 verifies, the head it names is still there, and every entry it cites is there with the same
-hash and fields and still records as many of the subject's records as it says.
+hash and fields and still records as many of the subject's records as it says, and as many of
+them acted on late, by as much.
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ from .auditkeys import verify_signature as ed25519_ok
 from .errors import AuditError, AuditKeyError, ConfigError
 from .settings import Settings
 from .statetables import audit
-from .subjects import ANONYMIZED, DUE, HELD, KEPT, NO_RULE, SubjectReport, subject_count
+from .subjects import (
+    ANONYMIZED,
+    DUE,
+    HELD,
+    KEPT,
+    NO_RULE,
+    SubjectReport,
+    subject_count,
+    subject_lateness,
+)
 
 FORMAT = "retention-erasure-certificate/1"
 _LABEL = b"retention erasure certificate\n"
@@ -144,13 +154,14 @@ def readable(sealed: dict[str, Any]) -> str:
         lines.append(f"{item['dataset']} (store {item['store']}, by {item['via']}):")
         for acted in item["cleared"]:
             count = (
-                _records(acted["records"])
-                if acted["records"] is not None
-                else f"its rows, with entry {acted['cascade_of']}"
+                f"its rows, with entry {acted['cascade_of']}"
+                if acted["records"] is None
+                else _records(acted["records"])
+                + (f" with entry {acted['cascade_of']}" if acted["cascade_of"] is not None else "")
             )
             lines.append(
                 f"  {acted['action']}: {count} by run {acted['run_id']} at {acted['at']} "
-                f"under rule {acted['rule']} (audit entry {acted['seq']})"
+                f"under rule {acted['rule']} (audit entry {acted['seq']}){_lateness(acted)}"
             )
         for group in item["kept"]:
             lines.append("  " + _kept_line(group))
@@ -187,6 +198,19 @@ def readable(sealed: dict[str, Any]) -> str:
         "Verify with: retention audit verify-certificate <the .json file beside this one>",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _lateness(acted: dict[str, Any]) -> str:
+    """`; on time` or `; 2 late, by up to 3 days 4 h` (nothing for certificates written before
+    entries said so, or a cascade entry not counted)."""
+    late = acted.get("late")
+    if late is None:
+        return ""
+    if not late:
+        return "; on time"
+    seconds = int(acted["late_by"])
+    days, hours = seconds // 86400, seconds % 86400 // 3600
+    return f"; {late} late, by up to {days} days {hours} h"
 
 
 def _records(count: int) -> str:
@@ -335,6 +359,10 @@ def _check_state(sealed: dict[str, Any], settings: Settings, engine: Engine) -> 
                 and found.outcome == "done"
             )
             count = None if acted["records"] is None else subject_count(found, digest)
+            if count is not None and "late" in acted:  # written since entries said so
+                same = same and [acted["late"], acted["late_by"]] == list(
+                    subject_lateness(found, digest)
+                )
             if not same or count != acted["records"]:
                 raise AuditError(f"audit entry {acted['seq']} is not the one the certificate cites")
 

@@ -9,6 +9,10 @@ intent (or at :meth:`flush`): one durable state-DB commit per batch. A crash in 
 the intent, and the next run settles it (:meth:`settle`) from the data itself. The keys' audit
 form (their HMACs) starts being made when the intent is recorded, while the batch commits.
 
+The intent also keeps its records' facts (subject, due time, lateness; its cascaded rows' too),
+put in the audit's form once as it is written and reused for the batch's entry: a batch settled
+after an interruption is audited with the facts of the records it really changed.
+
 Whoever removes an intent writes its entries, in the same transaction: a batch settled by
 another run (one that took the lease over while this one stalled) is never audited twice.
 Every state-DB failure is a :class:`~retention.errors.StateDBError`, in one line.
@@ -16,6 +20,7 @@ Every state-DB failure is a :class:`~retention.errors.StateDBError`, in one line
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +33,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from .audit import AuditLog, ProtectedKeys
 from .errors import StateDBError, first_line
 from .lease import Fence
-from .recordfacts import RecordFacts
 from .statedb import take_intent, utcnow
 from .statetables import intents
 from .stores.base import BatchResult, Intent, Note, Probe, StoredIntent, Ticket
@@ -49,6 +53,7 @@ class _Queued:
     intent: Intent
     result: BatchResult
     protected: Callable[[], ProtectedKeys]
+    records: str | None  # the facts of the intent's keys, in the audit's form
 
 
 @contextmanager
@@ -79,7 +84,7 @@ class Ledger:
         self.live = live
         self.lease = lease
         self.probe: Probe = probe or NoProbe()
-        self._intents: dict[Ticket, tuple[Intent, Callable[[], ProtectedKeys]]] = {}
+        self._intents: dict[Ticket, tuple[Intent, Callable[[], ProtectedKeys], str | None]] = {}
         self._queued: list[_Queued] = []
 
     # -- the commit point (stores.base.CommitPoint) ------------------------------------------
@@ -87,6 +92,7 @@ class Ledger:
     def intend(self, intent: Intent) -> Ticket:
         """Fence, then record `intent` durably, writing the batches queued since the last one."""
         ticket = str(uuid.uuid4())
+        records, kept = self._intent_records(intent)
         with self.transaction() as connection:
             if self.lease is not None:
                 self.lease.check(connection, intent.dataset)
@@ -101,17 +107,18 @@ class Ledger:
                     action=intent.action,
                     keys=intent.payload,
                     children=intent.children,
+                    records=kept,
                 )
             )
         self._queued.clear()
-        self._intents[ticket] = (intent, self.audit.protect_later(list(intent.keys)))
+        self._intents[ticket] = (intent, self.audit.protect_later(list(intent.keys)), records)
         self.probe.reached("intent", intent)
         return ticket
 
     def done(self, ticket: Ticket, result: BatchResult) -> None:
         """The batch's change is final: its entries follow with the next intent or the flush."""
-        intent, protected = self._intents.pop(ticket)
-        self._queued.append(_Queued(ticket, intent, result, protected))
+        intent, protected, records = self._intents.pop(ticket)
+        self._queued.append(_Queued(ticket, intent, result, protected, records))
 
     # -- the rest of a run's audit ---------------------------------------------------------
 
@@ -159,6 +166,7 @@ class Ledger:
                     stored.action,
                     note,
                     None,
+                    settled_records(stored, note),
                 )
         return sum(1 for note in result.notes if note.keys)
 
@@ -175,6 +183,21 @@ class Ledger:
 
     # -- writing entries -------------------------------------------------------------------
 
+    def _intent_records(self, intent: Intent) -> tuple[str | None, str | None]:
+        """The facts of the intent's keys in the audit's form (for its entry), and what the
+        intent keeps: those and its cascaded rows' (``{"records": [...], "children": {dataset:
+        [...]}}``), None when it has none. Each list is made once, and joined as text."""
+        own = self.audit.protect_records(intent.facts)
+        children = {
+            name: text
+            for name, facts in intent.child_facts.items()
+            if (text := self.audit.protect_records(facts)) is not None
+        }
+        if own is None and not children:
+            return None, None
+        parts = ",".join(f"{json.dumps(name)}:{text}" for name, text in children.items())
+        return own, '{"records":' + (own or "null") + ',"children":{' + parts + "}}"
+
     def _write(self, queued: Sequence[_Queued], connection: Connection) -> None:
         for batch in queued:
             self.probe.reached("audit", batch.intent)
@@ -190,7 +213,7 @@ class Ledger:
                     intent.action,
                     note,
                     batch.protected,
-                    intent.facts,
+                    batch.records,
                 )
 
     def _append(
@@ -202,15 +225,17 @@ class Ledger:
         action: str,
         note: Note,
         protected: Callable[[], ProtectedKeys] | None,
-        facts: Sequence[RecordFacts] = (),
+        records: str | None = None,
     ) -> None:
+        """One entry of a batch; `records` the facts its intent recorded, in the audit's form
+        (the batch's own entry; a settled batch's note that gives its keys' places)."""
         if note.keys is None:
             assert protected is not None, "only a batch's own entry names its intent's keys"
             keys: Sequence[str] | ProtectedKeys = protected()
-            records = self.audit.protect_records(facts)
         else:
             keys = note.keys
-            records = self.audit.protect_records(note.facts)
+            if note.places is None:
+                records = self.audit.protect_records(note.facts)
         self.audit.append(
             run_id=run_id,
             rule=rule,
@@ -226,4 +251,19 @@ class Ledger:
         )
 
 
-__all__ = ["Ledger", "NoProbe", "state_errors"]
+def settled_records(stored: StoredIntent, note: Note) -> str | None:
+    """The facts a settled batch's `note` is owed, in the audit's form: those its intent kept
+    of the keys at `note.places` (its cascade child's, for a child's note); None when the note
+    gives no places or the intent kept no facts (written before intents kept them)."""
+    if note.places is None or stored.records is None:
+        return None
+    try:
+        kept = json.loads(stored.records)
+        own = note.dataset is None or note.dataset == stored.dataset
+        rows = kept["records"] if own else kept["children"].get(note.dataset)
+        return json.dumps([rows[i] for i in note.places]) if rows and note.places else None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None  # not what the ledger wrote: audited without facts rather than wrongly
+
+
+__all__ = ["Ledger", "NoProbe", "settled_records", "state_errors"]

@@ -78,7 +78,14 @@ def reconcile(
         if fence is not None and not fence.owns(row.dataset):
             continue  # another shard's: its leader settles it
         stored = StoredIntent(
-            row.id, row.run_id, row.rule, row.dataset, row.action, row.keys, row.children
+            row.id,
+            row.run_id,
+            row.rule,
+            row.dataset,
+            row.action,
+            row.keys,
+            row.children,
+            row.records,
         )
         try:
             written += _settle(ledger, config, stores, stored)

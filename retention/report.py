@@ -1,10 +1,13 @@
 """The DPO report: what `retention` did under each promise in a period, and where things stand.
 
 Per policy and rule: its summary and source clause; the records it deleted, anonymized and
-cascaded in the period, from the audit log's live entries; the records reported still due after
-a live run ("lingering"); and, from a plan as of now, what is due, overdue, held and blocked. Per
-hold: its reason, review date and what it covers now. Then the audit chain's verification and
-the newest checkpoint that agrees with it. Days are counted in the configured zone.
+cascaded in the period, from the audit log's live entries, and how many of those it deleted or
+anonymized were acted on by their deadline and how many after it (each entry's per-record
+facts; records of entries written before entries had facts count as neither); the records
+reported still due after a live run ("lingering"); and, from a plan as of now, what is due,
+overdue, held and blocked. Per hold: its reason, review date and what it covers now. Then the
+audit chain's verification and the newest checkpoint that agrees with it. Days are counted in
+the configured zone.
 
 :func:`as_html` renders one self-contained page (inline CSS and SVG charts, no script, nothing
 fetched), :func:`as_csv` one row per rule; :meth:`Report.as_dict` is the ``--json`` form.
@@ -35,6 +38,8 @@ CSV_COLUMNS = (
     "deleted",
     "anonymized",
     "cascaded",
+    "on_time",
+    "late",
     "lingering",
     "due",
     "overdue",
@@ -57,6 +62,8 @@ class RuleLine:
     deleted: int = 0
     anonymized: int = 0
     cascaded: int = 0
+    on_time: int = 0  # deleted or anonymized by their deadline (or with no deadline)
+    late: int = 0  # deleted or anonymized after their deadline
     lingering: int = 0  # reported still due and unheld after a live run, in the period
     due: int = 0
     overdue: int = 0
@@ -102,7 +109,7 @@ class Report:
     def totals(self) -> dict[str, int]:
         """What was done in the period, over every rule, and where things stand now, each
         record once however many rules match it."""
-        fields = ("deleted", "anonymized", "cascaded", "lingering")
+        fields = ("deleted", "anonymized", "cascaded", "on_time", "late", "lingering")
         done = {name: sum(getattr(line, name) for line in self.rules) for name in fields}
         wanted = ("due", "overdue", "held", "blocked")
         return done | {name: self.present.get(name, 0) for name in wanted}
@@ -141,6 +148,10 @@ def build_report(config: Config, start: dt.date, end: dt.date, now: dt.datetime)
                 acted[entry.rule, ACTED[entry.action]] += entry.count
                 if entry.action != "delete (cascade)":
                     daily[entry.rule][day.isoformat()] += entry.count
+                    facts = entry.facts()
+                    late = sum(1 for _, _, seconds in facts if seconds is not None)
+                    acted[entry.rule, "late"] += late
+                    acted[entry.rule, "on_time"] += len(facts) - late
             elif entry.outcome == "lingering":
                 acted[entry.rule, "lingering"] += entry.count
     finally:
@@ -164,6 +175,8 @@ def build_report(config: Config, start: dt.date, end: dt.date, now: dt.datetime)
                 deleted=acted[rule.id, "deleted"],
                 anonymized=acted[rule.id, "anonymized"],
                 cascaded=acted[rule.id, "cascaded"],
+                on_time=acted[rule.id, "on_time"],
+                late=acted[rule.id, "late"],
                 lingering=acted[rule.id, "lingering"],
                 due=counts["due"] if rule.destructive else 0,
                 overdue=counts["overdue"],
@@ -261,7 +274,8 @@ def as_html(report: Report) -> str:
         sections.append(
             f"<h2>{e(policy or 'Rules')}</h2><table><thead><tr><th>rule</th><th>action</th>"
             '<th class="n">deleted</th><th class="n">anonymized</th><th class="n">cascaded</th>'
-            '<th class="n">lingering</th><th class="n">due now</th><th class="n">overdue</th>'
+            '<th class="n">on time</th><th class="n">late</th><th class="n">lingering</th>'
+            '<th class="n">due now</th><th class="n">overdue</th>'
             '<th class="n">held</th><th class="n">blocked</th><th>source</th></tr></thead>'
             f"<tbody>{rows}</tbody></table>"
         )
@@ -302,13 +316,26 @@ def _rule_row(line: RuleLine) -> str:
         line.deleted,
         line.anonymized,
         line.cascaded,
+        line.on_time,
+        line.late,
         line.lingering,
         line.due,
         line.overdue,
         line.held,
         line.blocked,
     )
-    names = ("deleted", "anonymized", "cascaded", "lingering", "due", "overdue", "held", "blocked")
+    names = (
+        "deleted",
+        "anonymized",
+        "cascaded",
+        "on_time",
+        "late",
+        "lingering",
+        "due",
+        "overdue",
+        "held",
+        "blocked",
+    )
     cells = "".join(
         f'<td class="n" data-field="{name}">{value}</td>'
         for name, value in zip(names, numbers, strict=True)

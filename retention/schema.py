@@ -31,7 +31,7 @@ from .errors import StateVersionError, StoreError
 from .statetables import schema_version
 
 VERSION_TABLE = schema_version.name
-HEAD = "0005"
+HEAD = "0006"
 LOCK_TIMEOUT = 120  # seconds another process's upgrade may take before this one gives up
 _version = schema_version
 

@@ -68,6 +68,8 @@ intents = Table(
     Column("action", String(40), nullable=False),
     Column("keys", Text, nullable=False),  # JSON list of key tuples, needed to check the outcome
     Column("children", Text, nullable=False, default="[]"),
+    # the facts of its records and cascaded rows, in the audit's form (ledger.py; revision 0006)
+    Column("records", LONG_TEXT),
 )
 
 leases = Table(

@@ -5,7 +5,8 @@ governs them, when they are (or were) due, and what stands in the way (a hold, a
 clock not yet started); and the history: the live audit entries that acted on the subject's
 records, found through the subject id in the log's form (its HMAC under ``audit.keys: hmac``)
 in each entry's per-record facts, so the state DB never needs the plain id. A cascade child's
-entry is credited to the subject through its parent's entry in the same batch.
+entry carries its parents' facts, so it is credited with the subject's rows in it; one written
+before entries had facts is credited through its parent's entry in the same batch.
 
 Records are judged by their store with the same predicates a plan counts and a run repeats
 (:class:`~retention.stores.base.SubjectRecords`). A dataset whose records cannot be attributed
@@ -83,8 +84,10 @@ class Acted:
     rule: str | None
     dataset: str
     action: str
-    records: int | None  # the subject's records in it (None: a cascade child, not counted)
+    records: int | None  # the subject's records in it (None: an old cascade entry, not counted)
     cascade_of: int | None = None  # a cascade child's entry: the parent entry it went with
+    late: int | None = None  # of those, acted on after their deadline (None: not counted)
+    late_by: int | None = None  # the most late of them was, in seconds (None: none late)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +100,8 @@ class Acted:
             "action": self.action,
             "records": self.records,
             "cascade_of": self.cascade_of,
+            "late": self.late,
+            "late_by": self.late_by,
         }
 
 
@@ -246,10 +251,13 @@ def lookup(
                 reason = f"its store could not be read: {exc}"
                 unattributed.append(Unattributed(dataset.name, dataset.store, reason, True))
                 continue
+            column = dataset.column_of(subject_type)
             how = (
-                f"subject column {dataset.column_of(subject_type)}"
-                if not via
-                else "cascade from " + " → ".join(f"{p.name} ({c})" for p, c in via)
+                "cascade from " + " → ".join(f"{p.name} ({c})" for p, c in via)
+                if via
+                else f"subject column {column}"
+                if column is not None
+                else "subject in its object key"
             )
             acted = tuple(history.get(dataset.name, ()))
             window = dataset.config.quarantine
@@ -274,8 +282,6 @@ def _path(
         if ref is None:
             names = " and ".join(r.name for r in dataset.subjects)
             return [], f"its records belong to subject type {names}"
-        if ref.column is None:
-            return [], "its records name their subject in their object key, not in a column"
         return [], None
     for parent in datasets.values():
         for child in parent.cascade:
@@ -302,16 +308,40 @@ def _history(log: AuditLog, digest: str | None) -> dict[str, list[Acted]]:
         if entry.action == "delete (cascade)":
             children.append(entry)
             continue
-        count = subject_count(entry, digest) if entry.records and needle in entry.records else 0
-        if count and entry.dataset:
+        count = _count(entry, digest, needle)
+        if entry.dataset:
             for child in children:
-                if child.run_id == entry.run_id and child.detail == f"children of {entry.dataset}":
+                # its parent's: the entries of one batch, cascaded rows first (a settled
+                # batch's say so alike)
+                ours = child.detail in (f"children of {entry.dataset}", entry.detail)
+                if child.run_id != entry.run_id or not ours:
+                    continue
+                if child.records is not None:  # its own facts say whose rows went
+                    own = _count(child, digest, needle)
+                    if own:
+                        found.setdefault(child.dataset or "", []).append(
+                            _acted(child, own, digest, cascade_of=entry.seq)
+                        )
+                elif count:
                     found.setdefault(child.dataset or "", []).append(
-                        _acted(child, None, cascade_of=entry.seq)
+                        _acted(child, None, digest, cascade_of=entry.seq)
                     )
-            found.setdefault(entry.dataset, []).append(_acted(entry, count))
+            if count:
+                found.setdefault(entry.dataset, []).append(_acted(entry, count, digest))
         children = []
     return found
+
+
+def _count(entry: AuditEntry, digest: str, needle: str) -> int:
+    """:func:`subject_count`, skipped (0) when the subject's form is nowhere in the entry."""
+    return subject_count(entry, digest) if entry.records and needle in entry.records else 0
+
+
+def subject_lateness(entry: AuditEntry, digest: str) -> tuple[int, int | None]:
+    """How many of the subject's records in `entry` were acted on after their deadline, and
+    by how many seconds the latest of them was (None: none was late)."""
+    lates = [late for subject, _, late in entry.facts() if subject == digest and late is not None]
+    return len(lates), max(lates, default=None)
 
 
 def subject_count(entry: AuditEntry, digest: str) -> int:
@@ -320,7 +350,10 @@ def subject_count(entry: AuditEntry, digest: str) -> int:
     return sum(1 for subject, _, _ in entry.facts() if subject == digest)
 
 
-def _acted(entry: AuditEntry, records: int | None, cascade_of: int | None = None) -> Acted:
+def _acted(
+    entry: AuditEntry, records: int | None, digest: str, cascade_of: int | None = None
+) -> Acted:
+    late, late_by = subject_lateness(entry, digest) if records is not None else (None, None)
     return Acted(
         entry.seq,
         entry.hash,
@@ -331,6 +364,8 @@ def _acted(entry: AuditEntry, records: int | None, cascade_of: int | None = None
         entry.action,
         records,
         cascade_of,
+        late,
+        late_by,
     )
 
 
@@ -428,4 +463,5 @@ __all__ = [
     "Unattributed",
     "lookup",
     "subject_count",
+    "subject_lateness",
 ]

@@ -485,6 +485,13 @@ def test_crash_between_data_and_audit_commit(
     assert all("after an interruption" in (e["detail"] or "") for e in recovered)
     main = [e for e in recovered if e["dataset"] == "tickets"]
     assert [json.loads(e["keys"]) for e in main] == [lost]
+    # with the facts its intent kept: each ticket's account and due time (each cascaded
+    # message's, its ticket's)
+    due = "2020-01-31T00:00:00+00:00"
+    assert json.loads(main[0]["records"]) == [[str(1 + int(k) % 2), due, None] for k in lost]
+    for child in (e for e in recovered if e["dataset"] == "messages"):
+        owners = [1 + (1 + (int(k) - 100) // 2) % 2 for k in json.loads(child["keys"])]
+        assert json.loads(child["records"]) == [[str(a), due, None] for a in owners]
 
     entries = _entries(state)
     audited = [

@@ -22,6 +22,7 @@ from retention.recordfacts import facts_of
 from retention.rules import Rule
 from retention.runevents import RUN_ACTION
 from retention.schema import upgrade
+from retention.sqldialects import dialect
 from retention.statedb import open_state
 from retention.statetables import audit
 from retention.stores.sql import make_engine
@@ -29,7 +30,7 @@ from retention.testing import examples
 from retention.timemath import add_duration
 
 from .conftest import Database
-from .scenario import Scenario, at, rule, utc
+from .scenario import TICKETS_DATASET, Scenario, at, rule, utc
 
 UTC_ZONE = ZoneInfo("UTC")
 NOW = utc("2026-06-01 00:00:00")
@@ -88,6 +89,66 @@ def test_each_deleted_record_carries_its_subject_due_time_and_lateness(
         assert log.verify().ok
     finally:
         engine.dispose()
+
+
+def test_cascaded_rows_carry_their_parents_facts(world: Scenario, db: Database) -> None:
+    """A ticket's messages deleted with it carry, per message, the ticket's facts (its
+    account, due time and lateness) in the cascade entry, on every SQL store; so does a
+    grandchild (a message's reply)."""
+    from sqlalchemy import Column, Integer, MetaData, Table
+
+    replies = Table(
+        "replies",
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("message_id", Integer),
+    )
+    replies.create(db.engine)
+    world.accounts({"id": 7}, {"id": 8})
+    world.tickets(
+        {"id": 1, "account_id": 7, "created_at": at("2026-04-28 00:00:00")},  # on time
+        {"id": 2, "account_id": 8, "created_at": at("2026-03-01 00:00:00")},  # late
+    )
+    world.messages(
+        {"id": 10, "ticket_id": 1}, {"id": 11, "ticket_id": 2}, {"id": 12, "ticket_id": 2}
+    )
+    with db.engine.begin() as connection:
+        connection.execute(insert(replies), [{"id": 100, "message_id": 12}])
+    config = world.config(
+        [rule(retain="P30D", within="P7D")],
+        datasets={
+            "tickets": {
+                **TICKETS_DATASET,
+                "cascade": [{"dataset": "messages", "column": "ticket_id"}],
+            },
+            "messages": {
+                "store": "app",
+                "table": "messages",
+                "key": "id",
+                "category": "notes",
+                "cascade": [{"dataset": "replies", "column": "message_id"}],
+            },
+            "replies": {"store": "app", "table": "replies", "key": "id", "category": "notes"},
+        },
+        audit={"keys": "plain"},
+        **_state(db),
+    )
+    result = Executor(config, now=NOW, live=True).run()
+    if not dialect(db.dialect).cascade_with_foreign_keys:  # DuckDB: refused, nothing acted on
+        assert result.outcomes[0].acted == 0
+        return
+    engine = open_state(_url(config))
+    try:
+        by_dataset = {e.dataset: e for e in acted(engine, "plain")}
+    finally:
+        engine.dispose()
+    late = int((NOW - utc("2026-04-07 00:00:00")).total_seconds())
+    on_time = ("7", "2026-05-28T00:00:00+00:00", None)
+    overdue = ("8", "2026-03-31T00:00:00+00:00", late)
+    assert by_dataset["tickets"].facts() == [on_time, overdue]
+    assert json.loads(by_dataset["messages"].keys) == ["10", "11", "12"]
+    assert by_dataset["messages"].facts() == [on_time, overdue, overdue]
+    assert by_dataset["replies"].facts() == [overdue]
 
 
 def test_anonymized_records_on_a_subject_clock_carry_facts_in_plain_mode(
@@ -354,3 +415,64 @@ def test_a_delete_a_keep_rule_held_back_is_late_only_after_the_keep_minimum_and_
         ]
     finally:
         engine.dispose()
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(
+    ages=st.lists(st.integers(0, 900), min_size=1, max_size=12),
+    keep_days=st.integers(1, 700),
+)
+def test_an_object_is_late_exactly_when_the_plan_counts_it_overdue(
+    ages: list[int], keep_days: int
+) -> None:
+    """On an object store, with a keep rule that holds deletes back: the records a live run
+    audits as late are exactly as many as the plan counted overdue, each due 30 days after
+    its modification time — but for a record whose deadline is the run's moment to the
+    second: the plan counts it overdue (its deadline has come), the audit on time (late means
+    acted on after the deadline)."""
+    import tempfile
+
+    from retention.planner import make_plan
+    from retention.testing import MemoryTree
+
+    from .stores.objectworld import object_rule
+
+    directory = Path(tempfile.mkdtemp(prefix="retention-facts-"))
+    url = f"sqlite:///{directory / 'app.db'}"
+    world = Scenario(Database(url, "sqlite", make_engine(url)), directory)
+    tree = MemoryTree("mem")
+    for index, age in enumerate(ages):
+        tree.put(f"uploads/{index}/f", NOW - dt.timedelta(days=age))
+    config = world.config(
+        [
+            object_rule("age", within="P7D"),
+            object_rule("minimum", action="keep", retain=f"P{keep_days}D"),
+        ],
+        datasets={"files": {"store": "mem", "glob": "uploads/{account}/*", "category": "c"}},
+        stores={
+            "app": {"kind": "sql", "url": url},
+            "mem": {"kind": "filesystem", "root": str(directory / "unused")},
+        },
+        audit={"keys": "plain"},
+    )
+    stores = {"mem": tree}
+    (row,) = [r for r in make_plan(config, NOW, stores=stores).rules if r.rule == "age"]
+    Executor(config, now=NOW, live=True, stores=stores).run()
+    engine = open_state(_url(config))
+    try:
+        log = AuditLog(engine, keys="plain", hmac_key=None)
+        facts = [
+            (key, fact)
+            for e in log.entries()
+            if e.outcome == "done"
+            for key, fact in zip(json.loads(e.keys), e.facts(), strict=True)
+        ]
+    finally:
+        engine.dispose()
+    assert len(facts) == row.actionable
+    at_deadline = sum(1 for age in ages if age == max(37, keep_days + 7))
+    assert sum(1 for _, (_, _, late) in facts if late is not None) == row.overdue - at_deadline
+    modified = {f"uploads/{i}/f": NOW - dt.timedelta(days=age) for i, age in enumerate(ages)}
+    for key, (subject, due, _) in facts:
+        assert subject == key.split("/")[1]
+        assert due == (modified[key] + dt.timedelta(days=30)).isoformat()

@@ -35,9 +35,11 @@ from retention.errors import LeaseLost
 from retention.executor import Executor
 from retention.leadership import Leadership
 from retention.schedule import mark_covered, read_shard_covered, register_shards
+from retention.schema import upgrade
 from retention.shards import shards
 from retention.statedb import open_state
 from retention.statetables import intents, runs
+from retention.stores.sql import make_engine
 from retention.testing import FixedClock
 
 from .conftest import Database
@@ -260,11 +262,8 @@ def test_a_state_db_from_before_shards_is_upgraded_and_keeps_its_marks(tmp_path:
     """A state DB at revision 0004 (one lease, marks per rule) is upgraded on open; a shard
     led for the first time starts from the rule's mark: no fire time repeated or skipped."""
     url = f"sqlite:///{tmp_path / 'state.db'}"
-    engine = open_state(url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP TABLE retention_shard_schedule"))
-        connection.execute(text("DROP TABLE retention_replicas"))
-        connection.execute(text("UPDATE retention_alembic_version SET version_num = '0004'"))
+    engine = make_engine(url, immediate=True)
+    upgrade(engine, target="0004")  # as a release before shards left it
     mark_covered(engine, ["r"], utc("2026-05-20 03:00"), "before-shards")
     engine.dispose()
     engine = open_state(url)  # upgrades to the newest revision
@@ -273,7 +272,7 @@ def test_a_state_db_from_before_shards_is_upgraded_and_keeps_its_marks(tmp_path:
             version = connection.execute(
                 text("SELECT version_num FROM retention_alembic_version")
             ).scalar()
-        assert version == "0005"
+        assert version == "0006"
         register_shards(engine, [("r", "d1")], utc("2026-06-01 00:00"))
         assert read_shard_covered(engine, [("r", "d1")], utc("2026-06-01 00:00")) == {
             ("r", "d1"): utc("2026-05-20 03:00")

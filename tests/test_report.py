@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from retention.statedb import open_state
 from retention.statetables import audit as audit_table
 
 from .conftest import Database
-from .scenario import Scenario, at, rule
+from .scenario import TICKETS_DATASET, Scenario, at, rule
 
 runner = CliRunner()
 NOW = "2026-06-01T00:00:00+00:00"
@@ -110,6 +111,54 @@ def test_numbers_are_the_audit_logs_and_the_plans(world: Scenario, state_url: st
 
     rows = list(csv.DictReader(io.StringIO(report(config, "--format", "csv"))))
     assert [(r["rule"], r["deleted"], r["held"]) for r in rows] == [("tickets.old", "3", "3")]
+
+
+def test_on_time_and_late_are_counted_per_record_across_a_table_and_a_file_tree(
+    world: Scenario, state_url: str, tmp_path: Path
+) -> None:
+    """Each record a rule deleted is counted on time or late from its own facts in the audit
+    log, whatever store it was in: two tickets and a file past their deadline, a ticket and a
+    file acted on before theirs; the page, the CSV and `--json` say the same."""
+    world.accounts({"id": 7})
+    world.tickets(
+        {"id": 1, "account_id": 7, "created_at": at("2020-01-01")},
+        {"id": 2, "account_id": 7, "created_at": at("2020-02-01")},
+        {"id": 3, "account_id": 7, "created_at": at("2026-04-28")},  # deadline 2026-06-04
+    )
+    tree = tmp_path / "tree"
+    for name, when in (("7/old.bin", "2020-01-01"), ("7/new.bin", "2026-04-28")):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text("x")
+        stamp = dt.datetime.fromisoformat(when).replace(tzinfo=dt.UTC).timestamp()
+        os.utime(tree / name, (stamp, stamp))
+    config = world.write(
+        [
+            rule("tickets.old", within="P7D"),
+            rule("files.old", applies_to={"dataset": "files"}, within="P7D"),
+        ],
+        datasets={
+            "tickets": TICKETS_DATASET,
+            "files": {"store": "tree", "glob": "{account}/*.bin", "category": "uploads"},
+        },
+        stores={
+            "app": {"kind": "sql", "url": world.db.url},
+            "tree": {"kind": "filesystem", "root": str(tree)},
+        },
+        state_db=state_url,
+    )
+    ran = runner.invoke(app, ["run", "-c", str(config), "--execute", "--now", NOW])
+    assert ran.exit_code == 0, ran.output
+    lines = {line["rule"]: line for line in json.loads(report(config, "--json"))["rules"]}
+    assert [(lines[r]["deleted"], lines[r]["on_time"], lines[r]["late"]) for r in lines] == [
+        (3, 1, 2),
+        (2, 1, 1),
+    ]
+    rows = {r["rule"]: r for r in csv.DictReader(io.StringIO(report(config, "--format", "csv")))}
+    assert (rows["files.old"]["on_time"], rows["files.old"]["late"]) == ("1", "1")
+    page = report(config)
+    assert re.search(r'data-rule="tickets.old">.*?data-field="late">2<', page)
+    assert re.search(r'data-total="on_time"><b>2</b>', page)
+    assert re.search(r'data-total="late"><b>3</b>', page)
 
 
 def test_an_edited_entry_shows_on_the_page(world: Scenario, state_url: str) -> None:

@@ -196,7 +196,7 @@ def test_an_empty_database_is_created_at_the_newest_revision(db: Database) -> No
         tables = set(inspect(connection).get_table_names())
         assert {*TABLES, "retention_contents", "retention_run_contents"} <= tables
     assert log(state).verify().entries == 0
-    assert known_revisions() == {"0001", "0002", "0003", "0004", "0005"}
+    assert known_revisions() == {"0001", "0002", "0003", "0004", "0005", "0006"}
     state.dispose()
 
 
@@ -237,3 +237,58 @@ def test_two_processes_creating_a_fresh_state_db_do_not_race(db: Database) -> No
     state = open_state(db.url)
     assert log(state).verify().ok
     state.dispose()
+
+
+def test_an_intent_left_at_revision_0005_is_settled_after_the_upgrade(
+    db: Database, tmp_path: Path
+) -> None:
+    """A state DB at revision 0005 (intents keep no facts) with a batch left unaudited and a
+    log with per-record facts: this release upgrades it, settles that batch without facts (its
+    intent has none to give) and the whole log, old entries included, verifies."""
+    (tmp_path / "data").mkdir()
+    app = f"sqlite:///{tmp_path / 'data' / 'app.db'}"
+    world = Scenario(Database(app, "sqlite", make_engine(app)), tmp_path / "data")
+    world.tickets({"id": 1, "created_at": utc("2020-01-01 00:00:00")})
+    config = world.config([rule()], state_db=db.url, audit={"keys": "plain"})
+    engine = make_engine(db.url, immediate=True)
+    upgrade(engine, target="0005")
+    older = AuditLog(engine, keys="plain", hmac_key=b"test-key-not-secret")
+    older.append(
+        run_id="earlier",
+        action="delete",
+        outcome="done",
+        dry_run=False,
+        keys=["7"],
+        rule="r",
+        dataset="tickets",
+        records='[["3", "2020-01-31T00:00:00+00:00", null]]',
+    )
+    tables = MetaData()
+    tables.reflect(engine, only=["retention_intents"])  # as revision 0005 made it
+    assert "records" not in tables.tables["retention_intents"].c
+    with engine.begin() as connection:  # the batch's rows went; its entry was never written
+        connection.execute(
+            insert(tables.tables["retention_intents"]).values(
+                id="i-1",
+                run_id="killed",
+                created_at=utc("2026-01-01 00:00:00"),
+                rule="r",
+                dataset="tickets",
+                action="delete",
+                keys="[[5]]",
+                children="[]",
+            )
+        )
+    engine.dispose()
+    state = open_state(db.url)
+    try:
+        result = Executor(config, now=utc("2026-02-01 00:00:00"), live=True, state=state).run()
+        assert result.recovered == 1
+        entries = list(AuditLog(state, keys="plain", hmac_key=None).entries())
+        (settled,) = [e for e in entries if e.run_id == "killed"]
+        assert json.loads(settled.keys) == ["5"] and settled.records is None
+        assert entries[0].facts() == [("3", "2020-01-31T00:00:00+00:00", None)]
+        assert log(state, b"test-key-not-secret").verify().ok
+    finally:
+        state.dispose()
+        world.db.engine.dispose()

@@ -25,17 +25,20 @@ from hypothesis import strategies as st
 from sqlalchemy import text, update
 from typer.testing import CliRunner
 
-from retention.certificates import Sealer, build, document, verify, write
+from retention.audit import AuditLog
+from retention.certificates import Sealer, build, document, readable, verify, write
 from retention.cli import app
 from retention.config import Config
 from retention.demo import build_demo
 from retention.errors import AuditError, AuditKeyError, ConfigError, RetentionError
 from retention.executor import Executor
+from retention.recordfacts import RecordFacts
 from retention.statedb import open_state
 from retention.statetables import audit
+from retention.stores.base import Intent, StoredIntent
 from retention.stores.sql import make_engine
 from retention.subjects import DUE, HELD, KEPT, PENDING, lookup
-from retention.testing import examples
+from retention.testing import Probe, SimulatedCrash, examples
 
 from .conftest import Database
 from .scenario import TICKETS_DATASET, Scenario, at, rule, utc
@@ -127,8 +130,9 @@ def test_after_a_live_run_the_certificate_names_every_run_and_verifies(
     state_db: Database, tmp_path: Path
 ) -> None:
     """After the run, account 7 has nothing left and nothing due: the certificate cites the
-    entry that deleted its tickets (2 of its records) and the cascade entry of their messages,
-    rests on the chain head, and verifies against the state DB."""
+    entry that deleted its tickets (2 of its records) and the cascade entry of their messages
+    (2 of its records too: a cascaded row carries its parent's facts), rests on the chain
+    head, and verifies against the state DB."""
     _, config = _world(state_db, tmp_path)
     Executor(config, now=NOW, live=True).run()
     report = lookup(config, "account", "7", NOW)
@@ -140,7 +144,7 @@ def test_after_a_live_run_the_certificate_names_every_run_and_verifies(
     (deleted,) = by_name["tickets"]["cleared"]
     assert (deleted["action"], deleted["records"], deleted["rule"]) == ("delete", 2, "r")
     (cascaded,) = by_name["messages"]["cleared"]
-    assert cascaded["cascade_of"] == deleted["seq"]
+    assert (cascaded["cascade_of"], cascaded["records"]) == (deleted["seq"], 2)
     path, text = write(sealed, tmp_path / "cert.json")
     assert "A fresh evaluation finds nothing due left" in text.read_text()
     engine = open_state(config.settings.state_db.get_secret_value())
@@ -168,6 +172,97 @@ def test_a_held_account_s_certificate_says_what_is_kept_and_why(
     assert (kept["state"], kept["holds"], kept["records"]) == (HELD, ["case-8"], 1)
     _, text = write(sealed, tmp_path / "held.json")
     assert "kept: 1 record held by case-8 (rule r would act)" in text.read_text()
+
+
+class _DiesAuditing(Probe):
+    """Dies as the first batch's audit entries are being written: its rows are gone, its
+    intent is all the state DB has of it."""
+
+    def reached(self, point: str, intent: Intent | StoredIntent | None = None) -> None:
+        if point == "audit":
+            raise SimulatedCrash
+
+
+@pytest.mark.parametrize("quarantine", [False, True], ids=["delete", "quarantine"])
+def test_a_batch_settled_after_a_crash_is_credited_with_the_facts_its_intent_kept(
+    state_db: Database, tmp_path: Path, quarantine: bool
+) -> None:
+    """A run killed after its delete committed and before its audit entry: the next run
+    settles the batch from the data and audits it with the facts its intent kept — per
+    ticket the account, due time and lateness, per cascaded message its ticket's — so
+    account 7's certificate cites the settled entries of the killed run (2 tickets, 2
+    messages with them) and verifies; a quarantined delete (rows kept restorable) alike."""
+    _, config = _world(state_db, tmp_path, tickets={"quarantine": "P7D"} if quarantine else None)
+    killed = Executor(config, now=NOW, live=True, probe=_DiesAuditing())
+    with pytest.raises(SimulatedCrash):
+        killed.run()
+    assert Executor(config, now=NOW, live=True).run().recovered == 2
+    engine = open_state(config.settings.state_db.get_secret_value())
+    try:
+        log = AuditLog.from_settings(engine, config.settings)
+        settled = {
+            e.dataset: e for e in log.entries() if e.run_id == killed.run_id and e.keys != "[]"
+        }
+        seven = log.subject_digest("7")
+    finally:
+        engine.dispose()
+    late = int((NOW - utc("2025-02-07 00:00:00")).total_seconds())
+    assert json.loads(settled["tickets"].keys) == [log.key_digest("1"), log.key_digest("2")]
+    assert settled["tickets"].facts() == [
+        (seven, "2025-01-31T00:00:00+00:00", late),
+        (seven, "2025-03-03T00:00:00+00:00", late - 24 * 3600 * 31),
+    ]
+    assert settled["messages"].facts() == [(seven, "2025-01-31T00:00:00+00:00", late)] * 2
+    report = lookup(config, "account", "7", NOW)
+    sealed = Sealer(config.settings).seal(build(report, NOW))
+    by_name = {d["dataset"]: d for d in sealed["datasets"]}
+    (tickets,) = by_name["tickets"]["cleared"]
+    (messages,) = by_name["messages"]["cleared"]
+    assert (tickets["run_id"], tickets["rule"], tickets["records"]) == (killed.run_id, "r", 2)
+    assert (tickets["late"], tickets["late_by"]) == (2, late)
+    assert (messages["records"], messages["cascade_of"]) == (2, tickets["seq"])
+    path, text = write(sealed, tmp_path / "settled.json")
+    assert f"(audit entry {tickets['seq']}); 2 late, by up to 479 days 0 h" in text.read_text()
+    engine = open_state(config.settings.state_db.get_secret_value())
+    try:
+        assert verify(path, config.settings, engine).entries == 2
+    finally:
+        engine.dispose()
+
+
+def test_a_cascade_entry_written_before_rows_had_facts_is_credited_through_its_parent(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """A log written before cascaded rows carried facts: the children's entry (no records)
+    is still credited to the subject through its parent's entry in the same batch, uncounted,
+    and the certificate says its rows went with that entry."""
+    _, config = _world(sqlite_db, tmp_path)
+    engine = open_state(config.settings.state_db.get_secret_value())
+    try:
+        log = AuditLog.from_settings(engine, config.settings, writing=True)
+        due = utc("2025-01-31 00:00:00")
+        common = {"run_id": "old-run", "rule": "r", "outcome": "done", "dry_run": False}
+        log.append(
+            **common,
+            dataset="messages",
+            action="delete (cascade)",
+            keys=["10", "11"],
+            detail="children of tickets",
+        )
+        parent = log.append(
+            **common,
+            dataset="tickets",
+            action="delete",
+            keys=["1"],
+            records=log.protect_records([RecordFacts("7", due)]),
+        )
+    finally:
+        engine.dispose()
+    sealed = build(lookup(config, "account", "7", NOW), NOW)
+    (cascaded,) = next(d for d in sealed["datasets"] if d["dataset"] == "messages")["cleared"]
+    assert (cascaded["records"], cascaded["cascade_of"]) == (None, parent.seq)
+    text = readable(Sealer(config.settings).seal(sealed))
+    assert f"delete (cascade): its rows, with entry {parent.seq} by run old-run" in text
 
 
 def _edit(sealed: dict[str, Any], path: tuple[Any, ...]) -> None:

@@ -112,6 +112,8 @@ def _print(report: SubjectReport, wide: bool) -> None:
     history = [a for view in report.datasets for a in view.history]
     for acted in sorted(history, key=lambda a: a.seq):
         count = f"{acted.records} records" if acted.records is not None else "cascaded rows"
+        if acted.late:
+            count += f" ({acted.late} late, by up to {(acted.late_by or 0) // 86400} days)"
         out.print(
             f"entry {acted.seq} {acted.at[:19]} run {acted.run_id}: {acted.action} "
             f"{count} of {acted.dataset} (rule {acted.rule})",

@@ -139,7 +139,9 @@ class Note:
     `keys` None means the keys of the batch's intent (already being put in their audit form),
     and their facts; `facts` are those of `keys` otherwise (each record's subject, due time and
     lateness, when the store knows them); `dataset` and `action` default to the batch's (a
-    cascade child names its own).
+    cascade child names its own). A settled batch's note gives instead its keys' `places` among
+    the intent's keys (its cascade child's: among that child's keys), so it carries the facts the
+    intent recorded (:func:`places`).
     """
 
     outcome: str  # done | would delete | blocked by object lock | refused | failed | ...
@@ -149,6 +151,14 @@ class Note:
     action: str | None = None
     count: int | None = None
     facts: Sequence[RecordFacts] = ()
+    places: Sequence[int] | None = None
+
+
+def places(keys: Sequence[object], chosen: Sequence[object]) -> tuple[int, ...]:
+    """Where each of `chosen` is among `keys` (an intent's, in its order): what a settled
+    batch's :class:`Note` gives so its entry carries the facts its intent recorded."""
+    at = {key: index for index, key in enumerate(keys)}
+    return tuple(at[key] for key in chosen)
 
 
 @dataclass(frozen=True)
@@ -178,7 +188,9 @@ class Intent:
     `keys` are the records' keys in their audit text form (``42``, ``7/3``, an object key);
     `payload` is the store's own JSON to settle the batch after a crash (key tuples, object
     versions); `children` the cascaded rows, likewise; `facts` each key's subject, due time and
-    lateness, for its audit entry (not kept in the intent: a settled batch has none).
+    lateness, for its audit entry, and `child_facts` those of each cascade child's rows (by
+    dataset, in the order of `children`): the intent keeps them, in the audit's form, so a
+    batch settled after an interruption is audited with them.
     """
 
     rule: str
@@ -188,11 +200,13 @@ class Intent:
     payload: str
     children: str = "[]"
     facts: Sequence[RecordFacts] = ()
+    child_facts: Mapping[str, Sequence[RecordFacts]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class StoredIntent:
-    """An intent found in the state DB: a batch whose outcome was not audited."""
+    """An intent found in the state DB: a batch whose outcome was not audited; `records` the
+    facts it kept, in the audit's form (None: written before intents kept them)."""
 
     id: str
     run_id: str
@@ -201,6 +215,7 @@ class StoredIntent:
     action: str
     payload: str
     children: str
+    records: str | None = None
 
 
 @dataclass(frozen=True)
@@ -457,4 +472,5 @@ __all__ = [
     "Tally",
     "Target",
     "Ticket",
+    "places",
 ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ...datasets import Dataset
 from ...holds import Hold, HoldsFile
 from ...ids import canonical_id
+from ...recordfacts import FactsOf, RecordFacts
 from ...rules import Rule
 from ...timemath import IntervalSet
 from ..base import SubjectEvents, SubjectSource
@@ -72,6 +73,33 @@ class Evaluator:
             {ref.name for r in self.rules for ref in r.after.refs if ref.source == "subject"}
         )
         self.subjects = subjects if self.events and dataset.subject is not None else None
+        self._facts: dict[str, FactsOf] = {}
+
+    def facts_of(self, rule: Rule) -> FactsOf:
+        """How the audit judges the records `rule` acts on (their subject, due time, lateness),
+        with the same calendar and keep rules as the verdicts (made once per rule)."""
+        made = self._facts.get(rule.id)
+        if made is None:
+            dataset = self.dataset
+            made = self._facts[rule.id] = FactsOf(
+                rule,
+                dataset.calendar,
+                self.now,
+                fiscal_start=dataset.fiscal_start,
+                keeps=self.keeps,
+            )
+        return made
+
+    def clocks(
+        self, rule: Rule, record: ObjectRecord, events: Events | None
+    ) -> list[dt.datetime | None]:
+        """The values of `rule`'s clock refs for `record`, in order (None: not started)."""
+        return [
+            record.clock(ref.name)
+            if ref.source == "record"
+            else (events.get(ref.name) if events is not None else None)
+            for ref in rule.after.refs
+        ]
 
     def page(self, records: Sequence[ObjectRecord], holds: HoldsFile) -> Page:
         """The verdicts for one listing page (one subject query for the whole page)."""
@@ -84,13 +112,7 @@ class Evaluator:
 
     def start(self, rule: Rule, record: ObjectRecord, events: Events | None) -> dt.datetime | None:
         """When `rule`'s clock started for `record` (None: not started)."""
-        values: list[dt.datetime | None] = []
-        for ref in rule.after.refs:
-            if ref.source == "record":
-                values.append(record.clock(ref.name))
-            else:
-                values.append(events.get(ref.name) if events is not None else None)
-        return rule.after.start(values)
+        return rule.after.start(self.clocks(rule, record, events))
 
     def unreadable(self, rule: Rule, record: ObjectRecord, events: SubjectEvents | None) -> bool:
         """Whether a clock `rule` needs is there for `record` but is no timestamp."""
@@ -152,6 +174,17 @@ class Page:
                     overdue = False
         unreadable = not due and e.unreadable(rule, record, subject)
         return Verdict(start, due, bool(overdue), held, blocked, unreadable)
+
+    def facts(self, rule: Rule, record: ObjectRecord) -> RecordFacts:
+        """What the audit log says of `record` when `rule` acts on it: its subject (from its
+        key or its subject column), when it became due, how late it was acted on (a keep rule
+        that covered it moves the deadline, as the verdict's ``overdue`` counts it)."""
+        e = self.evaluator
+        subject = self.events.get(canonical_id(record.subject)) if record.subject else None
+        events = subject.at if subject is not None else None
+        moves = rule.destructive and rule.within is not None  # keeps only move a deadline
+        keeps = [e.clocks(keep, record, events) for keep in e.keeps] if moves else []
+        return e.facts_of(rule)(record.subject, e.clocks(rule, record, events), keeps)
 
     def held_by(self, record: ObjectRecord) -> list[Hold]:
         """The active holds that cover `record` (any rule), for `explain`."""

@@ -8,6 +8,9 @@ the store is asked to delete it, and its outcome after; several batches are in f
 bounded by the store's concurrency, and settled in order of submission from this thread only.
 If the store goes away mid-run, the batches in flight are still settled (what the store did
 before it died is audited) before the error is raised.
+
+Each record is given its audit facts (subject, due time, lateness: :meth:`.evaluate.Page.facts`)
+as it is judged; its batch's intent keeps them, and its deleted keys' entry carries them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Protocol
 from ...datasets import Dataset
 from ...errors import StoreError
 from ...kinds import Capabilities
+from ...recordfacts import RecordFacts
 from ..base import BatchResult, Enforcement, Intent, KeyMatcher, Note, Stopped, Target, Ticket
 from ..windows import WindowSizer
 from .evaluate import Evaluator, Verdict
@@ -82,8 +86,12 @@ class ObjectRun:
         cap = min(run.batch_size, store.capabilities.max_batch or run.batch_size)
         self.sizer = WindowSizer(cap, run.batch_seconds)
         self.limit = self.sizer.next()
-        self.inflight: deque[tuple[Ticket, list[ObjectRecord], Future[DeleteResult]]] = deque()
+        self.inflight: deque[
+            tuple[Ticket, list[ObjectRecord], Future[DeleteResult], dict[str, RecordFacts]]
+        ] = deque()
         self.judged_with = run.holds()  # the holds the current page was judged with
+        # the audit's facts of each record of the batch being filled (key -> facts)
+        self.facts: dict[str, RecordFacts] = {}
         self.broken: str | None = None
 
     def __iter__(self) -> Iterator[BatchResult]:
@@ -122,6 +130,7 @@ class ObjectRun:
                 # a batch carried over from the last page was judged with the holds before
                 again = self.evaluator.page(batch, latest)
                 batch = [r for r in batch if self._acts(again.verdict(self.rule, r))]
+                self.facts = {r.key: self.facts[r.key] for r in batch}
                 entries = sum(r.entries for r in batch)
             self.judged_with = latest
             if self.recorded is not None:
@@ -141,6 +150,7 @@ class ObjectRun:
                     batch, entries = [], 0
                     self.limit = self.sizer.next()
                 batch.append(record)
+                self.facts[record.key] = view.facts(self.rule, record)
                 entries += record.entries
             if self.broken is not None:
                 return
@@ -148,6 +158,7 @@ class ObjectRun:
             yield from self._submit(batch)
 
     def _submit(self, batch: list[ObjectRecord]) -> Iterator[BatchResult]:
+        judged, self.facts = self.facts, {}
         latest = self.run.holds()  # re-read before every batch, not only every listing page
         if latest is not self.judged_with:  # the page was judged with other holds: again
             view = self.evaluator.page(batch, latest)
@@ -155,9 +166,11 @@ class ObjectRun:
             if not batch:
                 return
         keys = [r.key for r in batch]
+        facts = tuple(judged[key] for key in keys)
         commit = self.run.commit
         if commit is None:
-            note = Note("would " + self.rule.action, keys, self.store.mode(self.dataset))
+            mode = self.store.mode(self.dataset)
+            note = Note("would " + self.rule.action, keys, mode, facts=facts)
             yield BatchResult(acted=len(keys), notes=(note,))
             return
         entries = [[r.key, v.id] for r in batch for v in r.versions]
@@ -172,11 +185,12 @@ class ObjectRun:
                 action=self.rule.action,
                 keys=keys,
                 payload=json.dumps(payload),
+                facts=facts,
             )
         )
         self.run.probe.reached("write")
         future = self.store.submit(self.dataset, batch, self.kept)
-        self.inflight.append((ticket, batch, future))
+        self.inflight.append((ticket, batch, future, judged))
         while len(self.inflight) >= self.store.concurrency:
             settled = self._settle(*self.inflight.popleft())
             if settled is not None:
@@ -189,9 +203,14 @@ class ObjectRun:
         return verdict.free
 
     def _settle(
-        self, ticket: Ticket, batch: list[ObjectRecord], future: Future[DeleteResult]
+        self,
+        ticket: Ticket,
+        batch: list[ObjectRecord],
+        future: Future[DeleteResult],
+        facts: dict[str, RecordFacts],
     ) -> BatchResult | None:
-        """What one batch did, audited (its intent removed with its entries)."""
+        """What one batch did, audited (its intent removed with its entries); the deleted
+        records' entry carries their `facts`."""
         try:
             outcome = future.result()
         except StoreError as exc:
@@ -205,7 +224,8 @@ class ObjectRun:
             ("failed", sorted(outcome.failed), summary(outcome.failed.values())),
         ):
             if keys:
-                notes.append(Note(label, keys, why))
+                acted = tuple(facts[k] for k in keys) if label == "done" else ()
+                notes.append(Note(label, keys, why, facts=acted))
         failed = Counter(reason.split(":", 1)[0] for reason in outcome.failed.values())
         result = BatchResult(
             acted=len(outcome.deleted),

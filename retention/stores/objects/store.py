@@ -38,12 +38,14 @@ from ..base import (
     Quarantined,
     RuleView,
     StoredIntent,
+    SubjectPath,
     SubjectSource,
     Tally,
     Target,
+    places,
 )
 from . import quarantine
-from .evaluate import Evaluator
+from .evaluate import Evaluator, Page
 from .quarantine import Entry, Kept, PutBack
 from .records import DeleteResult, ObjectRecord
 from .run import ObjectRun
@@ -239,12 +241,13 @@ class ObjectStore(ABC):
             kept = Kept.from_json(payload["kept"])
             copied, payload = payload["copied"], payload["entries"]
         entries: Sequence[Sequence[Any]] = payload
+        keys = list(dict.fromkeys(str(e[0]) for e in entries))  # the intent's keys, in order
         gone = self.absent(dataset, entries)
         if kept is not None:
-            left = [k for k in dict.fromkeys(str(e[0]) for e in entries) if k not in set(gone)]
+            left = [k for k in keys if k not in set(gone)]
             if left:
                 self.unkeep(kept, left, copied)
-        notes = (Note("done", gone, RECOVERED),) if gone else ()
+        notes = (Note("done", gone, RECOVERED, places=places(keys, gone)),) if gone else ()
         return BatchResult(acted=len(gone), notes=notes)
 
     def purge_quarantine(
@@ -287,21 +290,30 @@ class ObjectStore(ABC):
         evaluator = self.evaluator(dataset, now)
         page = evaluator.page([record], holds)
         vetoed = self.protected([record], now).get(key)
-        views = []
-        for rule in evaluator.rules:
-            v = page.verdict(rule, record)
-            acts = v.free and vetoed is None
-            flags = Flags(
-                due=v.due,
-                held=v.held,
-                blocked=v.blocked,
-                actionable=acts,
-                overdue=acts and v.overdue,
-                unreadable=v.unreadable,
-            )
-            veto = vetoed if v.free and rule.destructive else None
-            views.append(RuleView(rule, flags, v.start, veto))
-        return Description(tuple(views), tuple(h.id for h in page.held_by(record)))
+        return _described(page, record, vetoed)
+
+    def subject_records(
+        self,
+        dataset: Dataset,
+        subject: str,
+        via: SubjectPath,
+        holds: HoldsFile,
+        now: dt.datetime,
+        subject_type: str | None = None,
+    ) -> Iterator[tuple[str, Description]]:
+        """The records whose key (or subject column) names `subject`, from one listing (each
+        page judged once, as a plan judges it), in listing order."""
+        if dataset.subject is None or (subject_type not in (None, dataset.subject.name)):
+            return
+        evaluator = self.evaluator(dataset, now)
+        for page in self.pages(dataset):
+            mine = [r for r in page if r.subject is not None and canonical_id(r.subject) == subject]
+            if not mine:
+                continue
+            view = evaluator.page(mine, holds)
+            vetoed = self.protected(mine, now)
+            for record in mine:
+                yield record.key, _described(view, record, vetoed.get(record.key))
 
     def covered(self, dataset: Dataset, hold: Hold) -> int:
         scoped = hold.scoped_subjects()
@@ -318,6 +330,25 @@ class ObjectStore(ABC):
 
     def close(self) -> None:
         self.dispose()
+
+
+def _described(page: Page, record: ObjectRecord, vetoed: str | None) -> Description:
+    """Every rule's view of one listed record (`explain`, `retention subject`)."""
+    views = []
+    for rule in page.evaluator.rules:
+        v = page.verdict(rule, record)
+        acts = v.free and vetoed is None
+        flags = Flags(
+            due=v.due,
+            held=v.held,
+            blocked=v.blocked,
+            actionable=acts,
+            overdue=acts and v.overdue,
+            unreadable=v.unreadable,
+        )
+        veto = vetoed if v.free and rule.destructive else None
+        views.append(RuleView(rule, flags, v.start, veto))
+    return Description(tuple(views), tuple(h.id for h in page.held_by(record)))
 
 
 def plan_dataset(

@@ -46,6 +46,7 @@ from ...recordfacts import RecordFacts
 from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
 from ..windows import WindowSizer
 from . import partitions
+from .cascadefacts import cascaded_facts
 from .facts import FactColumns
 from .keys import KeyTuple, fetch_keys, fetch_rows, format_keys, key_after, key_upto, keys_json
 from .precedence import ceded, without
@@ -65,9 +66,12 @@ class _Done:
     children: list[tuple[str, list[KeyTuple]]] = field(default_factory=list)
     ticket: Ticket | None = None
     detail: str | None = None
+    child_facts: list[list[RecordFacts]] = field(default_factory=list)  # as `children`
 
     def result(self, dataset: str) -> BatchResult:
-        """Its audit entries (cascaded children first, each under its own dataset) and counts."""
+        """Its audit entries (cascaded children first, each under its own dataset, with their
+        parents' facts) and counts."""
+        facts = self.child_facts or [[] for _ in self.children]
         notes = [
             Note(
                 "done",
@@ -75,8 +79,9 @@ class _Done:
                 detail=f"children of {dataset}",
                 dataset=name,
                 action="delete (cascade)",
+                facts=child_facts,
             )
-            for name, keys in self.children
+            for (name, keys), child_facts in zip(self.children, facts, strict=True)
             if keys
         ]
         if self.keys:
@@ -380,17 +385,26 @@ class Batches:
         keys: list[KeyTuple],
         children: list[tuple[str, list[KeyTuple]]],
         facts: list[RecordFacts],
+        child_facts: list[list[RecordFacts]] | None = None,
     ) -> _Done:
         """Inside the open data transaction: the batch's intent, recorded by the engine before
         the data commits (nothing to record if the batch changed nothing)."""
-        done = _Done(keys, facts, children=children)
+        done = _Done(keys, facts, children=children, child_facts=child_facts or [])
         if not keys and not any(k for _, k in children):
             return done
         done.formatted = format_keys(keys)
+        names = [name for name, _ in children]
+        # by dataset: a child reached twice (two cascade paths) keeps none rather than mixed
+        kept = (
+            {name: f for name, f in zip(names, done.child_facts, strict=True) if f}
+            if done.child_facts and len(set(names)) == len(names)
+            else {}
+        )
         intent = Intent(
             rule=self.rule.id,
             dataset=self.dataset.name,
             action=self.rule.action,
+            child_facts=kept,
             keys=done.formatted,
             payload=keys_json(keys, done.formatted),
             children=json.dumps(children, default=str),
@@ -407,6 +421,7 @@ class Batches:
         pipelined, a prepared batch whose `DELETE` runs on the data thread."""
         condition = and_(in_batch, selection.actionable)
         children: list[tuple[str, list[KeyTuple]]] = []
+        linked: list[tuple[str, str, list[KeyTuple]]] = []  # each child's rows: key, link
 
         facts = self._facts(selection).columns
 
@@ -414,7 +429,7 @@ class Batches:
             self.run.probe.reached("write")
             try:
                 self._delete_children(
-                    connection, self.dataset, selection.table, condition, children
+                    connection, self.dataset, selection.table, condition, children, linked
                 )
                 return self._delete_returning(
                     connection, selection.table, selection.key, condition, self.dataset, facts
@@ -427,7 +442,8 @@ class Batches:
         def finish(deleted: list[KeyTuple] | None) -> _Done:
             assert deleted is not None  # write() always says what it deleted
             keys, found = self._split(selection, deleted)
-            return self._intend(keys, children, found)
+            cascaded = cascaded_facts(self.dataset.name, keys, found, linked) if linked else []
+            return self._intend(keys, children, found, cascaded)
 
         if self.data_thread is not None:
             return _Prepared(write, finish)
@@ -440,8 +456,11 @@ class Batches:
         parent: Table,
         parent_condition: ColumnElement[bool],
         out: list[tuple[str, list[KeyTuple]]],
+        linked: list[tuple[str, str, list[KeyTuple]]],
     ) -> None:
-        """Delete cascade children (grandchildren first) of the parents matching the condition."""
+        """Delete cascade children (grandchildren first) of the parents matching the condition;
+        each child's deleted keys in `out`, and in `linked` with its parent's key after each
+        (for the rows' facts)."""
         store = self.store
         for cascade in dataset.cascade:
             (parent_key,) = (store.column(parent, name) for name in dataset.key_columns)
@@ -454,10 +473,14 @@ class Batches:
                 # MySQL refuses a subquery on a table the same statement changes; materialise it.
                 parents = select(parents.subquery().c[0])
             child_condition = link.in_(parents)
-            self._delete_children(connection, child, table, child_condition, out)
+            self._delete_children(connection, child, table, child_condition, out, linked)
             key = tuple(store.column(table, name) for name in child.key_columns)
-            deleted = self._delete_returning(connection, table, key, child_condition, child)
-            out.append((child.name, deleted))
+            rows = self._delete_returning(
+                connection, table, key, child_condition, child, extra=[link]
+            )
+            rows.sort(key=lambda row: row[:-1])
+            out.append((child.name, [row[:-1] for row in rows]))
+            linked.append((child.name, dataset.name, rows))
 
     def _delete_returning(
         self,
@@ -613,7 +636,8 @@ class Batches:
         """Whether a DELETE returns its keys and `extra` itself (an UPDATE's caller also asks
         ``update_returning``), or the rows are selected first."""
         sql = self.store.sql
-        return bool(sql.delete_returning) and (not extra or sql.returning_subqueries)
+        plain = all(isinstance(c, Column) for c in extra)  # a cascade child's link column
+        return bool(sql.delete_returning) and (plain or sql.returning_subqueries)
 
     def _locked(self, query: Select[Any]) -> Select[Any]:
         """`query`, locking the rows it reads where the database has row locks (DuckDB's

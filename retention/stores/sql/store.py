@@ -39,6 +39,7 @@ from .engine import translated
 from .replay import Replay
 from .schema import Schema
 from .select import Selection, SelectionBuilder
+from .settledfacts import placed
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -110,7 +111,8 @@ class SqlStore(Schema):
 
     def settle(self, intent: StoredIntent, dataset: Dataset, rule: Rule | None) -> BatchResult:
         with translated(self.name):
-            return settle.settle(self, self.builder(_EPOCH), intent, dataset, rule)
+            settled = settle.settle(self, self.builder(_EPOCH), intent, dataset, rule)
+            return placed(settled, intent)
 
     def purge_quarantine(
         self, dataset: Dataset, now: dt.datetime, run: Enforcement

@@ -44,7 +44,11 @@ GONE = DUE - HELD
 
 
 def world(
-    db: Database, tmp_path: Path, dataset: dict[str, Any] | None = None, **store: Any
+    db: Database,
+    tmp_path: Path,
+    dataset: dict[str, Any] | None = None,
+    within: str | None = None,
+    **store: Any,
 ) -> tuple[Config, Path]:
     scenario = Scenario(db, tmp_path)
     scenario.accounts(*({"id": a} for a in range(1, 5)))
@@ -52,7 +56,11 @@ def world(
     rows = [(i, 1 + i % 4, OLD if i <= 8 else RECENT) for i in RECORDS]
     write_records(lake / "records", rows, files=3)
     config = scenario.config(
-        [rule("purge", applies_to={"dataset": "records"})],
+        [
+            rule(
+                "purge", applies_to={"dataset": "records"}, **({"within": within} if within else {})
+            )
+        ],
         holds=HOLD,
         datasets={
             "records": {
@@ -235,3 +243,71 @@ def test_plan_output_shows_deleted_records_still_present_when_nothing_is_due(
     result = CliRunner().invoke(app, ["plan", "-c", str(config.path), "--now", NOW.isoformat()])
     assert result.exit_code == 0, result.output
     assert f"{len(DUE)} deleted records still physically present" in result.stdout
+
+
+def test_each_deleted_row_carries_its_subject_due_time_and_lateness(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """Every deleted row's audit entry names, per row, its account (the subject column), when
+    it became due (created + 30 days) and how late it went (past created + 37 days)."""
+    config, _ = world(sqlite_db, tmp_path, within="P7D")
+    run(config)
+    done = [e for e in entries(config) if e.outcome == "done"]
+    facts = {
+        int(key): fact
+        for e in done
+        for key, fact in zip(json.loads(e.keys), e.facts(), strict=True)
+    }
+    due = (OLD + dt.timedelta(days=30)).isoformat()
+    late = int((NOW - OLD - dt.timedelta(days=37)).total_seconds())
+    assert facts == {i: (str(1 + i % 4), due, late) for i in GONE}
+
+
+def test_a_batch_settled_after_a_crash_carries_the_facts_its_intent_kept(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """Killed as the first batch's audit entry is written, its delete commit made: the next
+    run settles the batch from the table and audits its rows with the facts its intent kept
+    (account, due time, lateness); the rest is deleted and audited as usual, each row once."""
+    config, _ = world(sqlite_db, tmp_path, within="P7D")
+    killed = Executor(config, now=NOW, live=True, probe=CrashAt("audit"))
+    with pytest.raises(SimulatedCrash):
+        killed.run()
+    assert run(config).recovered == 1
+    done = [e for e in entries(config) if e.outcome == "done"]
+    (settled,) = [e for e in done if e.run_id == killed.run_id]
+    assert "interruption" in (settled.detail or "")
+    due = (OLD + dt.timedelta(days=30)).isoformat()
+    late = int((NOW - OLD - dt.timedelta(days=37)).total_seconds())
+    keys = [int(k) for e in done for k in json.loads(e.keys)]
+    assert sorted(keys) == sorted(GONE)
+    assert settled.facts() == [(str(1 + int(k) % 4), due, late) for k in json.loads(settled.keys)]
+
+
+def test_a_subject_lookup_finds_a_tables_rows_and_the_entries_that_deleted_them(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """`retention subject account 2`: before the run its held rows are held and its recent
+    one not yet due; account 3's due rows are due, and after the run they are gone, the
+    lookup citing the entries (run, rule, how many of its rows, how many late) that deleted
+    them."""
+    from retention.subjects import DUE as DUE_NOW
+    from retention.subjects import HELD, PENDING, lookup
+
+    config, _ = world(sqlite_db, tmp_path, within="P7D")
+    mine = {i for i in RECORDS if 1 + i % 4 == 3}
+    before = lookup(config, "account", "3", NOW)
+    (view,) = before.datasets
+    assert view.via == "subject column account_id" and view.records == len(mine)
+    assert [(g.state, g.records) for g in view.groups] == [
+        (DUE_NOW, len(mine & DUE)),
+        (PENDING, len(mine - DUE)),
+    ]
+    held = lookup(config, "account", "2", NOW).datasets[0]
+    assert [g.state for g in held.groups] == [HELD, PENDING]
+    result = run(config)
+    after = lookup(config, "account", "3", NOW).datasets[0]
+    assert after.records == len(mine - DUE) and after.due == 0
+    assert sum(a.records or 0 for a in after.history) == len(mine & DUE)
+    assert {(a.run_id, a.rule) for a in after.history} == {(result.run_id, "purge")}
+    assert sum(a.late or 0 for a in after.history) == len(mine & DUE)

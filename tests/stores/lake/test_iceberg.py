@@ -61,6 +61,7 @@ def world(
     tmp_path: Path,
     dataset: dict[str, Any] | None = None,
     catalog: str | None = None,
+    within: str | None = None,
     **store: Any,
 ) -> tuple[Config, Path]:
     """Twelve records of four accounts in an Iceberg table (three snapshots), its catalog in
@@ -71,7 +72,11 @@ def world(
     rows = [(i, 1 + i % 4, OLD if i <= 8 else RECENT) for i in RECORDS]
     write_iceberg(lake, TABLE, rows, files=3, url=catalog)
     config = scenario.config(
-        [rule("purge", applies_to={"dataset": "records"})],
+        [
+            rule(
+                "purge", applies_to={"dataset": "records"}, **({"within": within} if within else {})
+            )
+        ],
         holds=HOLD,
         datasets={
             "records": {
@@ -364,3 +369,21 @@ def test_window_of_reads_any_text_or_says_none(text: str) -> None:
     error): the store then falls back to the configured or default window."""
     found = window_of(text)
     assert found is None or isinstance(found, Duration)
+
+
+def test_each_deleted_row_carries_its_subject_due_time_and_lateness(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """Every deleted row's audit entry names, per row, its account (the subject column), when
+    it became due (created + 30 days) and how late it went (past created + 37 days)."""
+    config, _ = world(sqlite_db, tmp_path, within="P7D")
+    run(config)
+    done = [e for e in entries(config) if e.outcome == "done"]
+    facts = {
+        int(key): fact
+        for e in done
+        for key, fact in zip(json.loads(e.keys), e.facts(), strict=True)
+    }
+    due = (OLD + dt.timedelta(days=30)).isoformat()
+    late = int((NOW - OLD - dt.timedelta(days=37)).total_seconds())
+    assert facts == {i: (str(1 + i % 4), due, late) for i in GONE}

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from retention.audit import AuditLog
+from retention.cli import app
 from retention.config import Config
 from retention.errors import ConfigErrors
 from retention.executor import Executor
@@ -347,3 +349,66 @@ def test_a_delete_held_back_by_a_keep_rule_is_overdue_within_after_the_minimum(
     assert (gone("2024-12-31 23:59:59").blocked, gone("2024-12-31 23:59:59").overdue) == (1, 0)
     assert (gone("2025-01-31 23:59:59").actionable, gone("2025-01-31 23:59:59").overdue) == (1, 0)
     assert gone("2025-02-01 00:00:00").overdue == 1
+
+
+def test_each_deleted_file_carries_its_subject_due_time_and_lateness(
+    world: Scenario, root: Path, tmp_path: Path
+) -> None:
+    """A deleted file's audit entry names, per file, its account (taken from its path, HMAC'd
+    like the keys), when it became due and how late it went: account 1's files a year past
+    their deadline, account 2's on the day of theirs (on time). `retention subject account 1
+    --json` and its certificate name the run, the rule and the entry, and the certificate
+    verifies."""
+    world.accounts(
+        {"id": 1, "closed_at": at("2025-01-01")}, {"id": 2, "closed_at": at("2026-04-25")}
+    )
+    for name in ("uploads/1/a.pdf", "uploads/0001/b.pdf", "uploads/2/c.pdf"):
+        touch(root, name)
+    rules = [object_rule("closed", after="subject.closed", retain="P30D", within="P7D")]
+    config = world.config(
+        rules,
+        datasets={"files": {"store": "disk", "glob": "uploads/{account}/*", "category": "c"}},
+        stores={
+            "app": {"kind": "sql", "url": world.db.url},
+            "disk": {"kind": "filesystem", "root": str(root)},
+        },
+        audit={"keys": "hmac"},
+    )
+    result = run(config)
+    assert result.outcomes[0].acted == 3 and files(root) == []
+    engine = open_state(config.settings.state_db.get_secret_value())
+    try:
+        log = AuditLog.from_settings(engine, config.settings)
+        (entry,) = [e for e in log.entries() if e.outcome == "done"]
+        one, two = log.subject_digest("1"), log.subject_digest("2")
+    finally:
+        engine.dispose()
+    keys = [log.key_digest(k) for k in ("uploads/0001/b.pdf", "uploads/1/a.pdf", "uploads/2/c.pdf")]
+    assert json.loads(entry.keys) == keys
+    late = int((NOW - utc("2025-02-07 00:00:00")).total_seconds())
+    assert entry.facts() == [
+        (one, "2025-01-31T00:00:00+00:00", late),
+        (one, "2025-01-31T00:00:00+00:00", late),
+        (two, "2026-05-25T00:00:00+00:00", None),
+    ]
+    runner = CliRunner()
+    cert = tmp_path / "1.json"
+    args = ["subject", "account", "1", "--config", str(config.path), "--now", NOW.isoformat()]
+    shown = runner.invoke(app, [*args, "--json", "--certificate", str(cert)])
+    assert shown.exit_code == 0, shown.output
+    (files_view,) = [d for d in json.loads(shown.output)["datasets"] if d["dataset"] == "files"]
+    assert files_view["records"] == 0 and files_view["via"] == "subject in its object key"
+    (acted,) = files_view["history"]
+    assert (acted["seq"], acted["run_id"], acted["rule"], acted["records"]) == (
+        entry.seq,
+        result.run_id,
+        "closed",
+        2,
+    )
+    assert (acted["late"], acted["late_by"]) == (2, late)
+    (cleared,) = [d for d in json.loads(cert.read_text())["datasets"] if d["dataset"] == "files"]
+    assert cleared["cleared"] == [acted]
+    checked = runner.invoke(
+        app, ["audit", "verify-certificate", str(cert), "--config", str(config.path)]
+    )
+    assert checked.exit_code == 0, checked.output

@@ -22,9 +22,10 @@ from retention.runevents import RUN_ACTION
 from retention.statedb import open_state
 from retention.statetables import intents, legal_holds, runs
 from retention.stores import Stores
+from retention.stores.base import Intent, StoredIntent
 from retention.stores.objects.s3 import S3Store
 from retention.stores.sql import SqlStore
-from retention.testing import FixedClock
+from retention.testing import FixedClock, Probe, SimulatedCrash
 
 from ...conftest import Database
 from ...scenario import Scenario, at, utc
@@ -574,6 +575,7 @@ def test_an_interrupted_batch_is_audited_once_by_the_next_run(
     assert result.recovered == 1
     (entry,) = [e for e in entries(config) if e.run_id == "killed-run"]
     assert json.loads(entry.keys) == ["customers/1/gone"] and "interruption" in (entry.detail or "")
+    assert entry.records is None  # an intent written before intents kept facts has none
     assert run(config).recovered == 0
 
 
@@ -701,3 +703,60 @@ def test_mirrored_holds_follow_blocks_and_expiry(
     assert [status(k) for k in ("customers/1/a", "customers/2/b")] == ["OFF", "ON"]
     run(config, LATER + dt.timedelta(days=2))
     assert status("customers/2/b") == "OFF"
+
+
+def test_each_deleted_object_carries_its_subject_due_time_and_lateness(
+    world: Scenario, moto_endpoint: str, bucket: str
+) -> None:
+    """A deleted object's audit entry names, per object, its account (from its key), when it
+    became due and how late it went; a dry run's entry says the same of what it would do."""
+    world.accounts(
+        {"id": 1, "closed_at": at("2025-01-01")}, {"id": 2, "closed_at": at("2026-04-25")}
+    )
+    seed(bucket, ["customers/1/a", "customers/2/b"], OLD)
+    rules = [object_rule("closed", after="subject.closed", retain="P30D", within="P7D")]
+    config = configure(world, moto_endpoint, bucket, rules)
+    expected = [
+        ("1", "2025-01-31T00:00:00+00:00", int((NOW - utc("2025-02-07 00:00:00")).total_seconds())),
+        ("2", "2026-05-25T00:00:00+00:00", None),
+    ]
+    run(config, live=False)
+    run(config)
+    (would,) = [e for e in entries(config) if e.outcome == "would delete"]
+    (done,) = [e for e in entries(config) if e.outcome == "done"]
+    assert json.loads(done.keys) == ["customers/1/a", "customers/2/b"]
+    assert done.facts() == would.facts() == expected
+    assert verify(config)
+
+
+class _DiesAuditing(Probe):
+    """Dies as a batch's audit entry is being written: its objects are gone, its intent is all
+    the state DB has of it."""
+
+    def reached(self, point: str, intent: Intent | StoredIntent | None = None) -> None:
+        if point == "audit":
+            raise SimulatedCrash
+
+
+@pytest.mark.parametrize("quarantine", [False, True], ids=["delete", "quarantine"])
+def test_a_batch_settled_after_a_crash_carries_the_facts_its_intent_kept(
+    world: Scenario, moto_endpoint: str, bucket: str, client: Any, quarantine: bool
+) -> None:
+    """Killed after the bucket deleted a batch (or moved it into quarantine) and before its
+    audit entry: the next run settles the batch from the bucket and audits each object that
+    went with the facts its intent kept (account, due time, lateness); the chain verifies."""
+    world.accounts({"id": 1, "closed_at": at("2025-01-01")})
+    seed(bucket, ["customers/1/a", "customers/1/b"], OLD)
+    rules = [object_rule("closed", after="subject.closed", retain="P30D", within="P7D")]
+    dataset = {"quarantine": "P7D"} if quarantine else None
+    config = configure(world, moto_endpoint, bucket, rules, dataset=dataset)
+    killed = Executor(config, now=NOW, live=True, clock=FixedClock(NOW), probe=_DiesAuditing())
+    with pytest.raises(SimulatedCrash):
+        killed.run()
+    assert [k for k in keys_in(client, bucket) if k.startswith("customers/")] == []
+    assert run(config).recovered == 1
+    (entry,) = [e for e in entries(config) if e.run_id == killed.run_id and e.outcome == "done"]
+    late = int((NOW - utc("2025-02-07 00:00:00")).total_seconds())
+    assert json.loads(entry.keys) == ["customers/1/a", "customers/1/b"]
+    assert entry.facts() == [("1", "2025-01-31T00:00:00+00:00", late)] * 2
+    assert verify(config)
