@@ -1,7 +1,7 @@
 """Deleting half of a 100,000-row Delta table: retention against one bare delta-rs delete.
 
     .venv/bin/python tests/bench/bench_delta.py [--rows 100000] [--files 10] [--batch-size 5000]
-    .venv/bin/python tests/bench/bench_delta.py --s3-probe
+    .venv/bin/python tests/bench/bench_delta.py --s3-probe [--in-process]
 
 The table has `--rows` rows in `--files` files (one commit each), 1,000 accounts in a SQLite
 subject table; every other row is two years old, a hold covers 1% of the accounts.
@@ -15,7 +15,9 @@ subject table; every other row is two years old, a hold covers 1% of the account
     deleted row.
 
 ``--s3-probe`` instead runs delta-rs against a moto server on a loopback port and prints each
-step's outcome and time: what an ``s3://`` root would need, and why it is refused.
+step's outcome and time: in its own process (``retention.testing.moto_process``) every step
+answers; with ``--in-process`` (a server thread of this interpreter, as the S3 object-store
+tests use) ``history()`` times out, because delta-rs holds the GIL while it waits for it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,8 @@ import pyarrow as pa
 import yaml
 from deltalake import DeltaTable, write_deltalake
 from sqlalchemy import create_engine, text
+
+from retention.testing import moto_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -159,11 +165,11 @@ def benchmark(args: argparse.Namespace) -> None:
     report.dump(args.json)
 
 
-def s3_probe() -> None:
-    """Each delta-rs step against a moto server: ok or the error, and the time it took."""
+@contextmanager
+def threaded_moto() -> Iterator[str]:
+    """A moto server thread in this interpreter."""
     import logging
 
-    import boto3
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -172,7 +178,21 @@ def s3_probe() -> None:
         port = probe.getsockname()[1]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def s3_probe(in_process: bool) -> None:
+    """Each delta-rs step against a moto server: ok or the error, and the time it took."""
+    with threaded_moto() if in_process else moto_process() as endpoint:
+        probe_steps(endpoint)
+
+
+def probe_steps(endpoint: str) -> None:
+    import boto3
+
     keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **keys).create_bucket(
         Bucket="lake"
@@ -197,22 +217,20 @@ def s3_probe() -> None:
         ("delete", lambda: table().delete("id IN (1, 2)")["num_deleted_rows"]),
         ("read version 1 (time travel)", lambda: table(1).to_pyarrow_table().num_rows),
         ("history(limit=1)", lambda: len(table().history(1))),
+        ("history()", lambda: len(table().history())),
         (
             "vacuum",
             lambda: len(table().vacuum(0, dry_run=False, enforce_retention_duration=False)),
         ),
         ("read version 1 after vacuum", lambda: table(1).to_pyarrow_table().num_rows),
     ]
-    try:
-        for name, step in steps:
-            started = time.perf_counter()
-            try:
-                outcome = f"ok: {step()}"
-            except Exception as exc:
-                outcome = f"FAILED: {str(exc).splitlines()[0][:120]}"
-            print(f"  {name:<30} {time.perf_counter() - started:8.3f} s  {outcome}", flush=True)
-    finally:
-        server.stop()
+    for name, step in steps:
+        started = time.perf_counter()
+        try:
+            outcome = f"ok: {step()}"
+        except Exception as exc:
+            outcome = f"FAILED: {str(exc).splitlines()[0][:120]}"
+        print(f"  {name:<30} {time.perf_counter() - started:8.3f} s  {outcome}", flush=True)
 
 
 def main() -> None:
@@ -222,9 +240,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--json")
     parser.add_argument("--s3-probe", action="store_true")
+    parser.add_argument("--in-process", action="store_true", help="--s3-probe on a server thread")
     args = parser.parse_args()
     if args.s3_probe:
-        s3_probe()
+        s3_probe(args.in_process)
     else:
         benchmark(args)
 

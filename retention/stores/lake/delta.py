@@ -14,6 +14,10 @@ removed)": only when every file it removed is really gone. delta-rs deletes by r
 (copy-on-write), so no deletion vectors are written; a table whose protocol requires them is
 refused by delta-rs and reported as a store error. The vacuum commits name the versions they
 purged, so a version is audited as gone once.
+
+A root is a local directory or ``s3://bucket/prefix``. On S3, delta-rs is given the store's
+credentials and endpoint as storage options (never logged) and commits with S3's conditional
+writes, and "physically gone" is judged by asking the bucket for each removed file.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
+import pyarrow.fs as pafs  # type: ignore[import-untyped]
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.fs import DeltaStorageHandler
 
 from ...datasets import Dataset, SubjectType
 from ...durations import Duration
@@ -70,6 +76,25 @@ def window_of(text: str | None) -> Duration | None:
     if unit == "week":
         return Duration(days=7 * count)
     return Duration(**{unit + "s": count})
+
+
+def storage_options(config: DeltaStoreConfig) -> dict[str, str]:
+    """What delta-rs is told of the store's root: nothing for a local one; for ``s3://`` the
+    region, endpoint and keys configured (else delta-rs's own chain finds them)."""
+    if not config.on_s3:
+        return {}
+    options: dict[str, str] = {}
+    if config.region is not None:
+        options["AWS_REGION"] = config.region
+    if config.endpoint_url is not None:
+        options["AWS_ENDPOINT_URL"] = config.endpoint_url
+        options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
+        if config.endpoint_url.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    if config.access_key_id is not None and config.secret_access_key is not None:
+        options["AWS_ACCESS_KEY_ID"] = config.access_key_id.get_secret_value()
+        options["AWS_SECRET_ACCESS_KEY"] = config.secret_access_key.get_secret_value()
+    return options
 
 
 def delete_keys(
@@ -116,15 +141,19 @@ class DeltaStore(LakeStore):
         clock: Callable[[], dt.datetime] = wall,
     ) -> None:
         super().__init__(name, config, settings, subject_sources, clock)
-        self.root = Path(config.root)
+        self.root = config.root
+        self.on_s3 = config.on_s3
+        self.options = storage_options(config)
 
     def uri(self, dataset: Dataset) -> str:
         assert dataset.config.table is not None
-        return str(self.root / dataset.config.table)
+        if self.on_s3:
+            return f"{self.root}/{dataset.config.table.strip('/')}"
+        return str(Path(self.root) / dataset.config.table)
 
     def table(self, dataset: Dataset, version: int | None = None) -> DeltaTable:
         try:
-            return DeltaTable(self.uri(dataset), version=version)
+            return DeltaTable(self.uri(dataset), version=version, storage_options=self.options)
         except TableNotFoundError:
             raise StoreError(f"no delta table {dataset.config.table!r}", store=self.name) from None
         except (DeltaError, OSError) as exc:
@@ -181,7 +210,7 @@ class DeltaStore(LakeStore):
         return [k for k in keys if k not in present]
 
     def reach(self, dataset: Dataset | None = None) -> list[str]:
-        if not self.root.is_dir():
+        if not self.on_s3 and not Path(self.root).is_dir():
             return [f"root {self.root} is not a directory"]
         if dataset is None:
             return []
@@ -255,8 +284,26 @@ class DeltaStore(LakeStore):
         try:
             files = self.removed_files(dataset, version)
         except StoreError:
-            return True  # the log before it was cleaned up: nothing can reach those files
-        return not any(Path(f.removeprefix("file://")).exists() for f in files)
+            # the log before it was cleaned up, nothing can reach those files; anything else
+            # (a bucket that did not answer) says nothing: not gone (fail closed)
+            log = f"{self.uri(dataset)}/_delta_log/{version - 1:020d}.json"
+            return not self.present(dataset, {log})
+        return not self.present(dataset, files)
+
+    def present(self, dataset: Dataset, files: set[str]) -> bool:
+        """Whether any of the table's `files` (as :meth:`DeltaTable.file_uris` names them) is
+        still in storage."""
+        if not self.on_s3:
+            return any(Path(f.removeprefix("file://")).exists() for f in files)
+        home = self.uri(dataset) + "/"
+        if any(not f.startswith(home) for f in files):
+            return True  # a file outside the table's folder: nothing says it is gone
+        storage = pafs.PyFileSystem(DeltaStorageHandler(self.uri(dataset), self.options))
+        try:
+            found = storage.get_file_info([f.removeprefix(home) for f in sorted(files)])
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
+        return any(info.type != pafs.FileType.NotFound for info in found)
 
     def purge(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
         """Vacuum the table when one of its delete commits has passed its window; audit each
@@ -325,4 +372,4 @@ class DeltaStore(LakeStore):
         return BatchResult(notes=self._gone_notes(dataset, due, RECOVERED))
 
 
-__all__ = ["Deleted", "DeltaStore", "delete_keys", "deleted_rows", "window_of"]
+__all__ = ["Deleted", "DeltaStore", "delete_keys", "deleted_rows", "storage_options", "window_of"]
