@@ -110,7 +110,7 @@ def _objects(
 # a SQL store.
 DELTA = Capabilities(
     locator="table",
-    actions=frozenset({"delete"}),
+    actions=frozenset({"delete", "anonymize"}),
     where=False,
     cascade=False,
     declared_keys=True,

@@ -200,3 +200,27 @@ def iceberg_readable_anywhere(directory: Path, name: str, record: int) -> bool:
         if record in pq.read_table(path, columns=["id"]).column("id").to_pylist():
             return True
     return False
+
+
+def iceberg_column(
+    directory: Path, name: str, column: str, snapshot: int | None = None
+) -> dict[int, Any]:
+    """Record id -> `column` at snapshot `snapshot` of table `name` (latest: None)."""
+    catalog = iceberg_catalog(directory)
+    try:
+        fields = tuple(dict.fromkeys(("id", column)))
+        scan = catalog.load_table(name).scan(selected_fields=fields, snapshot_id=snapshot)
+        read = scan.to_arrow()
+        ids, values = read.column("id").to_pylist(), read.column(column).to_pylist()
+        return dict(zip(ids, values, strict=True))
+    finally:
+        catalog.engine.dispose()
+
+
+def in_parquet_files(directory: Path, column: str, value: Any) -> bool:
+    """Whether any Parquet file under `directory` holds `value` in `column` (what a reader of
+    the files themselves, not of the table, sees)."""
+    return any(
+        value in pq.read_table(path, columns=[column]).column(column).to_pylist()
+        for path in directory.rglob("*.parquet")
+    )

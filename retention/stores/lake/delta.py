@@ -55,13 +55,16 @@ from ..base import (
 )
 from ..objects.records import PAGE_SIZE, DeleteResult, ObjectRecord
 from ..objects.store import RECOVERED
+from .anonymizing import anonymized
 from .predicate import guard, quote
-from .table import EPOCH, GONE, PURGE, Deleted, LakeStore, wall
+from .table import ANONYMIZE, EPOCH, GONE, PURGE, Deleted, LakeStore, wall
 
 DATASET_TAG = "retention.dataset"  # on a delete commit: the dataset it enforced
+ACTION_TAG = "retention.action"  # on an anonymize commit: "anonymize" (a delete has none)
 PURGED_TAG = "retention.purged"  # on a vacuum commit: the delete versions it made gone
 DELETES = ("DELETE", "MERGE")  # the operations of our delete commits
 LEFT = "NoLongerDue: the delete predicate (rule, holds, keep rules) no longer matched it"
+UNCHANGED = "NoLongerDue: the anonymize predicate (rule, holds, keep rules) no longer matched it"
 DEFAULT_WINDOW = Duration(days=7)  # delta's own default deletedFileRetentionDuration
 _UTC = ZoneInfo("UTC")
 _INTERVAL = re.compile(r"^\s*interval\s+(\d+)\s+(week|day|hour|minute|second)s?\s*$", re.I)
@@ -122,9 +125,33 @@ def delete_keys(
 
 
 def deleted_rows(entry: Mapping[str, Any]) -> int:
-    """How many rows one of our delete commits (a DELETE or a MERGE) removed."""
+    """How many rows one of our delete commits (a DELETE or a MERGE) removed, or one of our
+    anonymize commits (a MERGE) rewrote."""
     metrics = entry.get("operationMetrics", {})
+    if entry.get(ACTION_TAG) == ANONYMIZE:
+        return int(metrics.get("num_target_rows_updated", 0))
     return int(metrics.get("num_deleted_rows", metrics.get("num_target_rows_deleted", 0)))
+
+
+def update_keys(
+    table: DeltaTable,
+    dataset: Dataset,
+    source: pa.Table,
+    condition: str | None,
+) -> None:
+    """One commit setting the personal columns of the rows of `source` (their keys and new
+    values) that `condition` still matches, tagged with the dataset's name and the action."""
+    (column,) = dataset.key_columns
+    name = quote(column)
+    updates = {quote(c): f"source.{quote(c)}" for c in source.column_names if c != column}
+    metadata = {DATASET_TAG: dataset.name, ACTION_TAG: ANONYMIZE}
+    table.merge(
+        source,
+        predicate=f"target.{name} = source.{name}",
+        source_alias="source",
+        target_alias="target",
+        commit_properties=CommitProperties(custom_metadata=metadata),
+    ).when_matched_update(updates, predicate=condition).execute()
 
 
 class DeltaStore(LakeStore):
@@ -167,7 +194,8 @@ class DeltaStore(LakeStore):
 
     def mode(self, dataset: Dataset) -> str:
         return (
-            "delta table: rows deleted by key predicate, one commit per batch; old files vacuumed"
+            "delta table: rows deleted or anonymized by key predicate, one commit per batch; "
+            "old files vacuumed"
         )
 
     # -- reading -------------------------------------------------------------------------------
@@ -175,9 +203,9 @@ class DeltaStore(LakeStore):
     def _scan(
         self, dataset: Dataset, table: DeltaTable, where: Any = None
     ) -> Iterator[list[ObjectRecord]]:
-        scanner = table.to_pyarrow_dataset().scanner(
-            columns=self.columns(dataset), filter=where, batch_size=PAGE_SIZE
-        )
+        source = table.to_pyarrow_dataset()
+        self.prepare(dataset, source.schema)
+        scanner = source.scanner(columns=self.columns(dataset), filter=where, batch_size=PAGE_SIZE)
         for batch in scanner.to_batches():
             if batch.num_rows:
                 yield [self.record(dataset, row) for row in batch.to_pylist()]
@@ -192,6 +220,27 @@ class DeltaStore(LakeStore):
         values = pa.array([int(k) if pa.types.is_integer(type_) else k for k in keys], type_)
         where = pc.field(column).isin(values)
         return {r.key for page in self._scan(dataset, table, where) for r in page}
+
+    def arrow_schema(self, dataset: Dataset) -> pa.Schema:
+        return self.table(dataset).to_pyarrow_dataset().schema
+
+    def rows(
+        self,
+        dataset: Dataset,
+        keys: Sequence[str],
+        columns: Sequence[str],
+        table: DeltaTable | None = None,
+    ) -> pa.Table:
+        table = table or self.table(dataset)
+        (column,) = dataset.key_columns
+        source = table.to_pyarrow_dataset()
+        type_ = source.schema.field(column).type
+        usable = [k for k in keys if not pa.types.is_integer(type_) or re.fullmatch(r"[+-]?\d+", k)]
+        values = pa.array([int(k) if pa.types.is_integer(type_) else k for k in usable], type_)
+        try:
+            return source.to_table(columns=list(columns), filter=pc.field(column).isin(values))
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
 
     def head(self, dataset: Dataset, key: str) -> ObjectRecord | None:
         table = self.table(dataset)
@@ -250,6 +299,34 @@ class DeltaStore(LakeStore):
             detail=detail,
         )
 
+    def anonymize(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> DeleteResult:
+        """One commit setting the batch's personal columns to their anonymized values (the
+        SQL stores' strategies, computed here), where the rule, the holds the batch was
+        judged with and the keep rules still match the row; a row they no longer match is
+        left (and reported) for the next run."""
+        target, holds = self.acting()
+        table = self.table(dataset)
+        schema = table.to_pyarrow_dataset().schema
+        fields = self.prepare(dataset, schema)[target.rule.id]
+        (key,) = dataset.key_columns
+        keys = [r.key for r in records]
+        current = self.rows(dataset, keys, [key, *fields], table)
+        if not current.num_rows:
+            return DeleteResult()
+        present = sorted(str(k) for k in current.column(key).to_pylist())
+        source = pa.table({key: current.column(key), **anonymized(fields, current, schema)})
+        condition = guard(target.rule, dataset, target.now, holds, schema)
+        try:
+            update_keys(table, dataset, source, condition)
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
+        finished = self.done(dataset, target.rule, present)
+        return DeleteResult(
+            deleted=tuple(k for k in keys if k in finished),
+            failed={k: UNCHANGED for k in present if k not in finished},
+            detail=f"anonymized (version {table.version()})",
+        )
+
     # -- the physical step ---------------------------------------------------------------------
 
     def deleted(self, dataset: Dataset, table: DeltaTable | None = None) -> list[Deleted]:
@@ -271,7 +348,9 @@ class DeltaStore(LakeStore):
                 continue
             at = EPOCH + dt.timedelta(milliseconds=int(entry["timestamp"]))
             rows = deleted_rows(entry)
-            found.append(Deleted(entry["version"], at, rows, add_duration(at, window, _UTC)))
+            action = ANONYMIZE if entry.get(ACTION_TAG) == ANONYMIZE else "delete"
+            by = add_duration(at, window, _UTC)
+            found.append(Deleted(entry["version"], at, rows, by, action))
         return sorted(found, key=lambda d: d.version)
 
     def removed_files(self, dataset: Dataset, version: int) -> set[str]:
@@ -350,13 +429,19 @@ class DeltaStore(LakeStore):
             Note(
                 GONE,
                 keys=[],
-                detail=f"{detail}; logically deleted at version {d.version}",
+                detail=f"{detail}; {self._what(d)} at version {d.version}",
                 action=PURGE,
                 count=d.rows,
             )
             for d in due
             if self.gone(dataset, d.version)
         )
+
+    @staticmethod
+    def _what(deleted: Deleted) -> str:
+        if deleted.action == ANONYMIZE:
+            return "original values of the records anonymized"
+        return "logically deleted"
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -365,10 +450,18 @@ class DeltaStore(LakeStore):
             return super().settle(intent, dataset, rule)
         versions = set(json.loads(intent.payload)["versions"])
         table = self.table(dataset)
-        rows = {
-            e["version"]: deleted_rows(e) for e in table.history() if e.get("operation") in DELETES
-        }
-        due = [Deleted(v, EPOCH, rows[v], EPOCH) for v in sorted(versions) if v in rows]
+        history = {e["version"]: e for e in table.history() if e.get("operation") in DELETES}
+        due = [
+            Deleted(
+                v,
+                EPOCH,
+                deleted_rows(history[v]),
+                EPOCH,
+                ANONYMIZE if history[v].get(ACTION_TAG) == ANONYMIZE else "delete",
+            )
+            for v in sorted(versions)
+            if v in history
+        ]
         return BatchResult(notes=self._gone_notes(dataset, due, RECOVERED))
 
 

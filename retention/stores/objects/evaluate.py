@@ -135,7 +135,8 @@ class Page:
         subject = self.events.get(canonical_id(record.subject)) if record.subject else None
         events = subject.at if subject is not None else None
         start = e.start(rule, record, events)
-        due = start is not None and start in e._due[rule.id]
+        # a row whose fields an anonymize rule already anonymized has nothing left to do
+        due = start is not None and start in e._due[rule.id] and rule.id not in record.anonymized
         overdue = start is not None and rule.id in e._overdue and start in e._overdue[rule.id]
         held = rule.destructive and (
             self.holds.freeze or any(covers(record) for covers in self._holds[rule.id])
