@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from deltalake import DeltaTable
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from retention.audit import AuditEntry, AuditLog
@@ -28,6 +30,7 @@ from retention.statedb import open_state
 from retention.stores.base import Store
 from retention.stores.lake.delta import DeltaStore
 from retention.stores.lake.iceberg import IcebergStore
+from retention.testing import examples
 from retention.validate import check_stores
 
 from ...conftest import Database
@@ -35,6 +38,7 @@ from ...scenario import TICKETS, TICKETS_DATASET, Scenario, rule, utc
 from ..lakeworld import (
     delta_column,
     delta_s3_options,
+    delta_versions,
     delta_s3_store,
     iceberg_column,
     iceberg_snapshots,
@@ -308,3 +312,63 @@ def test_validate_refuses_a_strategy_the_column_cannot_hold(
     result = run(config)
     assert result.outcomes[0].status != "ok"
     assert lake.emails(None) == before
+
+
+@settings(
+    max_examples=examples(8),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    held=st.sets(st.integers(1, 4)),
+    old=st.sets(st.sampled_from(list(RECORDS))),
+)
+def test_held_and_undue_rows_keep_their_values_through_both_steps(
+    sqlite_db: Database, tmp_path_factory: pytest.TempPathFactory, held: set[int], old: set[int]
+) -> None:
+    """Whatever accounts are held and whichever records are old, an anonymize run with the
+    physical step in the same run (``purge_after: P0D``) changes exactly the old rows of
+    unheld accounts, whose original emails no version shows after it; every other row keeps
+    its email at the latest version."""
+    directory = tmp_path_factory.mktemp("anon")
+    rows = [(i, 1 + i % 4, OLD if i in old else RECENT) for i in RECORDS]
+    uri = directory / "lake" / "records"
+    write_records(uri, rows, files=2)
+    scenario = Scenario(sqlite_db, directory)
+    scenario.clear()
+    scenario.accounts(*({"id": a} for a in range(1, 5)))
+    holds = {"holds": [{"id": "case", "subjects": {"account": [str(a) for a in sorted(held)]}}]}
+    config = scenario.config(
+        [
+            rule(
+                "lake",
+                applies_to={"dataset": "records"},
+                action="anonymize",
+                anonymize={"email": "hash"},
+            )
+        ],
+        holds=holds if held else {"holds": []},
+        datasets={
+            "records": {
+                **TICKETS_DATASET,
+                "store": "lake",
+                "table": "records",
+                "personal": {"email": "email"},
+                "purge_after": "P0D",
+            }
+        },
+        stores={
+            "app": {"kind": "sql", "url": sqlite_db.url},
+            "lake": {"kind": "delta", "root": str(directory / "lake")},
+        },
+        batch_size=4,
+        audit={"keys": "plain"},
+    )
+    run(config)
+    latest = delta_column(uri, "email")
+    assert latest is not None
+    changed = {i for i in RECORDS if latest[i] != email(i)}
+    assert changed == {i for i in old if 1 + i % 4 not in held}
+    for version in delta_versions(uri):  # the originals of what changed: at no version
+        emails = delta_column(uri, "email", version) or {}
+        assert not {i for i in changed if emails.get(i) == email(i)}
