@@ -38,8 +38,8 @@ from ...scenario import TICKETS, TICKETS_DATASET, Scenario, rule, utc
 from ..lakeworld import (
     delta_column,
     delta_s3_options,
-    delta_versions,
     delta_s3_store,
+    delta_versions,
     iceberg_column,
     iceberg_snapshots,
     iceberg_store,
