@@ -15,6 +15,11 @@ removed)": only when every file it removed is really gone. delta-rs deletes by r
 refused by delta-rs and reported as a store error. The vacuum commits name the versions they
 purged, so a version is audited as gone once.
 
+An anonymize batch is one commit too: a merge of its keys and their anonymized values (the
+SQL stores' strategies, :mod:`.anonymizing`) that updates a row only where the same predicate
+still holds, tagged ``retention.action: anonymize`` and audited "anonymized (version N)"; the
+original values stay in the files older versions reference until the same vacuum.
+
 A root is a local directory or ``s3://bucket/prefix``. On S3, delta-rs is given the store's
 credentials and endpoint as storage options (never logged) and commits with S3's conditional
 writes, and "physically gone" is judged by asking the bucket for each removed file.

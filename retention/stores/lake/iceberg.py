@@ -6,6 +6,12 @@ A batch is deleted by one row filter — its keys, the rule, the holds and the k
 files and rewrites others: copy-on-write, no delete files), tagged with the dataset's name and
 the batch in the snapshot summary and audited as "logically deleted (snapshot N)", its last.
 
+An anonymize batch is one catalog commit too (``overwrite``): the rows of the keys whose every
+row the same filter still matches, deleted by key and appended with their personal columns
+anonymized (the SQL stores' strategies, :mod:`.anonymizing`), tagged ``retention.action`` and
+``retention.rows``, audited "anonymized (snapshot N)"; their original values are in the older
+snapshots' files until the same physical step.
+
 The deleted rows stay in the files older snapshots reference (time travel). Once a delete
 snapshot is older than ``purge_after`` (dataset, store, else the table's own
 ``history.expire.max-snapshot-age-ms``, 5 days by default) the next live run expires every
