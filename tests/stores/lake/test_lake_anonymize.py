@@ -30,7 +30,7 @@ from retention.statedb import open_state
 from retention.stores.base import Store
 from retention.stores.lake.delta import DeltaStore
 from retention.stores.lake.iceberg import IcebergStore
-from retention.testing import examples
+from retention.testing import CrashAt, SimulatedCrash, examples
 from retention.validate import check_stores
 
 from ...conftest import Database
@@ -372,3 +372,25 @@ def test_held_and_undue_rows_keep_their_values_through_both_steps(
     for version in delta_versions(uri):  # the originals of what changed: at no version
         emails = delta_column(uri, "email", version) or {}
         assert not {i for i in changed if emails.get(i) == email(i)}
+
+
+def test_a_crash_at_the_commit_point_is_settled_by_the_next_run(
+    sqlite_db: Database, tmp_path: Path, lake: Lake
+) -> None:
+    """Killed after an anonymize batch's intent is durable: the next run settles it from the
+    table (its keys audited once if the commit happened), finishes the rest, and every due
+    unheld row is audited exactly once."""
+    config = world(sqlite_db, tmp_path, lake)
+    with pytest.raises(SimulatedCrash):
+        run_with(config, probe=CrashAt("intent", 2))
+    run(config)
+    latest = lake.emails(None)
+    assert latest is not None
+    assert {i for i in RECORDS if latest[i] != email(i)} == CHANGED
+    done = [e for e in entries(config) if e.outcome == "done" and e.dataset == "records"]
+    keys = [int(k) for e in done for k in json.loads(e.keys)]
+    assert sorted(keys) == sorted(CHANGED)
+
+
+def run_with(config: Config, **kwargs: Any) -> Any:
+    return Executor(config, now=NOW, live=True, **kwargs).run()
