@@ -96,10 +96,16 @@ def _count(snapshot: Snapshot, name: str) -> int:
 
 def removed_rows(snapshot: Snapshot) -> int:
     """The rows a delete snapshot removed: those of the files it dropped less those it wrote
-    back (copy-on-write), from its summary; for an anonymize batch, the rows it rewrote."""
-    if action_of(snapshot) == ANONYMIZE:
-        return _count(snapshot, ROWS_TAG)
+    back (copy-on-write), from its summary."""
     return max(0, _count(snapshot, "deleted-records") - _count(snapshot, "added-records"))
+
+
+def batch_rows(group: Sequence[Snapshot]) -> int:
+    """The rows one batch (its snapshots) deleted, or anonymized: every snapshot of an
+    anonymize batch carries the batch's count, so it is read once."""
+    if action_of(group[-1]) == ANONYMIZE:
+        return max(_count(s, ROWS_TAG) for s in group)
+    return sum(removed_rows(s) for s in group)
 
 
 def action_of(snapshot: Snapshot) -> str:
@@ -417,7 +423,7 @@ class IcebergStore(LakeStore):
             when = at(group[-1])
             if not older(snapshots, when):
                 continue
-            rows = sum(removed_rows(s) for s in group)
+            rows = batch_rows(group)
             by = add_duration(when, window, _UTC)
             found.append(Deleted(last, when, rows, by, action_of(group[-1])))
         return sorted(found, key=lambda d: d.at)
