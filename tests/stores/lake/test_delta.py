@@ -30,6 +30,7 @@ from retention.runevents import RUN_ACTION
 from retention.statedb import open_state
 from retention.stores.lake.delta import DeltaStore, window_of
 from retention.testing import CrashAt, SimulatedCrash, examples, replace_file
+from retention.validate import check_stores
 
 from ...conftest import Database
 from ...scenario import TICKETS_DATASET, Scenario, rule, utc
@@ -289,3 +290,24 @@ def test_plan_output_shows_deleted_records_still_present_when_nothing_is_due(
     result = CliRunner().invoke(app, ["plan", "-c", str(config.path), "--now", NOW.isoformat()])
     assert result.exit_code == 0, result.output
     assert f"{len(DUE)} deleted records still physically present" in result.stdout
+
+
+def test_validate_names_a_table_missing_from_its_bucket(
+    sqlite_db: Database, tmp_path: Path, moto_process_endpoint: str
+) -> None:
+    """A delta dataset whose table is not in the bucket is reported by `validate` at the
+    dataset, as unreachable (exit 3), and names no credential."""
+    scenario = Scenario(sqlite_db, tmp_path)
+    bucket = f"d-{uuid.uuid4().hex[:16]}"
+    s3_client(moto_process_endpoint).create_bucket(Bucket=bucket)
+    config = scenario.config(
+        [rule("purge", applies_to={"dataset": "records"})],
+        datasets={"records": {**TICKETS_DATASET, "store": "lake", "table": "records"}},
+        stores={
+            "app": {"kind": "sql", "url": sqlite_db.url},
+            "lake": delta_s3_store(f"s3://{bucket}/lake", moto_process_endpoint),
+        },
+    )
+    (problem,) = check_stores(config)
+    assert problem.where == "datasets.records" and problem.unreachable
+    assert "records" in problem.message and "testing" not in problem.message
