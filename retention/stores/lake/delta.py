@@ -62,7 +62,7 @@ from ..objects.records import PAGE_SIZE, DeleteResult, ObjectRecord
 from ..objects.store import RECOVERED
 from .anonymizing import anonymized
 from .predicate import guard, quote
-from .table import ANONYMIZE, EPOCH, GONE, PURGE, Deleted, LakeStore, wall
+from .table import ANONYMIZE, EPOCH, GONE, PURGE, Deleted, LakeStore, purged_what, wall
 
 DATASET_TAG = "retention.dataset"  # on a delete commit: the dataset it enforced
 ACTION_TAG = "retention.action"  # on an anonymize commit: "anonymize" (a delete has none)
@@ -434,19 +434,13 @@ class DeltaStore(LakeStore):
             Note(
                 GONE,
                 keys=[],
-                detail=f"{detail}; {self._what(d)} at version {d.version}",
+                detail=f"{detail}; {purged_what(d.action)} at version {d.version}",
                 action=PURGE,
                 count=d.rows,
             )
             for d in due
             if self.gone(dataset, d.version)
         )
-
-    @staticmethod
-    def _what(deleted: Deleted) -> str:
-        if deleted.action == ANONYMIZE:
-            return "original values of the records anonymized"
-        return "logically deleted"
 
     # -- recovery ------------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ from ..objects.store import RECOVERED
 from .anonymizing import anonymized
 from .predicate import usable
 from .rowfilter import delete_filter, keyed, span
-from .table import ANONYMIZE, EPOCH, GONE, PURGE, Deleted, LakeStore, wall
+from .table import ANONYMIZE, EPOCH, GONE, PURGE, Deleted, LakeStore, purged_what, wall
 
 DATASET_TAG = "retention.dataset"  # in a delete snapshot's summary: the dataset it enforced
 BATCH_TAG = "retention.batch"  # and the batch (one commit may write two snapshots)
@@ -534,11 +534,7 @@ class IcebergStore(LakeStore):
                 continue
             if any(exists(table, path) for path in deleted["files"]):
                 continue
-            what = (
-                "original values of the records anonymized"
-                if deleted.get("action") == ANONYMIZE
-                else "logically deleted"
-            )
+            what = purged_what(deleted.get("action", "delete"))
             notes.append(
                 Note(
                     GONE,

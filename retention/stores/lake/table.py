@@ -46,6 +46,13 @@ GONE = "physically gone"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+def purged_what(action: str) -> str:
+    """What a "physically gone" entry says its batch had done to the rows now erased."""
+    if action == ANONYMIZE:
+        return "original values of the records anonymized"
+    return "logically deleted"
+
+
 def wall() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -275,4 +282,4 @@ class LakeStore(ObjectStore):
         return found
 
 
-__all__ = ["ANONYMIZE", "EPOCH", "GONE", "PURGE", "Deleted", "LakeStore", "wall"]
+__all__ = ["ANONYMIZE", "EPOCH", "GONE", "PURGE", "Deleted", "LakeStore", "purged_what", "wall"]
