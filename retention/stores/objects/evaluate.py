@@ -35,11 +35,22 @@ class Verdict:
     blocked: bool
     # not due because a clock it needs is there but is no timestamp (a tag such as "soon")
     unreadable: bool = False
+    # an anonymize rule's: a delete rule of the dataset acts on the record now (it goes anyway)
+    superseded: bool = False
+    # an anonymize rule's: the record's fields already hold their anonymized form (lake rows)
+    done: bool = False
 
     @property
     def free(self) -> bool:
-        """Due, not held and not blocked by a keep rule: a candidate for the action."""
-        return self.due and not self.held and not self.blocked
+        """Due, not held, not blocked by a keep rule, not superseded by a delete and not done
+        already: a candidate for the action."""
+        return (
+            self.due
+            and not self.held
+            and not self.blocked
+            and not self.superseded
+            and not self.done
+        )
 
 
 class Evaluator:
@@ -135,8 +146,7 @@ class Page:
         subject = self.events.get(canonical_id(record.subject)) if record.subject else None
         events = subject.at if subject is not None else None
         start = e.start(rule, record, events)
-        # a row whose fields an anonymize rule already anonymized has nothing left to do
-        due = start is not None and start in e._due[rule.id] and rule.id not in record.anonymized
+        due = start is not None and start in e._due[rule.id]
         overdue = start is not None and rule.id in e._overdue and start in e._overdue[rule.id]
         held = rule.destructive and (
             self.holds.freeze or any(covers(record) for covers in self._holds[rule.id])
@@ -152,7 +162,12 @@ class Page:
                 ):
                     overdue = False
         unreadable = not due and e.unreadable(rule, record, subject)
-        return Verdict(start, due, bool(overdue), held, blocked, unreadable)
+        superseded = done = False
+        if rule.action == "anonymize" and due:
+            deletes = e.dataset.deletes_besides(rule)
+            superseded = any(self.verdict(other, record).free for other in deletes)
+            done = rule.id in record.anonymized
+        return Verdict(start, due, bool(overdue), held, blocked, unreadable, superseded, done)
 
     def held_by(self, record: ObjectRecord) -> list[Hold]:
         """The active holds that cover `record` (any rule), for `explain`."""

@@ -43,7 +43,7 @@ from ..base import (
     Target,
 )
 from . import quarantine
-from .evaluate import Evaluator
+from .evaluate import Evaluator, Verdict
 from .quarantine import Entry, Kept, PutBack
 from .records import DeleteResult, ObjectRecord
 from .run import ObjectRun
@@ -355,7 +355,7 @@ def plan_dataset(
                 if not rule.destructive:
                     seen |= flags if counted else set()
                     continue
-                found = "held" if verdict.held else "blocked" if verdict.blocked else None
+                found = _kept_by(verdict)
                 if counted:
                     seen |= flags | {"due"} | ({found} if found else set())
                 if found is not None:
@@ -388,6 +388,14 @@ def plan_dataset(
     return per_rule, Counts.of_records(distinct)
 
 
+def _kept_by(verdict: Verdict) -> str | None:
+    """Why a due record is not acted on, as the plan counts it (None: it is)."""
+    for reason in ("held", "blocked", "superseded", "done"):
+        if getattr(verdict, reason):
+            return reason
+    return None
+
+
 def _counts(
     c: Counter[str], samples: tuple[str, ...], rule: Rule, mode: str, label: str, store: Any
 ) -> Counts:
@@ -400,6 +408,8 @@ def _counts(
         due=c["due"],
         held=c["held"],
         blocked=c["blocked"],
+        superseded=c["superseded"],
+        done=c["done"],
         actionable=c["actionable"],
         overdue=c["overdue"],
         unreadable=c["unreadable"],

@@ -396,3 +396,40 @@ def test_a_crash_at_the_commit_point_is_settled_by_the_next_run(
 
 def run_with(config: Config, **kwargs: Any) -> Any:
     return Executor(config, now=NOW, live=True, **kwargs).run()
+
+
+def test_rows_a_delete_rule_takes_are_not_anonymized_first(
+    sqlite_db: Database, tmp_path: Path, lake: Lake
+) -> None:
+    """As on SQL, an anonymize rule leaves the rows a delete rule of the dataset deletes now
+    (superseded, counted as such in the plan) and changes only the others it makes due."""
+    scenario = Scenario(sqlite_db, tmp_path)
+    scenario.accounts(*({"id": a} for a in range(1, 5)))
+    anonymize = {"action": "anonymize", "anonymize": {"email": "hash"}}
+    config = scenario.config(
+        [
+            rule("lake", applies_to={"dataset": "records"}, retain="P1D", **anonymize),
+            rule("purge", applies_to={"dataset": "records"}),
+        ],
+        holds=HOLD,
+        datasets={
+            "records": {
+                **TICKETS_DATASET,
+                "store": "lake",
+                "table": lake.table,
+                "personal": {"email": "email"},
+            }
+        },
+        stores={"app": {"kind": "sql", "url": sqlite_db.url}, "lake": lake.store},
+        batch_size=3,
+        audit={"keys": "plain"},
+    )
+    rows = {r.rule: r for r in make_plan(config, NOW).rules}
+    assert rows["lake"].superseded == len(CHANGED)
+    recent = {i for i in RECORDS if i not in DUE and 1 + i % 4 != 2}  # unheld, not deleted
+    assert rows["lake"].actionable == len(recent)
+    run(config)
+    latest = lake.emails(None)
+    assert latest is not None
+    assert set(latest) == set(RECORDS) - CHANGED
+    assert {i for i in latest if latest[i] != email(i)} == recent
