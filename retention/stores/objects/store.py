@@ -295,6 +295,8 @@ class ObjectStore(ABC):
                 due=v.due,
                 held=v.held,
                 blocked=v.blocked,
+                superseded=v.superseded,
+                done=v.done,
                 actionable=acts,
                 overdue=acts and v.overdue,
                 unreadable=v.unreadable,

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from retention.audit import AuditEntry, AuditLog
 from retention.config import Config
 from retention.executor import Executor
+from retention.explain import explain
 from retention.planner import make_plan
 from retention.runevents import RUN_ACTION
 from retention.statedb import open_state
@@ -235,7 +236,9 @@ def test_anonymized_values_stay_readable_at_old_versions_until_the_physical_step
     assert originals_readable(lake, CHANGED) == CHANGED
 
     (row,) = [r for r in make_plan(config, NOW).rules if r.rule == "lake"]
-    assert row.actionable == 0
+    assert row.actionable == 0 and row.done == len(CHANGED)
+    (verdict,) = explain(config, "records", "3", NOW).rules
+    assert verdict.status == "already anonymized"
     assert any("original values still physically present" in n for n in row.notes)
 
     run(config, later(config, 1))  # inside the window: nothing erased yet
@@ -426,6 +429,8 @@ def test_rows_a_delete_rule_takes_are_not_anonymized_first(
     )
     rows = {r.rule: r for r in make_plan(config, NOW).rules}
     assert rows["lake"].superseded == len(CHANGED)
+    (taken,) = [v for v in explain(config, "records", "3", NOW).rules if v.rule == "lake"]
+    assert taken.status == "superseded by a delete rule"
     recent = {i for i in RECORDS if i not in DUE and 1 + i % 4 != 2}  # unheld, not deleted
     assert rows["lake"].actionable == len(recent)
     run(config)
