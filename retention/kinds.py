@@ -35,8 +35,8 @@ class Capabilities:
     - ``probed_when_ready``: `/readyz` reaches it (a connection; a listing would not be cheap).
     - ``replay``: recorded deletes and anonymizations can be applied again (``replay``).
     - ``quarantine``: deleted records can be kept restorable for a while (``quarantine:``).
-    - ``purges``: a delete leaves the rows in old files until a physical step removes them
-      (lake tables: ``purge_after`` applies).
+    - ``purges``: a delete (or anonymization) leaves the rows (their original values) in old
+      files until a physical step removes them (lake tables: ``purge_after`` applies).
     """
 
     locator: Locator
@@ -105,12 +105,12 @@ def _objects(
     )
 
 
-# Lake tables: rows with declared columns, read as Arrow and deleted by predicate, one table
-# commit (snapshot) per batch, Delta and Iceberg alike; their subjects' lifecycle tables live in
+# Lake tables: rows with declared columns, read as Arrow and deleted or anonymized by predicate,
+# one table commit per batch, Delta and Iceberg alike; their subjects' lifecycle tables live in
 # a SQL store.
 DELTA = Capabilities(
     locator="table",
-    actions=frozenset({"delete"}),
+    actions=frozenset({"delete", "anonymize"}),
     where=False,
     cascade=False,
     declared_keys=True,

@@ -92,31 +92,60 @@ class FilesystemStoreConfig(Model):
 
 
 class DeltaStoreConfig(Model):
-    """Delta Lake tables (delta-rs) in folders under `root`, a local directory (``s3://`` roots
-    are refused: on a moto S3 server delta-rs 1.6.6 writes, deletes, time-travels and vacuums,
-    but ``DeltaTable.history()`` fails with "Generic S3 error" after its client timeout, and the
-    physical step is driven by the history; ``tests/bench/bench_delta.py --s3-probe``).
+    """Delta Lake tables (delta-rs) in folders under `root`: a local directory or
+    ``s3://bucket/prefix``. On S3 the credentials are `access_key_id`/`secret_access_key`
+    (secrets) when given, else delta-rs's own chain (``AWS_*`` environment variables, a
+    profile, instance metadata), as for an S3 store; `endpoint_url` names an S3-compatible
+    server (path-style requests; ``http://`` allowed only for such an endpoint). Commits use
+    S3's conditional writes, so a concurrent writer's commit fails ours instead of replacing it.
     `purge_after`: how long deleted rows stay in the table's files (time travel) before they
-    are vacuumed; None: the table's own
-    ``delta.deletedFileRetentionDuration`` (delta's default, 7 days)."""
+    are vacuumed; None: the table's own ``delta.deletedFileRetentionDuration`` (delta's
+    default, 7 days)."""
 
     kind: Literal["delta"]
     root: str
     purge_after: Duration | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
 
     @field_validator("root")
     @classmethod
-    def _local_root(cls, value: str) -> str:
+    def _known_root(cls, value: str) -> str:
+        if value.startswith("s3://"):
+            if not value.removeprefix("s3://").split("/", 1)[0]:
+                raise ValueError(f"root {value!r} names no bucket (s3://BUCKET/PREFIX)")
+            return value.rstrip("/")
         if "://" in value and not value.startswith("file://"):
             raise ValueError(
-                f"root {value.split('://', 1)[0]}:// is not supported: delta tables must live "
-                "in a local directory (against an S3 endpoint delta-rs 1.6's commit history, "
-                "which the physical erasure step reads, never answered in tests)"
+                f"root {value.split('://', 1)[0]}:// is not supported: delta tables live in a "
+                "local directory or under s3://BUCKET/PREFIX"
             )
         return value.removeprefix("file://")
 
+    @model_validator(mode="after")
+    def _s3_fields(self) -> DeltaStoreConfig:
+        given = [
+            name
+            for name in ("region", "endpoint_url", "access_key_id", "secret_access_key")
+            if getattr(self, name) is not None
+        ]
+        if given and not self.on_s3:
+            raise FieldError(f"{given[0]} applies to an s3:// root only", given[0])
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            missing = "secret_access_key" if self.secret_access_key is None else "access_key_id"
+            raise FieldError("access_key_id and secret_access_key go together", missing)
+        return self
+
+    @property
+    def on_s3(self) -> bool:
+        return self.root.startswith("s3://")
+
     def relative_to(self, base: Path) -> DeltaStoreConfig:
-        """A relative root, made relative to `base` (the config's folder)."""
+        """A relative local root, made relative to `base` (the config's folder)."""
+        if self.on_s3:
+            return self
         root = Path(self.root).expanduser()
         return self.model_copy(update={"root": str(root if root.is_absolute() else base / root)})
 

@@ -3,8 +3,8 @@
 A fixed clock (:class:`FixedClock`), faults and pauses at named points of a run
 (:class:`CrashAt`, :class:`OnPoint`, :class:`PauseAt`), an object store in memory
 (:class:`MemoryTree`), stores opened once for many runs (:func:`open_stores`), an atomic file
-replace for holds files (:func:`replace_file`), and the number of examples a property test
-draws (:func:`examples`).
+replace for holds files (:func:`replace_file`), a moto S3 server in its own process
+(:func:`moto_process`), and the number of examples a property test draws (:func:`examples`).
 Our own tests use them too, instead of reaching into private names.
 """
 
@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +190,38 @@ class Probes(Probe):
             probe.reached(point, intent)
 
 
+@contextmanager
+def moto_process(timeout: float = 30.0) -> Iterator[str]:
+    """A moto S3 server (``python -m moto.server``, moto installed) in a process of its own on
+    a free loopback port: its endpoint URL, the process killed afterwards.
+
+    A process, not a thread of this one: delta-rs holds the GIL while it waits for some S3
+    answers (``DeltaTable.history()``, listings), so a server thread in the same interpreter
+    cannot answer them and every such call times out."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the moto server did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.kill()
+        server.wait()
+
+
 __all__ = [
     "CrashAt",
     "FixedClock",
@@ -195,6 +232,7 @@ __all__ = [
     "Probes",
     "SimulatedCrash",
     "close_stores",
+    "moto_process",
     "open_stores",
     "replace_file",
 ]

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from retention.stores.sql import make_engine
+from retention.testing import moto_process
 
 from .scenario import Scenario
 from .stores.objectworld import free_port
@@ -197,6 +198,14 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_process_endpoint() -> Iterator[str]:
+    """A moto S3 server in its own process: for delta-rs, which holds the GIL while it waits
+    for some answers (an in-process server thread could not give them)."""
+    with moto_process() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module", params=DIALECTS)

@@ -1,7 +1,8 @@
 """Deleting half of a 100,000-row Delta table: retention against one bare delta-rs delete.
 
     .venv/bin/python tests/bench/bench_delta.py [--rows 100000] [--files 10] [--batch-size 5000]
-    .venv/bin/python tests/bench/bench_delta.py --s3-probe
+        [--action delete|anonymize] [--s3]
+    .venv/bin/python tests/bench/bench_delta.py --s3-probe [--in-process]
 
 The table has `--rows` rows in `--files` files (one commit each), 1,000 accounts in a SQLite
 subject table; every other row is two years old, a hold covers 1% of the accounts.
@@ -14,8 +15,14 @@ subject table; every other row is two years old, a hold covers 1% of the account
     "physically gone" entries; afterwards no version of the table can be read that holds a
     deleted row.
 
+``--action anonymize`` measures an anonymize rule (``email: hash``) instead: (a) is one bare
+``DeltaTable.update`` of the same rows and a vacuum. ``--s3`` puts the tables in a bucket of a
+moto server in its own process instead of a directory.
+
 ``--s3-probe`` instead runs delta-rs against a moto server on a loopback port and prints each
-step's outcome and time: what an ``s3://`` root would need, and why it is refused.
+step's outcome and time: in its own process (``retention.testing.moto_process``) every step
+answers; with ``--in-process`` (a server thread of this interpreter, as the S3 object-store
+tests use) ``history()`` times out, because delta-rs holds the GIL while it waits for it.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +43,8 @@ import pyarrow as pa
 import yaml
 from deltalake import DeltaTable, write_deltalake
 from sqlalchemy import create_engine, text
+
+from retention.testing import moto_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -44,14 +56,55 @@ OLD = b.NOW - dt.timedelta(days=730)
 RECENT = b.NOW - dt.timedelta(days=2)
 
 
-def build(directory: Path, rows: int, files: int) -> Path:
-    """The table, the accounts and a config of one delete rule (P30D); the config's path."""
-    lake = directory / "lake"
+@dataclass(frozen=True)
+class Where:
+    """Where the benchmark's tables go: a directory, or a bucket (`endpoint` set)."""
+
+    action: str = "delete"
+    endpoint: str | None = None
+
+    def root(self, directory: Path) -> str:
+        if self.endpoint is None:
+            return str(directory / "lake")
+        return f"s3://bench/{directory.name}/lake"
+
+    def options(self) -> dict[str, str] | None:
+        if self.endpoint is None:
+            return None
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+
+    def store(self, directory: Path) -> dict[str, Any]:
+        store: dict[str, Any] = {
+            "kind": "delta",
+            "root": self.root(directory),
+            "purge_after": "P0D",
+        }
+        if self.endpoint is not None:
+            store |= {
+                "endpoint_url": self.endpoint,
+                "region": "us-east-1",
+                "access_key_id": "testing",
+                "secret_access_key": "testing",
+            }
+        return store
+
+
+def build(directory: Path, rows: int, files: int, where: Where) -> Path:
+    """The table, the accounts and a config of one delete (or anonymize) rule (P30D); the
+    config's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    uri = f"{where.root(directory)}/events"
     size = -(-rows // files)
     for start in range(0, rows, size):
         ids = list(range(start, min(rows, start + size)))
         write_deltalake(
-            str(lake / "events"),
+            uri,
             pa.table(
                 {
                     "id": pa.array(ids, pa.int64()),
@@ -63,6 +116,7 @@ def build(directory: Path, rows: int, files: int) -> Path:
                 }
             ),
             mode="append",
+            storage_options=where.options(),
         )
     engine = create_engine(f"sqlite:///{directory / 'app.db'}")
     with engine.begin() as c:
@@ -77,8 +131,10 @@ def build(directory: Path, rows: int, files: int) -> Path:
         "applies_to": {"dataset": "events"},
         "after": "record.created",
         "retain": "P30D",
-        "action": "delete",
+        "action": where.action,
     }
+    if where.action == "anonymize":
+        rule["anonymize"] = {"email": "hash"}
     (directory / "rules" / "pack.yaml").write_text(
         yaml.safe_dump({"policy": {"name": "bench"}, "rules": [rule]})
     )
@@ -93,7 +149,7 @@ def build(directory: Path, rows: int, files: int) -> Path:
         "limits": {"max_fraction": 1.0, "max_actions_per_run": 1_000_000_000},
         "stores": {
             "app": {"kind": "sql", "url": f"sqlite:///{directory / 'app.db'}"},
-            "lake": {"kind": "delta", "root": str(lake), "purge_after": "P0D"},
+            "lake": where.store(directory),
         },
         "subjects": {"account": {"store": "app", "table": "accounts", "key": "id"}},
         "datasets": {
@@ -104,6 +160,7 @@ def build(directory: Path, rows: int, files: int) -> Path:
                 "category": "events",
                 "subject": {"type": "account", "column": "account_id"},
                 "timestamps": {"created": "created_at"},
+                "personal": {"email": "email"},
             }
         },
     }
@@ -112,30 +169,53 @@ def build(directory: Path, rows: int, files: int) -> Path:
     return path
 
 
-def bare(directory: Path) -> tuple[float, int]:
-    """(a): one delete by predicate and one vacuum; seconds and rows deleted."""
-    table = DeltaTable(str(directory / "lake" / "events"))
+def bare(directory: Path, where: Where) -> tuple[float, int]:
+    """(a): one delete (or update) by predicate and one vacuum; seconds and rows changed."""
+    table = DeltaTable(f"{where.root(directory)}/events", storage_options=where.options())
     held = ", ".join(map(str, HELD))
     cutoff = (b.NOW - dt.timedelta(days=30)).isoformat().replace("+00:00", "Z")
+    predicate = f"created_at <= '{cutoff}' AND NOT (account_id IN ({held}))"
     started = time.perf_counter()
-    metrics = table.delete(f"created_at <= '{cutoff}' AND NOT (account_id IN ({held}))")
+    if where.action == "anonymize":
+        metrics = table.update(updates={"email": "'h:0'"}, predicate=predicate)
+        changed = int(metrics["num_updated_rows"])
+    else:
+        changed = int(table.delete(predicate)["num_deleted_rows"])
     table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
-    return time.perf_counter() - started, int(metrics["num_deleted_rows"])
+    return time.perf_counter() - started, changed
 
 
 def benchmark(args: argparse.Namespace) -> None:
+    if not args.s3:
+        measure(args, Where(args.action))
+        return
+    import boto3
+
+    with moto_process() as endpoint:
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_bucket(Bucket="bench")
+        measure(args, Where(args.action, endpoint))
+
+
+def measure(args: argparse.Namespace, where: Where) -> None:
     from retention.config import load_config
     from retention.planner import make_plan
 
-    report = b.Report(f"delta {args.rows} rows, {args.files} files")
+    place = "moto S3" if where.endpoint else "local"
+    report = b.Report(f"delta {where.action} {args.rows} rows, {args.files} files, {place}")
     due = sum(1 for i in range(args.rows) if i % 2 and i % ACCOUNTS not in HELD)
     with tempfile.TemporaryDirectory() as tmp:
-        path = build(Path(tmp) / "bare", args.rows, args.files)
-        seconds, deleted = bare(path.parent)
+        path = build(Path(tmp) / "bare", args.rows, args.files, where)
+        seconds, deleted = bare(path.parent, where)
         assert deleted == due, (deleted, due)
-        report.add("(a) bare delta-rs delete + vacuum", seconds, deleted)
+        report.add(f"(a) bare delta-rs {where.action} + vacuum", seconds, deleted)
 
-        path = build(Path(tmp) / "retention", args.rows, args.files)
+        path = build(Path(tmp) / "retention", args.rows, args.files, where)
         config = path.read_text().replace("limits:", f"batch_size: {args.batch_size}\nlimits:")
         path.write_text(config)
         b.quiet()
@@ -146,24 +226,27 @@ def benchmark(args: argparse.Namespace) -> None:
         seconds, result = b.run_retention(path)
         assert result.outcomes[0].acted == due
         report.add(f"(c) retention run --execute, batch {args.batch_size}", seconds, due)
-        table = DeltaTable(str(path.parent / "lake" / "events"))
+        options = where.options()
+        table = DeltaTable(f"{where.root(path.parent)}/events", storage_options=options)
         readable = 0
         for version in range(table.version() + 1):
             try:
-                DeltaTable(str(table.table_uri), version=version).to_pyarrow_table(columns=["id"])
+                DeltaTable(
+                    table.table_uri, version=version, storage_options=options
+                ).to_pyarrow_table(columns=["id"])
                 readable += 1
-            except FileNotFoundError:
+            except OSError:  # FileNotFoundError locally, the object store's "not found" on S3
                 pass
         print(f"  versions still readable after the run: {readable} of {table.version() + 1}")
         report.ratio("c / a (seconds)", report.rows[2]["seconds"] / report.rows[0]["seconds"])
     report.dump(args.json)
 
 
-def s3_probe() -> None:
-    """Each delta-rs step against a moto server: ok or the error, and the time it took."""
+@contextmanager
+def threaded_moto() -> Iterator[str]:
+    """A moto server thread in this interpreter."""
     import logging
 
-    import boto3
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -172,7 +255,21 @@ def s3_probe() -> None:
         port = probe.getsockname()[1]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def s3_probe(in_process: bool) -> None:
+    """Each delta-rs step against a moto server: ok or the error, and the time it took."""
+    with threaded_moto() if in_process else moto_process() as endpoint:
+        probe_steps(endpoint)
+
+
+def probe_steps(endpoint: str) -> None:
+    import boto3
+
     keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **keys).create_bucket(
         Bucket="lake"
@@ -197,22 +294,20 @@ def s3_probe() -> None:
         ("delete", lambda: table().delete("id IN (1, 2)")["num_deleted_rows"]),
         ("read version 1 (time travel)", lambda: table(1).to_pyarrow_table().num_rows),
         ("history(limit=1)", lambda: len(table().history(1))),
+        ("history()", lambda: len(table().history())),
         (
             "vacuum",
             lambda: len(table().vacuum(0, dry_run=False, enforce_retention_duration=False)),
         ),
         ("read version 1 after vacuum", lambda: table(1).to_pyarrow_table().num_rows),
     ]
-    try:
-        for name, step in steps:
-            started = time.perf_counter()
-            try:
-                outcome = f"ok: {step()}"
-            except Exception as exc:
-                outcome = f"FAILED: {str(exc).splitlines()[0][:120]}"
-            print(f"  {name:<30} {time.perf_counter() - started:8.3f} s  {outcome}", flush=True)
-    finally:
-        server.stop()
+    for name, step in steps:
+        started = time.perf_counter()
+        try:
+            outcome = f"ok: {step()}"
+        except Exception as exc:
+            outcome = f"FAILED: {str(exc).splitlines()[0][:120]}"
+        print(f"  {name:<30} {time.perf_counter() - started:8.3f} s  {outcome}", flush=True)
 
 
 def main() -> None:
@@ -221,10 +316,13 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--json")
+    parser.add_argument("--action", choices=("delete", "anonymize"), default="delete")
+    parser.add_argument("--s3", action="store_true", help="tables in a moto bucket")
     parser.add_argument("--s3-probe", action="store_true")
+    parser.add_argument("--in-process", action="store_true", help="--s3-probe on a server thread")
     args = parser.parse_args()
     if args.s3_probe:
-        s3_probe()
+        s3_probe(args.in_process)
     else:
         benchmark(args)
 

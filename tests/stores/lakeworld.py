@@ -24,9 +24,14 @@ SCHEMA = pa.schema(
 
 
 def write_records(
-    path: Path, rows: Iterable[tuple[int, int, dt.datetime]], *, files: int = 1
+    path: Path | str,
+    rows: Iterable[tuple[int, int, dt.datetime]],
+    *,
+    files: int = 1,
+    options: dict[str, str] | None = None,
 ) -> None:
-    """A Delta table of `rows` (id, account, created), in `files` commits of one file each."""
+    """A Delta table of `rows` (id, account, created), in `files` commits of one file each, at
+    a local `path` or an ``s3://`` URI (with delta-rs storage `options`)."""
     rows = list(rows)
     size = max(1, -(-len(rows) // files))
     for start in range(0, len(rows), size):
@@ -40,23 +45,70 @@ def write_records(
             },
             schema=SCHEMA,
         )
-        write_deltalake(str(path), table, mode="append")
+        write_deltalake(str(path), table, mode="append", storage_options=options)
 
 
-def ids_at(path: Path, version: int | None = None) -> set[int] | None:
-    """The record ids table version `version` holds (latest: None), or None when that
+def delta_s3_store(root: str, endpoint: str, **fields: Any) -> dict[str, Any]:
+    """A `delta` store entry for tables under the ``s3://`` `root` of a moto server."""
+    return {
+        "kind": "delta",
+        "root": root,
+        "endpoint_url": endpoint,
+        "region": "us-east-1",
+        "access_key_id": "testing",
+        "secret_access_key": "testing",
+        **fields,
+    }
+
+
+def delta_s3_options(endpoint: str) -> dict[str, str]:
+    """The delta-rs storage options the tests write and read moto tables with."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+
+
+def delta_column(
+    path: Path | str,
+    column: str,
+    version: int | None = None,
+    options: dict[str, str] | None = None,
+) -> dict[int, Any] | None:
+    """Record id -> `column` at table version `version` (latest: None), or None when that
     version can no longer be read (its files were vacuumed)."""
     try:
-        table = DeltaTable(str(path), version=version).to_pyarrow_table(columns=["id"])
+        table = DeltaTable(str(path), version=version, storage_options=options)
+        read = table.to_pyarrow_table(columns=list(dict.fromkeys(["id", column])))
     except FileNotFoundError:
         return None
-    return set(table.column("id").to_pylist())
+    except OSError as exc:  # on S3: the object store's "not found"
+        if "not found" not in str(exc):
+            raise
+        return None
+    return dict(zip(read.column("id").to_pylist(), read.column(column).to_pylist(), strict=True))
 
 
-def readable_anywhere(path: Path, record: int) -> bool:
+def ids_at(
+    path: Path | str, version: int | None = None, options: dict[str, str] | None = None
+) -> set[int] | None:
+    """The record ids table version `version` holds (latest: None), or None when that
+    version can no longer be read (its files were vacuumed)."""
+    found = delta_column(path, "id", version, options)
+    return None if found is None else set(found)
+
+
+def delta_versions(path: Path | str, options: dict[str, str] | None = None) -> range:
+    """Every version number the table has had."""
+    return range(DeltaTable(str(path), storage_options=options).version() + 1)
+
+
+def readable_anywhere(path: Path | str, record: int, options: dict[str, str] | None = None) -> bool:
     """Whether `record` can still be read at any version of the table (time travel)."""
-    latest = DeltaTable(str(path)).version()
-    return any(record in (ids_at(path, v) or set()) for v in range(latest + 1))
+    return any(record in (ids_at(path, v, options) or set()) for v in delta_versions(path, options))
 
 
 def catalog_url(directory: Path) -> str:
@@ -148,3 +200,27 @@ def iceberg_readable_anywhere(directory: Path, name: str, record: int) -> bool:
         if record in pq.read_table(path, columns=["id"]).column("id").to_pylist():
             return True
     return False
+
+
+def iceberg_column(
+    directory: Path, name: str, column: str, snapshot: int | None = None
+) -> dict[int, Any]:
+    """Record id -> `column` at snapshot `snapshot` of table `name` (latest: None)."""
+    catalog = iceberg_catalog(directory)
+    try:
+        fields = tuple(dict.fromkeys(("id", column)))
+        scan = catalog.load_table(name).scan(selected_fields=fields, snapshot_id=snapshot)
+        read = scan.to_arrow()
+        ids, values = read.column("id").to_pylist(), read.column(column).to_pylist()
+        return dict(zip(ids, values, strict=True))
+    finally:
+        catalog.engine.dispose()
+
+
+def in_parquet_files(directory: Path, column: str, value: Any) -> bool:
+    """Whether any Parquet file under `directory` holds `value` in `column` (what a reader of
+    the files themselves, not of the table, sees)."""
+    return any(
+        value in pq.read_table(path, columns=[column]).column(column).to_pylist()
+        for path in directory.rglob("*.parquet")
+    )

@@ -1,5 +1,6 @@
 """The Store contract, one suite over every backend: SQLite, DuckDB, PostgreSQL, MariaDB, S3 on a
-moto server, a file tree, a Delta table and an Iceberg table.
+moto server, a file tree, a Delta table (in a directory and in a moto bucket) and an Iceberg
+table.
 
 Each backend holds the same world — twelve records of four accounts, eight of them long due,
 four recent — and must plan, delete, re-read holds between batches, change nothing in a dry
@@ -33,7 +34,15 @@ from retention.testing import CrashAt, OnPoint, SimulatedCrash, replace_file
 
 from ..conftest import Database
 from ..scenario import TICKETS, TICKETS_DATASET, Scenario, rule, utc
-from .lakeworld import iceberg_ids, iceberg_store, ids_at, write_iceberg, write_records
+from .lakeworld import (
+    delta_s3_options,
+    delta_s3_store,
+    iceberg_ids,
+    iceberg_store,
+    ids_at,
+    write_iceberg,
+    write_records,
+)
 from .objectworld import object_rule, s3_client, s3_store, seed
 
 NOW = utc("2026-06-01 00:00:00")
@@ -154,27 +163,33 @@ def _filesystem(sqlite_db: Database, tmp_path: Path) -> Backend:
     )
 
 
-def _delta(sqlite_db: Database, tmp_path: Path) -> Backend:
+def _delta(sqlite_db: Database, tmp_path: Path, endpoint: str | None = None) -> Backend:
+    """The records in a Delta table in `tmp_path`, or in a fresh bucket of the moto server at
+    `endpoint`."""
     world = Scenario(sqlite_db, tmp_path)
     world.accounts(*({"id": a} for a in range(1, 5)))
-    lake = tmp_path / "lake"
+    store: dict[str, Any] = {"kind": "delta", "root": str(tmp_path / "lake")}
+    options: dict[str, str] | None = None
+    if endpoint is not None:
+        bucket = f"d-{uuid.uuid4().hex[:16]}"
+        s3_client(endpoint).create_bucket(Bucket=bucket)
+        store = delta_s3_store(f"s3://{bucket}/lake", endpoint)
+        options = delta_s3_options(endpoint)
+    table = f"{store['root']}/records"
     rows = [(i, account_of(i), OLD if old(i) else RECENT) for i in RECORDS]
-    write_records(lake / "records", rows, files=3)
+    write_records(table, rows, files=3, options=options)
 
     def present() -> set[int]:
-        found = ids_at(lake / "records")
+        found = ids_at(table, options=options)
         assert found is not None
         return found
 
     return Backend(
-        "delta",
+        "delta" if endpoint is None else "delta-s3",
         world,
         present,
         {**TICKETS_DATASET, "store": "lake", "table": "records", "personal": {}},
-        {
-            "app": {"kind": "sql", "url": sqlite_db.url},
-            "lake": {"kind": "delta", "root": str(lake)},
-        },
+        {"app": {"kind": "sql", "url": sqlite_db.url}, "lake": store},
         lambda rule_id: rule(rule_id, applies_to={"dataset": "records"}),
     )
 
@@ -204,11 +219,12 @@ def _iceberg(sqlite_db: Database, tmp_path: Path) -> Backend:
         "s3",
         "filesystem",
         "delta",
+        "delta-s3",
         "iceberg",
     ]
 )
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """The same world on each of the eight backends."""
+    """The same world on each of the nine backends."""
     if request.param in ("sqlite", "duckdb", "postgres", "mariadb"):
         db: Database = request.getfixturevalue(f"{request.param}_db")
         yield _sql(db, tmp_path)
@@ -218,6 +234,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         )
     elif request.param == "delta":
         yield _delta(request.getfixturevalue("sqlite_db"), tmp_path)
+    elif request.param == "delta-s3":
+        endpoint = request.getfixturevalue("moto_process_endpoint")
+        yield _delta(request.getfixturevalue("sqlite_db"), tmp_path, endpoint)
     elif request.param == "iceberg":
         yield _iceberg(request.getfixturevalue("sqlite_db"), tmp_path)
     else:

@@ -14,6 +14,15 @@ removed)": only when every file it removed is really gone. delta-rs deletes by r
 (copy-on-write), so no deletion vectors are written; a table whose protocol requires them is
 refused by delta-rs and reported as a store error. The vacuum commits name the versions they
 purged, so a version is audited as gone once.
+
+An anonymize batch is one commit too: a merge of its keys and their anonymized values (the
+SQL stores' strategies, :mod:`.anonymizing`) that updates a row only where the same predicate
+still holds, tagged ``retention.action: anonymize`` and audited "anonymized (version N)"; the
+original values stay in the files older versions reference until the same vacuum.
+
+A root is a local directory or ``s3://bucket/prefix``. On S3, delta-rs is given the store's
+credentials and endpoint as storage options (never logged) and commits with S3's conditional
+writes, and "physically gone" is judged by asking the bucket for each removed file.
 """
 
 from __future__ import annotations
@@ -29,8 +38,10 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
+import pyarrow.fs as pafs  # type: ignore[import-untyped]
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.fs import DeltaStorageHandler
 
 from ...datasets import Dataset, SubjectType
 from ...durations import Duration
@@ -49,13 +60,16 @@ from ..base import (
 )
 from ..objects.records import PAGE_SIZE, DeleteResult, ObjectRecord
 from ..objects.store import RECOVERED
+from .anonymizing import anonymized
 from .predicate import guard, quote
-from .table import EPOCH, GONE, PURGE, Deleted, LakeStore, wall
+from .table import ANONYMIZE, EPOCH, GONE, PURGE, Deleted, LakeStore, purged_what, wall
 
 DATASET_TAG = "retention.dataset"  # on a delete commit: the dataset it enforced
+ACTION_TAG = "retention.action"  # on an anonymize commit: "anonymize" (a delete has none)
 PURGED_TAG = "retention.purged"  # on a vacuum commit: the delete versions it made gone
 DELETES = ("DELETE", "MERGE")  # the operations of our delete commits
 LEFT = "NoLongerDue: the delete predicate (rule, holds, keep rules) no longer matched it"
+UNCHANGED = "NoLongerDue: the anonymize predicate (rule, holds, keep rules) no longer matched it"
 DEFAULT_WINDOW = Duration(days=7)  # delta's own default deletedFileRetentionDuration
 _UTC = ZoneInfo("UTC")
 _INTERVAL = re.compile(r"^\s*interval\s+(\d+)\s+(week|day|hour|minute|second)s?\s*$", re.I)
@@ -70,6 +84,25 @@ def window_of(text: str | None) -> Duration | None:
     if unit == "week":
         return Duration(days=7 * count)
     return Duration(**{unit + "s": count})
+
+
+def storage_options(config: DeltaStoreConfig) -> dict[str, str]:
+    """What delta-rs is told of the store's root: nothing for a local one; for ``s3://`` the
+    region, endpoint and keys configured (else delta-rs's own chain finds them)."""
+    if not config.on_s3:
+        return {}
+    options: dict[str, str] = {}
+    if config.region is not None:
+        options["AWS_REGION"] = config.region
+    if config.endpoint_url is not None:
+        options["AWS_ENDPOINT_URL"] = config.endpoint_url
+        options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
+        if config.endpoint_url.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    if config.access_key_id is not None and config.secret_access_key is not None:
+        options["AWS_ACCESS_KEY_ID"] = config.access_key_id.get_secret_value()
+        options["AWS_SECRET_ACCESS_KEY"] = config.secret_access_key.get_secret_value()
+    return options
 
 
 def delete_keys(
@@ -97,9 +130,33 @@ def delete_keys(
 
 
 def deleted_rows(entry: Mapping[str, Any]) -> int:
-    """How many rows one of our delete commits (a DELETE or a MERGE) removed."""
+    """How many rows one of our delete commits (a DELETE or a MERGE) removed, or one of our
+    anonymize commits (a MERGE) rewrote."""
     metrics = entry.get("operationMetrics", {})
+    if entry.get(ACTION_TAG) == ANONYMIZE:
+        return int(metrics.get("num_target_rows_updated", 0))
     return int(metrics.get("num_deleted_rows", metrics.get("num_target_rows_deleted", 0)))
+
+
+def update_keys(
+    table: DeltaTable,
+    dataset: Dataset,
+    source: pa.Table,
+    condition: str | None,
+) -> None:
+    """One commit setting the personal columns of the rows of `source` (their keys and new
+    values) that `condition` still matches, tagged with the dataset's name and the action."""
+    (column,) = dataset.key_columns
+    name = quote(column)
+    updates = {quote(c): f"source.{quote(c)}" for c in source.column_names if c != column}
+    metadata = {DATASET_TAG: dataset.name, ACTION_TAG: ANONYMIZE}
+    table.merge(
+        source,
+        predicate=f"target.{name} = source.{name}",
+        source_alias="source",
+        target_alias="target",
+        commit_properties=CommitProperties(custom_metadata=metadata),
+    ).when_matched_update(updates, predicate=condition).execute()
 
 
 class DeltaStore(LakeStore):
@@ -116,15 +173,19 @@ class DeltaStore(LakeStore):
         clock: Callable[[], dt.datetime] = wall,
     ) -> None:
         super().__init__(name, config, settings, subject_sources, clock)
-        self.root = Path(config.root)
+        self.root = config.root
+        self.on_s3 = config.on_s3
+        self.options = storage_options(config)
 
     def uri(self, dataset: Dataset) -> str:
         assert dataset.config.table is not None
-        return str(self.root / dataset.config.table)
+        if self.on_s3:
+            return f"{self.root}/{dataset.config.table.strip('/')}"
+        return str(Path(self.root) / dataset.config.table)
 
     def table(self, dataset: Dataset, version: int | None = None) -> DeltaTable:
         try:
-            return DeltaTable(self.uri(dataset), version=version)
+            return DeltaTable(self.uri(dataset), version=version, storage_options=self.options)
         except TableNotFoundError:
             raise StoreError(f"no delta table {dataset.config.table!r}", store=self.name) from None
         except (DeltaError, OSError) as exc:
@@ -138,7 +199,8 @@ class DeltaStore(LakeStore):
 
     def mode(self, dataset: Dataset) -> str:
         return (
-            "delta table: rows deleted by key predicate, one commit per batch; old files vacuumed"
+            "delta table: rows deleted or anonymized by key predicate, one commit per batch; "
+            "old files vacuumed"
         )
 
     # -- reading -------------------------------------------------------------------------------
@@ -146,9 +208,9 @@ class DeltaStore(LakeStore):
     def _scan(
         self, dataset: Dataset, table: DeltaTable, where: Any = None
     ) -> Iterator[list[ObjectRecord]]:
-        scanner = table.to_pyarrow_dataset().scanner(
-            columns=self.columns(dataset), filter=where, batch_size=PAGE_SIZE
-        )
+        source = table.to_pyarrow_dataset()
+        self.prepare(dataset, source.schema)
+        scanner = source.scanner(columns=self.columns(dataset), filter=where, batch_size=PAGE_SIZE)
         for batch in scanner.to_batches():
             if batch.num_rows:
                 yield [self.record(dataset, row) for row in batch.to_pylist()]
@@ -163,6 +225,27 @@ class DeltaStore(LakeStore):
         values = pa.array([int(k) if pa.types.is_integer(type_) else k for k in keys], type_)
         where = pc.field(column).isin(values)
         return {r.key for page in self._scan(dataset, table, where) for r in page}
+
+    def arrow_schema(self, dataset: Dataset) -> pa.Schema:
+        return self.table(dataset).to_pyarrow_dataset().schema
+
+    def rows(
+        self,
+        dataset: Dataset,
+        keys: Sequence[str],
+        columns: Sequence[str],
+        table: DeltaTable | None = None,
+    ) -> pa.Table:
+        table = table or self.table(dataset)
+        (column,) = dataset.key_columns
+        source = table.to_pyarrow_dataset()
+        type_ = source.schema.field(column).type
+        usable = [k for k in keys if not pa.types.is_integer(type_) or re.fullmatch(r"[+-]?\d+", k)]
+        values = pa.array([int(k) if pa.types.is_integer(type_) else k for k in usable], type_)
+        try:
+            return source.to_table(columns=list(columns), filter=pc.field(column).isin(values))
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
 
     def head(self, dataset: Dataset, key: str) -> ObjectRecord | None:
         table = self.table(dataset)
@@ -181,7 +264,7 @@ class DeltaStore(LakeStore):
         return [k for k in keys if k not in present]
 
     def reach(self, dataset: Dataset | None = None) -> list[str]:
-        if not self.root.is_dir():
+        if not self.on_s3 and not Path(self.root).is_dir():
             return [f"root {self.root} is not a directory"]
         if dataset is None:
             return []
@@ -221,6 +304,34 @@ class DeltaStore(LakeStore):
             detail=detail,
         )
 
+    def anonymize(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> DeleteResult:
+        """One commit setting the batch's personal columns to their anonymized values (the
+        SQL stores' strategies, computed here), where the rule, the holds the batch was
+        judged with and the keep rules still match the row; a row they no longer match is
+        left (and reported) for the next run."""
+        target, holds = self.acting()
+        table = self.table(dataset)
+        schema = table.to_pyarrow_dataset().schema
+        fields = self.prepare(dataset, schema)[target.rule.id]
+        (key,) = dataset.key_columns
+        keys = [r.key for r in records]
+        current = self.rows(dataset, keys, [key, *fields], table)
+        if not current.num_rows:
+            return DeleteResult()
+        present = sorted(str(k) for k in current.column(key).to_pylist())
+        source = pa.table({key: current.column(key), **anonymized(fields, current, schema)})
+        condition = guard(target.rule, dataset, target.now, holds, schema)
+        try:
+            update_keys(table, dataset, source, condition)
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
+        finished = self.done(dataset, target.rule, present)
+        return DeleteResult(
+            deleted=tuple(k for k in keys if k in finished),
+            failed={k: UNCHANGED for k in present if k not in finished},
+            detail=f"anonymized (version {table.version()})",
+        )
+
     # -- the physical step ---------------------------------------------------------------------
 
     def deleted(self, dataset: Dataset, table: DeltaTable | None = None) -> list[Deleted]:
@@ -242,7 +353,9 @@ class DeltaStore(LakeStore):
                 continue
             at = EPOCH + dt.timedelta(milliseconds=int(entry["timestamp"]))
             rows = deleted_rows(entry)
-            found.append(Deleted(entry["version"], at, rows, add_duration(at, window, _UTC)))
+            action = ANONYMIZE if entry.get(ACTION_TAG) == ANONYMIZE else "delete"
+            by = add_duration(at, window, _UTC)
+            found.append(Deleted(entry["version"], at, rows, by, action))
         return sorted(found, key=lambda d: d.version)
 
     def removed_files(self, dataset: Dataset, version: int) -> set[str]:
@@ -255,8 +368,26 @@ class DeltaStore(LakeStore):
         try:
             files = self.removed_files(dataset, version)
         except StoreError:
-            return True  # the log before it was cleaned up: nothing can reach those files
-        return not any(Path(f.removeprefix("file://")).exists() for f in files)
+            # the log before it was cleaned up, nothing can reach those files; anything else
+            # (a bucket that did not answer) says nothing: not gone (fail closed)
+            log = f"{self.uri(dataset)}/_delta_log/{version - 1:020d}.json"
+            return not self.present(dataset, {log})
+        return not self.present(dataset, files)
+
+    def present(self, dataset: Dataset, files: set[str]) -> bool:
+        """Whether any of the table's `files` (as :meth:`DeltaTable.file_uris` names them) is
+        still in storage."""
+        if not self.on_s3:
+            return any(Path(f.removeprefix("file://")).exists() for f in files)
+        home = self.uri(dataset) + "/"
+        if any(not f.startswith(home) for f in files):
+            return True  # a file outside the table's folder: nothing says it is gone
+        storage = pafs.PyFileSystem(DeltaStorageHandler(self.uri(dataset), self.options))
+        try:
+            found = storage.get_file_info([f.removeprefix(home) for f in sorted(files)])
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
+        return any(info.type != pafs.FileType.NotFound for info in found)
 
     def purge(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
         """Vacuum the table when one of its delete commits has passed its window; audit each
@@ -303,7 +434,7 @@ class DeltaStore(LakeStore):
             Note(
                 GONE,
                 keys=[],
-                detail=f"{detail}; logically deleted at version {d.version}",
+                detail=f"{detail}; {purged_what(d.action)} at version {d.version}",
                 action=PURGE,
                 count=d.rows,
             )
@@ -318,11 +449,19 @@ class DeltaStore(LakeStore):
             return super().settle(intent, dataset, rule)
         versions = set(json.loads(intent.payload)["versions"])
         table = self.table(dataset)
-        rows = {
-            e["version"]: deleted_rows(e) for e in table.history() if e.get("operation") in DELETES
-        }
-        due = [Deleted(v, EPOCH, rows[v], EPOCH) for v in sorted(versions) if v in rows]
+        history = {e["version"]: e for e in table.history() if e.get("operation") in DELETES}
+        due = [
+            Deleted(
+                v,
+                EPOCH,
+                deleted_rows(history[v]),
+                EPOCH,
+                ANONYMIZE if history[v].get(ACTION_TAG) == ANONYMIZE else "delete",
+            )
+            for v in sorted(versions)
+            if v in history
+        ]
         return BatchResult(notes=self._gone_notes(dataset, due, RECOVERED))
 
 
-__all__ = ["Deleted", "DeltaStore", "delete_keys", "deleted_rows", "window_of"]
+__all__ = ["Deleted", "DeltaStore", "delete_keys", "deleted_rows", "storage_options", "window_of"]

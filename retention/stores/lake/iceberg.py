@@ -6,6 +6,12 @@ A batch is deleted by one row filter — its keys, the rule, the holds and the k
 files and rewrites others: copy-on-write, no delete files), tagged with the dataset's name and
 the batch in the snapshot summary and audited as "logically deleted (snapshot N)", its last.
 
+An anonymize batch is one catalog commit too (``overwrite``): the rows of the keys whose every
+row the same filter still matches, deleted by key and appended with their personal columns
+anonymized (the SQL stores' strategies, :mod:`.anonymizing`), tagged ``retention.action`` and
+``retention.rows``, audited "anonymized (snapshot N)"; their original values are in the older
+snapshots' files until the same physical step.
+
 The deleted rows stay in the files older snapshots reference (time travel). Once a delete
 snapshot is older than ``purge_after`` (dataset, store, else the table's own
 ``history.expire.max-snapshot-age-ms``, 5 days by default) the next live run expires every
@@ -25,6 +31,7 @@ import datetime as dt
 import json
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -47,16 +54,20 @@ from ...timemath import add_duration
 from ..base import BatchResult, Enforcement, Intent, Note, StoredIntent, SubjectSource, Target
 from ..objects.records import PAGE_SIZE, DeleteResult, ObjectRecord
 from ..objects.store import RECOVERED
+from .anonymizing import anonymized
 from .predicate import usable
 from .rowfilter import delete_filter, keyed, span
-from .table import EPOCH, GONE, PURGE, Deleted, LakeStore, wall
+from .table import ANONYMIZE, EPOCH, GONE, PURGE, Deleted, LakeStore, purged_what, wall
 
 DATASET_TAG = "retention.dataset"  # in a delete snapshot's summary: the dataset it enforced
 BATCH_TAG = "retention.batch"  # and the batch (one commit may write two snapshots)
+ACTION_TAG = "retention.action"  # an anonymize batch's: "anonymize" (a delete has none)
+ROWS_TAG = "retention.rows"  # an anonymize batch's: the rows it rewrote
 DELETES = ("delete", "overwrite")  # the operations of our delete snapshots
 AGE_PROPERTY = "history.expire.max-snapshot-age-ms"
 DEFAULT_WINDOW = Duration(days=5)  # Iceberg's own default snapshot age
 LEFT = "NoLongerDue: the delete filter (rule, holds, keep rules) no longer matched it"
+UNCHANGED = "NoLongerDue: the anonymize filter (rule, holds, keep rules) no longer matched it"
 NO_MATCH = "Delete operation did not match any records"  # pyiceberg's warning
 FAILURES = (CommitFailedException, SQLAlchemyError, OSError, ValueError)
 _UTC = ZoneInfo("UTC")
@@ -87,6 +98,20 @@ def removed_rows(snapshot: Snapshot) -> int:
     """The rows a delete snapshot removed: those of the files it dropped less those it wrote
     back (copy-on-write), from its summary."""
     return max(0, _count(snapshot, "deleted-records") - _count(snapshot, "added-records"))
+
+
+def batch_rows(group: Sequence[Snapshot]) -> int:
+    """The rows one batch (its snapshots) deleted, or anonymized: every snapshot of an
+    anonymize batch carries the batch's count, so it is read once."""
+    if action_of(group[-1]) == ANONYMIZE:
+        return max(_count(s, ROWS_TAG) for s in group)
+    return sum(removed_rows(s) for s in group)
+
+
+def action_of(snapshot: Snapshot) -> str:
+    """What the batch that wrote `snapshot` did: delete, or anonymize."""
+    summary = snapshot.summary
+    return ANONYMIZE if summary is not None and summary.get(ACTION_TAG) == ANONYMIZE else "delete"
 
 
 def older(snapshots: Iterable[Snapshot], moment: dt.datetime) -> list[Snapshot]:
@@ -124,6 +149,10 @@ class Files:
                 found.add(manifest.manifest_path)
                 found |= self._manifest(manifest)
         return found
+
+
+def _typed(key: str, type_: pa.DataType) -> int | str:
+    return int(key) if pa.types.is_integer(type_) else key
 
 
 def exists(table: Table, path: str) -> bool:
@@ -186,8 +215,8 @@ class IcebergStore(LakeStore):
 
     def mode(self, dataset: Dataset) -> str:
         return (
-            "iceberg table: rows deleted by key filter, one snapshot per batch; older snapshots "
-            "expired and their files removed"
+            "iceberg table: rows deleted or anonymized by key filter, one commit per batch; "
+            "older snapshots expired and their files removed"
         )
 
     # -- reading -------------------------------------------------------------------------------
@@ -195,6 +224,7 @@ class IcebergStore(LakeStore):
     def _scan(
         self, dataset: Dataset, table: Table, where: BooleanExpression | None = None
     ) -> Iterator[list[ObjectRecord]]:
+        self.prepare(dataset, self.schema(table))
         scan = table.scan(
             row_filter=where or AlwaysTrue(), selected_fields=tuple(self.columns(dataset))
         )
@@ -226,6 +256,26 @@ class IcebergStore(LakeStore):
         except FAILURES as exc:
             raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
         return found
+
+    def arrow_schema(self, dataset: Dataset) -> pa.Schema:
+        return self.schema(self.table(dataset))
+
+    def rows(
+        self,
+        dataset: Dataset,
+        keys: Sequence[str],
+        columns: Sequence[str] | None,
+        table: Table | None = None,
+    ) -> pa.Table:
+        """The rows of `keys` (their `columns`, else all), in the current snapshot."""
+        table = table or self.table(dataset)
+        (column,) = dataset.key_columns
+        where = keyed(column, keys, self.schema(table).field(column).type)
+        selected = tuple(columns) if columns is not None else ("*",)
+        try:
+            return table.scan(row_filter=where, selected_fields=selected).to_arrow()
+        except FAILURES as exc:
+            raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
 
     def head(self, dataset: Dataset, key: str) -> ObjectRecord | None:
         table = self.table(dataset)
@@ -292,6 +342,60 @@ class IcebergStore(LakeStore):
             detail=f"logically deleted (snapshot {after})" if after != before else None,
         )
 
+    def anonymize(self, dataset: Dataset, records: Sequence[ObjectRecord]) -> DeleteResult:
+        """One catalog commit rewriting the batch's rows with their personal columns
+        anonymized (the SQL stores' strategies, computed here): the rows of the keys whose every
+        row the filter (rule, holds the batch was judged with, keep rules) still matches are
+        read, deleted by key and appended anonymized in one overwrite, so no row is lost or
+        doubled; a key the filter no longer matches is left (and reported) for the next run,
+        and a concurrent writer's commit fails this one."""
+        target, holds = self.acting()
+        table = self.table(dataset)
+        schema = self.schema(table)
+        fields = self.prepare(dataset, schema)[target.rule.id]
+        (key,) = dataset.key_columns
+        keys = [r.key for r in records]
+        every = self.rows(dataset, keys, None, table)
+        if not every.num_rows:
+            return DeleteResult()
+        where = delete_filter(keys, target.rule, dataset, target.now, holds, schema)
+        try:
+            scan = table.scan(row_filter=where, selected_fields=(key,))
+            matching = Counter(str(k) for k in scan.to_arrow().column(key).to_pylist())
+        except FAILURES as exc:
+            raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
+        present = Counter(str(k) for k in every.column(key).to_pylist())
+        chosen = sorted(k for k, n in present.items() if matching.get(k) == n)
+        left = {k: UNCHANGED for k in present if k not in chosen}
+        if not chosen:
+            return DeleteResult(failed=left)
+        type_ = schema.field(key).type
+        values = pa.array([_typed(k, type_) for k in chosen], type_)
+        rows = every.filter(pc.is_in(every.column(key), values))
+        for column, array in anonymized(fields, rows, schema).items():
+            rows = rows.set_column(rows.schema.get_field_index(column), column, array)
+        tags = {
+            DATASET_TAG: dataset.name,
+            BATCH_TAG: uuid.uuid4().hex,
+            ACTION_TAG: ANONYMIZE,
+            ROWS_TAG: str(rows.num_rows),
+        }
+        try:
+            table.overwrite(
+                rows.cast(schema),
+                overwrite_filter=keyed(key, chosen, type_),
+                snapshot_properties=tags,
+            )
+        except FAILURES as exc:
+            raise StoreError(f"{dataset.config.table}: {exc}", store=self.name) from None
+        finished = self.done(dataset, target.rule, chosen)
+        left |= {k: UNCHANGED for k in chosen if k not in finished}
+        return DeleteResult(
+            deleted=tuple(k for k in keys if k in finished),
+            failed=left,
+            detail=f"anonymized (snapshot {table.metadata.current_snapshot_id})",
+        )
+
     # -- the physical step ---------------------------------------------------------------------
 
     def batches(self, dataset: Dataset, table: Table) -> dict[int, list[Snapshot]]:
@@ -319,8 +423,9 @@ class IcebergStore(LakeStore):
             when = at(group[-1])
             if not older(snapshots, when):
                 continue
-            rows = sum(removed_rows(s) for s in group)
-            found.append(Deleted(last, when, rows, add_duration(when, window, _UTC)))
+            rows = batch_rows(group)
+            by = add_duration(when, window, _UTC)
+            found.append(Deleted(last, when, rows, by, action_of(group[-1])))
         return sorted(found, key=lambda d: d.at)
 
     def purge(self, target: Target, run: Enforcement) -> Iterator[BatchResult]:
@@ -397,6 +502,7 @@ class IcebergStore(LakeStore):
             "at": batch[-1].timestamp_ms,
             "rows": deleted.rows,
             "files": dropped,
+            "action": deleted.action,
         }
 
     def _remove(self, dataset: Dataset, paths: Sequence[str]) -> int:
@@ -428,11 +534,12 @@ class IcebergStore(LakeStore):
                 continue
             if any(exists(table, path) for path in deleted["files"]):
                 continue
+            what = purged_what(deleted.get("action", "delete"))
             notes.append(
                 Note(
                     GONE,
                     keys=[],
-                    detail=f"{detail}; logically deleted at snapshot {deleted['snapshot']}",
+                    detail=f"{detail}; {what} at snapshot {deleted['snapshot']}",
                     action=PURGE,
                     count=deleted["rows"],
                 )

@@ -36,11 +36,22 @@ class Verdict:
     blocked: bool
     # not due because a clock it needs is there but is no timestamp (a tag such as "soon")
     unreadable: bool = False
+    # an anonymize rule's: a delete rule of the dataset acts on the record now (it goes anyway)
+    superseded: bool = False
+    # an anonymize rule's: the record's fields already hold their anonymized form (lake rows)
+    done: bool = False
 
     @property
     def free(self) -> bool:
-        """Due, not held and not blocked by a keep rule: a candidate for the action."""
-        return self.due and not self.held and not self.blocked
+        """Due, not held, not blocked by a keep rule, not superseded by a delete and not done
+        already: a candidate for the action."""
+        return (
+            self.due
+            and not self.held
+            and not self.blocked
+            and not self.superseded
+            and not self.done
+        )
 
 
 class Evaluator:
@@ -173,7 +184,12 @@ class Page:
                 ):
                     overdue = False
         unreadable = not due and e.unreadable(rule, record, subject)
-        return Verdict(start, due, bool(overdue), held, blocked, unreadable)
+        superseded = done = False
+        if rule.action == "anonymize" and due:
+            deletes = e.dataset.deletes_besides(rule)
+            superseded = any(self.verdict(other, record).free for other in deletes)
+            done = rule.id in record.anonymized
+        return Verdict(start, due, bool(overdue), held, blocked, unreadable, superseded, done)
 
     def facts(self, rule: Rule, record: ObjectRecord) -> RecordFacts:
         """What the audit log says of `record` when `rule` acts on it: its subject (from its

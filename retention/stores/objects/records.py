@@ -39,6 +39,8 @@ class ObjectRecord:
     clock_unreadable: bool = False
     # rows of a lake table: every declared timestamp by name (None: only `created`)
     clocks: Mapping[str, dt.datetime | None] | None = None
+    # rows of a lake table: the anonymize rules whose fields it already holds anonymized
+    anonymized: frozenset[str] = frozenset()
 
     def clock(self, name: str) -> dt.datetime | None:
         """The record clock `name` (``record.<name>``) when it started."""

@@ -45,7 +45,7 @@ from ..base import (
     places,
 )
 from . import quarantine
-from .evaluate import Evaluator, Page
+from .evaluate import Evaluator, Page, Verdict
 from .quarantine import Entry, Kept, PutBack
 from .records import DeleteResult, ObjectRecord
 from .run import ObjectRun
@@ -342,6 +342,8 @@ def _described(page: Page, record: ObjectRecord, vetoed: str | None) -> Descript
             due=v.due,
             held=v.held,
             blocked=v.blocked,
+            superseded=v.superseded,
+            done=v.done,
             actionable=acts,
             overdue=acts and v.overdue,
             unreadable=v.unreadable,
@@ -386,7 +388,7 @@ def plan_dataset(
                 if not rule.destructive:
                     seen |= flags if counted else set()
                     continue
-                found = "held" if verdict.held else "blocked" if verdict.blocked else None
+                found = _kept_by(verdict)
                 if counted:
                     seen |= flags | {"due"} | ({found} if found else set())
                 if found is not None:
@@ -419,6 +421,14 @@ def plan_dataset(
     return per_rule, Counts.of_records(distinct)
 
 
+def _kept_by(verdict: Verdict) -> str | None:
+    """Why a due record is not acted on, as the plan counts it (None: it is)."""
+    for reason in ("held", "blocked", "superseded", "done"):
+        if getattr(verdict, reason):
+            return reason
+    return None
+
+
 def _counts(
     c: Counter[str], samples: tuple[str, ...], rule: Rule, mode: str, label: str, store: Any
 ) -> Counts:
@@ -431,6 +441,8 @@ def _counts(
         due=c["due"],
         held=c["held"],
         blocked=c["blocked"],
+        superseded=c["superseded"],
+        done=c["done"],
         actionable=c["actionable"],
         overdue=c["overdue"],
         unreadable=c["unreadable"],

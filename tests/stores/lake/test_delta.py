@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,18 @@ from retention.runevents import RUN_ACTION
 from retention.statedb import open_state
 from retention.stores.lake.delta import DeltaStore, window_of
 from retention.testing import CrashAt, SimulatedCrash, examples, replace_file
+from retention.validate import check_stores
 
 from ...conftest import Database
 from ...scenario import TICKETS_DATASET, Scenario, rule, utc
-from ..lakeworld import ids_at, readable_anywhere, write_records
+from ..lakeworld import (
+    delta_s3_options,
+    delta_s3_store,
+    ids_at,
+    readable_anywhere,
+    write_records,
+)
+from ..objectworld import s3_client
 
 NOW = utc("2026-06-01 00:00:00")
 OLD = NOW - dt.timedelta(days=400)
@@ -43,18 +53,41 @@ HELD = {i for i in DUE if 1 + i % 4 == 2}
 GONE = DUE - HELD
 
 
+@dataclass(frozen=True)
+class Lake:
+    """Where the tests' tables are: a directory, or a bucket of a moto server."""
+
+    root: str
+    store: dict[str, Any]
+    options: dict[str, str] | None = None
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Lake:
+    """A root for delta tables in a directory, and under ``s3://`` on a moto server."""
+    if request.param == "local":
+        root = str(tmp_path / "lake")
+        return Lake(root, {"kind": "delta", "root": root})
+    endpoint = request.getfixturevalue("moto_process_endpoint")
+    bucket = f"d-{uuid.uuid4().hex[:16]}"
+    s3_client(endpoint).create_bucket(Bucket=bucket)
+    root = f"s3://{bucket}/lake"
+    return Lake(root, delta_s3_store(root, endpoint), delta_s3_options(endpoint))
+
+
 def world(
     db: Database,
     tmp_path: Path,
     dataset: dict[str, Any] | None = None,
+    at: Lake | None = None,
     within: str | None = None,
     **store: Any,
-) -> tuple[Config, Path]:
+) -> tuple[Config, str]:
     scenario = Scenario(db, tmp_path)
     scenario.accounts(*({"id": a} for a in range(1, 5)))
-    lake = tmp_path / "lake"
+    at = at or Lake(str(tmp_path / "lake"), {"kind": "delta", "root": str(tmp_path / "lake")})
     rows = [(i, 1 + i % 4, OLD if i <= 8 else RECENT) for i in RECORDS]
-    write_records(lake / "records", rows, files=3)
+    write_records(f"{at.root}/records", rows, files=3, options=at.options)
     config = scenario.config(
         [
             rule(
@@ -73,12 +106,12 @@ def world(
         },
         stores={
             "app": {"kind": "sql", "url": db.url},
-            "lake": {"kind": "delta", "root": str(lake), **store},
+            "lake": {**at.store, **store},
         },
         batch_size=3,
         audit={"keys": "plain"},
     )
-    return config, lake / "records"
+    return config, f"{at.root}/records"
 
 
 def entries(config: Config) -> list[AuditEntry]:
@@ -102,16 +135,24 @@ def run(config: Config, **kwargs: Any) -> Any:
 
 
 def test_deleted_rows_stay_readable_until_the_window_passes_then_are_gone_everywhere(
-    sqlite_db: Database, tmp_path: Path
+    sqlite_db: Database, tmp_path: Path, lake: Lake
 ) -> None:
     """Within the table's window a deleted record is gone from the latest version but still
     readable at an older one (logically deleted, version N audited); once the window has passed
     the next run vacuums it, audits each batch as physically gone, and the record is readable at
-    no version. Held records are in the latest version throughout."""
-    config, table = world(sqlite_db, tmp_path)
+    no version. Held records are in the latest version throughout. In a directory and on S3."""
+    config, table = world(sqlite_db, tmp_path, at=lake)
+    options = lake.options
+
+    def ids(version: int | None = None) -> set[int] | None:
+        return ids_at(table, version, options)
+
+    def readable(record: int) -> bool:
+        return readable_anywhere(table, record, options)
+
     run(config)
-    assert ids_at(table) == set(RECORDS) - GONE
-    assert all(readable_anywhere(table, i) for i in GONE)
+    assert ids() == set(RECORDS) - GONE
+    assert all(readable(i) for i in GONE)
     done = [e for e in entries(config) if e.outcome == "done"]
     assert sorted(int(k) for e in done for k in json.loads(e.keys)) == sorted(GONE)
     versions = {e.detail for e in done}
@@ -119,12 +160,12 @@ def test_deleted_rows_stay_readable_until_the_window_passes_then_are_gone_everyw
     assert not [e for e in entries(config) if e.outcome == "physically gone"]
 
     run(config, stores={"lake": later(config, 6)})  # still inside delta's default 7 days
-    assert all(readable_anywhere(table, i) for i in GONE)
+    assert all(readable(i) for i in GONE)
 
     run(config, stores={"lake": later(config, 8)})
-    assert ids_at(table) == set(RECORDS) - GONE
-    assert not any(readable_anywhere(table, i) for i in GONE)
-    assert all(i in (ids_at(table) or set()) for i in HELD)
+    assert ids() == set(RECORDS) - GONE
+    assert not any(readable(i) for i in GONE)
+    assert all(i in (ids() or set()) for i in HELD)
     gone = [e for e in entries(config) if e.outcome == "physically gone"]
     assert [e.action for e in gone] == ["purge"] * len(done)
     assert sum(e.count for e in gone) == len(GONE)
@@ -150,12 +191,15 @@ def test_plan_shows_deleted_records_still_present_and_when_they_will_be_gone(
     assert any(f"gone by {by}" in n for n in row.notes)
 
 
-def test_purge_after_zero_erases_in_the_same_run(sqlite_db: Database, tmp_path: Path) -> None:
+def test_purge_after_zero_erases_in_the_same_run(
+    sqlite_db: Database, tmp_path: Path, lake: Lake
+) -> None:
     """`purge_after: P0D` on the dataset (over the store's) vacuums in the run that deletes."""
-    config, table = world(sqlite_db, tmp_path, {"purge_after": "P0D"}, purge_after="P30D")
+    config, table = world(sqlite_db, tmp_path, {"purge_after": "P0D"}, lake, purge_after="P30D")
     run(config)
-    assert not any(readable_anywhere(table, i) for i in GONE)
-    assert all(readable_anywhere(table, i) for i in HELD | (set(RECORDS) - DUE))
+    assert not any(readable_anywhere(table, i, lake.options) for i in GONE)
+    kept = HELD | (set(RECORDS) - DUE)
+    assert all(readable_anywhere(table, i, lake.options) for i in kept)
 
 
 def test_a_crash_during_the_physical_step_is_settled_by_the_next_run(
@@ -178,7 +222,14 @@ def test_a_crash_during_the_physical_step_is_settled_by_the_next_run(
 @pytest.mark.parametrize(
     ("store", "dataset", "message"),
     [
-        ({"root": "s3://bucket/lake"}, {}, "s3:// is not supported"),
+        ({"root": "gs://bucket/lake"}, {}, "gs:// is not supported"),
+        ({"root": "s3:///lake"}, {}, "names no bucket"),
+        ({"access_key_id": "AKIA"}, {}, "applies to an s3:// root only"),
+        (
+            {"root": "s3://bucket/lake", "access_key_id": "AKIA"},
+            {},
+            "access_key_id and secret_access_key go together",
+        ),
         ({}, {"store": "app", "table": "tickets"}, "`purge_after` is for lake tables"),
     ],
 )
@@ -189,8 +240,9 @@ def test_refused_configurations(
     dataset: dict[str, Any],
     message: str,
 ) -> None:
-    """An s3:// root (delta-rs was not tested against a bucket here) and `purge_after` on a
-    dataset whose deletes are final are configuration errors naming the field."""
+    """A root other than a directory or s3://BUCKET/PREFIX, S3 settings on a local root, half
+    a key pair, and `purge_after` on a dataset whose deletes are final are configuration
+    errors naming the field."""
     scenario = Scenario(sqlite_db, tmp_path)
     with pytest.raises(ConfigError, match=message):
         scenario.config(
@@ -311,3 +363,23 @@ def test_a_subject_lookup_finds_a_tables_rows_and_the_entries_that_deleted_them(
     assert sum(a.records or 0 for a in after.history) == len(mine & DUE)
     assert {(a.run_id, a.rule) for a in after.history} == {(result.run_id, "purge")}
     assert sum(a.late or 0 for a in after.history) == len(mine & DUE)
+
+def test_validate_names_a_table_missing_from_its_bucket(
+    sqlite_db: Database, tmp_path: Path, moto_process_endpoint: str
+) -> None:
+    """A delta dataset whose table is not in the bucket is reported by `validate` at the
+    dataset, as unreachable (exit 3), and names no credential."""
+    scenario = Scenario(sqlite_db, tmp_path)
+    bucket = f"d-{uuid.uuid4().hex[:16]}"
+    s3_client(moto_process_endpoint).create_bucket(Bucket=bucket)
+    config = scenario.config(
+        [rule("purge", applies_to={"dataset": "records"})],
+        datasets={"records": {**TICKETS_DATASET, "store": "lake", "table": "records"}},
+        stores={
+            "app": {"kind": "sql", "url": sqlite_db.url},
+            "lake": delta_s3_store(f"s3://{bucket}/lake", moto_process_endpoint),
+        },
+    )
+    (problem,) = check_stores(config)
+    assert problem.where == "datasets.records" and problem.unreachable
+    assert "records" in problem.message and "testing" not in problem.message
