@@ -364,6 +364,7 @@ def test_a_subject_lookup_finds_a_tables_rows_and_the_entries_that_deleted_them(
     assert {(a.run_id, a.rule) for a in after.history} == {(result.run_id, "purge")}
     assert sum(a.late or 0 for a in after.history) == len(mine & DUE)
 
+
 def test_validate_names_a_table_missing_from_its_bucket(
     sqlite_db: Database, tmp_path: Path, moto_process_endpoint: str
 ) -> None:
