@@ -91,6 +91,12 @@ class Dataset:
             return instants
         return rounded_set(instants, clock.round_to, self.calendar, self.fiscal_start)
 
+    def past_set(self, clock: Clock, delay: Duration, now: dt.datetime) -> IntervalSet:
+        """The clock starts of `clock` that are more than `delay` old at `now`: a record is
+        overdue once *past* its deadline (DESIGN.md), so one acted on at its deadline, to the
+        microsecond, is on time in the plan as in its audit facts."""
+        return self.due_set(clock, delay, now - dt.timedelta(microseconds=1))
+
     def due_at(self, clock: Clock, start: dt.datetime, delay: Duration) -> dt.datetime:
         """When a record whose `clock` started at `start` is `delay` old (OverflowError or
         ValueError past year 9999)."""

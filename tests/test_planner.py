@@ -54,12 +54,14 @@ def test_subject_event_clock_and_active_account(world: Scenario) -> None:
 def test_grace_and_within(world: Scenario) -> None:
     """Due at clock + retain + grace; overdue once past due + within."""
     world.tickets(
-        {"id": 1, "created_at": at("2026-01-01 00:00:00")},  # due 2026-02-15, overdue from 03-15
+        {"id": 1, "created_at": at("2026-01-01 00:00:00")},  # due 2026-02-15, deadline 03-15
         {"id": 2, "created_at": at("2026-02-01 00:00:00")},  # due 2026-03-15
         {"id": 3, "created_at": at("2026-02-10 00:00:00")},  # due 2026-03-24
     )
     config = world.config([rule(retain="P1M", grace="P14D", within="P1M")])
-    plan = world.plan(config, utc("2026-03-15 00:00:00"))["r"]
+    at_deadline = world.plan(config, utc("2026-03-15 00:00:00"))["r"]
+    assert (at_deadline.due, at_deadline.actionable, at_deadline.overdue) == (2, 2, 0)
+    plan = world.plan(config, utc("2026-03-15 00:00:00.000001"))["r"]
     assert (plan.due, plan.actionable, plan.overdue, plan.pending) == (2, 2, 1, 1)
 
 
@@ -334,9 +336,9 @@ def test_a_delete_held_back_by_a_keep_rule_is_overdue_within_after_the_minimum(
     )
     during = world.plan(config, utc("2024-12-31 23:59:59"))["gone"]
     assert (during.due, during.blocked, during.overdue) == (1, 1, 0)
-    ended = world.plan(config, utc("2025-01-31 23:59:59.999999"))["gone"]
+    ended = world.plan(config, utc("2025-02-01 00:00:00"))["gone"]  # at the deadline: on time
     assert (ended.actionable, ended.overdue) == (1, 0)
-    assert world.plan(config, utc("2025-02-01 00:00:00"))["gone"].overdue == 1
+    assert world.plan(config, utc("2025-02-01 00:00:00.000001"))["gone"].overdue == 1
     verdicts = {v.rule: v for v in explain(config, "tickets", "1", utc("2025-01-15")).rules}
     assert verdicts["gone"].overdue_at == utc("2025-02-01 00:00:00")
 

@@ -185,7 +185,9 @@ class Model:
         start = self.clock_start(ticket, r)
         if start is None:
             return False
-        return add_duration(start, r.delay(overdue=overdue), self.zone) <= self.world.now
+        moment = add_duration(start, r.delay(overdue=overdue), self.zone)
+        # due at its moment; overdue only once past its deadline
+        return moment < self.world.now if overdue else moment <= self.world.now
 
     def overdue(self, ticket: Ticket, r: ModelRule) -> bool:
         """Past `r`'s deadline: `within` after it is due and, for a delete or an anonymize,
@@ -202,7 +204,7 @@ class Model:
             start = self.clock_start(ticket, keep)
             if (
                 start is None
-                or add_duration(start, keep.delay() + within, self.zone) > self.world.now
+                or add_duration(start, keep.delay() + within, self.zone) >= self.world.now
             ):
                 return False
         return True

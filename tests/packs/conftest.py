@@ -167,15 +167,16 @@ class DemoWorld:
         before: str = "not yet due",
     ) -> None:
         """Assert `rule`'s clock for the record starts at `start`, it is due exactly at `due`
-        (`before` one second earlier) and, if given, overdue exactly at `overdue`."""
+        (`before` one second earlier) and, if given, that its deadline is `overdue`: still due
+        at that moment (acting then keeps the promise), overdue once it has passed."""
         verdict = self.verdict(dataset, key, rule, start)
         assert (verdict.clock_start, verdict.due_at) == (start, due)
         assert verdict.overdue_at == overdue
         assert self.status(dataset, key, rule, due - SECOND) == before
-        self.acted(dataset, key, rule, due, "overdue" if overdue == due else "due")
-        if overdue is not None and overdue != due:
-            self.acted(dataset, key, rule, overdue - SECOND, "due")
-            self.acted(dataset, key, rule, overdue, "overdue")
+        self.acted(dataset, key, rule, due, "due")
+        if overdue is not None:
+            self.acted(dataset, key, rule, overdue, "due")
+            self.acted(dataset, key, rule, overdue + SECOND, "overdue")
 
     def acted(self, dataset: str, key: str, rule: str, at: dt.datetime, status: str) -> None:
         """Assert `rule` has `status` for the record at `at`, or that an earlier-due delete rule

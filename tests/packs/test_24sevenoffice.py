@@ -81,9 +81,10 @@ def test_deletion_starts_within_three_months_after_the_cla_ends(world: DemoWorld
     ended = world.event(113, "terminated")
     assert world.status("documents", key, CONTENT, plus(ended, "P2M") - SECOND) == "not yet due"
     assert world.status("documents", key, CONTENT, plus(ended, "P2M")) == "due"
-    # the promise is the deadline: overdue the moment three months have passed, not a day later
-    assert world.status("documents", key, CONTENT, plus(ended, "P3M") - SECOND) == "due"
-    assert world.status("documents", key, CONTENT, plus(ended, "P3M")) == "overdue"
+    # the promise is the deadline: due up to the moment three months have passed, overdue
+    # once past it, not a day later
+    assert world.status("documents", key, CONTENT, plus(ended, "P3M")) == "due"
+    assert world.status("documents", key, CONTENT, plus(ended, "P3M") + SECOND) == "overdue"
     ledger = world.key("ledger_entries", account_id=113)
     accounting = world.verdict(
         "ledger_entries", ledger, "24sevenoffice.accounting.post-termination"
@@ -110,7 +111,8 @@ def test_deletion_starts_within_three_months_override_one_month_export_window(
     ended = world.event(104, "terminated")
     assert world.status("documents", key, CONTENT, plus(ended, "P1M") - SECOND) == "not yet due"
     assert world.status("documents", key, CONTENT, plus(ended, "P1M")) == "due"
-    assert world.status("documents", key, CONTENT, plus(ended, "P3M")) == "overdue"
+    assert world.status("documents", key, CONTENT, plus(ended, "P3M")) == "due"
+    assert world.status("documents", key, CONTENT, plus(ended, "P3M") + SECOND) == "overdue"
 
 
 def test_deletion_may_be_delayed_for_an_open_legal_issue(world: DemoWorld) -> None:

@@ -69,13 +69,13 @@ class Evaluator:
             r.id: dataset.due_set(r.after, r.delay, now) for r in self.rules
         }
         self._overdue: dict[str, IntervalSet] = {
-            r.id: dataset.due_set(r.after, r.delay + r.within, now)
+            r.id: dataset.past_set(r.after, r.delay + r.within, now)
             for r in self.rules
             if r.within is not None
         }
         # a keep rule's end + the rule's `within`: the deadline of what the keep held back
         self._keep_overdue: dict[tuple[str, str], IntervalSet] = {
-            (r.id, k.id): dataset.due_set(k.after, k.delay + r.within, now)
+            (r.id, k.id): dataset.past_set(k.after, k.delay + r.within, now)
             for r in self.rules
             if r.within is not None and r.destructive
             for k in self.keeps

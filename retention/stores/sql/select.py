@@ -283,21 +283,25 @@ class SelectionBuilder:
         column = self.store.column(table, dataset.config.personal[personal])
         return Anonymizer(rule.anonymize[personal], column, hmac_key=self.hmac_key)
 
-    def _clock(self, rule: Rule, dataset: Dataset, table: Table, delay: Any) -> ColumnElement[bool]:
-        """SQL for "this record's clock for `rule` started at least `delay` ago"."""
+    def _clock(
+        self, rule: Rule, dataset: Dataset, table: Table, delay: Any, past: bool = False
+    ) -> ColumnElement[bool]:
+        """SQL for "this record's clock for `rule` started at least `delay` ago" (`past`: more
+        than `delay` ago, as a deadline is overdue only once past)."""
         result: ColumnElement[bool] = self._remember(
             "clock",
-            (rule, dataset, table, delay),
-            lambda: self._build_clock(rule, dataset, table, delay),
+            (rule, dataset, table, delay, past),
+            lambda: self._build_clock(rule, dataset, table, delay, past),
         )
         return result
 
     def _build_clock(
-        self, rule: Rule, dataset: Dataset, table: Table, delay: Any
+        self, rule: Rule, dataset: Dataset, table: Table, delay: Any, past: bool
     ) -> ColumnElement[bool]:
         if not rule.after.refs:  # assert_absent: due at once, always
             return true()
-        instants = dataset.due_set(rule.after, delay, self.now)
+        sets = dataset.past_set if past else dataset.due_set
+        instants = sets(rule.after, delay, self.now)
         refs = rule.after.refs
         if all(ref.source == "subject" for ref in refs):
             subject_table, subject_key, link, subject = self._subject(rule, dataset, table)
@@ -333,11 +337,11 @@ class SelectionBuilder:
         ended = [
             or_(
                 not_(self.scope(keep, dataset, table)),
-                self._clock(keep, dataset, table, keep.delay + within),
+                self._clock(keep, dataset, table, keep.delay + within, past=True),
             )
             for keep in (dataset.keeps if rule.destructive else ())
         ]
-        return and_(self._clock(rule, dataset, table, rule.delay + within), *ended)
+        return and_(self._clock(rule, dataset, table, rule.delay + within, past=True), *ended)
 
     def unreadable(self, rule: Rule, dataset: Dataset, table: Table) -> ColumnElement[bool]:
         """Records with a clock `rule` needs that holds a value but not a timestamp (SQLite

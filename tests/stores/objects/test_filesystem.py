@@ -347,8 +347,8 @@ def test_a_delete_held_back_by_a_keep_rule_is_overdue_within_after_the_minimum(
         return {row.rule: row for row in make_plan(config, utc(now)).rules}["gone"]
 
     assert (gone("2024-12-31 23:59:59").blocked, gone("2024-12-31 23:59:59").overdue) == (1, 0)
-    assert (gone("2025-01-31 23:59:59").actionable, gone("2025-01-31 23:59:59").overdue) == (1, 0)
-    assert gone("2025-02-01 00:00:00").overdue == 1
+    assert (gone("2025-02-01 00:00:00").actionable, gone("2025-02-01 00:00:00").overdue) == (1, 0)
+    assert gone("2025-02-01 00:00:01").overdue == 1  # overdue once past the deadline
 
 
 def test_each_deleted_file_carries_its_subject_due_time_and_lateness(
