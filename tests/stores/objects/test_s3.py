@@ -224,9 +224,7 @@ def test_a_split_listing_lists_every_key_once_and_deletes_exactly_the_due_unheld
     assert keys_in(client, bucket) == sorted(kept + new + others)
 
 
-def test_a_flat_prefix_is_listed_whole(
-    world: Scenario, moto_endpoint: str, bucket: str
-) -> None:
+def test_a_flat_prefix_is_listed_whole(world: Scenario, moto_endpoint: str, bucket: str) -> None:
     """1,500 keys directly under the prefix (no folders to split by) are one listing: every
     key comes once."""
     keys = [f"exports/{i}-report" for i in range(1500)]
