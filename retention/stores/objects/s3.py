@@ -188,10 +188,10 @@ class S3Store(ObjectStore):
             return
         yield self._records(template, first)
         contents = first.get("Contents", [])
-        if not first.get("IsTruncated") or not contents:
+        if not first.get("IsTruncated"):
             return
         found = None
-        if self.concurrency > 1:
+        if self.concurrency > 1 and contents:  # (a truncated page of no keys: go on as one)
             listed = functools.partial(self.call, "list_objects_v2", Bucket=self.bucket)
             entries = top_level(listed, prefix, PAGE_SIZE)
             if entries is not None:
