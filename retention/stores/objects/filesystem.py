@@ -90,6 +90,11 @@ class FilesystemStore(ObjectStore):
         if page:
             yield page
 
+    def listing_order(self, key: str) -> Any:
+        """The walk's order: a directory's files by name, then its subdirectories' trees."""
+        parts = key.split("/")
+        return (*((1, part) for part in parts[:-1]), (0, parts[-1]))
+
     def _walk(self, template: KeyTemplate) -> Iterator[ObjectRecord]:
         """Matching files in path order; symlinked directories are never entered."""
         base = tuple(p for p in template.literal_prefix.split("/") if p)

@@ -9,6 +9,7 @@ grow with the number of objects.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 from abc import ABC, abstractmethod
@@ -81,6 +82,11 @@ class ObjectStore(ABC):
     @abstractmethod
     def pages(self, dataset: Dataset, prefix: str | None = None) -> Iterator[list[ObjectRecord]]:
         """The dataset's records, one listing page at a time (never the whole listing)."""
+
+    def listing_order(self, key: str) -> Any:
+        """Where `key` comes in one sequential listing (default: by key): a plan's samples are
+        the first keys in this order, in whatever order a split listing's pages come."""
+        return key
 
     @abstractmethod
     def mode(self, dataset: Dataset) -> str:
@@ -408,8 +414,7 @@ def plan_dataset(
             c["overdue"] += overdue
             if rule_ids is None or rule.id in rule_ids:
                 acting[record.key] = acting.get(record.key, False) or overdue
-            if len(sampled[rule.id]) < samples:
-                sampled[rule.id].append(record.key)
+            _sample(sampled[rule.id], record.key, samples, store.listing_order)
         distinct["actionable"] += len(acting)
         distinct["overdue"] += sum(acting.values())
     mode = store.mode(dataset)
@@ -427,6 +432,14 @@ def _kept_by(verdict: Verdict) -> str | None:
         if getattr(verdict, reason):
             return reason
     return None
+
+
+def _sample(found: list[str], key: str, samples: int, order: Callable[[str], Any]) -> None:
+    """`key` among the first `samples` keys of `found` (kept in listing order), if it is."""
+    if len(found) >= samples and (samples == 0 or order(key) >= order(found[-1])):
+        return
+    bisect.insort(found, key, key=order)
+    del found[samples:]
 
 
 def _counts(

@@ -49,7 +49,7 @@ from . import partitions
 from .cascadefacts import cascaded_facts
 from .facts import FactColumns
 from .keys import KeyTuple, fetch_keys, fetch_rows, format_keys, key_after, key_upto, keys_json
-from .precedence import ceded, without
+from .precedence import ceded_window
 from .quarantine import keep, quarantine_table, window_end
 from .schema import Schema
 from .select import Selection, SelectionBuilder
@@ -205,17 +205,13 @@ class Batches:
                 end = self._window_end(connection, selection, last, sizer.next())
                 started: _Done | _Prepared | BatchResult | None = None
                 if end is not None:
-                    window = and_(
-                        true() if last is None else key_after(selection.key, last),
-                        key_upto(selection.key, end),
-                    )
                     run.probe.reached("window")
                     if self.store.sql.snapshot_at_begin:
                         # it reads as of its transaction's start: the batch's begins now, so
                         # its DELETE/UPDATE sees what changed since the window was chosen
                         batch.commit()
                         batch = connection.begin()
-                    started = self._batch(connection, selection, window)
+                    started, end = self._batch(connection, selection, last, end)
                 before, landing = landing, None
                 written = None if before is None else before.written.result()
                 again = False
@@ -345,12 +341,27 @@ class Batches:
     # -- one batch ---------------------------------------------------------------------------
 
     def _batch(
+        self, connection: Connection, selection: Selection, last: KeyTuple | None, end: KeyTuple
+    ) -> tuple[_Done | _Prepared | BatchResult, KeyTuple]:
+        """Act on the actionable records of the key window after `last` up to `end` (a dry run
+        only lists them), in `connection`'s open transaction; the caller commits it (a
+        prepared batch: once written and finished). Records an earlier due delete rule also
+        deletes now are left to it; with too many of them to list the window ends earlier:
+        the batch and where its window ended."""
+
+        def window_to(upto: KeyTuple) -> ColumnElement[bool]:
+            return and_(
+                true() if last is None else key_after(selection.key, last),
+                key_upto(selection.key, upto),
+            )
+
+        window, end = ceded_window(connection, self.store, selection, window_to, end)
+        return self._act(connection, selection, window), end
+
+    def _act(
         self, connection: Connection, selection: Selection, window: ColumnElement[bool]
     ) -> _Done | _Prepared | BatchResult:
-        """Act on the actionable records of one key window (a dry run only lists them), in
-        `connection`'s open transaction; the caller commits it (a prepared batch: once written
-        and finished). Records an earlier due delete rule also deletes now are left to it."""
-        window = without(selection, ceded(connection, self.store, selection, window), window)
+        """Act on the actionable records of `window` (less what it cedes)."""
         if not self.run.live:
             facts = self._facts(selection)
             query = select(*selection.key, *facts.columns).where(window, selection.actionable)

@@ -13,10 +13,13 @@ from sqlalchemy import Connection, False_, Table, and_, case, false, func, not_,
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..base import Counts, Tally
-from .keys import format_key
-from .precedence import ceded, without
+from .keys import KeyTuple, format_key, key_after
+from .precedence import ceded
 from .schema import Schema
 from .select import Selection
+
+SAMPLE_PAGE = 1000
+"""Keys read at a time past the ceded ones while looking for a plan's samples."""
 
 
 def count(connection: Connection, table: Table, *conditions: ColumnElement[bool]) -> int:
@@ -60,11 +63,7 @@ def plan_counts(connection: Connection, store: Schema, s: Selection, samples: in
     counts["superseded"] += len(lost)
     counts["actionable"] -= len(lost)
     counts["overdue"] -= sum(overdue for _, overdue in lost)
-    keys = ()
-    if counts["actionable"] and samples:
-        query = select(*s.key).where(without(s, lost, s.actionable))
-        query = query.order_by(*s.key).limit(samples)
-        keys = tuple(format_key(row) for row in connection.execute(query))
+    keys = first_keys(connection, s, lost, samples) if counts["actionable"] else ()
     return Counts(
         in_scope=in_scope,
         due=due,
@@ -77,6 +76,27 @@ def plan_counts(connection: Connection, store: Schema, s: Selection, samples: in
         overdue=counts["overdue"],
         samples=keys,
     )
+
+
+def first_keys(
+    connection: Connection, s: Selection, lost: Sequence[tuple[KeyTuple, bool]], samples: int
+) -> tuple[str, ...]:
+    """The first `samples` actionable keys of `s` in key order, less those it cedes (`lost`,
+    skipped here: there may be more of them than one statement can list)."""
+    skip = {key for key, _ in lost}
+    found: list[KeyTuple] = []
+    last: KeyTuple | None = None
+    size = samples + min(len(skip), SAMPLE_PAGE)
+    while len(found) < samples:
+        query = select(*s.key).where(s.actionable)
+        if last is not None:
+            query = query.where(key_after(s.key, last))
+        rows = [tuple(row) for row in connection.execute(query.order_by(*s.key).limit(size))]
+        found += [row for row in rows if row not in skip][: samples - len(found)]
+        if len(rows) < size:
+            break
+        last = rows[-1]
+    return tuple(format_key(row) for row in found)
 
 
 def distinct_counts(connection: Connection, selections: Sequence[Selection]) -> Counts:

@@ -6,12 +6,18 @@ so it cannot be compared in SQL; only the records that another delete rule would
 now (the contested ones, found in SQL) are read, in the window at hand, and their due moments
 compared in Python. Equal due moments go to the rule declared first. A plan, a run and
 `explain` all ask :func:`ceded`, so they credit the same rule.
+
+A batch's statement leaves the ceded keys of its window out by listing them (``NOT IN``), and a
+statement's bound parameters are capped (PostgreSQL 65,535, SQLite 32,766, MariaDB's prepared
+statements 65,535): a window with more contested records than :data:`CEDED_PARAMETERS`
+parameters' worth of keys is cut short after the last one judged (:func:`ceded_window`), and
+the next window starts there. A plan's sample keys skip the ceded ones in Python.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, False_, and_, case, or_
@@ -25,25 +31,72 @@ from .keys import KeyTuple, key_in
 from .schema import Schema
 from .select import Selection
 
+CEDED_PARAMETERS = 10_000
+"""The most bound parameters a batch's statement spends listing the keys it leaves to other
+rules (well under every supported database's cap, with room for the rule's own predicate)."""
+
 
 def ceded(
     connection: Connection, store: Schema, s: Selection, condition: ColumnElement[bool]
 ) -> list[tuple[KeyTuple, bool]]:
     """The records among `condition` that `s`'s delete rule would delete now but leaves to an
     earlier-due delete rule, each with whether it is overdue for `s`'s rule, in key order."""
+    return _ceded(connection, store, s, condition, None)[0]
+
+
+def ceded_window(
+    connection: Connection,
+    store: Schema,
+    s: Selection,
+    window: Callable[[KeyTuple], ColumnElement[bool]],
+    end: KeyTuple,
+) -> tuple[ColumnElement[bool], KeyTuple]:
+    """The key window up to `end` (`window(end)`) less the records it cedes, and the window's
+    end: `end`, or earlier when more records in it are contested than one statement can list
+    (then it ends at the last one judged, and the next window takes the rest)."""
+    cap = max(1, CEDED_PARAMETERS // len(s.key))
+    lost, last = _ceded(connection, store, s, window(end), cap)
+    if last is not None:
+        end = last
+    return without(s, lost, window(end)), end
+
+
+def _ceded(
+    connection: Connection,
+    store: Schema,
+    s: Selection,
+    condition: ColumnElement[bool],
+    limit: int | None,
+) -> tuple[list[tuple[KeyTuple, bool]], KeyTuple | None]:
+    """:func:`ceded`, judging the first `limit` contested records only (when given), and the
+    key of the last one judged when there were more."""
     rivals = [(rule, expr) for rule, expr in s.rivals if not isinstance(expr, False_)]
     if not rivals:
-        return []
+        return [], None
     flags = [case((expr, 1), else_=0).label(f"rival{i}") for i, (_, expr) in enumerate(rivals)]
     overdue = case((s.overdue, 1), else_=0).label("overdue_for_rule")
     row_query = store.readable_row(s.table).add_columns(*flags, overdue)
     query = row_query.where(condition, s.actionable, or_(*(expr for _, expr in rivals)))
+    query = query.order_by(*s.key)
+    if limit is not None:
+        query = query.limit(limit + 1)
     order = {rule.id: index for index, rule in enumerate(s.dataset.rules)}
+    # the subject rows are read only when a clock needs them (one query per record)
+    subjects = any(
+        ref.source == "subject"
+        for rule in (s.rule, *(r for r, _ in rivals))
+        for ref in rule.after.refs
+    )
     found: list[tuple[KeyTuple, bool]] = []
     # read whole (one window's rows) before the subject rows are: a DuckDB connection has one
     # open result at a time
-    for row in connection.execute(query.order_by(*s.key)).mappings().all():
-        subject = subject_rows(store, connection, s.dataset, row)
+    rows = connection.execute(query).mappings().all()
+    last = None
+    if limit is not None and len(rows) > limit:
+        rows = rows[:limit]
+        last = tuple(rows[-1][column.name] for column in s.key)
+    for row in rows:
+        subject = subject_rows(store, connection, s.dataset, row) if subjects else {}
         mine = (due_moment(s.dataset, s.rule, row, subject), order[s.rule.id])
         for index, (rule, _) in enumerate(rivals):
             if row[f"rival{index}"] and _earlier(
@@ -52,7 +105,7 @@ def ceded(
                 key = tuple(row[column.name] for column in s.key)
                 found.append((key, bool(row["overdue_for_rule"])))
                 break
-    return found
+    return found, last
 
 
 def _earlier(theirs: tuple[dt.datetime | None, int], mine: tuple[dt.datetime | None, int]) -> bool:
@@ -127,4 +180,13 @@ def without(
     return and_(condition, ~key_in(s.key, [key for key, _ in keys]))
 
 
-__all__ = ["SubjectRows", "ceded", "clock_start", "due_moment", "subject_rows", "without"]
+__all__ = [
+    "CEDED_PARAMETERS",
+    "SubjectRows",
+    "ceded",
+    "ceded_window",
+    "clock_start",
+    "due_moment",
+    "subject_rows",
+    "without",
+]
