@@ -1,0 +1,164 @@
+"""Per-record due times and lateness computed by the database, in the batch's own statement.
+
+Where the dialect can (``Dialect.facts_in_sql``: PostgreSQL), the ``DELETE``/``UPDATE ...
+RETURNING`` of a batch returns, beside each key, the record's due time already in the audit
+log's text form (:func:`~retention.recordfacts.due_text`) and how many whole seconds late it was
+acted on: no clock value is fetched, converted and formatted in Python for each of thousands of
+records.
+
+This is exact only where the calendar arithmetic is plain, so only there is it used: the
+dataset's calendar and every clock column's zone have a fixed offset (UTC, ``Etc/...``: a day
+is 24 hours, a wall time has no gap or fold), the clock is not rounded to a fiscal year, and no
+keep rule moves a deadline. Then adding months clamps to the month's last day, then days, then
+elapsed time, as :func:`~retention.timemath.add_duration` does, and a month or year end is the
+first of the next month or year, as :func:`~retention.periods.period_end` says. Rows whose
+clock starts outside years 4 to 6999 (where Python's own calendar limits decide what is
+known) get no text: their clock values come back instead, and :mod:`retention.recordfacts`
+judges them, as every row is judged where this module does not apply.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Double,
+    Interval,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+)
+from sqlalchemy.dialects.postgresql import INTERVAL
+from sqlalchemy.sql.elements import ColumnElement
+
+from ...durations import Duration
+from ...rules import Clock, Rule
+from .clock import ClockColumn
+
+# clock starts (UTC) whose facts the database computes; with durations of at most
+# 2 × MAX_YEARS the due times stay far inside Python's calendar (years 1-9999)
+_LOW = dt.datetime(4, 1, 1)
+_HIGH = dt.datetime(7000, 1, 1)
+_TEXT = 'YYYY-MM-DD"T"HH24:MI:SS'
+_PERIODS = {"month_end": ("month", "P1M"), "year_end": ("year", "P1Y")}
+
+
+def fixed_offset(zone: ZoneInfo) -> dt.timedelta | None:
+    """The UTC offset of a zone that never changes it (UTC, ``Etc/...``); None for others."""
+    if zone.key != "UTC" and not zone.key.startswith("Etc/"):
+        return None
+    return zone.utcoffset(dt.datetime(2000, 1, 1))
+
+
+def possible(rule: Rule, calendar: ZoneInfo, keeps: Sequence[Rule]) -> bool:
+    """Whether `rule`'s facts can be computed in SQL (see the module docstring); the clock
+    columns' zones are checked by :class:`SqlFacts`."""
+    clock = rule.after
+    if not clock.refs or fixed_offset(calendar) is None:
+        return False
+    if clock.round_to is not None and clock.round_to not in _PERIODS:
+        return False
+    return not (rule.within and rule.destructive and keeps)
+
+
+class SqlFacts:
+    """The columns giving one rule's due text, lateness and fallback clock values."""
+
+    def __init__(
+        self, rule: Rule, calendar: ZoneInfo, now: dt.datetime, clocks: Sequence[ClockColumn]
+    ) -> None:
+        offset = fixed_offset(calendar)
+        assert offset is not None
+        self.offset = offset
+        self.now = now.astimezone(dt.UTC).replace(tzinfo=None)
+        starts = [_utc(c) for c in clocks]
+        start = _combined(rule.after, starts)
+        safe = and_(start >= literal(_LOW, DateTime()), start < literal(_HIGH, DateTime()))
+        wall = self._wall(start, rule.after)
+        due = self._utc(wall, rule.delay)
+        self.columns: list[ColumnElement[Any]] = [
+            case((safe, _text(due)), else_=None).label("retention_due"),
+        ]
+        if rule.within:
+            deadline = self._utc(wall, rule.delay + rule.within)
+            now_at = literal(self.now, DateTime())
+            seconds: ColumnElement[float] = cast(func.extract("epoch", now_at - deadline), Double())
+            late = cast(func.trunc(seconds), BigInteger)
+            self.columns.append(
+                case((and_(safe, now_at > deadline), late), else_=None).label("retention_late")
+            )
+        else:
+            self.columns.append(literal(None, BigInteger).label("retention_late"))
+        # outside the safe range, the values themselves, for Python to judge
+        unsafe = and_(start.is_not(None), or_(start < _LOW, start >= _HIGH))
+        for index, clock in enumerate(clocks):
+            self.columns.append(
+                case((unsafe, clock.expr), else_=None).label(f"retention_clock{index}")
+            )
+
+    def _wall(self, start: ColumnElement[Any], clock: Clock) -> ColumnElement[Any]:
+        """The (rounded) clock start as wall time on the calendar."""
+        wall = _shifted(start, self.offset)
+        if clock.round_to is None:
+            return wall
+        unit, step = _PERIODS[clock.round_to]
+        return func.date_trunc(literal(unit, String), wall) + _interval(step)
+
+    def _utc(self, wall: ColumnElement[Any], delay: Duration) -> ColumnElement[Any]:
+        """`delay` after `wall` (calendar units on the wall clock, then elapsed time), in UTC."""
+        return _shifted(wall + _interval(_iso(delay)), -self.offset)
+
+
+def _utc(clock: ClockColumn) -> ColumnElement[Any]:
+    """A clock column's value as a UTC ``timestamp`` (a date is its local midnight)."""
+    if clock.kind == "aware":
+        return func.timezone(literal("UTC", String), clock.expr)
+    offset = fixed_offset(clock.zone)
+    assert offset is not None
+    value = clock.expr if clock.kind == "naive" else cast(clock.expr, DateTime())
+    return _shifted(value, -offset)
+
+
+def _combined(clock: Clock, starts: list[ColumnElement[Any]]) -> ColumnElement[Any]:
+    """The clock's start from its references' (:meth:`Clock.start`)."""
+    if clock.combine == "one" or len(starts) == 1:
+        return starts[0]
+    if clock.combine == "earliest":
+        return func.least(*starts)  # NULLs (not yet happened) are ignored
+    return case((or_(*(s.is_(None) for s in starts)), None), else_=func.greatest(*starts))
+
+
+def _shifted(value: ColumnElement[Any], offset: dt.timedelta) -> ColumnElement[Any]:
+    if not offset:
+        return value
+    return value + literal(offset, Interval())
+
+
+def _interval(iso: str) -> ColumnElement[Any]:
+    return cast(literal(iso, String), INTERVAL)
+
+
+def _iso(d: Duration) -> str:
+    return f"P{d.years}Y{d.months}M{d.days}DT{d.hours}H{d.minutes}M{d.seconds}S"
+
+
+def _text(due: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`due` (a UTC ``timestamp``) as :func:`~retention.recordfacts.due_text` writes it."""
+    whole = func.to_char(due, literal(_TEXT, String))
+    fraction = case(
+        (due == func.date_trunc(literal("second", String), due), literal("", String)),
+        else_=func.to_char(due, literal(".US", String)),
+    )
+    return whole.concat(fraction).concat(literal("+00:00", String))
+
+
+__all__ = ["SqlFacts", "fixed_offset", "possible"]
