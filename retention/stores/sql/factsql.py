@@ -28,7 +28,6 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Double,
-    Interval,
     String,
     and_,
     case,
@@ -82,7 +81,8 @@ class SqlFacts:
         self.now = now.astimezone(dt.UTC).replace(tzinfo=None)
         starts = [_utc(c) for c in clocks]
         start = _combined(rule.after, starts)
-        safe = and_(start >= literal(_LOW, DateTime()), start < literal(_HIGH, DateTime()))
+        low, high = _timestamp(_LOW), _timestamp(_HIGH)
+        safe = and_(start >= low, start < high)
         wall = self._wall(start, rule.after)
         due = self._utc(wall, rule.delay)
         self.columns: list[ColumnElement[Any]] = [
@@ -90,7 +90,7 @@ class SqlFacts:
         ]
         if rule.within:
             deadline = self._utc(wall, rule.delay + rule.within)
-            now_at = literal(self.now, DateTime())
+            now_at = _timestamp(self.now)
             seconds: ColumnElement[float] = cast(func.extract("epoch", now_at - deadline), Double())
             late = cast(func.trunc(seconds), BigInteger)
             self.columns.append(
@@ -99,7 +99,7 @@ class SqlFacts:
         else:
             self.columns.append(literal(None, BigInteger).label("retention_late"))
         # outside the safe range, the values themselves, for Python to judge
-        unsafe = and_(start.is_not(None), or_(start < _LOW, start >= _HIGH))
+        unsafe = and_(start.is_not(None), or_(start < low, start >= high))
         for index, clock in enumerate(clocks):
             self.columns.append(
                 case((unsafe, clock.expr), else_=None).label(f"retention_clock{index}")
@@ -111,7 +111,7 @@ class SqlFacts:
         if clock.round_to is None:
             return wall
         unit, step = _PERIODS[clock.round_to]
-        return func.date_trunc(literal(unit, String), wall) + _interval(step)
+        return func.date_trunc(_constant(unit), wall) + _interval(step)
 
     def _utc(self, wall: ColumnElement[Any], delay: Duration) -> ColumnElement[Any]:
         """`delay` after `wall` (calendar units on the wall clock, then elapsed time), in UTC."""
@@ -121,7 +121,7 @@ class SqlFacts:
 def _utc(clock: ClockColumn) -> ColumnElement[Any]:
     """A clock column's value as a UTC ``timestamp`` (a date is its local midnight)."""
     if clock.kind == "aware":
-        return func.timezone(literal("UTC", String), clock.expr)
+        return func.timezone(_constant("UTC"), clock.expr)
     offset = fixed_offset(clock.zone)
     assert offset is not None
     value = clock.expr if clock.kind == "naive" else cast(clock.expr, DateTime())
@@ -140,11 +140,22 @@ def _combined(clock: Clock, starts: list[ColumnElement[Any]]) -> ColumnElement[A
 def _shifted(value: ColumnElement[Any], offset: dt.timedelta) -> ColumnElement[Any]:
     if not offset:
         return value
-    return value + literal(offset, Interval())
+    seconds = int(offset.total_seconds())
+    return value + _interval(f"{seconds} seconds")
+
+
+def _constant(text: str) -> ColumnElement[Any]:
+    """A constant rendered into the statement: the planner folds what is built from it once,
+    where a bound parameter would be cast again for each row of a prepared statement."""
+    return literal(text, String, literal_execute=True)
+
+
+def _timestamp(at: dt.datetime) -> ColumnElement[Any]:
+    return cast(_constant(at.isoformat(sep=" ")), DateTime())
 
 
 def _interval(iso: str) -> ColumnElement[Any]:
-    return cast(literal(iso, String), INTERVAL)
+    return cast(_constant(iso), INTERVAL)
 
 
 def _iso(d: Duration) -> str:
@@ -153,12 +164,12 @@ def _iso(d: Duration) -> str:
 
 def _text(due: ColumnElement[Any]) -> ColumnElement[Any]:
     """`due` (a UTC ``timestamp``) as :func:`~retention.recordfacts.due_text` writes it."""
-    whole = func.to_char(due, literal(_TEXT, String))
+    whole = func.to_char(due, _constant(_TEXT))
     fraction = case(
-        (due == func.date_trunc(literal("second", String), due), literal("", String)),
-        else_=func.to_char(due, literal(".US", String)),
+        (due == func.date_trunc(_constant("second"), due), _constant("")),
+        else_=func.to_char(due, _constant(".US")),
     )
-    return whole.concat(fraction).concat(literal("+00:00", String))
+    return whole.concat(fraction).concat(_constant("+00:00"))
 
 
 __all__ = ["SqlFacts", "fixed_offset", "possible"]
