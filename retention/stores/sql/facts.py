@@ -65,7 +65,7 @@ def _reader(zone: ZoneInfo) -> Callable[[object], dt.datetime | None]:
 
 class FactColumns:
     """The extra columns of one selection's batch statements, and how to read them back: the
-    subject, then either the due text and lateness the database computed at `now`
+    subject, then either the due time and lateness the database computed at `now`
     (:mod:`.factsql`, with the clock values of the rows it leaves to Python), or the rule's
     clock values and, for each keep rule that moves the rule's deadline
     (:attr:`Selection.keeps`), whether it covers the record and its clock values."""
@@ -139,7 +139,7 @@ class FactColumns:
         """The facts of each row (its first `width` values the key, then these columns).
 
         Once per acted-on record, so column by column: each distinct subject is turned into
-        its id once; due texts the database computed are taken as they are, and otherwise
+        its id once; due times the database computed are only formatted, and otherwise
         each distinct set of clock and keep-rule values is judged once per batch (a clock with
         few distinct values, such as a date, costs a dictionary look-up per record)."""
         selection, dataset = self.selection, self.selection.dataset
@@ -158,7 +158,10 @@ class FactColumns:
             subjects = [ids[v] for v in raw]
         at = width + self.has_subject
         if in_sql:
-            dues: list[str | None] = [row[at] for row in rows]
+            # a UTC timestamp: formatting it here costs the server's to_char a third
+            dues: list[str | None] = [
+                None if d is None else d.isoformat() + "+00:00" for d in (row[at] for row in rows)
+            ]
             lates: list[int | None] = [row[at + 1] for row in rows]
             for index in [i for i, due in enumerate(dues) if due is None]:
                 values = rows[index][at + 2 :]
