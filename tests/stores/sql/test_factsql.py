@@ -118,8 +118,8 @@ def test_sql_due_and_late_equal_pythons(
 ) -> None:
     """For random clock values (timestamptz, timestamp in a zone, date), durations with months,
     days and seconds, rounding, combinations and zones, the database's due time (as text) and
-    lateness are exactly :func:`due_text` of Python's due time and its lateness in whole seconds; a row
-    it leaves (a start outside years 4-6999) comes back with its clock values instead."""
+    lateness are exactly :func:`due_text` of Python's due time and its lateness in whole
+    seconds; a row it leaves (a start outside years 4-6999) comes back with its clock values."""
     if combine == "one":
         values = values[:1]
     rule = _rule(delay, within, combine, len(values), round_to)
