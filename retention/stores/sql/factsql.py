@@ -81,8 +81,7 @@ class SqlFacts:
         self.now = now.astimezone(dt.UTC).replace(tzinfo=None)
         starts = [_utc(c) for c in clocks]
         start = _combined(rule.after, starts)
-        low, high = _timestamp(_LOW), _timestamp(_HIGH)
-        safe = and_(start >= low, start < high)
+        safe = _in_range(start, clocks[0] if len(clocks) == 1 else None)
         wall = self._wall(start, rule.after)
         due = self._utc(wall, rule.delay)
         self.columns: list[ColumnElement[Any]] = [
@@ -99,10 +98,10 @@ class SqlFacts:
         else:
             self.columns.append(literal(None, BigInteger).label("retention_late"))
         # outside the safe range, the values themselves, for Python to judge
-        unsafe = and_(start.is_not(None), or_(start < low, start >= high))
+        # (NULL when the clock has not started: nothing to judge)
         for index, clock in enumerate(clocks):
             self.columns.append(
-                case((unsafe, clock.expr), else_=None).label(f"retention_clock{index}")
+                case((safe, None), else_=clock.expr).label(f"retention_clock{index}")
             )
 
     def _wall(self, start: ColumnElement[Any], clock: Clock) -> ColumnElement[Any]:
@@ -116,6 +115,16 @@ class SqlFacts:
     def _utc(self, wall: ColumnElement[Any], delay: Duration) -> ColumnElement[Any]:
         """`delay` after `wall` (calendar units on the wall clock, then elapsed time), in UTC."""
         return _shifted(wall + _interval(_iso(delay)), -self.offset)
+
+
+def _in_range(start: ColumnElement[Any], only: ClockColumn | None) -> ColumnElement[bool]:
+    """The clock starts inside the range this module computes (NULL when it has not started);
+    a lone ``timestamptz`` clock is compared as it is, without converting it twice per row."""
+    if only is not None and only.kind == "aware":
+        low = cast(_constant(_LOW.isoformat(sep=" ") + "+00"), DateTime(timezone=True))
+        high = cast(_constant(_HIGH.isoformat(sep=" ") + "+00"), DateTime(timezone=True))
+        return and_(only.expr >= low, only.expr < high)
+    return and_(start >= _timestamp(_LOW), start < _timestamp(_HIGH))
 
 
 def _utc(clock: ClockColumn) -> ColumnElement[Any]:
