@@ -159,8 +159,9 @@ class FactColumns:
         at = width + self.has_subject
         if in_sql:
             # naive UTC timestamps: isoformat here costs less than the server's to_char
+            stamps = [row[at] for row in rows]
             dues: list[str | None] = [
-                None if d is None else d.isoformat() + "+00:00" for d in (row[at] for row in rows)
+                None if d is None else d.isoformat() + "+00:00" for d in stamps
             ]
             lates: list[int | None] = [row[at + 1] for row in rows]
             for index in [i for i, due in enumerate(dues) if due is None]:
