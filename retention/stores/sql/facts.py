@@ -90,7 +90,9 @@ class FactColumns:
             now is not None
             and store.sql.facts_in_sql
             and factsql.possible(rule, dataset.calendar, keeps)
-            and all(c.kind == "aware" or factsql.fixed_offset(c.zone) for c, _ in clocks)
+            and all(
+                c.kind == "aware" or factsql.fixed_offset(c.zone) is not None for c, _ in clocks
+            )
         ):
             self.in_sql = SqlFacts(rule, dataset.calendar, now, [c for c, _ in clocks])
             self.columns += self.in_sql.columns
