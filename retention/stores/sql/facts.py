@@ -171,6 +171,15 @@ class FactColumns:
                 if any(value is not None for value in values):  # out of the database's range
                     dues[index], lates[index] = self._judge(make, values)
             return FactTable(tuple(subjects), tuple(dues), tuple(lates))
+        keeps = [keep for keep, _ in selection.keeps]
+        plain = plain_judge(selection.rule, dataset.calendar, now, keeps, self.readers)
+        if plain is not None:  # one clock, elapsed time only: each distinct value judged once
+            column = [row[at] for row in rows]
+            by_value = {value: plain(value) for value in set(column)}
+            judged = [by_value[value] for value in column]
+            return FactTable(
+                tuple(subjects), tuple(d for d, _ in judged), tuple(late for _, late in judged)
+            )
         stop = at + len(self.readers) + sum(1 + len(r) for r in self.keep_readers)
         known: dict[tuple[object, ...], tuple[str | None, int | None]] = {}
         judged = []
@@ -205,4 +214,58 @@ class FactColumns:
         return starts, keeps
 
 
-__all__ = ["FactColumns"]
+Judge = Callable[[object], tuple[str | None, int | None]]
+
+
+def plain_judge(
+    rule: Rule,
+    calendar: ZoneInfo,
+    now: dt.datetime,
+    keeps: Sequence[Rule],
+    readers: Sequence[Callable[[object], dt.datetime | None]],
+) -> Judge | None:
+    """A record's due text and lateness from its one clock value, where that is plain
+    elapsed-time arithmetic: one clock ref, not rounded, a calendar with a fixed offset,
+    durations without months or years, no keep rule moving the deadline. The same figures as
+    :class:`~retention.recordfacts.FactsOf` (a value off the calendar: None), without its
+    per-record objects; None where the rule is not plain."""
+    clock, within = rule.after, rule.within
+    durations = [rule.delay, *([rule.delay + within] if within else [])]
+    if (
+        len(clock.refs) != 1
+        or len(readers) != 1
+        or clock.round_to is not None
+        or factsql.fixed_offset(calendar) is None
+        or any(d.years or d.months for d in durations)
+        or (within and rule.destructive and keeps)
+    ):
+        return None
+    steps = [
+        dt.timedelta(days=d.days, hours=d.hours, minutes=d.minutes, seconds=d.seconds)
+        for d in durations
+    ]
+    (read,) = readers
+    step, deadline_step = steps[0], (steps[1] if len(steps) > 1 else None)
+
+    def judge(value: object) -> tuple[str | None, int | None]:
+        start = read(value)
+        if start is None:
+            return None, None
+        late = None
+        if deadline_step is not None:
+            try:
+                deadline = start + deadline_step
+            except OverflowError:
+                deadline = None
+            if deadline is not None and now > deadline:
+                late = int((now - deadline).total_seconds())
+        try:
+            due = start + step
+        except OverflowError:
+            return None, late
+        return due_text(due), late
+
+    return judge
+
+
+__all__ = ["FactColumns", "plain_judge"]
