@@ -4,7 +4,9 @@ facts (:mod:`retention.recordfacts`): the record's subject id and the rule's clo
 They are extra columns of the ``DELETE``/``UPDATE ... RETURNING`` (or of the ``SELECT ... FOR
 UPDATE`` where there is no RETURNING), so knowing each record's subject and due time costs no
 query of its own: a record timestamp is a column of the row, a subject event a scalar subquery
-on the subject table's key.
+on the subject table's key. On PostgreSQL the columns are the due times and lateness themselves,
+where :mod:`.factsql` computes them exactly. Read back column by column: thousands of records a
+batch, each with its own clock value on a scattered table.
 """
 
 from __future__ import annotations
@@ -141,9 +143,10 @@ class FactColumns:
         """The facts of each row (its first `width` values the key, then these columns).
 
         Once per acted-on record, so column by column: each distinct subject is turned into
-        its id once; due times the database computed are only formatted, and otherwise
-        each distinct set of clock and keep-rule values is judged once per batch (a clock with
-        few distinct values, such as a date, costs a dictionary look-up per record)."""
+        its id once; due times the database computed are only formatted; otherwise each
+        distinct clock value (:func:`plain_judge`), or set of clock and keep-rule values, is
+        judged once per batch (a clock with few distinct values, such as a date, costs a
+        dictionary look-up per record)."""
         selection, dataset = self.selection, self.selection.dataset
         in_sql = self.in_sql is not None
         make = FactsOf(
