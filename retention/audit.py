@@ -44,7 +44,7 @@ from .errors import ConfigError
 from .hmackeys import HmacHelper, KeyHmac
 from .ids import canonical_id
 from .logs import get_logger
-from .recordfacts import RecordFacts
+from .recordfacts import FactTable, RecordFacts
 from .runevents import MARKER_ACTION, MARKER_RUN_ID, RunEvents
 from .settings import Settings
 from .statetables import audit, runs
@@ -258,7 +258,9 @@ class AuditLog:
         subjects in the keys' form, each distinct subject hashed once."""
         if not facts:
             return None
-        subjects = {f.subject for f in facts if f.subject is not None}
+        table = FactTable.of(facts)
+        subjects = {s for s in table.subjects if s is not None}
+        form: dict[str, str]
         if self.key_mode == "hmac" and self._hmac is not None:
             form = self._subject_forms
             new = list(subjects.difference(form))
@@ -270,20 +272,9 @@ class AuditLog:
             form = {subject: subject for subject in subjects}
         else:
             form = {}
-        dues: dict[dt.datetime | None, str | None] = {}  # each distinct due formatted once
-        rows = []
-        for fact in facts:
-            due = fact.due
-            if due not in dues:
-                dues[due] = None if due is None else due.astimezone(dt.UTC).isoformat()
-            rows.append(
-                [
-                    None if fact.subject is None else form.get(fact.subject),
-                    dues[due],
-                    None if fact.late is None else int(fact.late.total_seconds()),
-                ]
-            )
-        return json.dumps(rows)  # as `export` decodes and a reader re-encodes it
+        forms = [None if s is None else form.get(s) for s in table.subjects]
+        # as `export` decodes and a reader re-encodes it
+        return json.dumps(list(zip(forms, table.dues, table.lates, strict=True)))
 
     def subject_digest(self, subject: str) -> str:
         """How the subject id `subject` appears in entries' records (``retention subject``)."""

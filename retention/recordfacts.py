@@ -16,8 +16,9 @@ ended, as the plan's ``overdue`` counts it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, overload
 from zoneinfo import ZoneInfo
 
 from .durations import Duration
@@ -187,4 +188,72 @@ def facts_of(
     return make(subject, starts, [s for _, s in keeps])
 
 
-__all__ = ["FactsOf", "RecordFacts", "facts_of"]
+def due_text(due: dt.datetime) -> str:
+    """A due time as the audit log keeps it: ISO 8601 in UTC (``+00:00``, microseconds only
+    when there are any)."""
+    return due.astimezone(dt.UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class FactTable(Sequence[RecordFacts]):
+    """A batch's facts column by column, in the audit log's own form: each record's subject id,
+    due time as :func:`due_text` (None: unknown) and lateness in whole seconds.
+
+    What a store hands on for thousands of records at a time: made from values its database
+    computed, or from :class:`RecordFacts` with :meth:`of`, it is written to the log without a
+    per-record object. Read one by one, it gives :class:`RecordFacts` back (lateness to the
+    second, as the log keeps it)."""
+
+    subjects: tuple[str | None, ...] = ()
+    dues: tuple[str | None, ...] = ()
+    lates: tuple[int | None, ...] = ()
+
+    @classmethod
+    def of(cls, facts: Iterable[RecordFacts]) -> FactTable:
+        """`facts` as columns, each distinct due time formatted once."""
+        if isinstance(facts, FactTable):
+            return facts
+        subjects: list[str | None] = []
+        dues: list[str | None] = []
+        lates: list[int | None] = []
+        texts: dict[dt.datetime | None, str | None] = {None: None}
+        for fact in facts:
+            due = fact.due
+            text = texts.get(due)
+            if text is None and due is not None:
+                text = texts[due] = due_text(due)
+            subjects.append(fact.subject)
+            dues.append(text)
+            lates.append(fact.late_seconds)
+        return cls(tuple(subjects), tuple(dues), tuple(lates))
+
+    def __len__(self) -> int:
+        return len(self.subjects)
+
+    @overload
+    def __getitem__(self, index: int) -> RecordFacts: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> FactTable: ...
+
+    def __getitem__(self, index: int | slice) -> RecordFacts | FactTable:
+        if isinstance(index, slice):
+            return FactTable(self.subjects[index], self.dues[index], self.lates[index])
+        due, late = self.dues[index], self.lates[index]
+        return RecordFacts(
+            self.subjects[index],
+            None if due is None else dt.datetime.fromisoformat(due),
+            None if late is None else dt.timedelta(seconds=late),
+        )
+
+    def take(self, indices: Iterable[int]) -> FactTable:
+        """The facts at `indices`, in that order."""
+        chosen = list(indices)
+        return FactTable(
+            tuple(self.subjects[i] for i in chosen),
+            tuple(self.dues[i] for i in chosen),
+            tuple(self.lates[i] for i in chosen),
+        )
+
+
+__all__ = ["FactTable", "FactsOf", "RecordFacts", "due_text", "facts_of"]

@@ -21,9 +21,6 @@ from contextlib import contextmanager
 from functools import cache
 from importlib.resources import files
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,6 +36,8 @@ _version = schema_version
 @cache
 def known_revisions() -> frozenset[str]:
     """Every revision this release ships."""
+    from alembic.script import ScriptDirectory  # Alembic only when a revision is checked
+
     script = ScriptDirectory(str(files("retention.migrations")))
     return frozenset(revision.revision for revision in script.walk_revisions())
 
@@ -71,6 +70,11 @@ def upgrade(engine: Engine, *, target: str = HEAD) -> None:
         found = revision(connection)
         check_revision(found)
         if found != target:
+            # imported here: a state DB already at HEAD (every run but the first) needs no
+            # Alembic, whose imports (Mako, Pygments) cost a run a fraction of a second
+            from alembic import command
+            from alembic.config import Config
+
             config = Config()
             config.set_main_option("script_location", str(files("retention.migrations")))
             config.attributes["connection"] = connection

@@ -50,6 +50,8 @@ class Dialect:
     - ``self_subquery``: a ``DELETE`` may read the table it changes in a subquery.
     - ``write_back``: how anonymized values computed in Python reach the table in one statement.
     - ``pipelined``: a live run may write one batch while it commits the one before.
+    - ``facts_in_sql``: the audit's per-record due times and lateness are computed by the
+      batch's own statement where the calendar allows (:mod:`.stores.sql.factsql`).
     - ``utc_timestamps``: a ``TIMESTAMP`` column reads as UTC (MySQL's, the session in UTC).
     - ``python_functions``: Python functions can be registered on a connection (SQLite), so a
       strategy SQL cannot express still runs inside one ``UPDATE``.
@@ -78,6 +80,7 @@ class Dialect:
     self_subquery: bool = True
     write_back: WriteBack = "per_record"
     pipelined: bool = False
+    facts_in_sql: bool = False
     utc_timestamps: bool = False
     python_functions: bool = False
     text_clocks: bool = False
@@ -115,6 +118,7 @@ POSTGRESQL = Dialect(
     update_returning=True,
     write_back="jsonb",
     pipelined=True,
+    facts_in_sql=True,
     partitions=True,
     settle_wait="lock_timeout",
 )

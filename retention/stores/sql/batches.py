@@ -42,7 +42,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ...datasets import Dataset
 from ...errors import ForeignKeyRefused, first_line
 from ...holds import HoldsFile
-from ...recordfacts import RecordFacts
+from ...recordfacts import FactTable, RecordFacts
 from ..base import BatchResult, Enforcement, Intent, Note, Stopped, Target, Ticket
 from ..windows import WindowSizer
 from . import partitions
@@ -61,7 +61,7 @@ class _Done:
     """What one batch changed, in its still open transaction, and its intent's ticket."""
 
     keys: list[KeyTuple]
-    facts: list[RecordFacts] = field(default_factory=list)
+    facts: FactTable = field(default_factory=FactTable)
     formatted: list[str] = field(default_factory=list)
     children: list[tuple[str, list[KeyTuple]]] = field(default_factory=list)
     ticket: Ticket | None = None
@@ -379,12 +379,12 @@ class Batches:
     def _facts(self, selection: Selection) -> FactColumns:
         """The per-record fact columns of `selection` (built again only when it is)."""
         if self._fact_columns is None or self._fact_columns.selection is not selection:
-            self._fact_columns = FactColumns(self.store, selection)
+            self._fact_columns = FactColumns(self.store, selection, now=self.target.now)
         return self._fact_columns
 
     def _split(
         self, selection: Selection, rows: list[KeyTuple]
-    ) -> tuple[list[KeyTuple], list[RecordFacts]]:
+    ) -> tuple[list[KeyTuple], FactTable]:
         """Rows of key and fact columns, in key order, as keys and their facts."""
         width = len(selection.key)
         rows.sort(key=itemgetter(*range(width)))
@@ -395,7 +395,7 @@ class Batches:
         self,
         keys: list[KeyTuple],
         children: list[tuple[str, list[KeyTuple]]],
-        facts: list[RecordFacts],
+        facts: FactTable,
         child_facts: list[list[RecordFacts]] | None = None,
     ) -> _Done:
         """Inside the open data transaction: the batch's intent, recorded by the engine before
@@ -419,7 +419,7 @@ class Batches:
             keys=done.formatted,
             payload=keys_json(keys, done.formatted),
             children=json.dumps(children, default=str),
-            facts=tuple(facts),
+            facts=facts,
         )
         assert self.run.commit is not None
         done.ticket = self.run.commit.intend(intent)
@@ -629,7 +629,7 @@ class Batches:
         in_batch: ColumnElement[bool],
         done_now: ColumnElement[bool],
         keys: list[KeyTuple],
-        facts: list[RecordFacts],
+        facts: FactTable,
         changed: list[KeyTuple] | None,
     ) -> _Done:
         """The batch's commit point, once its records are written (`changed`: the keys the
@@ -640,8 +640,8 @@ class Batches:
             query = select(*selection.key).where(in_batch, done_now).order_by(*selection.key)
             selected = set(keys)
             changed = [k for k in map(tuple, connection.execute(query)) if k in selected]
-        by_key = dict(zip(keys, facts, strict=True))
-        return self._intend(changed, [], [by_key[key] for key in changed])
+        position = {key: index for index, key in enumerate(keys)}
+        return self._intend(changed, [], facts.take(position[key] for key in changed))
 
     def _returning(self, extra: Sequence[ColumnElement[Any]]) -> bool:
         """Whether a DELETE returns its keys and `extra` itself (an UPDATE's caller also asks
