@@ -13,6 +13,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -256,9 +257,10 @@ class Rule(Model):
             raise FieldError(f"retain + grace + within: {exc}", "retain") from None
         return self
 
-    @property
+    @cached_property
     def delay(self) -> Duration:
-        """Time from the clock start to the due moment: retain + grace."""
+        """Time from the clock start to the due moment: retain + grace (computed once: the
+        engine asks for it per record)."""
         return self.retain + self.grace
 
     @property

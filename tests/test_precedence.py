@@ -118,7 +118,7 @@ def test_a_window_that_cedes_more_keys_than_a_statement_can_bind(
         connection.execute(
             text(
                 "INSERT INTO tickets (id, account_id, created_at, status) "
-                "SELECT g, g % 100, timestamp '2025-01-01' + g * interval '1 second', "
+                "SELECT g, g % 100, timestamp '2025-01-01' + (g % 1000) * interval '1 minute', "
                 "CASE WHEN g % 20 = 0 THEN 'b' ELSE 'a' END FROM generate_series(1, :n) g"
             ),
             {"n": TICKETS},

@@ -95,12 +95,24 @@ def _ceded(
     if limit is not None and len(rows) > limit:
         rows = rows[:limit]
         last = tuple(rows[-1][column.name] for column in s.key)
+    moments: dict[tuple[str, dt.datetime], dt.datetime | None] = {}
+
+    def moment(rule: Rule, row: Mapping[Any, Any], subject: SubjectRows) -> dt.datetime | None:
+        """:func:`due_moment`, each (rule, clock start) computed once a window."""
+        start = clock_start(s.dataset, rule, row, subject)
+        if start is None:
+            return None
+        known = (rule.id, start)
+        if known not in moments:
+            moments[known] = _due_from(s.dataset, rule, start)
+        return moments[known]
+
     for row in rows:
         subject = subject_rows(store, connection, s.dataset, row) if subjects else {}
-        mine = (due_moment(s.dataset, s.rule, row, subject), order[s.rule.id])
+        mine = (moment(s.rule, row, subject), order[s.rule.id])
         for index, (rule, _) in enumerate(rivals):
             if row[f"rival{index}"] and _earlier(
-                (due_moment(s.dataset, rule, row, subject), order[rule.id]), mine
+                (moment(rule, row, subject), order[rule.id]), mine
             ):
                 key = tuple(row[column.name] for column in s.key)
                 found.append((key, bool(row["overdue_for_rule"])))
@@ -124,8 +136,11 @@ def due_moment(
 ) -> dt.datetime | None:
     """When `rule` became (or becomes) due for the record `row`, None if never or unknown."""
     start = clock_start(dataset, rule, row, subjects)
-    if start is None:
-        return None
+    return None if start is None else _due_from(dataset, rule, start)
+
+
+def _due_from(dataset: Dataset, rule: Rule, start: dt.datetime) -> dt.datetime | None:
+    """When `rule` is due for a clock that started at `start` (None past year 9999)."""
     try:
         return dataset.due_at(rule.after, start, rule.delay)
     except (OverflowError, ValueError):
