@@ -103,6 +103,7 @@ TICKETS = 150_000
 HELD_ACCOUNT = 7
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_a_window_that_cedes_more_keys_than_a_statement_can_bind(
     postgres_db: Database, tmp_path: Path

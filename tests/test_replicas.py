@@ -46,6 +46,8 @@ from .conftest import Database
 from .scenario import Scenario, rule, utc
 from .test_service import EVERY_2S, Daemon, metric
 
+pytestmark = pytest.mark.slow  # real serve processes, killed and restarted
+
 PARENTS = [f"d{i}" for i in range(1, 7)]
 LINES = "d3_lines"  # the cascade child of d3: one shard with it
 tables = MetaData()

@@ -529,6 +529,7 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return database.url
 
 
+@pytest.mark.slow
 def test_serve_runs_on_schedule_and_reports_what_the_audit_log_shows(
     world: Scenario, state_url: str, spawn: Any
 ) -> None:
@@ -566,6 +567,7 @@ def test_serve_runs_on_schedule_and_reports_what_the_audit_log_shows(
     assert "@x.test" not in log and "p1@" not in log  # no personal data in the log
 
 
+@pytest.mark.slow
 def test_sighup_with_a_bad_config_keeps_the_old_one(world: Scenario, spawn: Any) -> None:
     """SIGHUP with a broken config: a `config rejected` line, the daemon keeps serving and
     running on the old config; a good config is then taken."""
@@ -589,6 +591,7 @@ def test_sighup_with_a_bad_config_keeps_the_old_one(world: Scenario, spawn: Any)
     assert daemon.stop() == 0
 
 
+@pytest.mark.slow
 def test_a_hold_added_while_serving_protects_its_records(world: Scenario, spawn: Any) -> None:
     """Legal adds a hold to the file while the daemon runs: it is picked up without a restart,
     and the next batch leaves the held account's records alone."""
@@ -606,6 +609,7 @@ def test_a_hold_added_while_serving_protects_its_records(world: Scenario, spawn:
     assert daemon.stop() == 0
 
 
+@pytest.mark.slow
 def test_sigterm_mid_run_is_recorded_and_the_next_start_completes_it(
     world: Scenario, spawn: Any
 ) -> None:
@@ -638,6 +642,7 @@ def test_sigterm_mid_run_is_recorded_and_the_next_start_completes_it(
     assert again.stop() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_two_replicas_on_one_postgres_state_db_never_act_twice(
     postgres_db: Database, tmp_path: Path, spawn: Any
