@@ -38,6 +38,7 @@ def _dump(path: Path) -> str:
         connection.close()
 
 
+@pytest.mark.slow  # builds every pack's demo twice
 def test_demo_command_twice_is_idempotent_and_names_the_next_commands(tmp_path: Path) -> None:
     """Running `retention demo DIR` twice succeeds both times, rebuilds the same data, and tells
     the user which commands to run next (explain one record, execute)."""

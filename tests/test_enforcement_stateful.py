@@ -774,7 +774,7 @@ class EnforcementMachine(RuleBasedStateMachine):
 # The suite's 300 s timeout catches hangs; this machine's 12 histories take ~15 s alone and can
 # take five times that on a loaded machine (and a deep run draws five times as many), so it
 # gets a bound of its own.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 TestEnforcementStateMachine = EnforcementMachine.TestCase
 TestEnforcementStateMachine.settings = settings(
