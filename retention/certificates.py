@@ -287,7 +287,15 @@ def _parse(data: bytes) -> dict[str, Any]:
             for acted in item["cleared"]:
                 int(acted["seq"]), str(acted["hash"])
         int(sealed["audit_head"]["seq"])
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError):
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        IndexError,
+        RecursionError,
+        OverflowError,  # a number edited to 1e999 reads as infinity
+    ):
         raise AuditError("certificate was edited: a field is missing or malformed") from None
     return sealed
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sqlite3
 from functools import cache
 from pathlib import Path
@@ -325,6 +326,18 @@ def test_any_single_byte_changed_fails_verification(data: st.DataObject) -> None
     forged = path.with_name("forged.json")
     forged.write_bytes(original[:at_] + bytes([byte]) + original[at_ + 1 :])
     assert _fails(forged, config).exit_code in (1, 6)
+
+
+def test_a_lateness_edited_to_infinity_fails_verification() -> None:
+    """A digit of `late_by` turned into an exponent (`9e999`, which JSON reads as infinity):
+    verification says the certificate was edited (exit 1), it does not crash."""
+    path, config = _certificate()
+    text = path.read_text()
+    edited, count = re.subn(r'"late_by": \d+', '"late_by": 9e999', text, count=1)
+    assert count == 1, "the certificate names a late entry"
+    forged = path.with_name("infinite.json")
+    forged.write_text(edited)
+    assert _fails(forged, config).exit_code == 1
 
 
 @settings(max_examples=examples(60), deadline=None)
