@@ -31,10 +31,7 @@ from .planner import make_plan
 from .statedb import open_state
 
 ACTED = {"delete": "deleted", "anonymize": "anonymized", "delete (cascade)": "cascaded"}
-CSV_COLUMNS = (
-    "policy",
-    "rule",
-    "action",
+RULE_NUMBERS = (
     "deleted",
     "anonymized",
     "cascaded",
@@ -45,9 +42,9 @@ CSV_COLUMNS = (
     "overdue",
     "held",
     "blocked",
-    "to_act",
-    "source",
 )
+"""A rule line's counts, in the order the page's columns and the CSV show them."""
+CSV_COLUMNS = ("policy", "rule", "action", *RULE_NUMBERS, "to_act", "source")
 
 
 @dataclass(frozen=True)
@@ -312,33 +309,8 @@ def as_html(report: Report) -> str:
 
 def _rule_row(line: RuleLine) -> str:
     e = html.escape
-    numbers = (
-        line.deleted,
-        line.anonymized,
-        line.cascaded,
-        line.on_time,
-        line.late,
-        line.lingering,
-        line.due,
-        line.overdue,
-        line.held,
-        line.blocked,
-    )
-    names = (
-        "deleted",
-        "anonymized",
-        "cascaded",
-        "on_time",
-        "late",
-        "lingering",
-        "due",
-        "overdue",
-        "held",
-        "blocked",
-    )
     cells = "".join(
-        f'<td class="n" data-field="{name}">{value}</td>'
-        for name, value in zip(names, numbers, strict=True)
+        f'<td class="n" data-field="{name}">{getattr(line, name)}</td>' for name in RULE_NUMBERS
     )
     summary = f"<br><span class=muted>{e(line.summary)}</span>" if line.summary else ""
     return (

@@ -268,8 +268,9 @@ SubjectPath = Sequence[tuple[Dataset, str]]
 
 @runtime_checkable
 class SubjectRecords(Protocol):
-    """A store that can find one subject's records (`retention subject`; SQL stores). Other
-    stores are reported as unable to attribute their records, never silently left out."""
+    """A store that can find one subject's records (`retention subject`; SQL, object and lake
+    stores). Other stores are reported as unable to attribute their records, never silently
+    left out."""
 
     def subject_records(
         self,
