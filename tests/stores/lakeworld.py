@@ -4,6 +4,7 @@ tables written with pyiceberg into a SQLite catalog, and what each table version
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 from pyiceberg.catalog.sql import SqlCatalog
+
+from ..scenario import utc
+
+# The lake tests' twelve records: record i belongs to account 1 + i % 4; i <= 8 are old (due),
+# account 2 is held.
+NOW = utc("2026-06-01 00:00:00")
+OLD = NOW - dt.timedelta(days=400)
+RECENT = NOW - dt.timedelta(days=2)
+RECORDS = range(1, 13)
+HOLD = {"holds": [{"id": "case", "subjects": {"account": ["2"]}}]}
+DUE = {i for i in RECORDS if i <= 8}
+HELD = {i for i in DUE if 1 + i % 4 == 2}
+GONE = DUE - HELD
 
 SCHEMA = pa.schema(
     [
@@ -224,3 +238,14 @@ def in_parquet_files(directory: Path, column: str, value: Any) -> bool:
         value in pq.read_table(path, columns=[column]).column(column).to_pylist()
         for path in directory.rglob("*.parquet")
     )
+
+
+def facts_by_record(entries: Iterable[Any]) -> dict[int, tuple[str | None, str | None, Any]]:
+    """Each record a "done" audit entry among `entries` acted on, with its facts (subject, due
+    time, lateness)."""
+    return {
+        int(key): fact
+        for e in entries
+        if e.outcome == "done"
+        for key, fact in zip(json.loads(e.keys), e.facts(), strict=True)
+    }

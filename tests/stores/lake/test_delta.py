@@ -33,24 +33,24 @@ from retention.testing import CrashAt, SimulatedCrash, examples, replace_file
 from retention.validate import check_stores
 
 from ...conftest import Database
-from ...scenario import TICKETS_DATASET, Scenario, rule, utc
+from ...scenario import TICKETS_DATASET, Scenario, rule
 from ..lakeworld import (
+    DUE,
+    GONE,
+    HELD,
+    HOLD,
+    NOW,
+    OLD,
+    RECENT,
+    RECORDS,
     delta_s3_options,
     delta_s3_store,
+    facts_by_record,
     ids_at,
     readable_anywhere,
     write_records,
 )
 from ..objectworld import s3_client
-
-NOW = utc("2026-06-01 00:00:00")
-OLD = NOW - dt.timedelta(days=400)
-RECENT = NOW - dt.timedelta(days=2)
-RECORDS = range(1, 13)  # record i belongs to account 1 + i % 4; i <= 8 are old
-HOLD = {"holds": [{"id": "case", "subjects": {"account": ["2"]}}]}
-DUE = {i for i in RECORDS if i <= 8}
-HELD = {i for i in DUE if 1 + i % 4 == 2}
-GONE = DUE - HELD
 
 
 @dataclass(frozen=True)
@@ -304,12 +304,7 @@ def test_each_deleted_row_carries_its_subject_due_time_and_lateness(
     it became due (created + 30 days) and how late it went (past created + 37 days)."""
     config, _ = world(sqlite_db, tmp_path, within="P7D")
     run(config)
-    done = [e for e in entries(config) if e.outcome == "done"]
-    facts = {
-        int(key): fact
-        for e in done
-        for key, fact in zip(json.loads(e.keys), e.facts(), strict=True)
-    }
+    facts = facts_by_record(entries(config))
     due = (OLD + dt.timedelta(days=30)).isoformat()
     late = int((NOW - OLD - dt.timedelta(days=37)).total_seconds())
     assert facts == {i: (str(1 + i % 4), due, late) for i in GONE}

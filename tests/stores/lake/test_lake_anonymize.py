@@ -35,8 +35,15 @@ from retention.testing import CrashAt, SimulatedCrash, examples
 from retention.validate import check_stores
 
 from ...conftest import Database
-from ...scenario import TICKETS, TICKETS_DATASET, Scenario, rule, utc
+from ...scenario import TICKETS, TICKETS_DATASET, Scenario, rule
 from ..lakeworld import (
+    DUE,
+    HELD,
+    HOLD,
+    NOW,
+    OLD,
+    RECENT,
+    RECORDS,
     delta_column,
     delta_s3_options,
     delta_s3_store,
@@ -50,13 +57,6 @@ from ..lakeworld import (
 )
 from ..objectworld import s3_client
 
-NOW = utc("2026-06-01 00:00:00")
-OLD = NOW - dt.timedelta(days=400)
-RECENT = NOW - dt.timedelta(days=2)
-RECORDS = range(1, 13)  # record i belongs to account 1 + i % 4; i <= 8 are old
-HOLD = {"holds": [{"id": "case", "subjects": {"account": ["2"]}}]}
-DUE = {i for i in RECORDS if i <= 8}
-HELD = {i for i in DUE if 1 + i % 4 == 2}
 CHANGED = DUE - HELD
 ROWS = [(i, 1 + i % 4, OLD if i <= 8 else RECENT) for i in RECORDS]
 
