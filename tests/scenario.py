@@ -31,8 +31,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
+from retention.audit import AuditEntry, AuditLog
 from retention.config import Config, load_config
 from retention.planner import RulePlan, make_plan
+from retention.runevents import RUN_ACTION
+from retention.statedb import open_state
 
 UTC = dt.UTC
 TS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
@@ -179,6 +182,18 @@ class Scenario:
         result = make_plan(config, now)
         assert not result.skipped, result.skipped
         return {row.rule: row for row in result.rules}
+
+
+def verified_entries(config: Config) -> list[AuditEntry]:
+    """The audit log of `config`'s state DB (keys in plain text) once its chain verifies, less
+    the runs' own start and end entries."""
+    engine = open_state(config.settings.state_db.get_secret_value())
+    try:
+        log = AuditLog(engine, keys="plain", hmac_key=None)
+        assert log.verify().ok
+        return [e for e in log.entries() if e.action != RUN_ACTION]
+    finally:
+        engine.dispose()
 
 
 def rule(rule_id: str = "r", **fields: Any) -> dict[str, Any]:

@@ -19,21 +19,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from retention.audit import AuditEntry, AuditLog
 from retention.cli import app
 from retention.config import Config
 from retention.durations import Duration
 from retention.errors import ConfigError
 from retention.executor import Executor
 from retention.planner import make_plan
-from retention.runevents import RUN_ACTION
-from retention.statedb import open_state
 from retention.stores.lake.delta import DeltaStore, window_of
 from retention.testing import CrashAt, SimulatedCrash, examples, replace_file
 from retention.validate import check_stores
 
 from ...conftest import Database
-from ...scenario import TICKETS_DATASET, Scenario, rule
+from ...scenario import TICKETS_DATASET, Scenario, rule, verified_entries
 from ..lakeworld import (
     DUE,
     GONE,
@@ -114,16 +111,6 @@ def world(
     return config, f"{at.root}/records"
 
 
-def entries(config: Config) -> list[AuditEntry]:
-    engine = open_state(config.settings.state_db.get_secret_value())
-    try:
-        log = AuditLog(engine, keys="plain", hmac_key=None)
-        assert log.verify().ok
-        return [e for e in log.entries() if e.action != RUN_ACTION]
-    finally:
-        engine.dispose()
-
-
 def later(config: Config, days: int) -> DeltaStore:
     """The lake store as it will be `days` from now (the table's own clock)."""
     at = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
@@ -153,11 +140,11 @@ def test_deleted_rows_stay_readable_until_the_window_passes_then_are_gone_everyw
     run(config)
     assert ids() == set(RECORDS) - GONE
     assert all(readable(i) for i in GONE)
-    done = [e for e in entries(config) if e.outcome == "done"]
+    done = [e for e in verified_entries(config) if e.outcome == "done"]
     assert sorted(int(k) for e in done for k in json.loads(e.keys)) == sorted(GONE)
     versions = {e.detail for e in done}
     assert len(versions) == len(done) and all("logically deleted (version" in v for v in versions)
-    assert not [e for e in entries(config) if e.outcome == "physically gone"]
+    assert not [e for e in verified_entries(config) if e.outcome == "physically gone"]
 
     run(config, stores={"lake": later(config, 6)})  # still inside delta's default 7 days
     assert all(readable(i) for i in GONE)
@@ -166,14 +153,14 @@ def test_deleted_rows_stay_readable_until_the_window_passes_then_are_gone_everyw
     assert ids() == set(RECORDS) - GONE
     assert not any(readable(i) for i in GONE)
     assert all(i in (ids() or set()) for i in HELD)
-    gone = [e for e in entries(config) if e.outcome == "physically gone"]
+    gone = [e for e in verified_entries(config) if e.outcome == "physically gone"]
     assert [e.action for e in gone] == ["purge"] * len(done)
     assert sum(e.count for e in gone) == len(GONE)
     assert all("vacuum at" in (e.detail or "") for e in gone)
     assert all("files removed" in (e.detail or "") for e in gone)
 
     run(config, stores={"lake": later(config, 9)})  # already gone: not audited again
-    assert len([e for e in entries(config) if e.outcome == "physically gone"]) == len(gone)
+    assert len([e for e in verified_entries(config) if e.outcome == "physically gone"]) == len(gone)
 
 
 def test_plan_shows_deleted_records_still_present_and_when_they_will_be_gone(
@@ -209,13 +196,13 @@ def test_a_crash_during_the_physical_step_is_settled_by_the_next_run(
     batches audited as gone once their files are), and nothing is audited twice."""
     config, table = world(sqlite_db, tmp_path)
     run(config)
-    batches = len([e for e in entries(config) if e.outcome == "done"])
+    batches = len([e for e in verified_entries(config) if e.outcome == "done"])
     with pytest.raises(SimulatedCrash):
         run(config, stores={"lake": later(config, 8)}, probe=CrashAt("intent"))
     assert all(readable_anywhere(table, i) for i in GONE)  # the vacuum never started
     run(config, stores={"lake": later(config, 8)})
     assert not any(readable_anywhere(table, i) for i in GONE)
-    gone = [e for e in entries(config) if e.outcome == "physically gone"]
+    gone = [e for e in verified_entries(config) if e.outcome == "physically gone"]
     assert len(gone) == batches
 
 
@@ -304,7 +291,7 @@ def test_each_deleted_row_carries_its_subject_due_time_and_lateness(
     it became due (created + 30 days) and how late it went (past created + 37 days)."""
     config, _ = world(sqlite_db, tmp_path, within="P7D")
     run(config)
-    facts = facts_by_record(entries(config))
+    facts = facts_by_record(verified_entries(config))
     due = (OLD + dt.timedelta(days=30)).isoformat()
     late = int((NOW - OLD - dt.timedelta(days=37)).total_seconds())
     assert facts == {i: (str(1 + i % 4), due, late) for i in GONE}
@@ -321,7 +308,7 @@ def test_a_batch_settled_after_a_crash_carries_the_facts_its_intent_kept(
     with pytest.raises(SimulatedCrash):
         killed.run()
     assert run(config).recovered == 1
-    done = [e for e in entries(config) if e.outcome == "done"]
+    done = [e for e in verified_entries(config) if e.outcome == "done"]
     (settled,) = [e for e in done if e.run_id == killed.run_id]
     assert "interruption" in (settled.detail or "")
     due = (OLD + dt.timedelta(days=30)).isoformat()

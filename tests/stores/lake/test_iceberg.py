@@ -22,20 +22,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from retention.audit import AuditEntry, AuditLog
 from retention.cli import app
 from retention.config import Config
 from retention.durations import Duration
 from retention.errors import ConfigError
 from retention.executor import Executor
 from retention.planner import make_plan
-from retention.runevents import RUN_ACTION
-from retention.statedb import open_state
 from retention.stores.lake.iceberg import IcebergStore, window_of
 from retention.testing import CrashAt, SimulatedCrash, examples, replace_file
 
 from ...conftest import Database
-from ...scenario import TICKETS_DATASET, Scenario, rule
+from ...scenario import TICKETS_DATASET, Scenario, rule, verified_entries
 from ..lakeworld import (
     DUE,
     GONE,
@@ -95,16 +92,6 @@ def world(
     return config, lake
 
 
-def entries(config: Config) -> list[AuditEntry]:
-    engine = open_state(config.settings.state_db.get_secret_value())
-    try:
-        log = AuditLog(engine, keys="plain", hmac_key=None)
-        assert log.verify().ok
-        return [e for e in log.entries() if e.action != RUN_ACTION]
-    finally:
-        engine.dispose()
-
-
 @contextmanager
 def later(config: Config, days: int) -> Iterator[dict[str, IcebergStore]]:
     """The stores with the lake store as it will be `days` from now (the table's own clock)."""
@@ -143,14 +130,14 @@ def test_deleted_rows_stay_readable_until_the_window_passes_then_are_gone_everyw
     run(config)
     assert iceberg_ids(lake, TABLE) == set(RECORDS) - GONE
     assert iceberg_ids(lake, TABLE, first[-1]) >= GONE  # time travel reads them
-    done = [e for e in entries(config) if e.outcome == "done"]
+    done = [e for e in verified_entries(config) if e.outcome == "done"]
     assert sorted(int(k) for e in done for k in json.loads(e.keys)) == sorted(GONE)
     details = {e.detail for e in done}
     assert len(details) == len(done)
     assert all("logically deleted (snapshot" in (d or "") for d in details)
     snapshots = iceberg_snapshots(lake, TABLE)
     assert all(str(s) in " ".join(d or "" for d in details) for s in snapshots[len(first) :])
-    assert not [e for e in entries(config) if e.outcome == "physically gone"]
+    assert not [e for e in verified_entries(config) if e.outcome == "physically gone"]
 
     run(config, days=4)  # still inside Iceberg's default 5 days
     assert anywhere(lake, GONE) == GONE
@@ -159,14 +146,14 @@ def test_deleted_rows_stay_readable_until_the_window_passes_then_are_gone_everyw
     assert iceberg_ids(lake, TABLE) == set(RECORDS) - GONE
     assert anywhere(lake, GONE) == set()
     assert iceberg_ids(lake, TABLE) >= HELD
-    gone = [e for e in entries(config) if e.outcome == "physically gone"]
+    gone = [e for e in verified_entries(config) if e.outcome == "physically gone"]
     assert [e.action for e in gone] == ["purge"] * len(done)
     assert sum(e.count or 0 for e in gone) == len(GONE)
     assert all("expired at" in (e.detail or "") for e in gone)
     assert all("files removed" in (e.detail or "") for e in gone)
 
     run(config, days=7)  # already gone: not audited again
-    assert len([e for e in entries(config) if e.outcome == "physically gone"]) == len(gone)
+    assert len([e for e in verified_entries(config) if e.outcome == "physically gone"]) == len(gone)
 
 
 @pytest.mark.postgres
@@ -180,7 +167,7 @@ def test_a_catalog_in_postgresql(
     assert anywhere(lake, GONE) == GONE
     run(config, days=2)
     assert anywhere(lake, GONE) == set()
-    gone = [e for e in entries(config) if e.outcome == "physically gone"]
+    gone = [e for e in verified_entries(config) if e.outcome == "physically gone"]
     assert sum(e.count or 0 for e in gone) == len(GONE)
 
 
@@ -226,13 +213,13 @@ def test_a_crash_during_the_physical_step_is_settled_by_the_next_run(
     (nothing had been expired), the run does the step, and nothing is audited twice."""
     config, lake = world(sqlite_db, tmp_path)
     run(config)
-    batches = len([e for e in entries(config) if e.outcome == "done"])
+    batches = len([e for e in verified_entries(config) if e.outcome == "done"])
     with pytest.raises(SimulatedCrash):
         run(config, days=6, probe=CrashAt("intent"))
     assert anywhere(lake, GONE) == GONE  # the expiry never started
     run(config, days=6)
     assert anywhere(lake, GONE) == set()
-    assert len([e for e in entries(config) if e.outcome == "physically gone"]) == batches
+    assert len([e for e in verified_entries(config) if e.outcome == "physically gone"]) == batches
 
 
 def test_a_crash_before_the_physical_step_is_audited_is_settled_from_the_table(
@@ -243,13 +230,13 @@ def test_a_crash_before_the_physical_step_is_audited_is_settled_from_the_table(
     physically gone once."""
     config, lake = world(sqlite_db, tmp_path)
     run(config)
-    batches = len([e for e in entries(config) if e.outcome == "done"])
+    batches = len([e for e in verified_entries(config) if e.outcome == "done"])
     with pytest.raises(SimulatedCrash):
         run(config, days=6, probe=CrashAt("audit"))  # nothing else is due: the purge's entry
     assert anywhere(lake, GONE) == set()
-    assert not [e for e in entries(config) if e.outcome == "physically gone"]
+    assert not [e for e in verified_entries(config) if e.outcome == "physically gone"]
     run(config, days=6)
-    gone = [e for e in entries(config) if e.outcome == "physically gone"]
+    gone = [e for e in verified_entries(config) if e.outcome == "physically gone"]
     assert len(gone) == batches and all("interruption" in (e.detail or "") for e in gone)
 
 
@@ -268,7 +255,7 @@ def test_a_tagged_snapshot_keeps_its_rows_and_the_audit_never_says_gone(
     run(config)
     result = run(config, days=2)
     assert anywhere(lake, GONE) == GONE
-    assert not [e for e in entries(config) if e.outcome == "physically gone"]
+    assert not [e for e in verified_entries(config) if e.outcome == "physically gone"]
     assert "branch or tag head" in (result.outcomes[0].message or "")
     with later(config, 2) as stores:
         (row,) = make_plan(config, NOW, stores=stores).rules
@@ -303,8 +290,8 @@ def test_a_file_added_from_outside_the_table_is_never_deleted(
     assert 100 not in iceberg_ids(lake, TABLE)
     run(config, days=2)
     assert outside.exists()
-    gone = [e for e in entries(config) if e.outcome == "physically gone"]
-    done = [e for e in entries(config) if e.outcome == "done"]
+    gone = [e for e in verified_entries(config) if e.outcome == "physically gone"]
+    done = [e for e in verified_entries(config) if e.outcome == "done"]
     (batch,) = [e for e in done if "100" in json.loads(e.keys)]
     snapshot = (batch.detail or "").rsplit(" ", 1)[1].rstrip(")")
     assert not any(f"snapshot {snapshot}" in (e.detail or "") for e in gone)
@@ -379,7 +366,7 @@ def test_each_deleted_row_carries_its_subject_due_time_and_lateness(
     it became due (created + 30 days) and how late it went (past created + 37 days)."""
     config, _ = world(sqlite_db, tmp_path, within="P7D")
     run(config)
-    facts = facts_by_record(entries(config))
+    facts = facts_by_record(verified_entries(config))
     due = (OLD + dt.timedelta(days=30)).isoformat()
     late = int((NOW - OLD - dt.timedelta(days=37)).total_seconds())
     assert facts == {i: (str(1 + i % 4), due, late) for i in GONE}

@@ -21,13 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from retention.audit import AuditEntry, AuditLog
 from retention.config import Config
 from retention.executor import Executor
 from retention.explain import explain
 from retention.planner import make_plan
-from retention.runevents import RUN_ACTION
-from retention.statedb import open_state
 from retention.stores.base import Store
 from retention.stores.lake.delta import DeltaStore
 from retention.stores.lake.iceberg import IcebergStore
@@ -35,7 +32,7 @@ from retention.testing import CrashAt, SimulatedCrash, examples
 from retention.validate import check_stores
 
 from ...conftest import Database
-from ...scenario import TICKETS, TICKETS_DATASET, Scenario, rule
+from ...scenario import TICKETS, TICKETS_DATASET, Scenario, rule, verified_entries
 from ..lakeworld import (
     DUE,
     HELD,
@@ -187,16 +184,6 @@ def later(lake: Lake) -> Iterator[Callable[[Config, int], dict[str, Store]]]:
         store.close()
 
 
-def entries(config: Config) -> list[AuditEntry]:
-    engine = open_state(config.settings.state_db.get_secret_value())
-    try:
-        log = AuditLog(engine, keys="plain", hmac_key=None)
-        assert log.verify().ok
-        return [e for e in log.entries() if e.action != RUN_ACTION]
-    finally:
-        engine.dispose()
-
-
 def sql_emails(db: Database) -> dict[int, Any]:
     with db.engine.connect() as connection:
         return dict(connection.execute(select(TICKETS.c.id, TICKETS.c.email)).all())  # type: ignore[arg-type]
@@ -230,7 +217,7 @@ def test_anonymized_values_stay_readable_at_old_versions_until_the_physical_step
     assert {i: latest[i] for i in CHANGED} == {i: sql[i] for i in CHANGED}
     assert all(str(latest[i]).startswith("h:") for i in CHANGED)
     assert all(latest[i] == email(i) for i in set(RECORDS) - CHANGED)
-    done = [e for e in entries(config) if e.outcome == "done" and e.dataset == "records"]
+    done = [e for e in verified_entries(config) if e.outcome == "done" and e.dataset == "records"]
     assert sorted(int(k) for e in done for k in json.loads(e.keys)) == sorted(CHANGED)
     assert all("anonymized (" in (e.detail or "") for e in done)
     assert originals_readable(lake, CHANGED) == CHANGED
@@ -251,14 +238,14 @@ def test_anonymized_values_stay_readable_at_old_versions_until_the_physical_step
     assert {i: latest[i] for i in CHANGED} == {i: sql[i] for i in CHANGED}
     assert all(latest[i] == email(i) for i in set(RECORDS) - CHANGED)
     assert originals_readable(lake, set(RECORDS) - CHANGED) == set(RECORDS) - CHANGED
-    gone = [e for e in entries(config) if e.outcome == "physically gone"]
+    gone = [e for e in verified_entries(config) if e.outcome == "physically gone"]
     assert gone and sum(e.count or 0 for e in gone) == len(CHANGED)
     assert all("original values" in (e.detail or "") for e in gone)
 
     again = run(config, later(config, 5))
     acted = [o.acted for o in again.outcomes if o.dataset == "records"]
     assert acted == [0]
-    assert len([e for e in entries(config) if e.outcome == "physically gone"]) == len(gone)
+    assert len([e for e in verified_entries(config) if e.outcome == "physically gone"]) == len(gone)
 
 
 @pytest.mark.parametrize(
@@ -392,7 +379,7 @@ def test_a_crash_at_the_commit_point_is_settled_by_the_next_run(
     latest = lake.emails(None)
     assert latest is not None
     assert {i for i in RECORDS if latest[i] != email(i)} == CHANGED
-    done = [e for e in entries(config) if e.outcome == "done" and e.dataset == "records"]
+    done = [e for e in verified_entries(config) if e.outcome == "done" and e.dataset == "records"]
     keys = [int(k) for e in done for k in json.loads(e.keys)]
     assert sorted(keys) == sorted(CHANGED)
 

@@ -16,16 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from retention.audit import AuditLog
 from retention.executor import Executor
-from retention.runevents import RUN_ACTION
 from retention.sqldialects import DIALECTS
-from retention.statedb import open_state
 from retention.testing import CrashAt, OnPoint, SimulatedCrash, examples, replace_file
 
 from ...conftest import Database
 from ...samples import load_pagila, require_sample
-from ...scenario import Scenario, rule, utc
+from ...scenario import Scenario, rule, utc, verified_entries
 
 pytestmark = pytest.mark.postgres
 
@@ -81,16 +78,6 @@ def present(db: Database) -> dict[str, set[int]]:
         return found
 
 
-def entries(config: Any) -> list[Any]:
-    engine = open_state(config.settings.state_db.get_secret_value())
-    try:
-        log = AuditLog(engine, keys="plain", hmac_key=None)
-        assert log.verify().ok
-        return [e for e in log.entries() if e.action != RUN_ACTION]
-    finally:
-        engine.dispose()
-
-
 def config_for(world: Scenario, holds: dict[str, Any] | None = None) -> Any:
     return world.config(
         [rule("purge", applies_to={"dataset": "events"}, retain="P1Y")],
@@ -118,7 +105,7 @@ def test_a_due_unheld_partition_is_truncated_with_its_keys_audited(
     Executor(config, now=NOW, live=True).run()
     assert present(postgres_db) == {"events_2025": {10}}
     truncated: dict[str, list[str]] = {}
-    for e in entries(config):
+    for e in verified_entries(config):
         if "truncated" in (e.detail or ""):
             truncated.setdefault(e.detail, []).extend(json.loads(e.keys))
     # the keys of a partition are audited in batches of at most batch_size (2) records
@@ -126,7 +113,9 @@ def test_a_due_unheld_partition_is_truncated_with_its_keys_audited(
         "partition events_2023 truncated": 5,
         "partition events_2024 truncated": 3,
     }
-    rest = [json.loads(e.keys) for e in entries(config) if "truncated" not in (e.detail or "")]
+    rest = [
+        json.loads(e.keys) for e in verified_entries(config) if "truncated" not in (e.detail or "")
+    ]
     assert rest == [["9/2025-01-09 00:00:00"]]
 
 
@@ -140,7 +129,7 @@ def test_a_partition_with_one_held_row_is_not_dropped(
     config = config_for(world, {"holds": [{"id": "case", "subjects": {"account": [2]}}]})
     Executor(config, now=NOW, live=True).run()
     assert present(postgres_db) == {"events_2023": {3}}
-    found = entries(config)
+    found = verified_entries(config)
     assert not any("truncated" in (e.detail or "") for e in found)
     assert sorted(k.split("/")[0] for e in found for k in json.loads(e.keys)) == [
         "1",
@@ -211,7 +200,10 @@ def test_held_rows_survive_whatever_the_partition_layout(
     left = {key for keys in present(postgres_db).values() for key in keys}
     assert left == {i for i, _, a in rows if a in held}
     audited = [
-        k.split("/")[0] for e in entries(config) if e.outcome == "done" for k in json.loads(e.keys)
+        k.split("/")[0]
+        for e in verified_entries(config)
+        if e.outcome == "done"
+        for k in json.loads(e.keys)
     ]
     assert sorted(audited) == sorted(str(i) for i, _, a in rows if a not in held)
 
@@ -237,7 +229,7 @@ def test_a_crash_after_a_truncates_intent_is_settled_once(
     assert present(postgres_db) == {"events_2023": {1, 2, 3}}
     Executor(config, now=NOW, live=True).run()
     assert present(postgres_db) == {}
-    done = [k for e in entries(config) if e.outcome == "done" for k in json.loads(e.keys)]
+    done = [k for e in verified_entries(config) if e.outcome == "done" for k in json.loads(e.keys)]
     assert sorted(k.split("/")[0] for k in done) == ["1", "2", "3"]
 
 
@@ -308,7 +300,7 @@ def test_pagila_payments_a_due_partition_is_truncated_and_a_held_row_keeps_its_o
     assert {name: n for name, n in after.items() if name > "payment_p2022_02"} == {
         name: n for name, n in before.items() if name > "payment_p2022_02"
     }
-    found = entries(config)
+    found = verified_entries(config)
     truncated = [e for e in found if "truncated" in (e.detail or "")]
     assert {e.detail for e in truncated} == {"partition payment_p2022_02 truncated"}
     assert sum(len(json.loads(e.keys)) for e in truncated) == 2401
@@ -338,7 +330,7 @@ def test_pagila_a_crash_around_a_truncate_loses_nothing_and_does_nothing_twice(
     assert left.get("payment_p2022_02", 0) == (2401 if crash.point == "intent" else 0)
     Executor(config, now=PAGILA_NOW, live=True).run()
     assert payments(postgres_db)["due"] == 0
-    done = [k for e in entries(config) if e.outcome == "done" for k in json.loads(e.keys)]
+    done = [k for e in verified_entries(config) if e.outcome == "done" for k in json.loads(e.keys)]
     assert len(done) == len(set(done)) == 722 + 2401
 
 
@@ -369,7 +361,7 @@ def test_a_row_whose_clock_is_null_keeps_its_partition(
     Executor(config, now=NOW, live=True).run()
     with postgres_db.engine.connect() as connection:
         assert connection.execute(text("SELECT id FROM logs")).scalars().all() == [2]
-    assert not any("truncated" in (e.detail or "") for e in entries(config))
+    assert not any("truncated" in (e.detail or "") for e in verified_entries(config))
 
 
 def test_a_hold_placed_as_a_partition_is_truncated_keeps_it(
@@ -390,4 +382,4 @@ def test_a_hold_placed_as_a_partition_is_truncated_keeps_it(
 
     Executor(config, now=NOW, live=True, probe=OnPoint("write", place)).run()
     assert present(postgres_db) == {"events_2023": {3}}
-    assert not any("truncated" in (e.detail or "") for e in entries(config))
+    assert not any("truncated" in (e.detail or "") for e in verified_entries(config))
